@@ -1,0 +1,61 @@
+//! Command-line front-end: argument parsing and dispatch. Exit codes: 0 when
+//! every thread may switch (or the command succeeded), 1 when some cannot,
+//! 2 on error.
+
+mod orc;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "lpstack", version, about = "May each thread switch to live-patched code now?")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect ORC unwind tables.
+    #[command(subcommand)]
+    Orc(orc::OrcCommand),
+}
+
+/// An error for the user: what failed, naming the file or address.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl<E: std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+pub const EXIT_ERROR: i32 = 2;
+
+pub fn run() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Orc(c) => orc::run(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(CliError(msg)) => {
+            eprintln!("lpstack: {msg}");
+            EXIT_ERROR
+        }
+    }
+}
+
+/// Maps a file read-only. The mapping is only read; a file changed while
+/// mapped gives wrong answers, not memory unsafety in our code paths.
+pub fn map_file(path: &std::path::Path) -> Result<memmap2::Mmap, CliError> {
+    let file = std::fs::File::open(path).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    // SAFETY: read-only private mapping; see above.
+    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| CliError(format!("{}: cannot map: {e}", path.display())))
+}
+
+/// Parses a hex address with or without 0x.
+pub fn parse_addr(s: &str) -> Result<u64, String> {
+    let t = s.trim_start_matches("0x").trim_start_matches("0X");
+    u64::from_str_radix(t, 16).map_err(|_| format!("{s:?} is not a hex address"))
+}

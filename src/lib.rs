@@ -1,0 +1,24 @@
+//! lpstack decides, for every thread of a Linux kernel or process, whether it
+//! may switch to live-patched code now: no patched function on its stack, and
+//! a stack that was read reliably. When in doubt the answer is "unreliable".
+//!
+//! Data flows one way, and the modules follow it:
+//!
+//! ```text
+//! format readers (orc)  ->  memory  ->  symbols  ->  unwind (walk)
+//!     ->  patchset  ->  verdict, model  ->  front-ends (cli)
+//! ```
+//!
+//! Each layer works on plain bytes and knows only the layers to its left.
+
+pub mod arch;
+pub mod memory;
+pub mod model;
+pub mod orc;
+pub mod patchset;
+pub mod symbols;
+pub mod verdict;
+pub mod walk;
+
+pub use memory::{Memory, MemoryError};
+pub use verdict::Verdict;

@@ -1,0 +1,157 @@
+//! The address space seen by an unwinder: something that reads bytes at a
+//! virtual address. Dumps, live processes and C callbacks all implement it;
+//! the unwinder never knows which one it has.
+
+/// Why a read failed. Small and `Copy`, so it can sit in a verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemoryErrorKind {
+    /// No mapping covers the address.
+    Unmapped,
+    /// The page exists in the source but was left out (e.g. filtered from a dump).
+    NotInDump,
+    /// Fewer bytes came back than asked for.
+    ShortRead,
+    /// The backing store failed (I/O, ptrace, callback error).
+    Backend,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("memory at {addr:#x}: {}", kind_text(*kind))]
+pub struct MemoryError {
+    pub addr: u64,
+    pub kind: MemoryErrorKind,
+}
+
+fn kind_text(kind: MemoryErrorKind) -> &'static str {
+    match kind {
+        MemoryErrorKind::Unmapped => "not mapped",
+        MemoryErrorKind::NotInDump => "page not in dump",
+        MemoryErrorKind::ShortRead => "short read",
+        MemoryErrorKind::Backend => "read failed",
+    }
+}
+
+impl MemoryError {
+    pub fn new(addr: u64, kind: MemoryErrorKind) -> Self {
+        MemoryError { addr, kind }
+    }
+}
+
+/// Reads memory. `read` fills all of `buf` or fails; partial reads are errors.
+pub trait Memory {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError>;
+
+    /// Reads a little-endian u64, the unit of every stack access.
+    fn read_u64(&mut self, addr: u64) -> Result<u64, MemoryError> {
+        let mut b = [0u8; 8];
+        self.read(addr, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+}
+
+impl<M: Memory + ?Sized> Memory for &mut M {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        (**self).read(addr, buf)
+    }
+    fn read_u64(&mut self, addr: u64) -> Result<u64, MemoryError> {
+        (**self).read_u64(addr)
+    }
+}
+
+/// Memory backed by one byte slice mapped at `base` (a captured stack, a test).
+#[derive(Clone, Copy, Debug)]
+pub struct SliceMemory<'a> {
+    pub base: u64,
+    pub bytes: &'a [u8],
+}
+
+impl<'a> SliceMemory<'a> {
+    pub fn new(base: u64, bytes: &'a [u8]) -> Self {
+        SliceMemory { base, bytes }
+    }
+}
+
+impl Memory for SliceMemory<'_> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let unmapped = MemoryError::new(addr, MemoryErrorKind::Unmapped);
+        let start = addr.checked_sub(self.base).ok_or(unmapped)?;
+        let start = usize::try_from(start).map_err(|_| unmapped)?;
+        let end = start.checked_add(buf.len()).ok_or(unmapped)?;
+        let src = self.bytes.get(start..end).ok_or(unmapped)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// Memory read through a word callback, framehop style: `FnMut(u64) -> Result<u64, ()>`.
+/// Only 8-byte reads are supported; others are built from aligned words.
+pub struct WordFnMemory<F>(pub F);
+
+impl<F: FnMut(u64) -> Result<u64, ()>> Memory for WordFnMemory<F> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let err = |a| MemoryError::new(a, MemoryErrorKind::Backend);
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = addr.checked_add(done as u64).ok_or(err(addr))?;
+            let word_addr = at & !7;
+            let word = (self.0)(word_addr).map_err(|_| err(at))?.to_le_bytes();
+            let skip = (at - word_addr) as usize;
+            let take = (8 - skip).min(buf.len() - done);
+            buf[done..done + take].copy_from_slice(&word[skip..skip + take]);
+            done += take;
+        }
+        Ok(())
+    }
+    fn read_u64(&mut self, addr: u64) -> Result<u64, MemoryError> {
+        if addr & 7 == 0 {
+            return (self.0)(addr).map_err(|_| MemoryError::new(addr, MemoryErrorKind::Backend));
+        }
+        let mut b = [0u8; 8];
+        self.read(addr, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+}
+
+/// Memory read through a byte-range callback returning how many bytes it read.
+pub struct FnMemory<F>(pub F);
+
+impl<F: FnMut(u64, &mut [u8]) -> Result<usize, ()>> Memory for FnMemory<F> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        match (self.0)(addr, buf) {
+            Ok(n) if n == buf.len() => Ok(()),
+            Ok(_) => Err(MemoryError::new(addr, MemoryErrorKind::ShortRead)),
+            Err(()) => Err(MemoryError::new(addr, MemoryErrorKind::Backend)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slice_memory_bounds() {
+        let bytes: Vec<u8> = (0u8..32).collect();
+        let mut m = SliceMemory::new(0x1000, &bytes);
+        assert_eq!(m.read_u64(0x1000).unwrap(), u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7]));
+        assert_eq!(m.read_u64(0x1018).unwrap(), u64::from_le_bytes([24, 25, 26, 27, 28, 29, 30, 31]));
+        assert_eq!(m.read_u64(0x1019).unwrap_err().kind, MemoryErrorKind::Unmapped);
+        assert_eq!(m.read_u64(0xfff).unwrap_err().addr, 0xfff);
+        assert!(m.read_u64(u64::MAX - 3).is_err());
+    }
+
+    #[test]
+    fn word_callback_unaligned() {
+        let mut m = WordFnMemory(|a: u64| if a < 0x100 { Ok(a) } else { Err(()) });
+        // Bytes 4..12 span the words at 0 and 8.
+        let v = m.read_u64(4).unwrap();
+        assert_eq!(v, u64::from_le_bytes([0, 0, 0, 0, 8, 0, 0, 0]));
+        assert_eq!(m.read_u64(0x100).unwrap_err().kind, MemoryErrorKind::Backend);
+    }
+
+    #[test]
+    fn fn_memory_short_read() {
+        let mut m = FnMemory(|_a: u64, b: &mut [u8]| Ok(b.len() / 2));
+        assert_eq!(m.read_u64(0).unwrap_err().kind, MemoryErrorKind::ShortRead);
+    }
+}

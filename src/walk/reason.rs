@@ -1,0 +1,81 @@
+//! Why a trace is unreliable. Every reason carries the address involved.
+
+use crate::arch::x86_64::Reg;
+use crate::memory::MemoryErrorKind;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TrampolineKind {
+    /// ftrace's function-graph `return_to_handler`.
+    FtraceGraph,
+    /// kretprobe's trampoline (before rethook).
+    Kretprobe,
+    /// `arch_rethook_trampoline`.
+    Rethook,
+}
+
+impl TrampolineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TrampolineKind::FtraceGraph => "ftrace-graph",
+            TrampolineKind::Kretprobe => "kretprobe",
+            TrampolineKind::Rethook => "rethook",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum UnreliableReason {
+    #[error("no unwind entry for pc {pc:#x}")]
+    NoUnwindEntry { pc: u64 },
+    #[error("unwind entry for pc {pc:#x} is UNDEFINED")]
+    UndefinedEntry { pc: u64 },
+    #[error("unwind entry for pc {pc:#x} has unknown type or register {raw}")]
+    UnknownEntry { pc: u64, raw: u8 },
+    #[error("unwind entry for pc {pc:#x} needs {} but no saved registers hold it", reg.name())]
+    MissingRegister { pc: u64, reg: Reg },
+    #[error("stack access at {addr:#x} is outside the known stacks")]
+    OutsideStack { addr: u64 },
+    #[error("stack going in the wrong direction: sp {sp:#x} after {prev_sp:#x}")]
+    WrongDirection { sp: u64, prev_sp: u64 },
+    #[error("cannot read {addr:#x}: {}", memory_text(*kind))]
+    Unreadable { addr: u64, kind: MemoryErrorKind },
+    #[error("pc {pc:#x} is not in kernel or module text")]
+    NotText { pc: u64 },
+    #[error("{limit} frames or more (the kernel's buffer limit)")]
+    FrameLimit { limit: u32 },
+    #[error("return address {pc:#x} is the {} trampoline and could not be recovered", kind.name())]
+    Trampoline { pc: u64, kind: TrampolineKind },
+    #[error("kernel-mode pt_regs in mid-stack at pc {pc:#x} (frame-pointer policy)")]
+    KernelRegs { pc: u64 },
+    #[error("starting sp {sp:#x} is not on a known stack")]
+    StartNotOnStack { sp: u64 },
+}
+
+fn memory_text(kind: MemoryErrorKind) -> &'static str {
+    match kind {
+        MemoryErrorKind::Unmapped => "not mapped",
+        MemoryErrorKind::NotInDump => "page not in dump",
+        MemoryErrorKind::ShortRead => "short read",
+        MemoryErrorKind::Backend => "read failed",
+    }
+}
+
+impl UnreliableReason {
+    /// A stable short name, for JSON and for grouping in summaries.
+    pub fn code(&self) -> &'static str {
+        match self {
+            UnreliableReason::NoUnwindEntry { .. } => "no-unwind-entry",
+            UnreliableReason::UndefinedEntry { .. } => "undefined-unwind-entry",
+            UnreliableReason::UnknownEntry { .. } => "unknown-unwind-entry",
+            UnreliableReason::MissingRegister { .. } => "missing-register",
+            UnreliableReason::OutsideStack { .. } => "outside-stack",
+            UnreliableReason::WrongDirection { .. } => "wrong-direction",
+            UnreliableReason::Unreadable { .. } => "unreadable",
+            UnreliableReason::NotText { .. } => "not-text",
+            UnreliableReason::FrameLimit { .. } => "frame-limit",
+            UnreliableReason::Trampoline { .. } => "trampoline",
+            UnreliableReason::KernelRegs { .. } => "kernel-regs",
+            UnreliableReason::StartNotOnStack { .. } => "start-not-on-stack",
+        }
+    }
+}
