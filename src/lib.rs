@@ -12,6 +12,8 @@
 //! Each layer works on plain bytes and knows only the layers to its left.
 
 pub mod arch;
+pub mod dump;
+pub mod kernel;
 pub mod memory;
 pub mod model;
 pub mod orc;

@@ -15,6 +15,7 @@
 mod bounds;
 mod orc_step;
 mod reason;
+pub mod synth;
 
 pub use bounds::{StackBounds, StackKind, StackRange};
 pub use orc_step::walk_orc;

@@ -1,0 +1,4 @@
+//! A kernel seen from outside: its address space, symbols (kallsyms), types
+//! (BTF), tasks and modules, read through a physical-memory source.
+
+pub mod btf;
