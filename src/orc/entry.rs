@@ -24,6 +24,7 @@ pub enum OrcReg {
 }
 
 impl OrcReg {
+    #[inline]
     pub fn from_raw(raw: u8) -> Self {
         match raw {
             0 => OrcReg::Undefined,
@@ -58,6 +59,19 @@ pub enum OrcType {
     Unknown(u8),
 }
 
+const V3_TYPES: [OrcType; 8] = [
+    OrcType::Undefined,
+    OrcType::EndOfStack,
+    OrcType::Call,
+    OrcType::Regs,
+    OrcType::RegsPartial,
+    OrcType::Unknown(5),
+    OrcType::Unknown(6),
+    OrcType::Unknown(7),
+];
+
+const OLD_TYPES: [OrcType; 4] = [OrcType::Call, OrcType::Regs, OrcType::RegsPartial, OrcType::Unknown(3)];
+
 /// A decoded entry. `raw_type` and `end` keep what the bytes said, for
 /// printing exactly as objtool does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -79,50 +93,34 @@ pub struct OrcEntry {
 
 impl OrcEntry {
     /// Decodes six bytes in the given format.
+    #[inline]
     pub fn decode(bytes: [u8; ORC_ENTRY_SIZE], format: OrcFormat) -> Self {
-        let sp_offset = i16::from_le_bytes([bytes[0], bytes[1]]);
-        let bp_offset = i16::from_le_bytes([bytes[2], bytes[3]]);
         let raw_sp_reg = bytes[4] & 0xf;
         let raw_bp_reg = bytes[4] >> 4;
         let flags = bytes[5];
-        let sp_reg = OrcReg::from_raw(raw_sp_reg);
+        // type, signal, end per layout; v1 has no signal bit (see below).
         let (raw_type, signal_bit, end) = match format {
-            // sp_reg:4 bp_reg:4 type:2 end:1
-            OrcFormat::V1 => (flags & 3, None, flags & 4 != 0),
-            // sp_reg:4 bp_reg:4 type:2 signal:1 end:1
-            OrcFormat::V2 => (flags & 3, Some(flags & 4 != 0), flags & 8 != 0),
-            // sp_reg:4 bp_reg:4 type:3 signal:1
-            OrcFormat::V3 => (flags & 7, Some(flags & 8 != 0), false),
+            OrcFormat::V1 => (flags & 3, false, flags & 4 != 0),
+            OrcFormat::V2 => (flags & 3, flags & 4 != 0, flags & 8 != 0),
+            OrcFormat::V3 => (flags & 7, flags & 8 != 0, false),
         };
-        let kind = match format {
-            OrcFormat::V1 | OrcFormat::V2 => {
-                // The v1/v2 unwinder checks sp_reg before the type.
-                if sp_reg == OrcReg::Undefined {
-                    if end { OrcType::EndOfStack } else { OrcType::Undefined }
-                } else {
-                    match raw_type {
-                        0 => OrcType::Call,
-                        1 => OrcType::Regs,
-                        2 => OrcType::RegsPartial,
-                        t => OrcType::Unknown(t),
-                    }
-                }
-            }
-            OrcFormat::V3 => match raw_type {
-                0 => OrcType::Undefined,
-                1 => OrcType::EndOfStack,
-                2 => OrcType::Call,
-                3 => OrcType::Regs,
-                4 => OrcType::RegsPartial,
-                t => OrcType::Unknown(t),
-            },
+        let kind = if format == OrcFormat::V3 {
+            V3_TYPES[raw_type as usize]
+        } else if raw_sp_reg == 0 {
+            // The v1/v2 unwinder checks sp_reg before the type.
+            if end { OrcType::EndOfStack } else { OrcType::Undefined }
+        } else {
+            OLD_TYPES[raw_type as usize]
         };
         // v1 has no signal bit: the unwinder treats regs frames as signal frames.
-        let signal = signal_bit.unwrap_or(matches!(kind, OrcType::Regs | OrcType::RegsPartial));
+        let signal = match format {
+            OrcFormat::V1 => matches!(kind, OrcType::Regs | OrcType::RegsPartial),
+            _ => signal_bit,
+        };
         OrcEntry {
-            sp_offset,
-            bp_offset,
-            sp_reg,
+            sp_offset: i16::from_le_bytes([bytes[0], bytes[1]]),
+            bp_offset: i16::from_le_bytes([bytes[2], bytes[3]]),
+            sp_reg: OrcReg::from_raw(raw_sp_reg),
             bp_reg: OrcReg::from_raw(raw_bp_reg),
             kind,
             signal,

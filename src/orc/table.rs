@@ -189,6 +189,7 @@ impl<'data> OrcTable<'data> {
     }
 
     /// Index of the entry for `ip`: the rightmost with entry ip <= `ip`.
+    #[inline]
     pub fn find_index(&self, ip: u64) -> Option<usize> {
         if ip < self.first_ip {
             return None;
@@ -204,16 +205,21 @@ impl<'data> OrcTable<'data> {
             lo = self.lookup[block] as usize;
             hi = (self.lookup[block + 1] as usize + 1).min(self.len);
         }
-        // Rightmost ip <= target in [lo, hi); lo is known to qualify.
+        // Rightmost entry <= ip in [lo, hi), where entry lo is known to
+        // qualify. Compare in the ip table's own frame: entry i's ip minus
+        // ip_base is 4i + rel[i], so no 64-bit address is rebuilt per probe.
+        let (rel, _) = self.ips.as_chunks::<4>();
+        let key = ip.wrapping_sub(self.ip_base) as i64;
+        let at = |i: usize| 4 * i as i64 + i32::from_le_bytes(rel[i]) as i64;
         let mut found = lo;
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.ip_at(mid) <= ip {
+        let mut size = hi.saturating_sub(lo);
+        while size > 1 {
+            let half = size / 2;
+            let mid = found + half;
+            if at(mid) <= key {
                 found = mid;
-                lo = mid + 1;
-            } else {
-                hi = mid;
             }
+            size -= half;
         }
         Some(found)
     }
