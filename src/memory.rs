@@ -58,6 +58,17 @@ impl<M: Memory + ?Sized> Memory for &mut M {
     }
 }
 
+/// Physical memory: a dump's pages, before any page-table walk.
+pub trait PhysMemory {
+    fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError>;
+}
+
+impl<P: PhysMemory + ?Sized> PhysMemory for &mut P {
+    fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        (**self).read_phys(paddr, buf)
+    }
+}
+
 /// Memory backed by one byte slice mapped at `base` (a captured stack, a test).
 #[derive(Clone, Copy, Debug)]
 pub struct SliceMemory<'a> {
@@ -122,6 +133,13 @@ impl<F: FnMut(u64, &mut [u8]) -> Result<usize, ()>> Memory for FnMemory<F> {
             Ok(_) => Err(MemoryError::new(addr, MemoryErrorKind::ShortRead)),
             Err(()) => Err(MemoryError::new(addr, MemoryErrorKind::Backend)),
         }
+    }
+}
+
+/// A byte slice as physical memory starting at address 0 (tests, raw images).
+impl PhysMemory for SliceMemory<'_> {
+    fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.read(paddr, buf)
     }
 }
 

@@ -1,4 +1,8 @@
 //! A kernel seen from outside: its address space, symbols (kallsyms), types
 //! (BTF), tasks and modules, read through a physical-memory source.
 
+pub mod addrspace;
 pub mod btf;
+pub mod kallsyms;
+pub mod layout;
+pub mod tasks;

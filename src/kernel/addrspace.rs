@@ -1,0 +1,196 @@
+//! The kernel's virtual address space over physical memory: an x86-64
+//! 4- or 5-level page walk from the kernel's own top-level table, with a
+//! small translation cache owned by the address space (no allocation per
+//! read).
+
+use crate::memory::{Memory, MemoryError, MemoryErrorKind, PhysMemory};
+
+/// Where the kernel image is linked (`__START_KERNEL_map`).
+pub const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+const PAGE: u64 = 4096;
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+const PRESENT: u64 = 1;
+const PSE: u64 = 1 << 7;
+const TLB_SLOTS: usize = 64;
+
+/// What is needed to translate: the page-table root and its depth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PagingConfig {
+    /// Physical address of the top-level table (`init_top_pgt`).
+    pub root: u64,
+    /// 4 or 5.
+    pub levels: u8,
+    /// Memory-encryption bit(s) to clear from entries (`NUMBER(sme_mask)`).
+    pub sme_mask: u64,
+}
+
+impl PagingConfig {
+    /// The physical address of a kernel-image symbol: `va - __START_KERNEL_map
+    /// + phys_base` (phys_base may be negative in VMCOREINFO).
+    pub fn image_phys(va: u64, phys_base: i64) -> u64 {
+        va.wrapping_sub(START_KERNEL_MAP).wrapping_add(phys_base as u64)
+    }
+}
+
+/// The kernel address space over physical memory `P`.
+pub struct KernelSpace<P> {
+    phys: P,
+    paging: PagingConfig,
+    /// Direct-mapped cache: virtual page -> physical page (u64::MAX = empty).
+    tlb: [(u64, u64); TLB_SLOTS],
+}
+
+impl<P: PhysMemory> KernelSpace<P> {
+    pub fn new(phys: P, paging: PagingConfig) -> Self {
+        KernelSpace { phys, paging, tlb: [(u64::MAX, 0); TLB_SLOTS] }
+    }
+
+    pub fn phys(&mut self) -> &mut P {
+        &mut self.phys
+    }
+
+    pub fn paging(&self) -> PagingConfig {
+        self.paging
+    }
+
+    fn entry(&mut self, table: u64, index: u64) -> Result<u64, MemoryError> {
+        let mut b = [0u8; 8];
+        self.phys.read_phys(table + index * 8, &mut b)?;
+        Ok(u64::from_le_bytes(b) & !self.paging.sme_mask)
+    }
+
+    /// Translates a virtual address to physical.
+    pub fn translate(&mut self, va: u64) -> Result<u64, MemoryError> {
+        let vpage = va & !(PAGE - 1);
+        let slot = ((vpage >> 12) as usize) % TLB_SLOTS;
+        if self.tlb[slot].0 == vpage {
+            return Ok(self.tlb[slot].1 | (va & (PAGE - 1)));
+        }
+        let unmapped = MemoryError::new(va, MemoryErrorKind::Unmapped);
+        // Canonical addresses only.
+        let bits = if self.paging.levels == 5 { 57 } else { 48 };
+        let top = (va as i64) >> (bits - 1);
+        if top != 0 && top != -1 {
+            return Err(unmapped);
+        }
+        let mut table = self.paging.root & ADDR_MASK;
+        let mut shift = if self.paging.levels == 5 { 48 } else { 39 };
+        loop {
+            let e = self
+                .entry(table, (va >> shift) & 511)
+                .map_err(|e| MemoryError::new(va, e.kind))?;
+            if e & PRESENT == 0 {
+                return Err(unmapped);
+            }
+            // A large page at the PUD (1 GiB) or PMD (2 MiB) level.
+            if (shift == 30 || shift == 21) && e & PSE != 0 {
+                let size = 1u64 << shift;
+                let pa = (e & ADDR_MASK & !(size - 1)) | (va & (size - 1));
+                self.tlb[slot] = (vpage, pa & !(PAGE - 1));
+                return Ok(pa);
+            }
+            table = e & ADDR_MASK;
+            if shift == 12 {
+                self.tlb[slot] = (vpage, table);
+                return Ok(table | (va & (PAGE - 1)));
+            }
+            shift -= 9;
+        }
+    }
+}
+
+impl<P: PhysMemory> Memory for KernelSpace<P> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let va = addr.wrapping_add(done as u64);
+            let in_page = (PAGE - (va & (PAGE - 1))) as usize;
+            let n = in_page.min(buf.len() - done);
+            let pa = self.translate(va)?;
+            self.phys
+                .read_phys(pa, &mut buf[done..done + n])
+                .map_err(|e| MemoryError::new(va, e.kind))?;
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::SliceMemory;
+
+    /// A 1 MiB physical image with hand-built tables.
+    struct Builder {
+        mem: Vec<u8>,
+    }
+
+    impl Builder {
+        fn set(&mut self, pa: u64, v: u64) {
+            self.mem[pa as usize..pa as usize + 8].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn idx(va: u64, shift: u32) -> u64 {
+        (va >> shift) & 511
+    }
+
+    #[test]
+    fn four_level_walk_with_large_pages() {
+        let mut b = Builder { mem: vec![0; 1 << 20] };
+        let (pgd, pud, pmd, pte) = (0x1000u64, 0x2000, 0x3000, 0x4000);
+        let va = 0xffffc900_0001_0123u64; // vmalloc-ish
+        b.set(pgd + idx(va, 39) * 8, pud | 0x63);
+        b.set(pud + idx(va, 30) * 8, pmd | 0x63);
+        b.set(pmd + idx(va, 21) * 8, pte | 0x63);
+        b.set(pte + idx(va, 12) * 8, 0x8000 | 0x63 | (1 << 63)); // NX bit set
+        b.set(0x8123, 0x1122334455667788);
+        // A 2 MiB page and a 1 GiB page.
+        let va2m = 0xffffffff_8120_0000u64 + 0x10;
+        b.set(pgd + idx(va2m, 39) * 8, 0x5000 | 0x63);
+        b.set(0x5000 + idx(va2m, 30) * 8, 0x6000 | 0x63);
+        b.set(0x6000 + idx(va2m, 21) * 8, 0x0 | 0xe3); // PSE, maps pa 0
+        let va1g = 0xffff8880_0000_0000u64 + 0x9000;
+        b.set(pgd + idx(va1g, 39) * 8, 0x7000 | 0x63);
+        b.set(0x7000 + idx(va1g, 30) * 8, 0xe3); // PSE at PUD: pa 0
+        let mut ks = KernelSpace::new(SliceMemory::new(0, &b.mem), PagingConfig { root: pgd, levels: 4, sme_mask: 0 });
+        assert_eq!(ks.translate(va).unwrap(), 0x8123);
+        assert_eq!(ks.read_u64(va).unwrap(), 0x1122334455667788);
+        assert_eq!(ks.read_u64(va).unwrap(), 0x1122334455667788, "cached");
+        assert_eq!(ks.translate(va2m).unwrap(), 0x10);
+        assert_eq!(ks.translate(va1g).unwrap(), 0x9000);
+        // Not present, non-canonical.
+        assert_eq!(ks.translate(0xffffc901_0000_0000).unwrap_err().kind, MemoryErrorKind::Unmapped);
+        assert_eq!(ks.translate(0x0000_9000_0000_0000).unwrap_err().kind, MemoryErrorKind::Unmapped);
+        // A read across into an unmapped page fails naming that page.
+        let e = ks.read(va | 0xffc, &mut [0u8; 8]).unwrap_err();
+        assert_eq!(e.addr, (va | 0xfff) + 1);
+    }
+
+    #[test]
+    fn five_level_walk() {
+        let mut b = Builder { mem: vec![0; 1 << 20] };
+        let va = 0xff11_0000_0000_5000u64; // 5-level direct map
+        let tables = [0x1000u64, 0x2000, 0x3000, 0x4000, 0x5000];
+        let shifts = [48u32, 39, 30, 21, 12];
+        for i in 0..4 {
+            b.set(tables[i] + idx(va, shifts[i]) * 8, tables[i + 1] | 0x63);
+        }
+        b.set(tables[4] + idx(va, 12) * 8, 0x9000 | 0x63 | 0x8000_0000_0000); // an sme bit
+        let mut ks = KernelSpace::new(
+            SliceMemory::new(0, &b.mem),
+            PagingConfig { root: 0x1000, levels: 5, sme_mask: 0x8000_0000_0000 },
+        );
+        assert_eq!(ks.translate(va + 7).unwrap(), 0x9007);
+        // The same address under 4 levels is not canonical.
+        let mut ks4 = KernelSpace::new(SliceMemory::new(0, &b.mem), PagingConfig { root: 0x1000, levels: 4, sme_mask: 0 });
+        assert!(ks4.translate(va).is_err());
+    }
+
+    #[test]
+    fn image_phys_handles_negative_phys_base() {
+        assert_eq!(PagingConfig::image_phys(0xffffffff82a0c000, -119537664), 0x2a0c000u64.wrapping_sub(119537664));
+        assert_eq!(PagingConfig::image_phys(0xffffffff81000000, 0x1000000), 0x2000000);
+    }
+}

@@ -1,0 +1,189 @@
+//! Struct layouts lpstack needs, taken from the kernel's BTF once, so that
+//! the per-task code reads plain offsets. Members that moved between
+//! kernel versions are looked up under each of their names.
+
+use super::btf::{Btf, BtfError, Member};
+
+/// A scalar member: where and how wide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl From<Member> for Field {
+    fn from(m: Member) -> Self {
+        Field { offset: m.offset, size: m.size }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    #[error("BTF: {0}")]
+    Btf(#[from] BtfError),
+    #[error("BTF has none of {0}")]
+    Missing(&'static str),
+}
+
+fn member(btf: &Btf<'_>, s: &str, path: &str) -> Result<Field, LayoutError> {
+    Ok(btf.member(s, path)?.into())
+}
+
+/// The first of several names that exists.
+fn member_any(btf: &Btf<'_>, s: &str, paths: &[&str], what: &'static str) -> Result<Field, LayoutError> {
+    paths
+        .iter()
+        .find_map(|p| btf.member(s, p).ok())
+        .map(Field::from)
+        .ok_or(LayoutError::Missing(what))
+}
+
+fn optional(btf: &Btf<'_>, s: &str, path: &str) -> Option<Field> {
+    btf.member(s, path).ok().map(Field::from)
+}
+
+/// `struct task_struct` and friends.
+#[derive(Clone, Copy, Debug)]
+pub struct TaskLayout {
+    pub size: u64,
+    pub tasks: Field,
+    pub pid: Field,
+    pub tgid: Field,
+    pub comm: Field,
+    pub stack: Field,
+    pub thread_sp: Field,
+    pub on_cpu: Field,
+    /// `task_struct.cpu` (5.16+) or `thread_info.cpu`.
+    pub cpu: Field,
+    /// `__state` (5.14+) or `state`.
+    pub state: Field,
+    pub flags: Field,
+    pub exit_state: Option<Field>,
+    /// Absent without CONFIG_LIVEPATCH.
+    pub patch_state: Option<Field>,
+    pub signal: Field,
+    /// 6.7+: threads hang off `signal->thread_head` through `thread_node`.
+    pub thread_node: Option<Field>,
+    pub signal_thread_head: Option<Field>,
+    /// Before 6.7: the circular `thread_group` list.
+    pub thread_group: Option<Field>,
+    pub nvcsw: Option<Field>,
+    pub nivcsw: Option<Field>,
+}
+
+/// `struct inactive_task_frame`: what `__switch_to_asm` pushed.
+#[derive(Clone, Copy, Debug)]
+pub struct SwitchFrameLayout {
+    pub size: u64,
+    pub bp: Field,
+    pub ret_addr: Field,
+}
+
+/// `struct module` and its ORC and symbol fields.
+#[derive(Clone, Copy, Debug)]
+pub struct ModuleLayout {
+    pub list: Field,
+    pub name: Field,
+    pub state: Field,
+    /// 6.4+: `mem[MOD_TEXT]` (`struct module_memory`, base and size).
+    pub mem_text_base: Option<Field>,
+    pub mem_text_size: Option<Field>,
+    pub mem_stride: u64,
+    /// Before 6.4: `core_layout.base` and `.text_size`.
+    pub core_base: Option<Field>,
+    pub core_text_size: Option<Field>,
+    pub num_orcs: Option<Field>,
+    pub orc_unwind_ip: Option<Field>,
+    pub orc_unwind: Option<Field>,
+    /// `mod->kallsyms` (a pointer to `struct mod_kallsyms`).
+    pub kallsyms: Field,
+    pub ks_symtab: Field,
+    pub ks_num_symtab: Field,
+    pub ks_strtab: Field,
+}
+
+/// `struct rq`, for each CPU's current and idle task.
+#[derive(Clone, Copy, Debug)]
+pub struct RqLayout {
+    pub curr: Field,
+    pub idle: Field,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    pub task: TaskLayout,
+    pub frame: SwitchFrameLayout,
+    pub module: Option<ModuleLayout>,
+    pub rq: Option<RqLayout>,
+    pub list_next: u64,
+}
+
+impl Layout {
+    pub fn from_btf(btf: &Btf<'_>) -> Result<Layout, LayoutError> {
+        let t = "task_struct";
+        let task_id = btf.find_struct(t).ok_or(LayoutError::Missing("struct task_struct"))?;
+        let task = TaskLayout {
+            size: btf.type_size(task_id)?,
+            tasks: member(btf, t, "tasks")?,
+            pid: member(btf, t, "pid")?,
+            tgid: member(btf, t, "tgid")?,
+            comm: member(btf, t, "comm")?,
+            stack: member(btf, t, "stack")?,
+            thread_sp: member(btf, t, "thread.sp")?,
+            on_cpu: member(btf, t, "on_cpu")?,
+            cpu: member_any(btf, t, &["cpu", "thread_info.cpu"], "task_struct.cpu")?,
+            state: member_any(btf, t, &["__state", "state"], "task_struct.__state")?,
+            flags: member(btf, t, "flags")?,
+            exit_state: optional(btf, t, "exit_state"),
+            patch_state: optional(btf, t, "patch_state"),
+            signal: member(btf, t, "signal")?,
+            thread_node: optional(btf, t, "thread_node"),
+            signal_thread_head: optional(btf, "signal_struct", "thread_head"),
+            thread_group: optional(btf, t, "thread_group"),
+            nvcsw: optional(btf, t, "nvcsw"),
+            nivcsw: optional(btf, t, "nivcsw"),
+        };
+        if task.thread_node.is_none() && task.thread_group.is_none() {
+            return Err(LayoutError::Missing("task_struct.thread_node or thread_group"));
+        }
+        let f = "inactive_task_frame";
+        let frame_id = btf.find_struct(f).ok_or(LayoutError::Missing("struct inactive_task_frame"))?;
+        let frame = SwitchFrameLayout {
+            size: btf.type_size(frame_id)?,
+            bp: member(btf, f, "bp")?,
+            ret_addr: member(btf, f, "ret_addr")?,
+        };
+        let module = Self::module(btf).ok();
+        let rq = match (btf.member("rq", "curr"), btf.member("rq", "idle")) {
+            (Ok(c), Ok(i)) => Some(RqLayout { curr: c.into(), idle: i.into() }),
+            _ => None,
+        };
+        Ok(Layout { task, frame, module, rq, list_next: member(btf, "list_head", "next")?.offset })
+    }
+
+    fn module(btf: &Btf<'_>) -> Result<ModuleLayout, LayoutError> {
+        let m = "module";
+        let mem_text_base = optional(btf, m, "mem[0].base");
+        let stride = match (btf.member(m, "mem[0]"), btf.member(m, "mem[1]")) {
+            (Ok(a), Ok(b)) => b.offset - a.offset,
+            _ => 0,
+        };
+        Ok(ModuleLayout {
+            list: member(btf, m, "list")?,
+            name: member(btf, m, "name")?,
+            state: member(btf, m, "state")?,
+            mem_text_base,
+            mem_text_size: optional(btf, m, "mem[0].size"),
+            mem_stride: stride,
+            core_base: optional(btf, m, "core_layout.base"),
+            core_text_size: optional(btf, m, "core_layout.text_size"),
+            num_orcs: optional(btf, m, "arch.num_orcs"),
+            orc_unwind_ip: optional(btf, m, "arch.orc_unwind_ip"),
+            orc_unwind: optional(btf, m, "arch.orc_unwind"),
+            kallsyms: member(btf, m, "kallsyms")?,
+            ks_symtab: member(btf, "mod_kallsyms", "symtab")?,
+            ks_num_symtab: member(btf, "mod_kallsyms", "num_symtab")?,
+            ks_strtab: member(btf, "mod_kallsyms", "strtab")?,
+        })
+    }
+}

@@ -1,0 +1,309 @@
+//! Every thread of every process, plus each CPU's idle task, as the
+//! livepatch code iterates them (`for_each_process_thread`, then
+//! `idle_task(cpu)`), read from memory with BTF offsets.
+
+use std::collections::HashSet;
+
+use super::layout::{Field, Layout};
+use crate::memory::{Memory, MemoryError};
+
+/// `PF_KTHREAD`.
+pub const PF_KTHREAD: u64 = 0x0020_0000;
+/// A list longer than this is taken to be corrupt.
+pub const MAX_TASKS: usize = 4_000_000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// Address of the `task_struct`.
+    pub addr: u64,
+    pub pid: i32,
+    pub tgid: i32,
+    pub comm: String,
+    pub state: u64,
+    pub exit_state: u64,
+    pub flags: u64,
+    pub on_cpu: bool,
+    pub cpu: u32,
+    /// Base of the kernel stack (`task->stack`).
+    pub stack: u64,
+    /// Saved stack pointer of a switched-out task (`task->thread.sp`).
+    pub thread_sp: u64,
+    /// -1 none, 0 unpatched, 1 patched; None without CONFIG_LIVEPATCH.
+    pub patch_state: Option<i32>,
+    /// A CPU's idle task.
+    pub idle: bool,
+    /// Voluntary + involuntary context switches, to notice a moving task.
+    pub switches: Option<u64>,
+}
+
+impl TaskInfo {
+    pub fn kthread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
+    }
+
+    /// The letter `ps` shows (fs/proc/array.c task_state_array order).
+    pub fn state_letter(&self) -> char {
+        const LETTERS: [char; 7] = ['S', 'D', 'T', 't', 'X', 'Z', 'P'];
+        let bits = (self.state | self.exit_state) & 0x7f;
+        if bits == 0 {
+            return 'R';
+        }
+        if self.state == 0x402 {
+            return 'I'; // TASK_IDLE
+        }
+        LETTERS[bits.trailing_zeros() as usize]
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TaskListError {
+    #[error("task list: {0}")]
+    Memory(#[from] MemoryError),
+    #[error("task list loops: task_struct at {addr:#x} seen twice")]
+    Loop { addr: u64 },
+    #[error("task list: more than {MAX_TASKS} tasks, taken as corrupt")]
+    TooLong,
+}
+
+fn read_uint<M: Memory>(mem: &mut M, base: u64, f: Field) -> Result<u64, MemoryError> {
+    let mut b = [0u8; 8];
+    let n = (f.size as usize).clamp(1, 8);
+    mem.read(base + f.offset, &mut b[..n])?;
+    Ok(u64::from_le_bytes(b))
+}
+
+fn read_int<M: Memory>(mem: &mut M, base: u64, f: Field) -> Result<i64, MemoryError> {
+    let v = read_uint(mem, base, f)?;
+    let bits = (f.size.clamp(1, 8) * 8) as u32;
+    Ok(((v << (64 - bits)) as i64) >> (64 - bits))
+}
+
+/// Reads one task.
+pub fn read_task<M: Memory>(mem: &mut M, l: &Layout, addr: u64) -> Result<TaskInfo, MemoryError> {
+    let t = &l.task;
+    let mut comm = [0u8; 16];
+    let n = (t.comm.size as usize).min(16);
+    mem.read(addr + t.comm.offset, &mut comm[..n])?;
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(n);
+    let switches = match (t.nvcsw, t.nivcsw) {
+        (Some(a), Some(b)) => Some(read_uint(mem, addr, a)?.wrapping_add(read_uint(mem, addr, b)?)),
+        _ => None,
+    };
+    Ok(TaskInfo {
+        addr,
+        pid: read_int(mem, addr, t.pid)? as i32,
+        tgid: read_int(mem, addr, t.tgid)? as i32,
+        comm: String::from_utf8_lossy(&comm[..end]).into_owned(),
+        state: read_uint(mem, addr, t.state)?,
+        exit_state: match t.exit_state {
+            Some(f) => read_uint(mem, addr, f)?,
+            None => 0,
+        },
+        flags: read_uint(mem, addr, t.flags)?,
+        on_cpu: read_uint(mem, addr, t.on_cpu)? != 0,
+        cpu: read_uint(mem, addr, t.cpu)? as u32,
+        stack: read_uint(mem, addr, t.stack)?,
+        thread_sp: read_uint(mem, addr, t.thread_sp)?,
+        patch_state: match t.patch_state {
+            Some(f) => Some(read_int(mem, addr, f)? as i32),
+            None => None,
+        },
+        idle: false,
+        switches,
+    })
+}
+
+/// Follows a circular `list_head` from `head`, yielding each node address
+/// (not the head). Stops with an error on a loop that misses the head.
+fn walk_list<M: Memory>(
+    mem: &mut M,
+    head: u64,
+    next_off: u64,
+    mut visit: impl FnMut(&mut M, u64) -> Result<(), TaskListError>,
+) -> Result<(), TaskListError> {
+    let mut seen = HashSet::new();
+    let mut node = mem.read_u64(head + next_off)?;
+    while node != head {
+        if !seen.insert(node) {
+            return Err(TaskListError::Loop { addr: node });
+        }
+        if seen.len() > MAX_TASKS {
+            return Err(TaskListError::TooLong);
+        }
+        visit(mem, node)?;
+        node = mem.read_u64(node + next_off)?;
+    }
+    Ok(())
+}
+
+/// Every thread of every process, in the kernel's order: processes from
+/// `init_task.tasks`, and each process's threads.
+pub fn list_threads<M: Memory>(mem: &mut M, l: &Layout, init_task: u64) -> Result<Vec<TaskInfo>, TaskListError> {
+    let t = &l.task;
+    let mut leaders = Vec::new();
+    walk_list(mem, init_task + t.tasks.offset, l.list_next, |_, node| {
+        leaders.push(node - t.tasks.offset);
+        Ok(())
+    })?;
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for leader in leaders {
+        let mut threads = Vec::new();
+        if let (Some(node_f), Some(head_f)) = (t.thread_node, t.signal_thread_head) {
+            // 6.7+: signal->thread_head lists every thread via thread_node.
+            let signal = read_uint(mem, leader, t.signal)?;
+            walk_list(mem, signal + head_f.offset, l.list_next, |_, node| {
+                threads.push(node - node_f.offset);
+                Ok(())
+            })?;
+        } else if let Some(group) = t.thread_group {
+            // Before 6.7: a circular list through the leader itself.
+            threads.push(leader);
+            walk_list(mem, leader + group.offset, l.list_next, |_, node| {
+                threads.push(node - group.offset);
+                Ok(())
+            })?;
+        }
+        for addr in threads {
+            if !seen.insert(addr) {
+                return Err(TaskListError::Loop { addr });
+            }
+            if seen.len() > MAX_TASKS {
+                return Err(TaskListError::TooLong);
+            }
+            out.push(read_task(mem, l, addr)?);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::SliceMemory;
+
+    fn f(offset: u64, size: u64) -> Field {
+        Field { offset, size }
+    }
+
+    fn layout(thread_node: bool) -> Layout {
+        use super::super::layout::*;
+        Layout {
+            task: TaskLayout {
+                size: 0x200,
+                tasks: f(0x10, 16),
+                pid: f(0x20, 4),
+                tgid: f(0x24, 4),
+                comm: f(0x30, 16),
+                stack: f(0x40, 8),
+                thread_sp: f(0x48, 8),
+                on_cpu: f(0x50, 4),
+                cpu: f(0x54, 4),
+                state: f(0x58, 4),
+                flags: f(0x5c, 4),
+                exit_state: None,
+                patch_state: Some(f(0x60, 4)),
+                signal: f(0x68, 8),
+                thread_node: thread_node.then_some(f(0x70, 16)),
+                signal_thread_head: thread_node.then_some(f(0x8, 16)),
+                thread_group: (!thread_node).then_some(f(0x80, 16)),
+                nvcsw: None,
+                nivcsw: None,
+            },
+            frame: SwitchFrameLayout { size: 56, bp: f(40, 8), ret_addr: f(48, 8) },
+            module: None,
+            rq: None,
+            list_next: 0,
+        }
+    }
+
+    struct Img(Vec<u8>);
+    const BASE: u64 = 0xffff888000000000;
+    impl Img {
+        fn put(&mut self, addr: u64, v: u64) {
+            let o = (addr - BASE) as usize;
+            self.0[o..o + 8].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// init (0x1000), process A (0x2000) with thread 0x3000, process B (0x4000).
+    fn world(thread_node: bool) -> (Img, Layout) {
+        let l = layout(thread_node);
+        let mut m = Img(vec![0; 0x10000]);
+        let t = |a: u64| BASE + a;
+        let tasks = l.task.tasks.offset;
+        // init.tasks -> A -> B -> init
+        m.put(t(0x1000) + tasks, t(0x2000) + tasks);
+        m.put(t(0x2000) + tasks, t(0x4000) + tasks);
+        m.put(t(0x4000) + tasks, t(0x1000) + tasks);
+        for (a, pid, tgid) in [(0x2000, 10, 10), (0x3000, 11, 10), (0x4000, 20, 20)] {
+            m.put(t(a) + 0x20, (tgid << 32) | pid);
+            m.put(t(a) + 0x30, u64::from_le_bytes(*b"worker\0\0"));
+            m.put(t(a) + 0x60, 0xffff_ffff); // patch_state -1
+        }
+        if thread_node {
+            // A's signal at 0x8000 lists A and its thread; B's at 0x9000 lists B.
+            let (sa, sb) = (t(0x8000), t(0x9000));
+            m.put(t(0x2000) + 0x68, sa);
+            m.put(t(0x3000) + 0x68, sa);
+            m.put(t(0x4000) + 0x68, sb);
+            m.put(sa + 8, t(0x2000) + 0x70);
+            m.put(t(0x2000) + 0x70, t(0x3000) + 0x70);
+            m.put(t(0x3000) + 0x70, sa + 8);
+            m.put(sb + 8, t(0x4000) + 0x70);
+            m.put(t(0x4000) + 0x70, sb + 8);
+        } else {
+            m.put(t(0x2000) + 0x80, t(0x3000) + 0x80);
+            m.put(t(0x3000) + 0x80, t(0x2000) + 0x80);
+            m.put(t(0x4000) + 0x80, t(0x4000) + 0x80);
+        }
+        (m, l)
+    }
+
+    #[test]
+    fn both_thread_list_layouts() {
+        for thread_node in [true, false] {
+            let (m, l) = world(thread_node);
+            let mut mem = SliceMemory::new(BASE, &m.0);
+            let ts = list_threads(&mut mem, &l, BASE + 0x1000).unwrap();
+            let ids: Vec<(i32, i32)> = ts.iter().map(|t| (t.pid, t.tgid)).collect();
+            assert_eq!(ids, [(10, 10), (11, 10), (20, 20)], "thread_node={thread_node}");
+            assert_eq!(ts[0].comm, "worker");
+            assert_eq!(ts[0].patch_state, Some(-1));
+            assert_eq!(ts[0].state_letter(), 'R');
+        }
+    }
+
+    #[test]
+    fn loops_and_holes_are_named_errors() {
+        let (mut m, l) = world(true);
+        // B.tasks points back to A instead of init: a loop that misses the head.
+        m.put(BASE + 0x4000 + 0x10, BASE + 0x2000 + 0x10);
+        let mut mem = SliceMemory::new(BASE, &m.0);
+        assert_eq!(
+            list_threads(&mut mem, &l, BASE + 0x1000).unwrap_err(),
+            TaskListError::Loop { addr: BASE + 0x2000 + 0x10 }
+        );
+        let (mut m, l) = world(true);
+        m.put(BASE + 0x2000 + 0x10, 0xdead_0000_0000);
+        let mut mem = SliceMemory::new(BASE, &m.0);
+        assert!(matches!(list_threads(&mut mem, &l, BASE + 0x1000), Err(TaskListError::Memory(_))));
+    }
+
+    #[test]
+    fn state_letters() {
+        let mut t = TaskInfo {
+            addr: 0, pid: 1, tgid: 1, comm: String::new(), state: 1, exit_state: 0, flags: PF_KTHREAD,
+            on_cpu: false, cpu: 0, stack: 0, thread_sp: 0, patch_state: None, idle: false, switches: None,
+        };
+        assert_eq!(t.state_letter(), 'S');
+        t.state = 2;
+        assert_eq!(t.state_letter(), 'D');
+        t.state = 0x402;
+        assert_eq!(t.state_letter(), 'I');
+        t.state = 0;
+        t.exit_state = 0x20;
+        assert_eq!(t.state_letter(), 'Z');
+        assert!(t.kthread());
+    }
+}
