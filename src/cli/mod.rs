@@ -2,6 +2,7 @@
 //! every thread may switch (or the command succeeded), 1 when some cannot,
 //! 2 on error.
 
+mod check;
 mod orc;
 
 use clap::{Parser, Subcommand};
@@ -15,6 +16,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Decide, per task, whether it may switch to the patched code.
+    Check(check::CheckArgs),
     /// Inspect ORC unwind tables.
     #[command(subcommand)]
     Orc(orc::OrcCommand),
@@ -36,6 +39,7 @@ pub fn run() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Orc(c) => orc::run(c),
+        Command::Check(a) => check::run(a),
     };
     match result {
         Ok(code) => code,

@@ -183,16 +183,22 @@ fn decode_addresses<M: Memory>(
     let offsets: Vec<i32> = raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     let percpu = |o: i32| if o >= 0 { o as u64 } else { base.wrapping_sub(1).wrapping_sub(o as i64 as u64) };
     let relative = |o: i32| base.wrapping_add(o as u32 as u64);
-    let check = |f: &dyn Fn(i32) -> u64| {
-        known.iter().all(|k| {
-            let mut found = names.iter().enumerate().filter(|(_, n)| n.0 == k.name).peekable();
-            found.peek().is_some() && found.any(|(i, _)| f(offsets[i]) == k.address)
-        })
-    };
+    // Known symbols that kallsyms lacks are skipped: VMCOREINFO names
+    // macros too (x86-64 `swapper_pg_dir` is `init_top_pgt`).
+    let present: Vec<(usize, u64)> = known
+        .iter()
+        .flat_map(|k| names.iter().enumerate().filter(move |(_, n)| n.0 == k.name).map(move |(i, _)| (i, k.address)))
+        .collect();
     let first = known.first().copied().unwrap_or(KnownSymbol { name: "(none)", address: 0 });
-    if known.is_empty() {
+    if present.is_empty() {
         return Err(KallsymsError::NoEncodingMatches { name_hint: first.name, want: first.address });
     }
+    let check = |f: &dyn Fn(i32) -> u64| {
+        known.iter().all(|k| {
+            let mut found = present.iter().filter(|&&(i, _)| names[i].0 == k.name).peekable();
+            found.peek().is_none() || found.any(|&(i, want)| f(offsets[i]) == want)
+        })
+    };
     if check(&percpu) {
         Ok(offsets.iter().map(|&o| percpu(o)).collect())
     } else if check(&relative) {

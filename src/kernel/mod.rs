@@ -3,6 +3,9 @@
 
 pub mod addrspace;
 pub mod btf;
+pub mod check;
 pub mod kallsyms;
+pub mod image;
 pub mod layout;
+pub mod modules;
 pub mod tasks;

@@ -1,0 +1,250 @@
+//! A kernel read from physical memory plus VMCOREINFO: its address space,
+//! symbols (kallsyms, module symtabs), types (BTF), ORC tables, text ranges
+//! and per-CPU data. Everything is found in memory; nothing needs
+//! debuginfo.
+
+use std::borrow::Cow;
+
+use super::addrspace::{KernelSpace, PagingConfig};
+use super::btf::Btf;
+use super::kallsyms::{read_kallsyms, KallsymsError, KallsymsLocation, KnownSymbol};
+use super::layout::{Layout, LayoutError};
+use super::modules::{read_modules, LoadedModule};
+use crate::dump::VmcoreInfo;
+use crate::memory::{Memory, MemoryError, PhysMemory};
+use crate::orc::{format_from_header, format_from_release, OrcError, OrcFormat, OrcTable, OrcTables, ORC_ENTRY_SIZE};
+use crate::symbols::{SymbolTable, Symbolizer};
+use crate::walk::{CodeRanges, TrampolineKind};
+
+/// Why a kernel could not be set up. Each names what was missing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KernelError {
+    #[error("VMCOREINFO lacks {0} (a kernel before 6.0 needs --vmlinux or --system-map)")]
+    MissingVmcoreinfo(&'static str),
+    #[error("kernel symbol {0} not found")]
+    MissingSymbol(&'static str),
+    #[error("{what}: {err}")]
+    Memory { what: &'static str, err: MemoryError },
+    #[error(transparent)]
+    Kallsyms(#[from] KallsymsError),
+    #[error("BTF at {addr:#x}: {msg}")]
+    Btf { addr: u64, msg: String },
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("ORC table of {object}: {err}")]
+    Orc { object: String, err: OrcError },
+    #[error("{what} is {size} bytes, too large to be real")]
+    TooLarge { what: &'static str, size: u64 },
+}
+
+fn mem_err(what: &'static str) -> impl Fn(MemoryError) -> KernelError {
+    move |err| KernelError::Memory { what, err }
+}
+
+/// What the caller can tell about the CPUs: each CPU's registers.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuRegs {
+    pub cpu: u32,
+    pub regs: crate::arch::x86_64::Regs,
+}
+
+/// A kernel ready for task walks.
+pub struct Kernel<P> {
+    pub mem: KernelSpace<P>,
+    pub release: String,
+    pub symbols: Symbolizer,
+    pub layout: Layout,
+    pub orc: OrcTables<'static>,
+    pub orc_format: OrcFormat,
+    pub code: CodeRanges,
+    pub modules: Vec<LoadedModule>,
+    pub thread_size: u64,
+    pub init_task: u64,
+    /// `ret_from_fork_asm` (6.5+) or `ret_from_fork`: entered by a jump, so a
+    /// task starting there has a signal-style first frame.
+    pub ret_from_fork: u64,
+    pub nr_cpus: u32,
+    pub per_cpu_offsets: Vec<u64>,
+    pub online: Vec<bool>,
+    /// Problems that did not stop the setup (a module without symbols...).
+    pub warnings: Vec<String>,
+}
+
+fn read_bytes<M: Memory>(mem: &mut M, addr: u64, len: u64, what: &'static str) -> Result<Vec<u8>, KernelError> {
+    if len > 256 << 20 {
+        return Err(KernelError::TooLarge { what, size: len });
+    }
+    let mut v = vec![0u8; len as usize];
+    for (i, chunk) in v.chunks_mut(4096).enumerate() {
+        mem.read(addr + (i * 4096) as u64, chunk).map_err(mem_err(what))?;
+    }
+    Ok(v)
+}
+
+impl<P: PhysMemory> Kernel<P> {
+    /// Sets up the kernel from physical memory and its VMCOREINFO.
+    pub fn open(phys: P, vi: &VmcoreInfo) -> Result<Self, KernelError> {
+        let release = vi.osrelease().unwrap_or("unknown").to_string();
+        let phys_base = vi.number("phys_base").ok_or(KernelError::MissingVmcoreinfo("NUMBER(phys_base)"))?;
+        let root_sym = vi
+            .symbol("init_top_pgt")
+            .or_else(|| vi.symbol("swapper_pg_dir"))
+            .ok_or(KernelError::MissingVmcoreinfo("SYMBOL(init_top_pgt)"))?;
+        let levels = if vi.number("pgtable_l5_enabled") == Some(1) { 5 } else { 4 };
+        let paging = PagingConfig {
+            root: PagingConfig::image_phys(root_sym, phys_base),
+            levels,
+            sme_mask: vi.number("sme_mask").unwrap_or(0) as u64,
+        };
+        let mut mem = KernelSpace::new(phys, paging);
+
+        let need = |name: &'static str| vi.symbol(name).ok_or(KernelError::MissingVmcoreinfo(name));
+        let loc = KallsymsLocation {
+            num_syms: need("kallsyms_num_syms")?,
+            names: need("kallsyms_names")?,
+            token_table: need("kallsyms_token_table")?,
+            token_index: need("kallsyms_token_index")?,
+            offsets: vi.symbol("kallsyms_offsets"),
+            relative_base: vi.symbol("kallsyms_relative_base"),
+            addresses: vi.symbol("kallsyms_addresses"),
+        };
+        let known: Vec<KnownSymbol> = ["_stext", "init_uts_ns", "swapper_pg_dir", "init_top_pgt"]
+            .iter()
+            .filter_map(|&name| vi.symbol(name).map(|address| KnownSymbol { name, address }))
+            .collect();
+        let table = read_kallsyms(&mut mem, &loc, &known)?;
+        Self::from_symbols(mem, release, table)
+    }
+
+    /// Sets up the kernel once vmlinux symbols are known.
+    pub fn from_symbols(mut mem: KernelSpace<P>, release: String, table: SymbolTable) -> Result<Self, KernelError> {
+        let sym = |name: &'static str| -> Result<u64, KernelError> {
+            table.find_by_name(name).next().map(|s| s.address).ok_or(KernelError::MissingSymbol(name))
+        };
+        let opt = |name: &str| table.find_by_name(name).next().map(|s| s.address);
+
+        // Types.
+        let (btf_start, btf_stop) = (sym("__start_BTF")?, sym("__stop_BTF")?);
+        let btf_bytes = read_bytes(&mut mem, btf_start, btf_stop.saturating_sub(btf_start), "BTF")?;
+        let btf = Btf::parse(&btf_bytes).map_err(|e| KernelError::Btf { addr: btf_start, msg: e.to_string() })?;
+        let layout = Layout::from_btf(&btf)?;
+
+        // vmlinux ORC.
+        let ip_start = sym("__start_orc_unwind_ip")?;
+        let ip_stop = sym("__stop_orc_unwind_ip")?;
+        let entries_at = sym("__start_orc_unwind")?;
+        let orc_format = match opt("__start_orc_header") {
+            Some(h) => {
+                let header = read_bytes(&mut mem, h, 20, ".orc_header")?;
+                format_from_header(&header)
+            }
+            None => format_from_release(&release),
+        }
+        .map_err(|err| KernelError::Orc { object: "vmlinux".into(), err })?;
+        let count = ip_stop.saturating_sub(ip_start) / 4;
+        let ips = read_bytes(&mut mem, ip_start, count * 4, ".orc_unwind_ip")?;
+        let entries = read_bytes(&mut mem, entries_at, count * ORC_ENTRY_SIZE as u64, ".orc_unwind")?;
+        let vmlinux_orc = OrcTable::new(Cow::Owned(ips), Cow::Owned(entries), ip_start, orc_format)
+            .map_err(|err| KernelError::Orc { object: "vmlinux".into(), err })?;
+        let mut orc = OrcTables::new();
+        orc.push(vmlinux_orc);
+
+        // Text, for __kernel_text_address.
+        let mut code = CodeRanges::new();
+        code.add(sym("_stext")?, sym("_etext")?);
+        if let (Some(a), Some(b)) = (opt("_sinittext"), opt("_einittext")) {
+            code.add(a, b);
+        }
+        for (name, kind) in [
+            ("return_to_handler", TrampolineKind::FtraceGraph),
+            ("__kretprobe_trampoline", TrampolineKind::Kretprobe),
+            ("kretprobe_trampoline", TrampolineKind::Kretprobe),
+            ("arch_rethook_trampoline", TrampolineKind::Rethook),
+        ] {
+            if let Some(a) = opt(name) {
+                code.add_trampoline(a, kind);
+            }
+        }
+
+        let thread_size = match (opt("init_stack"), opt("__end_init_stack")) {
+            (Some(a), Some(b)) if b > a && (b - a).is_power_of_two() => b - a,
+            _ => 16 << 10,
+        };
+        let ret_from_fork = opt("ret_from_fork_asm").or_else(|| opt("ret_from_fork")).unwrap_or(0);
+        let init_task = sym("init_task")?;
+
+        // Per-CPU data.
+        let mut warnings = Vec::new();
+        let nr_cpus = match opt("nr_cpu_ids") {
+            Some(a) => {
+                let mut b = [0u8; 4];
+                mem.read(a, &mut b).map_err(mem_err("nr_cpu_ids"))?;
+                u32::from_le_bytes(b).clamp(1, 8192)
+            }
+            None => 1,
+        };
+        let mut per_cpu_offsets = Vec::new();
+        if let Some(a) = opt("__per_cpu_offset") {
+            for cpu in 0..nr_cpus as u64 {
+                per_cpu_offsets.push(mem.read_u64(a + cpu * 8).map_err(mem_err("__per_cpu_offset"))?);
+            }
+        }
+        let mut online = vec![true; nr_cpus as usize];
+        if let Some(mask) = opt("__cpu_online_mask") {
+            for (cpu, slot) in online.iter_mut().enumerate() {
+                let word = mem.read_u64(mask + (cpu as u64 / 64) * 8).map_err(mem_err("__cpu_online_mask"))?;
+                *slot = word & (1 << (cpu % 64)) != 0;
+            }
+        }
+
+        let modules_head = opt("modules");
+        let mut symbols = Symbolizer::new();
+        symbols.add(table);
+        let mut modules = match (layout.module, modules_head) {
+            (Some(ml), Some(head)) => read_modules(&mut mem, &ml, layout.list_next, head, orc_format, &mut warnings),
+            _ => Vec::new(),
+        };
+        for m in &mut modules {
+            for &(start, end) in &m.text {
+                code.add(start, end);
+            }
+            if let Some(t) = m.orc.take() {
+                orc.push(t);
+            }
+            symbols.add(std::mem::replace(&mut m.symbols, SymbolTable::new(&m.name)));
+        }
+
+        Ok(Kernel {
+            mem,
+            release,
+            symbols,
+            layout,
+            orc,
+            orc_format,
+            code,
+            modules,
+            thread_size,
+            init_task,
+            ret_from_fork,
+            nr_cpus,
+            per_cpu_offsets,
+            online,
+            warnings,
+        })
+    }
+
+    /// Address of a per-CPU variable on `cpu`.
+    pub fn per_cpu(&self, var: u64, cpu: u32) -> Option<u64> {
+        self.per_cpu_offsets.get(cpu as usize).map(|o| var.wrapping_add(*o))
+    }
+
+    pub fn symbol(&self, name: &str) -> Option<u64> {
+        self.symbols.table("vmlinux").and_then(|t| t.find_by_name(name).next()).map(|s| s.address)
+    }
+}
+
+impl PhysMemory for crate::dump::Dump<'_> {
+    fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        crate::dump::Dump::read_phys(self, paddr, buf)
+    }
+}

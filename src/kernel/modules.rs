@@ -1,0 +1,176 @@
+//! Loaded modules, from the kernel's `modules` list: name, text range, ORC
+//! table (`mod->arch`, sorted at load) and symbols (`mod->kallsyms`).
+
+use std::borrow::Cow;
+
+use super::layout::{Field, ModuleLayout};
+use crate::memory::{Memory, MemoryError};
+use crate::orc::{OrcFormat, OrcTable, ORC_ENTRY_SIZE};
+use crate::symbols::{SymbolKind, SymbolSize, SymbolTable};
+
+/// At most this many modules, entries, symbols: beyond is corruption.
+const MAX_MODULES: usize = 10_000;
+const MAX_ORCS: u64 = 4_000_000;
+const MAX_SYMS: u64 = 2_000_000;
+
+pub struct LoadedModule {
+    pub addr: u64,
+    pub name: String,
+    pub state: u32,
+    /// Core text [start, end).
+    pub text: Vec<(u64, u64)>,
+    pub orc: Option<OrcTable<'static>>,
+    pub symbols: SymbolTable,
+}
+
+fn uint<M: Memory>(mem: &mut M, base: u64, f: Field) -> Result<u64, MemoryError> {
+    let mut b = [0u8; 8];
+    mem.read(base + f.offset, &mut b[..(f.size as usize).clamp(1, 8)])?;
+    Ok(u64::from_le_bytes(b))
+}
+
+fn bytes<M: Memory>(mem: &mut M, at: u64, len: u64) -> Result<Vec<u8>, MemoryError> {
+    let mut v = vec![0u8; len as usize];
+    for (i, c) in v.chunks_mut(4096).enumerate() {
+        mem.read(at + (i * 4096) as u64, c)?;
+    }
+    Ok(v)
+}
+
+/// Reads every module; a module that cannot be read is skipped with a
+/// warning (its text then is not code, so any frame in it is unreliable).
+pub fn read_modules<M: Memory>(
+    mem: &mut M,
+    l: &ModuleLayout,
+    list_next: u64,
+    head: u64,
+    format: OrcFormat,
+    warnings: &mut Vec<String>,
+) -> Vec<LoadedModule> {
+    let mut out = Vec::new();
+    let mut node = match mem.read_u64(head + list_next) {
+        Ok(n) => n,
+        Err(e) => {
+            warnings.push(format!("module list at {head:#x}: {e}"));
+            return out;
+        }
+    };
+    let mut seen = std::collections::HashSet::new();
+    while node != head {
+        if !seen.insert(node) || seen.len() > MAX_MODULES {
+            warnings.push(format!("module list loops at {node:#x}; stopped"));
+            break;
+        }
+        let addr = node - l.list.offset;
+        match read_module(mem, l, addr, format) {
+            Ok((m, problems)) => {
+                warnings.extend(problems.into_iter().map(|p| format!("module {}: {p}", m.name)));
+                out.push(m);
+            }
+            Err(e) => warnings.push(format!("module at {addr:#x}: {e}")),
+        }
+        node = match mem.read_u64(node + list_next) {
+            Ok(n) => n,
+            Err(e) => {
+                warnings.push(format!("module list after {addr:#x}: {e}"));
+                break;
+            }
+        };
+    }
+    out
+}
+
+fn read_module<M: Memory>(
+    mem: &mut M,
+    l: &ModuleLayout,
+    addr: u64,
+    format: OrcFormat,
+) -> Result<(LoadedModule, Vec<String>), MemoryError> {
+    let mut problems = Vec::new();
+    let mut name = [0u8; 56];
+    let n = (l.name.size as usize).min(56);
+    mem.read(addr + l.name.offset, &mut name[..n])?;
+    let end = name.iter().position(|&b| b == 0).unwrap_or(n);
+    let name = String::from_utf8_lossy(&name[..end]).into_owned();
+    let state = uint(mem, addr, l.state)? as u32;
+
+    let mut text = Vec::new();
+    if let (Some(base), Some(size)) = (l.mem_text_base, l.mem_text_size) {
+        // mem[MOD_TEXT] is mem[0]; also MOD_INIT_TEXT (mem[3]) while loading.
+        for index in [0u64, 3] {
+            let b = uint(mem, addr + index * l.mem_stride, base)?;
+            let s = uint(mem, addr + index * l.mem_stride, size)?;
+            if b != 0 && s != 0 {
+                text.push((b, b.saturating_add(s)));
+            }
+        }
+    } else if let (Some(base), Some(size)) = (l.core_base, l.core_text_size) {
+        let b = uint(mem, addr, base)?;
+        let s = uint(mem, addr, size)?;
+        if b != 0 && s != 0 {
+            text.push((b, b.saturating_add(s)));
+        }
+    }
+
+    let mut orc = None;
+    if let (Some(num), Some(ip), Some(un)) = (l.num_orcs, l.orc_unwind_ip, l.orc_unwind) {
+        let count = uint(mem, addr, num)?;
+        let ip_at = uint(mem, addr, ip)?;
+        let un_at = uint(mem, addr, un)?;
+        if count > MAX_ORCS {
+            problems.push(format!("num_orcs {count} is not credible; no ORC"));
+        } else if count > 0 {
+            let ips = bytes(mem, ip_at, count * 4)?;
+            let entries = bytes(mem, un_at, count * ORC_ENTRY_SIZE as u64)?;
+            match OrcTable::new(Cow::Owned(ips), Cow::Owned(entries), ip_at, format) {
+                Ok(t) => {
+                    orc = Some(match text.first() {
+                        Some(&(s, e)) => t.with_coverage(s, e),
+                        None => t,
+                    })
+                }
+                Err(e) => problems.push(format!("ORC table at {ip_at:#x}: {e}")),
+            }
+        }
+    }
+
+    let mut symbols = SymbolTable::new(&name);
+    let ks = uint(mem, addr, l.kallsyms)?;
+    if ks != 0 {
+        let symtab = uint(mem, ks, l.ks_symtab)?;
+        let num = uint(mem, ks, l.ks_num_symtab)?;
+        let strtab = uint(mem, ks, l.ks_strtab)?;
+        if num > MAX_SYMS {
+            problems.push(format!("num_symtab {num} is not credible; no symbols"));
+        } else {
+            let raw = bytes(mem, symtab, num * 24)?;
+            let max_name = raw.chunks_exact(24).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]])).max().unwrap_or(0);
+            let strings = bytes(mem, strtab, max_name as u64 + 512)?;
+            for s in raw.chunks_exact(24) {
+                let name_off = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize;
+                let info = s[4];
+                let shndx = u16::from_le_bytes([s[6], s[7]]);
+                let value = u64::from_le_bytes([s[8], s[9], s[10], s[11], s[12], s[13], s[14], s[15]]);
+                let size = u64::from_le_bytes([s[16], s[17], s[18], s[19], s[20], s[21], s[22], s[23]]);
+                if shndx == 0 || value == 0 {
+                    continue;
+                }
+                let Some(rest) = strings.get(name_off..) else { continue };
+                let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+                let Ok(sym_name) = std::str::from_utf8(&rest[..end]) else { continue };
+                if sym_name.is_empty() {
+                    continue;
+                }
+                let kind = match info & 0xf {
+                    2 => SymbolKind::Text,        // STT_FUNC
+                    0 if text.iter().any(|&(a, b)| value >= a && value < b) => SymbolKind::Text,
+                    3 | 4 => continue,            // section, file
+                    _ => SymbolKind::Data,
+                };
+                symbols.push_symbol(sym_name, value, SymbolSize::Known(size), kind);
+            }
+        }
+    }
+    symbols.finish();
+    Ok((LoadedModule { addr, name, state, text, orc, symbols }, problems))
+}
