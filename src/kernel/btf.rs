@@ -108,7 +108,10 @@ impl Kind {
 
     /// Kinds that only qualify or rename another type.
     fn is_modifier(self) -> bool {
-        matches!(self, Kind::Typedef | Kind::Volatile | Kind::Const | Kind::Restrict | Kind::TypeTag)
+        matches!(
+            self,
+            Kind::Typedef | Kind::Volatile | Kind::Const | Kind::Restrict | Kind::TypeTag
+        )
     }
 }
 
@@ -132,7 +135,11 @@ impl Name {
         }
         let mut buf = [0u8; Name::CAP];
         buf[..end].copy_from_slice(&s.as_bytes()[..end]);
-        Name { len: end as u8, truncated: end < s.len(), buf }
+        Name {
+            len: end as u8,
+            truncated: end < s.len(),
+            buf,
+        }
     }
 
     /// The (possibly cut) name.
@@ -180,7 +187,12 @@ pub enum BtfError {
     #[error("BTF header length {hdr_len} is invalid for {len} bytes of data")]
     BadHeaderLen { hdr_len: u32, len: u64 },
     #[error("BTF {section:?} section at {offset}+{len} lies outside the {available} bytes after the header")]
-    SectionOutOfBounds { section: Section, offset: u32, len: u32, available: u64 },
+    SectionOutOfBounds {
+        section: Section,
+        offset: u32,
+        len: u32,
+        available: u64,
+    },
     #[error("BTF string section of the base BTF does not start with a NUL byte")]
     BadStringSection,
     #[error("BTF type {id} at offset {offset} of the type section is truncated")]
@@ -204,13 +216,22 @@ pub enum BtfError {
     #[error("no struct or union named {name} in BTF")]
     NoStruct { name: Name },
     #[error("{struct_name}: no member {element} (searched type {container})")]
-    NoMember { struct_name: Name, element: Name, container: TypeId },
+    NoMember {
+        struct_name: Name,
+        element: Name,
+        container: TypeId,
+    },
     #[error("{struct_name}: member {element} is not a struct or union, cannot descend into it")]
     NotCompositeMember { struct_name: Name, element: Name },
     #[error("{struct_name}: member {element} is not an array, cannot index it")]
     NotArray { struct_name: Name, element: Name },
     #[error("{struct_name}: index {index} is out of bounds for {element}[{nelems}]")]
-    IndexOutOfBounds { struct_name: Name, element: Name, index: u32, nelems: u32 },
+    IndexOutOfBounds {
+        struct_name: Name,
+        element: Name,
+        index: u32,
+        nelems: u32,
+    },
     #[error("{struct_name}: malformed member path {path}")]
     BadPath { struct_name: Name, path: Name },
 }
@@ -331,7 +352,12 @@ impl<'data> Btf<'data> {
             start
                 .checked_add(sec_len as usize)
                 .and_then(|end| body.get(start..end))
-                .ok_or(BtfError::SectionOutOfBounds { section, offset, len: sec_len, available: body.len() as u64 })
+                .ok_or(BtfError::SectionOutOfBounds {
+                    section,
+                    offset,
+                    len: sec_len,
+                    available: body.len() as u64,
+                })
         };
         let types = section(Section::Types, field(1), field(2))?;
         let strings = section(Section::Strings, field(3), field(4))?;
@@ -359,7 +385,11 @@ impl<'data> Btf<'data> {
                 return Err(truncated);
             }
             let raw_kind = ((info >> 24) & 0x1f) as u8;
-            let kind = Kind::from_raw(raw_kind).ok_or(BtfError::UnknownKind { id, offset: pos as u64, kind: raw_kind })?;
+            let kind = Kind::from_raw(raw_kind).ok_or(BtfError::UnknownKind {
+                id,
+                offset: pos as u64,
+                kind: raw_kind,
+            })?;
             let end = pos + TYPE_LEN + kind.extra_len((info & 0xffff) as usize);
             if end > types.len() {
                 return Err(truncated);
@@ -368,7 +398,10 @@ impl<'data> Btf<'data> {
             pos = end;
         }
         // Every id must be representable: the last is start_id + len - 1.
-        u32::try_from(offsets.len()).ok().and_then(|n| n.checked_add(start_id)).ok_or(BtfError::TooManyTypes)?;
+        u32::try_from(offsets.len())
+            .ok()
+            .and_then(|n| n.checked_add(start_id))
+            .ok_or(BtfError::TooManyTypes)?;
 
         let mut btf = Btf {
             types,
@@ -390,7 +423,9 @@ impl<'data> Btf<'data> {
         for i in 0..self.offsets.len() {
             let id = TypeId(self.start_id + i as u32);
             let Some(raw) = self.raw(id) else { continue };
-            let Ok(name) = self.str_bytes(raw.name_off) else { continue };
+            let Ok(name) = self.str_bytes(raw.name_off) else {
+                continue;
+            };
             if name.is_empty() {
                 continue;
             }
@@ -473,15 +508,25 @@ impl<'data> Btf<'data> {
         if offset == 0 && self.strings.is_empty() {
             return Ok(b"");
         }
-        let rest = self.strings.get((offset - self.start_str) as usize..).ok_or(BtfError::BadString { offset })?;
-        let nul = rest.iter().position(|&b| b == 0).ok_or(BtfError::BadString { offset })?;
+        let rest = self
+            .strings
+            .get((offset - self.start_str) as usize..)
+            .ok_or(BtfError::BadString { offset })?;
+        let nul = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(BtfError::BadString { offset })?;
         Ok(&rest[..nul])
     }
 
     /// The string at `offset`, `None` if empty, out of range or not UTF-8.
     fn str_at(&self, offset: u32) -> Option<&'data str> {
         let bytes = self.str_bytes(offset).ok()?;
-        if bytes.is_empty() { None } else { std::str::from_utf8(bytes).ok() }
+        if bytes.is_empty() {
+            None
+        } else {
+            std::str::from_utf8(bytes).ok()
+        }
     }
 
     /// The kind of a type; `Kind::Void` for id 0, `None` if there is no such
@@ -514,7 +559,11 @@ impl<'data> Btf<'data> {
             return Some(found);
         }
         let key = name.as_bytes();
-        let name_of = |id: u32| self.raw(TypeId(id)).and_then(|r| self.str_bytes(r.name_off).ok()).unwrap_or(b"");
+        let name_of = |id: u32| {
+            self.raw(TypeId(id))
+                .and_then(|r| self.str_bytes(r.name_off).ok())
+                .unwrap_or(b"")
+        };
         let first = self.by_name.partition_point(|&id| name_of(id) < key);
         self.by_name[first..]
             .iter()
@@ -558,7 +607,10 @@ impl<'data> Btf<'data> {
         let mut from = from;
         for d in depth..=MAX_DEPTH {
             if cur == TypeId::VOID {
-                return Err(BtfError::NoSize { id: cur, kind: Kind::Void });
+                return Err(BtfError::NoSize {
+                    id: cur,
+                    kind: Kind::Void,
+                });
             }
             let raw = self.raw_or_missing(cur, from)?;
             match raw.kind {
@@ -569,7 +621,9 @@ impl<'data> Btf<'data> {
                 Kind::Array => {
                     let (elem, nelems) = array_fields(&raw);
                     let elem_size = self.size_at_depth(elem, Some(cur), d + 1)?;
-                    return elem_size.checked_mul(u64::from(nelems)).ok_or(BtfError::SizeOverflow { id: cur });
+                    return elem_size
+                        .checked_mul(u64::from(nelems))
+                        .ok_or(BtfError::SizeOverflow { id: cur });
                 }
                 Kind::Typedef
                 | Kind::Volatile
@@ -609,7 +663,11 @@ impl<'data> Btf<'data> {
         let id = self.resolve(id)?;
         let raw = self.raw_or_missing(id, None)?;
         match raw.kind {
-            Kind::Struct | Kind::Union => Ok(Members { btf: self, raw, next: 0 }),
+            Kind::Struct | Kind::Union => Ok(Members {
+                btf: self,
+                raw,
+                next: 0,
+            }),
             kind => Err(BtfError::NotComposite { id, kind }),
         }
     }
@@ -628,7 +686,10 @@ impl<'data> Btf<'data> {
                 matches!(self.kind(r), Some(Kind::Struct | Kind::Union)).then_some(td)
             })
             .ok_or(BtfError::NoStruct { name: sname })?;
-        let bad_path = BtfError::BadPath { struct_name: sname, path: Name::new(path) };
+        let bad_path = BtfError::BadPath {
+            struct_name: sname,
+            path: Name::new(path),
+        };
 
         let mut cur = root;
         let mut bits: u64 = 0;
@@ -654,7 +715,9 @@ impl<'data> Btf<'data> {
                 element: Name::new(name),
                 container,
             })?;
-            bits = bits.checked_add(found.0).ok_or(BtfError::SizeOverflow { id: container })?;
+            bits = bits
+                .checked_add(found.0)
+                .ok_or(BtfError::SizeOverflow { id: container })?;
             cur = found.1;
             bitfield_size = found.2;
             while !indices.is_empty() {
@@ -664,9 +727,10 @@ impl<'data> Btf<'data> {
                 if !indices.is_empty() && !indices.starts_with('[') {
                     return Err(bad_path);
                 }
-                let (elem, nelems) = self
-                    .array_info(cur)
-                    .ok_or(BtfError::NotArray { struct_name: sname, element: Name::new(name) })?;
+                let (elem, nelems) = self.array_info(cur).ok_or(BtfError::NotArray {
+                    struct_name: sname,
+                    element: Name::new(name),
+                })?;
                 if index >= nelems {
                     return Err(BtfError::IndexOutOfBounds {
                         struct_name: sname,
@@ -711,10 +775,12 @@ impl<'data> Btf<'data> {
                 }
                 None => {
                     let inner = self.resolve(m.type_id)?;
-                    if matches!(self.kind(inner), Some(Kind::Struct | Kind::Union)) {
-                        if let Some((off, ty, bf)) = self.find_member(inner, name, depth + 1)? {
-                            return Ok(Some((u64::from(m.bit_offset) + off, ty, bf)));
-                        }
+                    let nested = match self.kind(inner) {
+                        Some(Kind::Struct | Kind::Union) => self.find_member(inner, name, depth + 1)?,
+                        _ => None,
+                    };
+                    if let Some((off, ty, bf)) = nested {
+                        return Ok(Some((u64::from(m.bit_offset) + off, ty, bf)));
                     }
                 }
                 Some(_) => {}
@@ -753,7 +819,11 @@ impl<'data> Btf<'data> {
         let is_enum = |k| matches!(k, Kind::Enum | Kind::Enum64);
         match enum_name {
             Some(n) => self.find_named(n, &mut |raw| {
-                if is_enum(raw.kind) { self.enumerator_in(raw, enumerator) } else { None }
+                if is_enum(raw.kind) {
+                    self.enumerator_in(raw, enumerator)
+                } else {
+                    None
+                }
             }),
             None => self.base.and_then(|b| b.enum_value(None, enumerator)).or_else(|| {
                 self.type_ids()
@@ -783,7 +853,10 @@ impl<'data> Btf<'data> {
 }
 
 fn array_fields(raw: &Raw<'_>) -> (TypeId, u32) {
-    (TypeId(u32_at(raw.extra, 0).unwrap_or(0)), u32_at(raw.extra, 8).unwrap_or(0))
+    (
+        TypeId(u32_at(raw.extra, 0).unwrap_or(0)),
+        u32_at(raw.extra, 8).unwrap_or(0),
+    )
 }
 
 /// Iterator over a struct's or union's [`MemberInfo`]s; yields an error for
@@ -813,9 +886,17 @@ impl<'data> Iterator for Members<'_, 'data> {
             Err(e) => return Some(Err(e)),
         };
         // With kind_flag, the high 8 bits hold the bitfield width.
-        let (bit_offset, bitfield_size) =
-            if self.raw.kind_flag { (offset & 0x00ff_ffff, offset >> 24) } else { (offset, 0) };
-        Some(Ok(MemberInfo { name, type_id, bit_offset, bitfield_size }))
+        let (bit_offset, bitfield_size) = if self.raw.kind_flag {
+            (offset & 0x00ff_ffff, offset >> 24)
+        } else {
+            (offset, 0)
+        };
+        Some(Ok(MemberInfo {
+            name,
+            type_id,
+            bit_offset,
+            bitfield_size,
+        }))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
