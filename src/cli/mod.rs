@@ -4,6 +4,7 @@
 
 mod check;
 mod orc;
+mod trim;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// Decide, per task, whether it may switch to the patched code.
     Check(check::CheckArgs),
+    /// Write a small kdump-compressed copy holding only the pages lpstack reads.
+    Trim(trim::TrimArgs),
     /// Inspect ORC unwind tables.
     #[command(subcommand)]
     Orc(orc::OrcCommand),
@@ -40,6 +43,7 @@ pub fn run() -> i32 {
     let result = match cli.command {
         Command::Orc(c) => orc::run(c),
         Command::Check(a) => check::run(a),
+        Command::Trim(a) => trim::run(a),
     };
     match result {
         Ok(code) => code,
