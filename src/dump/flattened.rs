@@ -143,12 +143,7 @@ impl<'data> FlattenedSource<'data> {
     }
 
     /// Walks `[offset, offset+len)` piece by piece; `f(range_offset, src, n)`.
-    fn walk(
-        &self,
-        offset: u64,
-        len: u64,
-        mut f: impl FnMut(usize, usize, usize),
-    ) -> Result<(), SourceError> {
+    fn walk(&self, offset: u64, len: u64, mut f: impl FnMut(usize, usize, usize)) -> Result<(), SourceError> {
         let end = offset.checked_add(len).ok_or(out_of_bounds(offset, len, self.len))?;
         if end > self.len {
             return Err(out_of_bounds(offset, len, self.len));
@@ -207,14 +202,13 @@ impl PieceMap {
             return;
         }
         // A piece starting before `new` may reach into it: split it.
-        if let Some((&k, &p)) = self.pieces.range(..new.start).next_back() {
-            if p.end > new.start {
-                self.pieces.insert(k, Piece { end: new.start, ..p });
-                self.overridden += p.end.min(new.end) - new.start;
-                if p.end > new.end {
-                    let tail = Piece { start: new.end, end: p.end, src: p.src + (new.end - p.start) as usize };
-                    self.pieces.insert(new.end, tail);
-                }
+        let before = self.pieces.range(..new.start).next_back().map(|(&k, &p)| (k, p));
+        if let Some((k, p)) = before.filter(|(_, p)| p.end > new.start) {
+            self.pieces.insert(k, Piece { end: new.start, ..p });
+            self.overridden += p.end.min(new.end) - new.start;
+            if p.end > new.end {
+                let tail = Piece { start: new.end, end: p.end, src: p.src + (new.end - p.start) as usize };
+                self.pieces.insert(new.end, tail);
             }
         }
         // Pieces starting inside `new` are dropped or keep their tail.
@@ -316,15 +310,12 @@ mod tests {
         assert!(FlattenedSource::parse(&good).is_ok());
         let mut bad = good.clone();
         bad[19 + 4] = 2;
-        assert_eq!(FlattenedSource::parse(&bad).unwrap_err(), FlatError::BadType(0x200000001));
+        assert_eq!(FlattenedSource::parse(&bad).unwrap_err(), FlatError::BadType(2));
         let mut bad = good.clone();
         bad[31] = 2;
         assert_eq!(FlattenedSource::parse(&bad).unwrap_err(), FlatError::BadVersion(2));
         assert_eq!(FlattenedSource::parse(b"KDUMP   ").unwrap_err(), FlatError::BadSignature);
-        assert_eq!(
-            FlattenedSource::parse(&good[..100]).unwrap_err(),
-            FlatError::TruncatedHeader { file_len: 100 }
-        );
+        assert_eq!(FlattenedSource::parse(&good[..100]).unwrap_err(), FlatError::TruncatedHeader { file_len: 100 });
     }
 
     #[test]
@@ -350,9 +341,6 @@ mod tests {
         for n in 0..full.len() {
             assert!(FlattenedSource::parse(&full[..n]).is_err(), "cut at {n}");
         }
-        assert_eq!(
-            FlattenedSource::parse(&full[..4096]).unwrap_err(),
-            FlatError::MissingEnd { at: 4096 }
-        );
+        assert_eq!(FlattenedSource::parse(&full[..4096]).unwrap_err(), FlatError::MissingEnd { at: 4096 });
     }
 }

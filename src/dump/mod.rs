@@ -1,2 +1,450 @@
 //! Crash-dump readers: ELF vmcores (kdump, QEMU), kdump-compressed files,
 //! the makedumpfile flattened format, and their notes and VMCOREINFO.
+//!
+//! [`Dump`] opens any of them from a byte slice (the CLI mmaps the file),
+//! telling them apart by their first bytes, and reads physical memory. It
+//! knows nothing of page tables: the address-space layer builds on
+//! [`Dump::read_phys`] (and [`Dump::read_virt_direct`] before it has page
+//! tables).
+//!
+//! One module per format, each zero-copy over the input, each with its own
+//! small `Copy` error type:
+//!
+//! - [`elf`]: ELF64 cores (PT_LOAD, PT_NOTE, PN_XNUM)
+//! - [`kdump`]: "KDUMP   " files, generic over a [`source::ByteSource`]
+//! - [`flattened`]: makedumpfile's flattened stream, read in place
+//! - [`notes`]: ELF notes, NT_PRSTATUS, QEMU's CPU note, VMCOREINFO note
+//! - [`vmcoreinfo`]: `KEY=VALUE` parsing
+//! - [`write`]: a kdump-compressed writer (for cutting fixtures)
+
+pub mod elf;
+pub mod flattened;
+pub mod kdump;
+pub mod notes;
+pub mod source;
+pub mod vmcoreinfo;
+pub mod write;
+
+use crate::memory::{Memory, MemoryError, MemoryErrorKind};
+
+use elf::{ElfDump, ElfError, ElfTail, Lookup};
+use flattened::{FlatError, FlattenedSource};
+use kdump::{KdumpError, KdumpFile, KdumpHeader, KdumpSubHeader, PageLookup};
+use notes::{Note, NoteError, NoteIter, NoteSummary};
+use source::{ByteSource, SliceSource};
+use vmcoreinfo::VmcoreInfoError;
+
+pub use notes::{CpuState, Prstatus, QemuCpuState, QemuSegment};
+pub use vmcoreinfo::VmcoreInfo;
+
+/// The compression flags a kdump header's `status` announces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Compression(pub u32);
+
+impl Compression {
+    pub fn zlib(self) -> bool {
+        self.0 & kdump::DUMP_DH_COMPRESSED_ZLIB != 0
+    }
+    pub fn lzo(self) -> bool {
+        self.0 & kdump::DUMP_DH_COMPRESSED_LZO != 0
+    }
+    pub fn snappy(self) -> bool {
+        self.0 & kdump::DUMP_DH_COMPRESSED_SNAPPY != 0
+    }
+    pub fn zstd(self) -> bool {
+        self.0 & kdump::DUMP_DH_COMPRESSED_ZSTD != 0
+    }
+    /// "zlib", "lzo", ... for each flag set.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        kdump::compression_names(self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DumpFormat {
+    /// An ELF core without QEMU notes: kdump's vmcore, makedumpfile -E, kcore.
+    ElfKdump,
+    /// QEMU `dump-guest-memory` in ELF.
+    ElfQemu,
+    /// kdump-compressed; `compression` is the header's status flags.
+    KdumpCompressed { compression: Compression },
+    /// The makedumpfile flattened form of a kdump-compressed file.
+    Flattened { compression: Compression },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DumpError {
+    #[error("not a crash dump: no ELF, \"KDUMP   \" or \"makedumpfile\" signature at offset 0")]
+    UnknownFormat,
+    #[error("flattened dump holds an ELF file, not a kdump one: reassemble it with makedumpfile -R")]
+    FlattenedElf,
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+    #[error(transparent)]
+    Kdump(#[from] KdumpError),
+    #[error(transparent)]
+    Flat(#[from] FlatError),
+    #[error("physical address {paddr:#x} is in no memory range of the dump")]
+    Unmapped { paddr: u64 },
+    #[error("physical page at {paddr:#x} was left out of the dump")]
+    NotInDump { paddr: u64 },
+}
+
+impl DumpError {
+    /// The memory-layer view: which address, and why.
+    pub fn to_memory_error(&self, addr: u64) -> MemoryError {
+        match *self {
+            DumpError::Unmapped { paddr } => MemoryError::new(paddr, MemoryErrorKind::Unmapped),
+            DumpError::NotInDump { paddr } => MemoryError::new(paddr, MemoryErrorKind::NotInDump),
+            _ => MemoryError::new(addr, MemoryErrorKind::Backend),
+        }
+    }
+}
+
+enum Backend<'data> {
+    Elf(ElfDump<'data>),
+    Kdump(KdumpFile<'data, SliceSource<'data>>),
+    Flat(KdumpFile<'data, FlattenedSource<'data>>),
+}
+
+/// Decoded pages, least recently used out. Pages are allocated on first use
+/// and then reused.
+struct PageCache {
+    slots: Vec<Slot>,
+    tick: u64,
+}
+
+struct Slot {
+    pfn: u64,
+    used: u64,
+    page: Vec<u8>,
+}
+
+const CACHE_PAGES: usize = 16;
+const EMPTY: u64 = u64::MAX;
+
+impl PageCache {
+    fn new() -> Self {
+        PageCache { slots: Vec::new(), tick: 0 }
+    }
+
+    /// The page `pfn`, decoding it on a miss.
+    fn get<'data, S: ByteSource<'data>>(&mut self, k: &mut KdumpFile<'data, S>, pfn: u64) -> Result<&[u8], DumpError> {
+        self.tick += 1;
+        let page_size = k.page_size() as usize;
+        let i = match self.slots.iter().position(|s| s.pfn == pfn) {
+            Some(i) => i,
+            None => {
+                let i = if self.slots.len() < CACHE_PAGES {
+                    self.slots.push(Slot { pfn: EMPTY, used: 0, page: vec![0; page_size] });
+                    self.slots.len() - 1
+                } else {
+                    self.slots.iter().enumerate().min_by_key(|(_, s)| s.used).map_or(0, |(i, _)| i)
+                };
+                let slot = &mut self.slots[i];
+                slot.pfn = EMPTY;
+                let paddr = pfn.saturating_mul(page_size as u64);
+                match k.read_page(pfn, &mut slot.page)? {
+                    PageLookup::Stored { .. } => slot.pfn = pfn,
+                    PageLookup::NotInDump => return Err(DumpError::NotInDump { paddr }),
+                    PageLookup::Unmapped => return Err(DumpError::Unmapped { paddr }),
+                }
+                i
+            }
+        };
+        let slot = &mut self.slots[i];
+        slot.used = self.tick;
+        Ok(&slot.page)
+    }
+}
+
+/// A crash dump opened from bytes.
+pub struct Dump<'data> {
+    backend: Backend<'data>,
+    format: DumpFormat,
+    page_size: u64,
+    cpus: Vec<CpuState>,
+    vmcoreinfo: Option<VmcoreInfo>,
+    vmcoreinfo_error: Option<VmcoreInfoError>,
+    note_problems: Vec<NoteError>,
+    cache: PageCache,
+}
+
+impl std::fmt::Debug for Dump<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dump")
+            .field("format", &self.format)
+            .field("page_size", &self.page_size)
+            .field("cpus", &self.cpus.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'data> Dump<'data> {
+    /// Opens a dump, detecting its format from its first bytes.
+    pub fn open(data: &'data [u8]) -> Result<Self, DumpError> {
+        if elf::is_elf(data) {
+            let e = ElfDump::parse(data)?;
+            let summary = notes::summarize(e.notes(), e.machine() == elf::EM_X86_64);
+            let format = if summary.has_qemu_notes { DumpFormat::ElfQemu } else { DumpFormat::ElfKdump };
+            let (vi, vi_err) = parse_vmcoreinfo(summary.vmcoreinfo);
+            let page_size = vi.as_ref().and_then(VmcoreInfo::page_size).filter(|p| p.is_power_of_two()).unwrap_or(4096);
+            return Ok(Self::assemble(Backend::Elf(e), format, page_size, summary, vi, vi_err));
+        }
+        if kdump::is_kdump(data) {
+            let k = KdumpFile::parse(SliceSource(data))?;
+            let compression = Compression(k.header().status & kdump_compression_mask());
+            return Ok(Self::from_kdump(k, DumpFormat::KdumpCompressed { compression }, Backend::Kdump));
+        }
+        if flattened::is_flattened(data) {
+            let f = FlattenedSource::parse(data)?;
+            let mut magic = [0u8; 4];
+            if f.read_at(0, &mut magic).is_ok() && elf::is_elf(&magic) {
+                return Err(DumpError::FlattenedElf);
+            }
+            let k = KdumpFile::parse(f)?;
+            let compression = Compression(k.header().status & kdump_compression_mask());
+            return Ok(Self::from_kdump(k, DumpFormat::Flattened { compression }, Backend::Flat));
+        }
+        Err(DumpError::UnknownFormat)
+    }
+
+    fn from_kdump<S: ByteSource<'data>>(
+        k: KdumpFile<'data, S>,
+        format: DumpFormat,
+        wrap: fn(KdumpFile<'data, S>) -> Backend<'data>,
+    ) -> Self {
+        let notes_bytes = k.notes_bytes();
+        let summary = notes::summarize(NoteIter::new(notes_bytes, k.sub_header().offset_note), true);
+        // makedumpfile stores VMCOREINFO beside the notes; QEMU points
+        // offset_vmcoreinfo into its VMCOREINFO note. Either way prefer it.
+        let (mut vi, mut vi_err) = parse_vmcoreinfo(k.vmcoreinfo_bytes());
+        // A refiltered makedumpfile file can point offset_vmcoreinfo at the
+        // wrong place; the note is the fallback.
+        if vi.as_ref().is_none_or(|v| v.keys().next().is_none()) && summary.vmcoreinfo.is_some() {
+            let (v2, e2) = parse_vmcoreinfo(summary.vmcoreinfo);
+            if v2.is_some() {
+                (vi, vi_err) = (v2, None);
+            } else if vi.is_none() {
+                vi_err = vi_err.or(e2);
+            }
+        }
+        let page_size = k.page_size();
+        let summary = NoteSummary { vmcoreinfo: None, ..summary };
+        Self::assemble(wrap(k), format, page_size, summary, vi, vi_err)
+    }
+
+    fn assemble(
+        backend: Backend<'data>,
+        format: DumpFormat,
+        page_size: u64,
+        summary: NoteSummary<'_>,
+        vmcoreinfo: Option<VmcoreInfo>,
+        vmcoreinfo_error: Option<VmcoreInfoError>,
+    ) -> Self {
+        Dump {
+            backend,
+            format,
+            page_size,
+            cpus: summary.cpus,
+            vmcoreinfo,
+            vmcoreinfo_error,
+            note_problems: summary.problems,
+            cache: PageCache::new(),
+        }
+    }
+
+    pub fn format(&self) -> DumpFormat {
+        self.format
+    }
+
+    /// The page size: the kdump block size, or VMCOREINFO's PAGESIZE for
+    /// ELF (4096 without it).
+    pub fn page_size(&self) -> u64 {
+        self.page_size
+    }
+
+    pub fn vmcoreinfo(&self) -> Option<&VmcoreInfo> {
+        self.vmcoreinfo.as_ref()
+    }
+
+    /// Why VMCOREINFO was present but unreadable.
+    pub fn vmcoreinfo_error(&self) -> Option<VmcoreInfoError> {
+        self.vmcoreinfo_error
+    }
+
+    /// The CPUs' registers, in note order.
+    pub fn cpus(&self) -> &[CpuState] {
+        &self.cpus
+    }
+
+    /// Notes that could not be decoded (skipped).
+    pub fn note_problems(&self) -> &[NoteError] {
+        &self.note_problems
+    }
+
+    /// All notes, in file order.
+    pub fn notes(&self) -> Vec<Result<Note<'_>, NoteError>> {
+        match &self.backend {
+            Backend::Elf(e) => e.notes().collect(),
+            Backend::Kdump(k) => NoteIter::new(k.notes_bytes(), k.sub_header().offset_note).collect(),
+            Backend::Flat(k) => NoteIter::new(k.notes_bytes(), k.sub_header().offset_note).collect(),
+        }
+    }
+
+    pub fn elf(&self) -> Option<&ElfDump<'data>> {
+        match &self.backend {
+            Backend::Elf(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The kdump headers (also for a flattened file).
+    pub fn kdump_headers(&self) -> Option<(&KdumpHeader, &KdumpSubHeader)> {
+        match &self.backend {
+            Backend::Kdump(k) => Some((k.header(), k.sub_header())),
+            Backend::Flat(k) => Some((k.header(), k.sub_header())),
+            Backend::Elf(_) => None,
+        }
+    }
+
+    /// The flattened index, for a flattened file.
+    pub fn flattened(&self) -> Option<&FlattenedSource<'data>> {
+        match &self.backend {
+            Backend::Flat(k) => Some(k.source()),
+            _ => None,
+        }
+    }
+
+    /// How ELF `p_filesz < p_memsz` tails read (no effect on other formats).
+    pub fn set_elf_tail_policy(&mut self, tail: ElfTail) {
+        if let Backend::Elf(e) = &mut self.backend {
+            e.set_tail_policy(tail);
+        }
+    }
+
+    /// Reads physical memory, across pages. Excluded pages fail with
+    /// `NotInDump` (never zero-filled), addresses outside memory with
+    /// `Unmapped`; the error's address is the first byte that failed.
+    pub fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.read_phys_detailed(paddr, buf).map_err(|e| e.to_memory_error(paddr))
+    }
+
+    /// [`Self::read_phys`] with the format-level reason for a failure.
+    pub fn read_phys_detailed(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), DumpError> {
+        if paddr.checked_add(buf.len() as u64).is_none() {
+            return Err(DumpError::Unmapped { paddr: u64::MAX });
+        }
+        match &mut self.backend {
+            Backend::Elf(e) => {
+                let e = &*e;
+                read_elf(buf, paddr, e.tail_policy(), |a| e.lookup_phys(a))
+            }
+            Backend::Kdump(k) => read_kdump(k, &mut self.cache, self.page_size, paddr, buf),
+            Backend::Flat(k) => read_kdump(k, &mut self.cache, self.page_size, paddr, buf),
+        }
+    }
+
+    /// Reads through the PT_LOADs' virtual addresses, when a segment with a
+    /// virtual address covers `vaddr` (kdump's kernel text, kcore, QEMU with
+    /// paging). `None` when none does, or for kdump-compressed files.
+    pub fn read_virt_direct(&mut self, vaddr: u64, buf: &mut [u8]) -> Option<Result<(), MemoryError>> {
+        let Backend::Elf(e) = &self.backend else { return None };
+        if matches!(e.lookup_virt(vaddr), Lookup::Unmapped) {
+            return None;
+        }
+        if vaddr.checked_add(buf.len() as u64).is_none() {
+            return Some(Err(MemoryError::new(vaddr, MemoryErrorKind::Unmapped)));
+        }
+        let r = read_elf(buf, vaddr, e.tail_policy(), |a| e.lookup_virt(a));
+        Some(r.map_err(|err| match err {
+            DumpError::Unmapped { paddr } => MemoryError::new(paddr, MemoryErrorKind::Unmapped),
+            DumpError::NotInDump { paddr } => MemoryError::new(paddr, MemoryErrorKind::NotInDump),
+            _ => MemoryError::new(vaddr, MemoryErrorKind::Backend),
+        }))
+    }
+
+    /// Physical memory as a [`Memory`] (identity-mapped addresses).
+    pub fn phys_memory(&mut self) -> PhysMemory<'_, 'data> {
+        PhysMemory(self)
+    }
+}
+
+fn kdump_compression_mask() -> u32 {
+    kdump::DUMP_DH_COMPRESSED_ZLIB
+        | kdump::DUMP_DH_COMPRESSED_LZO
+        | kdump::DUMP_DH_COMPRESSED_SNAPPY
+        | kdump::DUMP_DH_COMPRESSED_ZSTD
+}
+
+fn parse_vmcoreinfo(raw: Option<&[u8]>) -> (Option<VmcoreInfo>, Option<VmcoreInfoError>) {
+    match raw.map(VmcoreInfo::parse) {
+        Some(Ok(v)) => (Some(v), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    }
+}
+
+fn read_elf<'data>(
+    buf: &mut [u8],
+    addr: u64,
+    tail: ElfTail,
+    lookup: impl Fn(u64) -> Lookup<'data>,
+) -> Result<(), DumpError> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let at = addr + done as u64;
+        let want = buf.len() - done;
+        let n = match lookup(at) {
+            Lookup::Data(d) => {
+                let n = d.len().min(want);
+                buf[done..done + n].copy_from_slice(&d[..n]);
+                n
+            }
+            Lookup::Tail(len) => {
+                if tail == ElfTail::NotInDump {
+                    return Err(DumpError::NotInDump { paddr: at });
+                }
+                let n = usize::try_from(len).unwrap_or(usize::MAX).min(want);
+                buf[done..done + n].fill(0);
+                n
+            }
+            Lookup::Unmapped => return Err(DumpError::Unmapped { paddr: at }),
+        };
+        done += n.max(1);
+    }
+    Ok(())
+}
+
+fn read_kdump<'data, S: ByteSource<'data>>(
+    k: &mut KdumpFile<'data, S>,
+    cache: &mut PageCache,
+    page_size: u64,
+    paddr: u64,
+    buf: &mut [u8],
+) -> Result<(), DumpError> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let at = paddr + done as u64;
+        let (pfn, off) = (at / page_size, (at % page_size) as usize);
+        let n = (page_size as usize - off).min(buf.len() - done);
+        let page = cache.get(k, pfn).map_err(|e| match e {
+            // Name the first failing byte, not the page start.
+            DumpError::Unmapped { .. } => DumpError::Unmapped { paddr: at },
+            DumpError::NotInDump { .. } => DumpError::NotInDump { paddr: at },
+            e => e,
+        })?;
+        buf[done..done + n].copy_from_slice(&page[off..off + n]);
+        done += n;
+    }
+    Ok(())
+}
+
+/// Physical memory of a dump seen as [`Memory`].
+pub struct PhysMemory<'a, 'data>(pub &'a mut Dump<'data>);
+
+impl Memory for PhysMemory<'_, '_> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.0.read_phys(addr, buf)
+    }
+}

@@ -23,7 +23,9 @@ pub const QEMU_CPU_STATE_SIZE_GS: usize = 440;
 pub enum NoteError {
     #[error("note header at offset {offset:#x} is cut short")]
     TruncatedHeader { offset: u64 },
-    #[error("note at offset {offset:#x}: name ({namesz} bytes) or descriptor ({descsz} bytes) runs past the notes' end")]
+    #[error(
+        "note at offset {offset:#x}: name ({namesz} bytes) or descriptor ({descsz} bytes) runs past the notes' end"
+    )]
     TruncatedBody { offset: u64, namesz: u32, descsz: u32 },
     #[error("NT_PRSTATUS note at offset {offset:#x}: descriptor is {size} bytes, expected 336 (x86-64)")]
     BadPrstatusSize { offset: u64, size: usize },
@@ -297,7 +299,10 @@ pub struct NoteSummary<'data> {
 
 /// Collects CPUs and VMCOREINFO from notes. `x86_64` says whether to decode
 /// NT_PRSTATUS (it is only decoded for EM_X86_64 dumps).
-pub fn summarize<'data>(notes: impl Iterator<Item = Result<Note<'data>, NoteError>>, x86_64: bool) -> NoteSummary<'data> {
+pub fn summarize<'data>(
+    notes: impl Iterator<Item = Result<Note<'data>, NoteError>>,
+    x86_64: bool,
+) -> NoteSummary<'data> {
     let mut s = NoteSummary::default();
     let mut qemu = Vec::new();
     for n in notes {
@@ -355,11 +360,11 @@ pub fn push_note(out: &mut Vec<u8>, name: &[u8], n_type: u32, desc: &[u8]) {
     out.extend_from_slice(&n_type.to_le_bytes());
     out.extend_from_slice(name);
     out.push(0);
-    while out.len() % 4 != 0 {
+    while out.len() & 3 != 0 {
         out.push(0);
     }
     out.extend_from_slice(desc);
-    while out.len() % 4 != 0 {
+    while out.len() & 3 != 0 {
         out.push(0);
     }
 }
@@ -458,10 +463,7 @@ pub(crate) mod tests {
             assert!(p.regs.get(r).is_some(), "{}", r.name());
         }
         let short = Note { desc: &d[..335], ..n };
-        assert_eq!(
-            parse_prstatus_x86_64(&short),
-            Err(NoteError::BadPrstatusSize { offset: 0, size: 335 })
-        );
+        assert_eq!(parse_prstatus_x86_64(&short), Err(NoteError::BadPrstatusSize { offset: 0, size: 335 }));
     }
 
     #[test]

@@ -65,9 +65,7 @@ impl<'data> ByteSource<'data> for SliceSource<'data> {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), SourceError> {
-        let src = self
-            .slice(offset, buf.len())
-            .ok_or(out_of_bounds(offset, buf.len() as u64, self.len()))?;
+        let src = self.slice(offset, buf.len()).ok_or(out_of_bounds(offset, buf.len() as u64, self.len()))?;
         buf.copy_from_slice(src);
         Ok(())
     }
@@ -115,10 +113,7 @@ mod tests {
         assert!(s.check(0, 4).is_ok());
         assert!(s.check(1, u64::MAX).is_err());
         // A huge claimed range fails before any allocation.
-        assert_eq!(
-            s.range(0, 1 << 40).unwrap_err(),
-            SourceError::OutOfBounds { offset: 0, len: 1 << 40, file_len: 4 }
-        );
+        assert_eq!(s.range(0, 1 << 40).unwrap_err(), SourceError::OutOfBounds { offset: 0, len: 1 << 40, file_len: 4 });
     }
 
     #[test]

@@ -172,16 +172,16 @@ fn parse_signed(v: &str) -> Option<i64> {
         Some(m) => (true, m),
         None => (false, v),
     };
-    let m: i128 = match mag.strip_prefix("0x") {
-        Some(h) => i128::from(u64::from_str_radix(h, 16).ok()?),
-        None => i128::from(parse_decimal(mag)?),
+    let (m, hex): (i128, bool) = match mag.strip_prefix("0x") {
+        Some(h) if h.bytes().all(|b| b.is_ascii_hexdigit()) => (i128::from(u64::from_str_radix(h, 16).ok()?), true),
+        Some(_) => return None,
+        None => (i128::from(parse_decimal(mag)?), false),
     };
-    let m = if neg { -m } else { m };
     // 0x hex may be a full 64-bit pattern (arm64 kimage_voffset): wrap it.
-    if !neg && m > i128::from(i64::MAX) {
+    if hex && !neg {
         return Some(m as u64 as i64);
     }
-    i64::try_from(m).ok()
+    i64::try_from(if neg { -m } else { m }).ok()
 }
 
 #[cfg(test)]
@@ -219,7 +219,7 @@ SYMBOL(bad)=zz\n\
         assert_eq!(vi.get("SYMBOL(init_uts_ns)"), Some("ffffffff9a81e8e0"));
         assert_eq!(vi.keys().count(), 12);
         assert_eq!(vi.line_of("PAGESIZE"), Some(3));
-        assert!(vi.text().ends_with("SYMBOL(bad)=zz\n"));
+        assert!(vi.text().ends_with("SYMBOL(bad)=zz\n\n"));
     }
 
     #[test]
@@ -228,14 +228,8 @@ SYMBOL(bad)=zz\n\
         assert_eq!(vi.symbol("bad"), None);
         assert_eq!(vi.try_symbol("bad"), Err(VmcoreInfoError::BadValue { line: 12, what: "SYMBOL" }));
         assert_eq!(vi.try_symbol("nope"), Err(VmcoreInfoError::Missing("SYMBOL")));
-        assert_eq!(
-            VmcoreInfo::parse(b"A=1\nnot a pair\n").unwrap_err(),
-            VmcoreInfoError::NoEquals { line: 2 }
-        );
-        assert_eq!(
-            VmcoreInfo::parse(b"A=1\nB=\xff\n").unwrap_err(),
-            VmcoreInfoError::NotUtf8 { line: 2 }
-        );
+        assert_eq!(VmcoreInfo::parse(b"A=1\nnot a pair\n").unwrap_err(), VmcoreInfoError::NoEquals { line: 2 });
+        assert_eq!(VmcoreInfo::parse(b"A=1\nB=\xff\n").unwrap_err(), VmcoreInfoError::NotUtf8 { line: 2 });
         assert!(VmcoreInfo::parse(&vec![b'a'; (MAX_SIZE + 1) as usize]).is_err());
     }
 

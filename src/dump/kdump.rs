@@ -1,0 +1,652 @@
+//! The kdump-compressed format (makedumpfile's and QEMU's "KDUMP   " files;
+//! makedumpfile diskdump_mod.h, QEMU include/sysemu/dump.h).
+//!
+//! ```text
+//! block 0                    disk_dump_header (464 bytes on x86-64)
+//! block 1                    kdump_sub_header, then (same sub_hdr_size
+//!                            blocks) notes, VMCOREINFO, erase info
+//! block 1+sub_hdr_size       1st bitmap: pfns that exist   } bitmap_blocks/2
+//!                            2nd bitmap: pfns in the dump  } blocks each
+//! block 1+sub+bitmap_blocks  page descriptors, one per set bit of the 2nd
+//!                            bitmap, in pfn order; then the page data
+//! ```
+//!
+//! disk_dump_header (x86-64 layout; `timestamp` is a 16-byte timeval
+//! aligned to 8, which QEMU spells as 22 bytes of padding):
+//! signature 0, header_version 8, utsname 12 (6 x 65), timestamp 408,
+//! status 424, block_size 428, sub_hdr_size 432, bitmap_blocks 436,
+//! max_mapnr 440, total_ram_blocks 444, device_blocks 448,
+//! written_blocks 452, current_cpu 456, nr_cpus 460.
+//!
+//! kdump_sub_header (64-bit): phys_base 0, dump_level 8, split 12 (v2),
+//! start_pfn 16, end_pfn 24 (v2), offset_vmcoreinfo 32, size_vmcoreinfo 40
+//! (v3), offset_note 48, size_note 56 (v4), offset_eraseinfo 64,
+//! size_eraseinfo 72 (v5), start_pfn_64 80, end_pfn_64 88, max_mapnr_64 96
+//! (v6).
+//!
+//! **phys_base**: QEMU fills the sub-header's `phys_base` by parsing the
+//! guest's `NUMBER(phys_base)` (decimal, maybe negative) as hex, so the
+//! header value can be wrong. [`KdumpSubHeader::phys_base`] is the raw
+//! header value; the address-space layer must take phys_base from
+//! VMCOREINFO, in base 10.
+
+use std::borrow::Cow;
+
+use super::source::{ByteSource, SourceError, le_u32, le_u64};
+
+pub const SIGNATURE: &[u8; 8] = b"KDUMP   ";
+pub const HEADER_SIZE: usize = 464;
+pub const SUB_HEADER_SIZE: usize = 104;
+pub const PAGE_DESC_SIZE: u64 = 24;
+
+/// Page descriptor / header status flags.
+pub const DUMP_DH_COMPRESSED_ZLIB: u32 = 0x1;
+pub const DUMP_DH_COMPRESSED_LZO: u32 = 0x2;
+pub const DUMP_DH_COMPRESSED_SNAPPY: u32 = 0x4;
+/// Header status: the dump ran out of space; descriptors with offset 0 are lost pages.
+pub const DUMP_DH_COMPRESSED_INCOMPLETE: u32 = 0x8;
+pub const DUMP_DH_EXCLUDED_VMEMMAP: u32 = 0x10;
+pub const DUMP_DH_COMPRESSED_ZSTD: u32 = 0x20;
+const COMPRESSION_MASK: u32 =
+    DUMP_DH_COMPRESSED_ZLIB | DUMP_DH_COMPRESSED_LZO | DUMP_DH_COMPRESSED_SNAPPY | DUMP_DH_COMPRESSED_ZSTD;
+
+/// Largest block (page) size accepted: 256 KiB.
+const MAX_BLOCK_SIZE: u32 = 1 << 18;
+/// zstd frames whose window exceeds this are refused before decoding.
+const MAX_ZSTD_WINDOW: u64 = 1 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KdumpError {
+    #[error("kdump: no \"KDUMP   \" signature at offset 0")]
+    BadSignature,
+    #[error("kdump: cannot read the {what}: {err}")]
+    Read { what: &'static str, err: SourceError },
+    #[error("kdump: header_version {0} at offset 8 is not supported (1..=6 are known; >6 read as 6)")]
+    BadVersion(u32),
+    #[error("kdump: block_size {0} at offset 428 is not a power of two in 512..=262144")]
+    BadBlockSize(u32),
+    #[error("kdump: sub_hdr_size {0} at offset 432 is 0 blocks")]
+    BadSubHeaderSize(u32),
+    #[error("kdump: bitmap_blocks {0} at offset 436 is odd or 0 (two bitmaps of equal size are expected)")]
+    BadBitmapBlocks(u32),
+    #[error("kdump: {what} at {offset:#x}+{size:#x} lies outside the file")]
+    BadRange { what: &'static str, offset: u64, size: u64 },
+    #[error("kdump: page descriptor of pfn {pfn:#x} at file offset {desc_offset:#x}: {why}")]
+    BadPageDesc { pfn: u64, desc_offset: u64, why: &'static str },
+    #[error(
+        "kdump: pfn {pfn:#x}: {method} data at file offset {data_offset:#x} ({size} bytes) does not decompress to one page: {why}"
+    )]
+    Decompress { pfn: u64, data_offset: u64, size: u32, method: &'static str, why: &'static str },
+}
+
+fn read_err(what: &'static str) -> impl Fn(SourceError) -> KdumpError {
+    move |err| KdumpError::Read { what, err }
+}
+
+/// `struct new_utsname`: six NUL-padded 65-byte strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Utsname {
+    pub fields: [[u8; 65]; 6],
+}
+
+impl Utsname {
+    fn field(&self, i: usize) -> &str {
+        let f = &self.fields[i];
+        let end = f.iter().position(|&b| b == 0).unwrap_or(f.len());
+        std::str::from_utf8(&f[..end]).unwrap_or("")
+    }
+    pub fn sysname(&self) -> &str {
+        self.field(0)
+    }
+    pub fn nodename(&self) -> &str {
+        self.field(1)
+    }
+    pub fn release(&self) -> &str {
+        self.field(2)
+    }
+    pub fn version(&self) -> &str {
+        self.field(3)
+    }
+    pub fn machine(&self) -> &str {
+        self.field(4)
+    }
+    pub fn domainname(&self) -> &str {
+        self.field(5)
+    }
+}
+
+/// `disk_dump_header`, as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KdumpHeader {
+    pub header_version: u32,
+    pub utsname: Utsname,
+    pub timestamp_sec: u64,
+    pub timestamp_usec: u64,
+    pub status: u32,
+    pub block_size: u32,
+    pub sub_hdr_size: u32,
+    pub bitmap_blocks: u32,
+    /// 32-bit; superseded by `max_mapnr_64` from header_version 6.
+    pub max_mapnr: u32,
+    pub total_ram_blocks: u32,
+    pub device_blocks: u32,
+    pub written_blocks: u32,
+    pub current_cpu: u32,
+    pub nr_cpus: u32,
+}
+
+/// `kdump_sub_header` (64-bit). Fields newer than `header_version` are 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KdumpSubHeader {
+    /// Raw header value. Do not trust it for QEMU dumps (see module docs):
+    /// use VMCOREINFO's `NUMBER(phys_base)` read as decimal.
+    pub phys_base: u64,
+    pub dump_level: u32,
+    pub split: u32,
+    pub start_pfn: u64,
+    pub end_pfn: u64,
+    pub offset_vmcoreinfo: u64,
+    pub size_vmcoreinfo: u64,
+    pub offset_note: u64,
+    pub size_note: u64,
+    pub offset_eraseinfo: u64,
+    pub size_eraseinfo: u64,
+    pub start_pfn_64: u64,
+    pub end_pfn_64: u64,
+    pub max_mapnr_64: u64,
+}
+
+/// Bytes of the sub-header that exist for a header version.
+fn sub_header_len(version: u32) -> usize {
+    match version {
+        0 | 1 => 12,
+        2 => 32,
+        3 => 48,
+        4 => 64,
+        5 => 80,
+        _ => SUB_HEADER_SIZE,
+    }
+}
+
+/// A page descriptor (`page_desc_t`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageDesc {
+    pub offset: u64,
+    pub size: u32,
+    pub flags: u32,
+    pub page_flags: u64,
+}
+
+/// Where a pfn stands in the dump.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageLookup {
+    /// Not memory (not in the 1st bitmap, or past max_mapnr).
+    Unmapped,
+    /// Memory that was excluded (or lost to a full disk, or in another file
+    /// of a split dump).
+    NotInDump,
+    Stored {
+        desc: PageDesc,
+        desc_offset: u64,
+    },
+}
+
+/// A bitmap with a rank index: one u32 count of set bits before every
+/// 512-bit chunk, so `rank` is one lookup and at most 8 popcounts.
+#[derive(Clone, Debug)]
+struct RankedBitmap<'data> {
+    bits: Cow<'data, [u8]>,
+    chunk_rank: Vec<u32>,
+    ones: u64,
+}
+
+const CHUNK_BYTES: usize = 64;
+
+impl<'data> RankedBitmap<'data> {
+    fn new(bits: Cow<'data, [u8]>) -> Self {
+        let mut chunk_rank = Vec::with_capacity(bits.len().div_ceil(CHUNK_BYTES));
+        let mut ones = 0u64;
+        for chunk in bits.chunks(CHUNK_BYTES) {
+            // Saturates only past 2^32 dumped pages (16 TiB of 4K pages).
+            chunk_rank.push(u32::try_from(ones).unwrap_or(u32::MAX));
+            ones += chunk.iter().map(|b| u64::from(b.count_ones())).sum::<u64>();
+        }
+        RankedBitmap { bits, chunk_rank, ones }
+    }
+
+    fn nbits(&self) -> u64 {
+        self.bits.len() as u64 * 8
+    }
+
+    fn get(&self, bit: u64) -> bool {
+        let Ok(byte) = usize::try_from(bit / 8) else { return false };
+        self.bits.get(byte).is_some_and(|b| b >> (bit % 8) & 1 != 0)
+    }
+
+    /// Set bits before `bit`.
+    fn rank(&self, bit: u64) -> u64 {
+        let bit = bit.min(self.nbits());
+        let byte = (bit / 8) as usize;
+        let chunk = byte / CHUNK_BYTES;
+        let Some(&base) = self.chunk_rank.get(chunk) else { return self.ones };
+        let start = chunk * CHUNK_BYTES;
+        let mut n = u64::from(base);
+        n += self.bits[start..byte].iter().map(|b| u64::from(b.count_ones())).sum::<u64>();
+        if bit & 7 != 0 {
+            n += u64::from((self.bits[byte] & ((1u8 << (bit % 8)) - 1)).count_ones());
+        }
+        n
+    }
+}
+
+/// Decoders kept between pages so that reading allocates nothing once warm.
+pub struct PageDecoder {
+    zlib: flate2::Decompress,
+    zstd: ruzstd::decoding::FrameDecoder,
+    /// Compressed bytes that straddle flattened records.
+    scratch: Vec<u8>,
+}
+
+impl Default for PageDecoder {
+    fn default() -> Self {
+        PageDecoder {
+            zlib: flate2::Decompress::new(true),
+            zstd: ruzstd::decoding::FrameDecoder::new(),
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for PageDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageDecoder").finish_non_exhaustive()
+    }
+}
+
+/// A kdump-compressed file over any byte source.
+#[derive(Debug)]
+pub struct KdumpFile<'data, S: ByteSource<'data>> {
+    source: S,
+    header: KdumpHeader,
+    sub: KdumpSubHeader,
+    block_size: u64,
+    max_mapnr: u64,
+    valid: RankedBitmap<'data>,
+    dumped: RankedBitmap<'data>,
+    /// Dumped pages before `split_start` (split dumps number descriptors from there).
+    rank_base: u64,
+    split_range: Option<(u64, u64)>,
+    desc_offset: u64,
+    notes: Cow<'data, [u8]>,
+    vmcoreinfo: Option<Cow<'data, [u8]>>,
+    decoder: PageDecoder,
+}
+
+pub fn is_kdump(data: &[u8]) -> bool {
+    data.starts_with(SIGNATURE)
+}
+
+fn parse_header(h: &[u8]) -> Option<KdumpHeader> {
+    let u = |at| le_u32(h, at);
+    let mut fields = [[0u8; 65]; 6];
+    for (i, f) in fields.iter_mut().enumerate() {
+        f.copy_from_slice(h.get(12 + 65 * i..12 + 65 * (i + 1))?);
+    }
+    Some(KdumpHeader {
+        header_version: u(8)?,
+        utsname: Utsname { fields },
+        timestamp_sec: le_u64(h, 408)?,
+        timestamp_usec: le_u64(h, 416)?,
+        status: u(424)?,
+        block_size: u(428)?,
+        sub_hdr_size: u(432)?,
+        bitmap_blocks: u(436)?,
+        max_mapnr: u(440)?,
+        total_ram_blocks: u(444)?,
+        device_blocks: u(448)?,
+        written_blocks: u(452)?,
+        current_cpu: u(456)?,
+        nr_cpus: u(460)?,
+    })
+}
+
+fn parse_sub_header(b: &[u8], version: u32) -> KdumpSubHeader {
+    // Missing fields (older versions) read as 0.
+    let q = |at: usize| if at + 8 <= sub_header_len(version) { le_u64(b, at).unwrap_or(0) } else { 0 };
+    let d = |at: usize| if at + 4 <= sub_header_len(version) { le_u32(b, at).unwrap_or(0) } else { 0 };
+    KdumpSubHeader {
+        phys_base: q(0),
+        dump_level: d(8),
+        split: d(12),
+        start_pfn: q(16),
+        end_pfn: q(24),
+        offset_vmcoreinfo: q(32),
+        size_vmcoreinfo: q(40),
+        offset_note: q(48),
+        size_note: q(56),
+        offset_eraseinfo: q(64),
+        size_eraseinfo: q(72),
+        start_pfn_64: q(80),
+        end_pfn_64: q(88),
+        max_mapnr_64: q(96),
+    }
+}
+
+impl<'data, S: ByteSource<'data>> KdumpFile<'data, S> {
+    pub fn parse(source: S) -> Result<Self, KdumpError> {
+        let mut h = [0u8; HEADER_SIZE];
+        match source.read_at(0, &mut h[..SIGNATURE.len()]) {
+            Ok(()) if &h[..SIGNATURE.len()] == SIGNATURE => {}
+            _ => return Err(KdumpError::BadSignature),
+        }
+        source.read_at(0, &mut h).map_err(read_err("disk_dump_header"))?;
+        let header = parse_header(&h).ok_or(KdumpError::BadSignature)?;
+        if header.header_version == 0 {
+            return Err(KdumpError::BadVersion(0));
+        }
+        let bs = header.block_size;
+        if !bs.is_power_of_two() || !(512..=MAX_BLOCK_SIZE).contains(&bs) {
+            return Err(KdumpError::BadBlockSize(bs));
+        }
+        if header.sub_hdr_size == 0 {
+            return Err(KdumpError::BadSubHeaderSize(0));
+        }
+        if header.bitmap_blocks == 0 || header.bitmap_blocks % 2 != 0 {
+            return Err(KdumpError::BadBitmapBlocks(header.bitmap_blocks));
+        }
+        let block_size = u64::from(bs);
+
+        let mut sb = [0u8; SUB_HEADER_SIZE];
+        let sub_len = sub_header_len(header.header_version);
+        source.read_at(block_size, &mut sb[..sub_len]).map_err(read_err("kdump_sub_header"))?;
+        let sub = parse_sub_header(&sb, header.header_version);
+
+        // All products of u32 fields and a block size <= 2^18: no overflow in u64.
+        let bitmap_off = (1 + u64::from(header.sub_hdr_size)) * block_size;
+        let bitmap_len = u64::from(header.bitmap_blocks / 2) * block_size;
+        let range = |what: &'static str, offset: u64, size: u64| -> Result<Cow<'data, [u8]>, KdumpError> {
+            source.range(offset, size).map_err(|err| match err {
+                SourceError::OutOfBounds { .. } => KdumpError::BadRange { what, offset, size },
+                err => KdumpError::Read { what, err },
+            })
+        };
+        let valid = RankedBitmap::new(range("1st bitmap", bitmap_off, bitmap_len)?);
+        let dumped = RankedBitmap::new(range("2nd bitmap", bitmap_off + bitmap_len, bitmap_len)?);
+        let desc_offset = bitmap_off + 2 * bitmap_len;
+        // Fail fast on a file too short for its descriptor table.
+        source.check(desc_offset, dumped.ones * PAGE_DESC_SIZE).map_err(|_| KdumpError::BadRange {
+            what: "page descriptors",
+            offset: desc_offset,
+            size: dumped.ones * PAGE_DESC_SIZE,
+        })?;
+
+        let v6 = header.header_version >= 6;
+        let max_mapnr = if v6 { sub.max_mapnr_64 } else { u64::from(header.max_mapnr) };
+        let split_pfns = if v6 { (sub.start_pfn_64, sub.end_pfn_64) } else { (sub.start_pfn, sub.end_pfn) };
+        let split_range = (header.header_version >= 2 && sub.split != 0).then_some(split_pfns);
+        let rank_base = split_range.map_or(0, |(start, _)| dumped.rank(start));
+
+        let notes = if header.header_version >= 4 && sub.size_note > 0 {
+            range("notes", sub.offset_note, sub.size_note)?
+        } else {
+            Cow::Borrowed(&[][..])
+        };
+        let vmcoreinfo = if header.header_version >= 3 && sub.size_vmcoreinfo > 0 {
+            if sub.size_vmcoreinfo > super::vmcoreinfo::MAX_SIZE {
+                return Err(KdumpError::BadRange {
+                    what: "VMCOREINFO (over 1 MiB)",
+                    offset: sub.offset_vmcoreinfo,
+                    size: sub.size_vmcoreinfo,
+                });
+            }
+            Some(range("VMCOREINFO", sub.offset_vmcoreinfo, sub.size_vmcoreinfo)?)
+        } else {
+            None
+        };
+
+        Ok(KdumpFile {
+            source,
+            header,
+            sub,
+            block_size,
+            max_mapnr,
+            valid,
+            dumped,
+            rank_base,
+            split_range,
+            desc_offset,
+            notes,
+            vmcoreinfo,
+            decoder: PageDecoder::default(),
+        })
+    }
+
+    pub fn header(&self) -> &KdumpHeader {
+        &self.header
+    }
+
+    pub fn sub_header(&self) -> &KdumpSubHeader {
+        &self.sub
+    }
+
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// The page size (the format's block size).
+    pub fn page_size(&self) -> u64 {
+        self.block_size
+    }
+
+    /// Highest pfn + 1 that the dump describes.
+    pub fn max_mapnr(&self) -> u64 {
+        self.max_mapnr
+    }
+
+    /// Number of pages stored (set bits of the 2nd bitmap).
+    pub fn dumped_pages(&self) -> u64 {
+        self.dumped.ones
+    }
+
+    /// The ELF notes area (file offset `sub_header().offset_note`).
+    pub fn notes_bytes(&self) -> &[u8] {
+        &self.notes
+    }
+
+    /// The VMCOREINFO text stored beside the notes (header_version >= 3).
+    pub fn vmcoreinfo_bytes(&self) -> Option<&[u8]> {
+        self.vmcoreinfo.as_deref()
+    }
+
+    /// Whether the pfn exists and whether it was dumped.
+    pub fn lookup(&self, pfn: u64) -> Result<PageLookup, KdumpError> {
+        if pfn >= self.max_mapnr {
+            return Ok(PageLookup::Unmapped);
+        }
+        if self.dumped.get(pfn) {
+            if self.split_range.is_some_and(|(start, end)| pfn < start || pfn >= end) {
+                return Ok(PageLookup::NotInDump);
+            }
+            return self.stored(pfn);
+        }
+        // QEMU writes two identical bitmaps, so there a clear bit is a hole.
+        Ok(if self.valid.get(pfn) { PageLookup::NotInDump } else { PageLookup::Unmapped })
+    }
+
+    fn stored(&self, pfn: u64) -> Result<PageLookup, KdumpError> {
+        let index = self.dumped.rank(pfn) - self.rank_base.min(self.dumped.rank(pfn));
+        let desc_offset = self.desc_offset + index * PAGE_DESC_SIZE;
+        let mut b = [0u8; PAGE_DESC_SIZE as usize];
+        self.source.read_at(desc_offset, &mut b).map_err(read_err("page descriptor"))?;
+        let desc = PageDesc {
+            offset: le_u64(&b, 0).unwrap_or(0),
+            size: le_u32(&b, 8).unwrap_or(0),
+            flags: le_u32(&b, 12).unwrap_or(0),
+            page_flags: le_u64(&b, 16).unwrap_or(0),
+        };
+        if desc.offset == 0 && self.header.status & DUMP_DH_COMPRESSED_INCOMPLETE != 0 {
+            return Ok(PageLookup::NotInDump);
+        }
+        Ok(PageLookup::Stored { desc, desc_offset })
+    }
+
+    /// Decodes page `pfn` into `out` (exactly one page long).
+    pub fn read_page(&mut self, pfn: u64, out: &mut [u8]) -> Result<PageLookup, KdumpError> {
+        let found = self.lookup(pfn)?;
+        let PageLookup::Stored { desc, desc_offset } = found else { return Ok(found) };
+        let bad = |why| KdumpError::BadPageDesc { pfn, desc_offset, why };
+        if out.len() as u64 != self.block_size {
+            return Err(bad("output buffer is not one page"));
+        }
+        if desc.size == 0 || u64::from(desc.size) > self.block_size {
+            return Err(bad("size is 0 or larger than a page"));
+        }
+        let method = desc.flags & COMPRESSION_MASK;
+        if method.count_ones() > 1 {
+            return Err(bad("more than one compression flag"));
+        }
+        if method == 0 && u64::from(desc.size) != self.block_size {
+            return Err(bad("uncompressed page whose size is not the page size"));
+        }
+        let size = desc.size as usize;
+        let PageDecoder { zlib, zstd, scratch } = &mut self.decoder;
+        let input: &[u8] = match self.source.slice(desc.offset, size) {
+            Some(s) => s,
+            None => {
+                scratch.resize(size, 0);
+                self.source.read_at(desc.offset, scratch).map_err(|_| bad("page data lies outside the file"))?;
+                scratch
+            }
+        };
+        let fail = |method: &'static str, why: &'static str| KdumpError::Decompress {
+            pfn,
+            data_offset: desc.offset,
+            size: desc.size,
+            method,
+            why,
+        };
+        match method {
+            0 => out.copy_from_slice(input),
+            DUMP_DH_COMPRESSED_ZLIB => {
+                zlib.reset(true);
+                match zlib.decompress(input, out, flate2::FlushDecompress::Finish) {
+                    Ok(flate2::Status::StreamEnd) if zlib.total_out() == out.len() as u64 => {}
+                    Ok(_) => return Err(fail("zlib", "wrong length or unterminated stream")),
+                    Err(_) => return Err(fail("zlib", "corrupt stream")),
+                }
+            }
+            DUMP_DH_COMPRESSED_LZO => match lzo::decompress_into(input, out) {
+                Ok(n) if n == out.len() => {}
+                Ok(_) => return Err(fail("lzo", "short output")),
+                Err(_) => return Err(fail("lzo", "corrupt stream")),
+            },
+            DUMP_DH_COMPRESSED_SNAPPY => {
+                match snap::raw::decompress_len(input) {
+                    Ok(n) if n == out.len() => {}
+                    Ok(_) => return Err(fail("snappy", "wrong length")),
+                    Err(_) => return Err(fail("snappy", "corrupt header")),
+                }
+                if snap::raw::Decoder::new().decompress(input, out).is_err() {
+                    return Err(fail("snappy", "corrupt stream"));
+                }
+            }
+            DUMP_DH_COMPRESSED_ZSTD => {
+                // Refuse frames that would make the decoder allocate a large window.
+                match zstd_window(input) {
+                    Some(w) if w <= MAX_ZSTD_WINDOW => {}
+                    _ => return Err(fail("zstd", "bad frame header or window over 1 MiB")),
+                }
+                match zstd.decode_all(input, out) {
+                    Ok(n) if n == out.len() => {}
+                    Ok(_) => return Err(fail("zstd", "short output")),
+                    Err(_) => return Err(fail("zstd", "corrupt stream")),
+                }
+            }
+            _ => return Err(bad("unknown compression flag")),
+        }
+        Ok(found)
+    }
+}
+
+/// The window a zstd frame asks for (RFC 8878 3.1.1.1), `None` if the
+/// header is not a zstd frame header.
+fn zstd_window(b: &[u8]) -> Option<u64> {
+    if le_u32(b, 0)? != 0xFD2F_B528 {
+        return None;
+    }
+    let fhd = *b.get(4)?;
+    let single_segment = fhd & 0x20 != 0;
+    if !single_segment {
+        let wd = *b.get(5)?;
+        let exp = u64::from(wd >> 3);
+        let base = 1u64 << (10 + exp);
+        return Some(base + (base / 8) * u64::from(wd & 7));
+    }
+    // Single segment: the window is the content size.
+    let did_len = [0usize, 1, 2, 4][usize::from(fhd & 3)];
+    let fcs_at = 5 + did_len;
+    match fhd >> 6 {
+        0 => b.get(fcs_at).map(|&v| u64::from(v)),
+        1 => le_u16_at(b, fcs_at).map(|v| u64::from(v) + 256),
+        2 => le_u32(b, fcs_at).map(u64::from),
+        _ => le_u64(b, fcs_at),
+    }
+}
+
+fn le_u16_at(b: &[u8], at: usize) -> Option<u16> {
+    super::source::le_u16(b, at)
+}
+
+/// Describes a compression flag set.
+pub fn compression_names(flags: u32) -> impl Iterator<Item = &'static str> {
+    [
+        (DUMP_DH_COMPRESSED_ZLIB, "zlib"),
+        (DUMP_DH_COMPRESSED_LZO, "lzo"),
+        (DUMP_DH_COMPRESSED_SNAPPY, "snappy"),
+        (DUMP_DH_COMPRESSED_ZSTD, "zstd"),
+    ]
+    .into_iter()
+    .filter(move |(f, _)| flags & f != 0)
+    .map(|(_, n)| n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dump::source::SliceSource;
+
+    #[test]
+    fn rank_index() {
+        let mut bits = vec![0u8; 200];
+        let set = [0u64, 1, 7, 8, 63, 64, 511, 512, 513, 1000, 1599];
+        for &b in &set {
+            bits[(b / 8) as usize] |= 1 << (b % 8);
+        }
+        let r = RankedBitmap::new(Cow::Owned(bits));
+        assert_eq!(r.ones, set.len() as u64);
+        for bit in 0..1700u64 {
+            let want = set.iter().filter(|&&s| s < bit).count() as u64;
+            assert_eq!(r.rank(bit), want, "bit {bit}");
+            assert_eq!(r.get(bit), set.contains(&bit));
+        }
+        assert!(!r.get(u64::MAX));
+        assert_eq!(r.rank(u64::MAX), set.len() as u64);
+    }
+
+    #[test]
+    fn zstd_window_sizes() {
+        let page = vec![7u8; 4096];
+        let c = ruzstd::encoding::compress_to_vec(&page[..], ruzstd::encoding::CompressionLevel::Fastest);
+        assert!(zstd_window(&c).is_some_and(|w| w <= MAX_ZSTD_WINDOW));
+        // Window descriptor 0xf8: exponent 31 -> 2 TB window.
+        let evil = [0x28, 0xb5, 0x2f, 0xfd, 0x00, 0xf8, 0, 0, 0];
+        assert_eq!(zstd_window(&evil), Some(1 << 41));
+        assert_eq!(zstd_window(&[0u8; 3]), None);
+    }
+
+    #[test]
+    fn not_kdump() {
+        assert_eq!(KdumpFile::parse(SliceSource(b"KDUMP")).unwrap_err(), KdumpError::BadSignature);
+        assert_eq!(KdumpFile::parse(SliceSource(b"\x7fELF....")).unwrap_err(), KdumpError::BadSignature);
+    }
+}
