@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use lpstack::dump::Dump;
 use lpstack::kernel::check::{check_kernel, TaskReport};
-use lpstack::kernel::image::{CpuRegs, Kernel};
+use lpstack::kernel::image::{CpuRegs, Kernel, SymbolSource};
 use lpstack::model::{evaluate, Blocker, Model, ThreadFacts, Unit};
 use lpstack::patchset::{parse_funcs, Direction, PatchSet};
 use lpstack::symbols::Symbolizer;
@@ -40,6 +40,13 @@ pub struct CheckArgs {
     /// Print every task's frames, not only those that cannot switch.
     #[arg(long)]
     all_frames: bool,
+    /// A vmlinux (ELF with symtab) for symbols, for kernels before 6.0 or
+    /// dumps missing kallsyms pages; its build ID must match the dump's.
+    #[arg(long)]
+    vmlinux: Option<PathBuf>,
+    /// A System.map for symbols (checked against the dump's VMCOREINFO).
+    #[arg(long, conflicts_with = "vmlinux")]
+    system_map: Option<PathBuf>,
     /// Frame limit; the kernel's is 100.
     #[arg(long, default_value_t = 100)]
     max_frames: usize,
@@ -64,13 +71,23 @@ pub fn run(args: CheckArgs) -> Result<i32, CliError> {
         .vmcoreinfo()
         .cloned()
         .ok_or_else(|| CliError(format!("{}: no VMCOREINFO in the dump (QEMU needs -device vmcoreinfo and the guest's qemu_fw_cfg module)", path.display())))?;
-    let cpus: Vec<CpuRegs> = dump
-        .cpus()
-        .iter()
-        .filter_map(|c| c.index_hint.map(|cpu| CpuRegs { cpu, regs: c.regs }))
-        .collect();
+    let cpus = qemu_cpu_regs(&dump);
     let build_id = vi.build_id().map(str::to_string);
-    let mut kernel = Kernel::open(dump, &vi).map_err(|e| named(&e))?;
+    let vmlinux_map = match &args.vmlinux {
+        Some(p) => Some(map_file(p)?),
+        None => None,
+    };
+    let system_map = match &args.system_map {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| CliError(format!("{}: {e}", p.display())))?),
+        None => None,
+    };
+    let source = match (&vmlinux_map, &system_map) {
+        (Some(m), _) => SymbolSource::Vmlinux(m),
+        (None, Some(t)) => SymbolSource::SystemMap(t),
+        (None, None) => SymbolSource::Kallsyms,
+    };
+    let mut kernel = Kernel::open_with(dump, &vi, source).map_err(|e| named(&e))?;
+    let cpus = if cpus.is_empty() { kernel.crash_notes_regs() } else { cpus };
     for w in &kernel.warnings {
         eprintln!("lpstack: warning: {w}");
     }
@@ -347,4 +364,10 @@ fn json_report(
         "models": models,
         "tasks": tasks,
     })
+}
+
+/// QEMU numbers its CPU notes (pr_pid = cpu + 1); a kdump's come from
+/// `crash_notes` instead, once the kernel is open.
+pub fn qemu_cpu_regs(dump: &Dump<'_>) -> Vec<CpuRegs> {
+    dump.cpus().iter().filter_map(|c| c.index_hint.map(|cpu| CpuRegs { cpu, regs: c.regs })).collect()
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use lpstack::dump::write::{write_kdump, KdumpWriteInfo, WriteCompression};
 use lpstack::dump::Dump;
 use lpstack::kernel::check::check_kernel;
-use lpstack::kernel::image::{CpuRegs, Kernel};
+use lpstack::kernel::image::Kernel;
 use lpstack::memory::{MemoryError, PhysMemory};
 use lpstack::patchset::PatchSet;
 use lpstack::walk::WalkConfig;
@@ -68,14 +68,14 @@ pub fn run(args: TrimArgs) -> Result<i32, CliError> {
     let map = map_file(path)?;
     let mut dump = Dump::open(&map).map_err(|e| named(&e))?;
     let vi = dump.vmcoreinfo().cloned().ok_or_else(|| CliError(format!("{}: no VMCOREINFO", path.display())))?;
-    let cpus: Vec<CpuRegs> =
-        dump.cpus().iter().filter_map(|c| c.index_hint.map(|cpu| CpuRegs { cpu, regs: c.regs })).collect();
+    let cpus = super::check::qemu_cpu_regs(&dump);
     let page_size = dump.page_size();
     let max_pfn = max_pfn(&dump);
 
     let mut rec = Recording { dump: &mut dump, pages: BTreeSet::new(), page_size };
     {
         let mut kernel = Kernel::open(&mut rec, &vi).map_err(|e| named(&e))?;
+        let cpus = if cpus.is_empty() { kernel.crash_notes_regs() } else { cpus };
         let set = PatchSet::default();
         check_kernel(&mut kernel, &set, &cpus, &WalkConfig::default(), |_, _| {}).map_err(|e| named(&e))?;
     }

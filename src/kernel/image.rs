@@ -35,6 +35,37 @@ pub enum KernelError {
     Orc { object: String, err: OrcError },
     #[error("{what} is {size} bytes, too large to be real")]
     TooLarge { what: &'static str, size: u64 },
+    #[error("the given vmlinux has build ID {file}, the dump's kernel {dump}: not the same kernel")]
+    BuildIdMismatch { file: String, dump: String },
+    #[error("the given symbols put {name} at {file:#x} (after KASLR), the dump says {dump:#x}: not the same kernel")]
+    SymbolMismatch { name: &'static str, file: u64, dump: u64 },
+    #[error("{0}")]
+    Symbols(String),
+}
+
+/// Where vmlinux symbols come from.
+#[derive(Clone, Copy, Debug)]
+pub enum SymbolSource<'a> {
+    /// kallsyms in the dump (6.0+ VMCOREINFO names its tables).
+    Kallsyms,
+    /// A System.map text, link-time addresses.
+    SystemMap(&'a str),
+    /// A vmlinux ELF file's symtab, link-time addresses.
+    Vmlinux(&'a [u8]),
+}
+
+/// Moves link-time kernel-image symbols by the KASLR offset; per-CPU and
+/// absolute symbols stay.
+fn relocate(table: &SymbolTable, offset: u64) -> SymbolTable {
+    use crate::symbols::SymbolSize;
+    let mut out = SymbolTable::new(table.object());
+    for s in table.symbols() {
+        let addr = if s.address >= super::addrspace::START_KERNEL_MAP { s.address.wrapping_add(offset) } else { s.address };
+        let size = if s.size_is_inferred() { SymbolSize::Unknown } else { SymbolSize::Known(s.size) };
+        out.push_symbol(table.name(s), addr, size, s.kind());
+    }
+    out.finish();
+    out
 }
 
 fn mem_err(what: &'static str) -> impl Fn(MemoryError) -> KernelError {
@@ -82,8 +113,14 @@ fn read_bytes<M: Memory>(mem: &mut M, addr: u64, len: u64, what: &'static str) -
 }
 
 impl<P: PhysMemory> Kernel<P> {
-    /// Sets up the kernel from physical memory and its VMCOREINFO.
+    /// Sets up the kernel from physical memory and its VMCOREINFO, with
+    /// symbols from kallsyms.
     pub fn open(phys: P, vi: &VmcoreInfo) -> Result<Self, KernelError> {
+        Self::open_with(phys, vi, SymbolSource::Kallsyms)
+    }
+
+    /// As [`Kernel::open`], with symbols from `source`.
+    pub fn open_with(phys: P, vi: &VmcoreInfo, source: SymbolSource<'_>) -> Result<Self, KernelError> {
         let release = vi.osrelease().unwrap_or("unknown").to_string();
         let phys_base = vi.number("phys_base").ok_or(KernelError::MissingVmcoreinfo("NUMBER(phys_base)"))?;
         let root_sym = vi
@@ -97,6 +134,36 @@ impl<P: PhysMemory> Kernel<P> {
             sme_mask: vi.number("sme_mask").unwrap_or(0) as u64,
         };
         let mut mem = KernelSpace::new(phys, paging);
+
+        let table = match source {
+            SymbolSource::Kallsyms => None,
+            SymbolSource::SystemMap(text) => Some(
+                crate::symbols::parse_system_map("vmlinux", text).map_err(|e| KernelError::Symbols(format!("System.map: {e}")))?,
+            ),
+            SymbolSource::Vmlinux(data) => {
+                let file_id = object::File::parse(data)
+                    .ok()
+                    .and_then(|f| object::Object::build_id(&f).ok().flatten())
+                    .map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>());
+                if let (Some(file), Some(dump)) = (file_id, vi.build_id()) {
+                    if !dump.to_ascii_lowercase().starts_with(&file) && !file.starts_with(&dump.to_ascii_lowercase()) {
+                        return Err(KernelError::BuildIdMismatch { file, dump: dump.to_string() });
+                    }
+                }
+                Some(crate::symbols::symbols_from_elf("vmlinux", data).map_err(|e| KernelError::Symbols(format!("vmlinux: {e}")))?)
+            }
+        };
+        if let Some(t) = table {
+            let t = relocate(&t, vi.kerneloffset().unwrap_or(0));
+            for name in ["_stext", "init_uts_ns"] {
+                if let (Some(file), Some(dump)) = (t.find_by_name(name).next().map(|s| s.address), vi.symbol(name)) {
+                    if file != dump {
+                        return Err(KernelError::SymbolMismatch { name, file, dump });
+                    }
+                }
+            }
+            return Self::from_symbols(mem, release, t);
+        }
 
         let need = |name: &'static str| vi.symbol(name).ok_or(KernelError::MissingVmcoreinfo(name));
         let loc = KallsymsLocation {
@@ -236,6 +303,29 @@ impl<P: PhysMemory> Kernel<P> {
     /// Address of a per-CPU variable on `cpu`.
     pub fn per_cpu(&self, var: u64, cpu: u32) -> Option<u64> {
         self.per_cpu_offsets.get(cpu as usize).map(|o| var.wrapping_add(*o))
+    }
+
+    /// Each CPU's registers as saved by a crashing kernel in the per-CPU
+    /// `crash_notes` (kdump). Empty when nothing was saved (QEMU dumps).
+    pub fn crash_notes_regs(&mut self) -> Vec<CpuRegs> {
+        let mut out = Vec::new();
+        let Some(sym) = self.symbol("crash_notes") else { return out };
+        let Ok(base) = self.mem.read_u64(sym) else { return out };
+        for cpu in 0..self.nr_cpus {
+            let Some(addr) = self.per_cpu(base, cpu) else { continue };
+            let mut buf = [0u8; 512];
+            if self.mem.read(addr, &mut buf).is_err() {
+                continue;
+            }
+            let prstatus = crate::dump::notes::NoteIter::new(&buf, addr)
+                .flatten()
+                .find(|n| n.n_type == 1 && n.name == b"CORE")
+                .and_then(|n| crate::dump::notes::parse_prstatus_x86_64(&n).ok());
+            if let Some(p) = prstatus {
+                out.push(CpuRegs { cpu, regs: p.regs });
+            }
+        }
+        out
     }
 
     pub fn symbol(&self, name: &str) -> Option<u64> {
