@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT OR Apache-2.0
+"""Post-process one lpstack vmcore run.
+
+usage: extract.py RUNDIR FIXTUREDIR RELEASE
+
+RUNDIR holds what the run produced (console.log = guest ttyS0 with the
+kernel console, report.log = guest ttyS1 with /init's report, qmp.log,
+vmcore.*). Writes into FIXTUREDIR (committed, small text only):
+ground-truth.txt, console-tail.txt, guest-report.txt, stacks.txt,
+vmcoreinfo.txt, funcs.txt, and appends to run-info.txt. Also reassembles
+QEMU's flattened kdump files into RUNDIR/vmcore.<fmt>.reassembled.
+"""
+import hashlib
+import os
+import re
+import struct
+import sys
+
+
+def read_log(path):
+    with open(path, "rb") as f:
+        data = f.read().decode("utf-8", "replace")
+    return data.replace("\r", "").split("\n")
+
+
+def section(lines, begin, end):
+    out, inside = [], False
+    for ln in lines:
+        if ln.startswith(begin):
+            inside, out = True, []
+            continue
+        if inside and ln.startswith(end):
+            return out
+        if inside:
+            out.append(ln)
+    return out
+
+
+def parse_gt(lines):
+    tasks, trans = {}, None
+    for ln in lines:
+        if ln.startswith("GT tid="):
+            kv = dict(re.findall(r"(\w+)=(\S*)", ln))
+            tasks[int(kv["tid"])] = (ln, kv)
+        elif ln.startswith("GT transition="):
+            trans = ln
+    return tasks, trans
+
+
+def elf_notes(path):
+    """Yield (name, type, desc) of the PT_NOTE segments of an ELF64 core."""
+    with open(path, "rb") as f:
+        eh = f.read(64)
+        assert eh[:4] == b"\x7fELF" and eh[4] == 2, "not ELF64"
+        phoff, = struct.unpack_from("<Q", eh, 32)
+        phentsize, phnum = struct.unpack_from("<HH", eh, 54)
+        if phnum == 0xFFFF:  # extended numbering: real count in sh_info of section 0
+            shoff, = struct.unpack_from("<Q", eh, 40)
+            f.seek(shoff)
+            sh0 = f.read(64)
+            phnum, = struct.unpack_from("<I", sh0, 44)
+        f.seek(phoff)
+        phdrs = f.read(phentsize * phnum)
+        loads = []
+        for i in range(phnum):
+            p_type, p_flags, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align = \
+                struct.unpack_from("<IIQQQQQQ", phdrs, i * phentsize)
+            if p_type == 1:
+                loads.append((p_offset, p_vaddr, p_paddr, p_filesz, p_memsz))
+            if p_type != 4:
+                continue
+            f.seek(p_offset)
+            data = f.read(p_filesz)
+            off = 0
+            while off + 12 <= len(data):
+                namesz, descsz, ntype = struct.unpack_from("<III", data, off)
+                off += 12
+                name = data[off:off + namesz].rstrip(b"\0").decode("ascii", "replace")
+                off += (namesz + 3) & ~3
+                desc = data[off:off + descsz]
+                off += (descsz + 3) & ~3
+                yield ("note", name, ntype, desc)
+        yield ("loads", loads)
+
+
+def reassemble_flat(src, dst):
+    """makedumpfile's flattened format -> a plain kdump-compressed file."""
+    with open(src, "rb") as f:
+        head = f.read(4096)
+        if not head.startswith(b"makedumpfile\0"):
+            return False
+        with open(dst + ".tmp", "wb") as out:
+            while True:
+                hdr = f.read(16)
+                if len(hdr) < 16:
+                    raise SystemExit(f"{src}: truncated flattened data")
+                offset, size = struct.unpack(">qq", hdr)
+                if offset == -1 and size == -1:
+                    break
+                buf = f.read(size)
+                if len(buf) != size:
+                    raise SystemExit(f"{src}: truncated flattened record")
+                out.seek(offset)
+                out.write(buf)
+        os.replace(dst + ".tmp", dst)
+    return True
+
+
+def kdump_header(path):
+    """A few fields of a (reassembled) kdump-compressed file's headers."""
+    with open(path, "rb") as f:
+        d = f.read(8192)
+    if d[:8] != b"KDUMP   ":
+        return f"signature {d[:8]!r}"
+    ver, = struct.unpack_from("<i", d, 8)
+    uts = [u.decode() for u in d[12:12 + 390].split(b"\0") if u]
+    (status, block_size, sub_hdr_size, bitmap_blocks, max_mapnr, _, _, _,
+     current_cpu, nr_cpus) = struct.unpack_from("<10I", d, 424)  # after signature, version, utsname, pad, timeval
+    sub = d[block_size:block_size + 64]
+    phys_base, dump_level, split = struct.unpack_from("<QII", sub, 0)
+    off_vmci, size_vmci, off_note, size_note = struct.unpack_from("<4Q", sub, 32)
+    return (f"header_version {ver}, utsname {uts}, status {status}, block_size {block_size}, "
+            f"bitmap_blocks {bitmap_blocks}, max_mapnr {max_mapnr}, nr_cpus {nr_cpus}, "
+            f"current_cpu {current_cpu}; sub-header: phys_base 0x{phys_base:x}, "
+            f"dump_level {dump_level}, vmcoreinfo at {off_vmci} size {size_vmci}, "
+            f"notes at {off_note} size {size_note}")
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def main():
+    rundir, fixdir, release = sys.argv[1:4]
+    os.makedirs(fixdir, exist_ok=True)
+    rep = read_log(os.path.join(rundir, "report.log"))
+    con = read_log(os.path.join(rundir, "console.log"))
+
+    uname = next((l.split()[1] for l in rep if l.startswith("@@UNAME ")), None)
+    if uname != release:
+        raise SystemExit(f"guest uname {uname!r} != {release!r}")
+    if "READY-FOR-DUMP" not in rep:
+        raise SystemExit("guest never printed READY-FOR-DUMP")
+
+    gt1, tr1 = parse_gt(section(rep, "@@GT_BEGIN 1", "@@GT_END 1"))
+    gt2, tr2 = parse_gt(section(rep, "@@GT_BEGIN 2", "@@GT_END 2"))
+    dmesg = section(rep, "@@DMESG_BEGIN", "@@DMESG_END")
+    busy = next((l.split()[1] for l in rep if l.startswith("@@BUSY_PID ")), "?")
+    initpid = next((l.split()[1] for l in rep if l.startswith("@@INIT_PID ")), "?")
+
+    changed = []
+    for tid in sorted(set(gt1) | set(gt2)):
+        a = gt1.get(tid, (None, {}))[1]
+        b = gt2.get(tid, (None, {}))[1]
+        if a.get("patch_state") != b.get("patch_state") or not a or not b:
+            changed.append(f"#   tid {tid}: pass1 {gt1.get(tid, ('absent',))[0]}"
+                           f" | pass2 {gt2.get(tid, ('absent',))[0]}")
+
+    klp_re = re.compile(r"livepatch|klp_|lpstack")
+    # Kernel messages: the guest console (ttyS0) carries only kernel output
+    # (plus two marker lines) and runs until the VM is stopped, so it also has
+    # the retries after /init read dmesg.
+    kmsg = [l for l in con if re.match(r"^\[\s*[0-9]+\.[0-9]+\] ", l)]
+    if not any("klp_try_switch_task" in l for l in kmsg):
+        kmsg = dmesg
+    klp = [l for l in kmsg if klp_re.search(l)]
+    # klp_try_switch_task() verdicts: one line per task still pending, on
+    # every retry (about once a second).
+    verdicts = {}  # tid -> dict
+    vre = re.compile(r"^\[\s*([0-9.]+)\] livepatch: klp_try_switch_task: (.*):(\d+) "
+                     r"(is sleeping on function (\S+)|is running|has an unreliable stack|Unknown.*)$")
+    stamps = []
+    for l in kmsg:
+        m = vre.match(l)
+        if not m:
+            continue
+        t, comm, tid = float(m.group(1)), m.group(2), int(m.group(3))
+        what = m.group(4)
+        verdict = ("sleeping_on=" + m.group(5)) if m.group(5) else what.replace(" ", "_")
+        stamps.append(t)
+        v = verdicts.setdefault(tid, {"comm": comm, "count": 0, "first": t, "hist": {}})
+        v["count"] += 1
+        v["last"] = t
+        v["verdict"] = verdict
+        v["hist"][verdict] = v["hist"].get(verdict, 0) + 1
+    last_round = max(stamps) if stamps else 0.0
+    counts = {}
+    for _, kv in gt2.values():
+        counts[kv["patch_state"]] = counts.get(kv["patch_state"], 0) + 1
+
+    out = []
+    out.append(f"# lpstack vmcore ground truth, kernel {release}")
+    out.append("# Written by scripts/vmcore/make-vmcores.sh from the guest's own report")
+    out.append("# (ttyS1) while the livepatch lpstack_lp was in transition.")
+    out.append("# GT lines: pass 2 (the last one before READY-FOR-DUMP; the VM was stopped")
+    out.append("# and dumped right after). patch_state: 0 = unpatched (KLP_TRANSITION_UNPATCHED),")
+    out.append("# 1 = patched, -1 = no transition. stat_state: the state letter of")
+    out.append("# /proc/<pid>/task/<tid>/stat. The idle tasks (swapper/N) have no /proc entry.")
+    out.append(f"# busy-loop pid: {busy}   init (/init shell) pid: {initpid}")
+    out.append(f"# patch_state counts (pass 2): " +
+               ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    if changed:
+        out.append("# tasks whose patch_state differs between pass 1 and pass 2 "
+                   "(or that exist in only one pass):")
+        out.extend(changed)
+    else:
+        out.append("# pass 1 (2 s earlier) has identical patch_state for every task.")
+    out.append("")
+    for tid in sorted(gt2):
+        out.append(gt2[tid][0])
+    out.append(tr2 or "GT transition=?")
+    out.append("")
+    out.append("# The kernel's own verdicts: klp_try_switch_task() debug lines")
+    out.append("# (kernel/livepatch/transition.c, dynamic debug on), one per pending task per")
+    out.append("# retry. last = verdict of the task's last line; in_last_round = yes if that")
+    out.append("# line belongs to the last retry before the VM was stopped (within 0.5 s of the last")
+    out.append(f"# such line, [{last_round:.6f}]); no = the task switched afterwards.")
+    for tid in sorted(verdicts):
+        v = verdicts[tid]
+        hist = ",".join(f"{k}:{n}" for k, n in sorted(v["hist"].items()))
+        out.append(f"KLP tid={tid} comm={v['comm']} last={v['verdict']} "
+                   f"in_last_round={'yes' if last_round - v['last'] < 0.5 else 'no'} "
+                   f"lines={v['count']} first=[{v['first']:.6f}] last_at=[{v['last']:.6f}] "
+                   f"verdicts={hist}")
+    out.append("")
+    out.append("# All livepatch-related kernel messages (guest console, ttyS0):")
+    out.extend("KMSG " + l for l in klp)
+    with open(os.path.join(fixdir, "ground-truth.txt"), "w") as f:
+        f.write("\n".join(out) + "\n")
+
+    with open(os.path.join(fixdir, "stacks.txt"), "w") as f:
+        f.write("# /proc/<pid>/task/<tid>/stack of every task, read by the guest's /init\n"
+                "# after the transition started (kernel's own ORC unwinder, not the\n"
+                "# reliable variant; addresses are hidden by the kernel: 0x0).\n")
+        f.write("\n".join(section(rep, "@@STACKS_BEGIN", "@@STACKS_END")) + "\n")
+
+    with open(os.path.join(fixdir, "guest-report.txt"), "w") as f:
+        f.write("\n".join(l for l in rep) + "\n")
+
+    with open(os.path.join(fixdir, "console-tail.txt"), "w") as f:
+        tail = con[-151:] if con and con[-1] == "" else con[-150:]
+        f.write("\n".join(tail).rstrip("\n") + "\n")
+
+    with open(os.path.join(fixdir, "funcs.txt"), "w") as f:
+        f.write("lpstack_park:park_here_a\ncmdline_proc_show\n")
+
+    # VMCOREINFO and CPU notes from the ELF dump.
+    info = []
+    elf = os.path.join(rundir, "vmcore.elf")
+    names = {}
+    loads = []
+    vmcoreinfo = None
+    prstatus, qemu_cpu = [], []
+    for item in elf_notes(elf):
+        if item[0] == "loads":
+            loads = item[1]
+            continue
+        _, name, ntype, desc = item
+        names[(name, ntype)] = names.get((name, ntype), 0) + 1
+        if name == "CORE" and ntype == 1:
+            prstatus.append(desc)
+        if name == "QEMU":
+            qemu_cpu.append(desc)
+        if name == "VMCOREINFO":
+            vmcoreinfo = desc.rstrip(b"\0").decode("ascii", "replace")
+    with open(os.path.join(fixdir, "vmcoreinfo.txt"), "w") as f:
+        if vmcoreinfo is None:
+            f.write("# no VMCOREINFO note in vmcore.elf\n")
+        else:
+            f.write("# The VMCOREINFO ELF note of vmcore.elf (the guest's vmcoreinfo, passed to\n"
+                    "# QEMU by the qemu_fw_cfg driver through -device vmcoreinfo), verbatim.\n")
+            f.write(vmcoreinfo.rstrip("\n") + "\n")
+    for idx, desc in enumerate(prstatus):
+        regs = struct.unpack_from("<27Q", desc, 112)
+        info.append(f"cpu {idx} NT_PRSTATUS: pr_pid {struct.unpack_from('<I', desc, 32)[0]} "
+                    f"rip 0x{regs[16]:x} rsp 0x{regs[19]:x} cs 0x{regs[17]:x} "
+                    f"gs_base 0x{regs[22]:x}")
+    for idx, desc in enumerate(qemu_cpu):
+        version, size = struct.unpack_from("<II", desc, 0)
+        rip, = struct.unpack_from("<Q", desc, 136)
+        cr = struct.unpack_from("<5Q", desc, 392)
+        gs_base, = struct.unpack_from("<Q", desc, 152 + 4 * 24 + 16)
+        kgs = struct.unpack_from("<Q", desc, 432)[0] if size >= 440 else None
+        info.append(f"cpu {idx} QEMU note v{version}: rip 0x{rip:x} gs.base 0x{gs_base:x} "
+                    f"cr0 0x{cr[0]:x} cr3 0x{cr[3]:x} cr4 0x{cr[4]:x} "
+                    f"(CR4.LA57={(cr[4] >> 12) & 1})"
+                    + (f" kernel_gs_base 0x{kgs:x}" if kgs is not None else ""))
+    info.append("elf notes: " + ", ".join(f"{n}/type {t} x{c}" for (n, t), c in sorted(names.items())))
+    info.append(f"elf PT_LOAD segments: {len(loads)}")
+    for off, va, pa, fs, ms in loads:
+        info.append(f"  PT_LOAD offset 0x{off:x} vaddr 0x{va:x} paddr 0x{pa:x} filesz 0x{fs:x} memsz 0x{ms:x}")
+    if vmcoreinfo:
+        for key in ("OSRELEASE", "BUILD-ID", "PAGESIZE", "KERNELOFFSET", "NUMBER(phys_base)",
+                    "NUMBER(pgtable_l5_enabled)", "SYMBOL(kallsyms_names)",
+                    "SYMBOL(init_top_pgt)", "SYMBOL(_stext)", "NUMBER(page_offset_base)",
+                    "CRASHTIME"):
+            m = re.search(r"^" + re.escape(key) + r"=(.*)$", vmcoreinfo, re.M)
+            info.append(f"vmcoreinfo {key}: {m.group(1) if m else '(absent)'}")
+
+    # Reassemble kdump files (QEMU < 8.2 writes makedumpfile's flattened format).
+    for fn in sorted(os.listdir(rundir)):
+        if fn.startswith("vmcore.kdump-") and not fn.endswith((".reassembled", ".tmp")):
+            src = os.path.join(rundir, fn)
+            dst = src + ".reassembled"
+            if reassemble_flat(src, dst):
+                with open(dst, "rb") as f:
+                    sig = f.read(8)
+                info.append(f"{fn}: makedumpfile flattened format; reassembled into "
+                            f"{fn}.reassembled (signature {sig!r})")
+                info.append(f"{fn}.reassembled: {kdump_header(dst)}")
+            else:
+                with open(src, "rb") as f:
+                    sig = f.read(8)
+                info.append(f"{fn}: not flattened (signature {sig!r})")
+    for fn in sorted(os.listdir(rundir)):
+        if fn.startswith("vmcore."):
+            p = os.path.join(rundir, fn)
+            info.append(f"{fn}: {os.path.getsize(p)} bytes sha256 {sha256(p)}")
+    with open(os.path.join(fixdir, "run-info.txt"), "a") as f:
+        f.write("\n".join(info) + "\n")
+
+    print(f"ground truth: {len(gt2)} tasks; patch_state counts {counts}; "
+          f"klp verdicts {len(verdicts)}; pass1/pass2 changes {len(changed)}; "
+          f"VMCOREINFO {'present' if vmcoreinfo else 'ABSENT'}")
+
+
+if __name__ == "__main__":
+    main()
