@@ -650,3 +650,233 @@ mod tests {
         assert_eq!(KdumpFile::parse(SliceSource(b"\x7fELF....")).unwrap_err(), KdumpError::BadSignature);
     }
 }
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+    use crate::dump::flattened::flatten;
+    use crate::dump::source::SliceSource;
+    use crate::dump::write::{KdumpPage, KdumpWriteInfo, write_kdump_pages};
+    use crate::dump::{Dump, DumpError};
+    use crate::memory::MemoryErrorKind;
+
+    fn page(seed: u8) -> Vec<u8> {
+        (0..4096u32).map(|i| ((i / 7) as u8).wrapping_mul(seed) ^ (i % 3) as u8).collect()
+    }
+
+    /// A page repeating `abcd`, and its LZO1X stream built by hand (there is
+    /// no Apache/MIT LZO compressor to call; real lzo1x_1 pages from
+    /// makedumpfile are in the fixtures): a 4-byte literal run (first byte
+    /// 17 + 4), an M3 match (`001LLLLL`, L = 0 then the length extension)
+    /// at distance 4 for the other 4092 bytes, and the `11 00 00` end marker.
+    fn lzo_page() -> (Vec<u8>, Vec<u8>) {
+        let page: Vec<u8> = b"abcd".iter().copied().cycle().take(4096).collect();
+        let mut s = vec![17 + 4];
+        s.extend_from_slice(b"abcd");
+        s.push(0x20);
+        let mut t = 4092 - 2 - 31;
+        while t > 255 {
+            s.push(0);
+            t -= 255;
+        }
+        s.push(t as u8);
+        s.extend_from_slice(&(((4 - 1) << 2) as u16).to_le_bytes());
+        s.extend_from_slice(&[0x11, 0, 0]);
+        (page, s)
+    }
+
+    fn info() -> KdumpWriteInfo<'static> {
+        KdumpWriteInfo {
+            utsname: ["Linux", "", "6.12.0", "", "x86_64", ""],
+            page_size: 4096,
+            max_mapnr: 64,
+            present: &[(0, 32)],
+            ..Default::default()
+        }
+    }
+
+    /// One page per compression flag (zlib, lzo, snappy, zstd), then a raw one.
+    fn all_methods() -> (Vec<u8>, Vec<(u64, Vec<u8>)>) {
+        let (lzo_plain, lzo) = lzo_page();
+        let mut pages: Vec<(u64, Vec<u8>)> = (0..5).map(|i| (i * 3 + 1, page(i as u8 + 2))).collect();
+        pages[1].1 = lzo_plain;
+        let zlib = {
+            use std::io::Write;
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(&pages[0].1).unwrap();
+            e.finish().unwrap()
+        };
+        let snappy = snap::raw::Encoder::new().compress_vec(&pages[2].1).unwrap();
+        let zstd = ruzstd::encoding::compress_to_vec(&pages[3].1[..], ruzstd::encoding::CompressionLevel::Fastest);
+        let stored = vec![
+            (pages[0].0, KdumpPage::Stored { flags: DUMP_DH_COMPRESSED_ZLIB, data: &zlib }),
+            (pages[1].0, KdumpPage::Stored { flags: DUMP_DH_COMPRESSED_LZO, data: &lzo }),
+            (pages[2].0, KdumpPage::Stored { flags: DUMP_DH_COMPRESSED_SNAPPY, data: &snappy }),
+            (pages[3].0, KdumpPage::Stored { flags: DUMP_DH_COMPRESSED_ZSTD, data: &zstd }),
+            (pages[4].0, KdumpPage::Raw(&pages[4].1)),
+        ];
+        let mut out = Vec::new();
+        write_kdump_pages(&mut out, &info(), stored).unwrap();
+        (out, pages)
+    }
+
+    #[test]
+    fn every_compression_flag() {
+        let (file, pages) = all_methods();
+        let mut d = Dump::open(&file).unwrap();
+        let mut b = vec![0u8; 4096];
+        for (pfn, want) in &pages {
+            d.read_phys(pfn * 4096, &mut b).unwrap();
+            assert_eq!(&b, want, "pfn {pfn}");
+        }
+        // The same through a flattened copy, records reversed.
+        let recs: Vec<(u64, &[u8])> =
+            file.chunks(1000).enumerate().map(|(i, c)| ((i * 1000) as u64, c)).rev().collect();
+        let flat = flatten(recs);
+        let mut d = Dump::open(&flat).unwrap();
+        for (pfn, want) in pages.iter().rev() {
+            d.read_phys(pfn * 4096, &mut b).unwrap();
+            assert_eq!(&b, want, "flattened pfn {pfn}");
+        }
+        // Present but not dumped; not present; beyond max_mapnr.
+        assert_eq!(d.read_phys(2 * 4096, &mut b).unwrap_err().kind, MemoryErrorKind::NotInDump);
+        assert_eq!(d.read_phys(40 * 4096, &mut b).unwrap_err().kind, MemoryErrorKind::Unmapped);
+        assert_eq!(d.read_phys(64 * 4096, &mut b).unwrap_err().kind, MemoryErrorKind::Unmapped);
+    }
+
+    #[test]
+    fn cache_serves_many_pages() {
+        // More distinct pages than cache slots, read round and round.
+        let pages: Vec<(u64, Vec<u8>)> = (0..40).map(|i| (i, page(i as u8))).collect();
+        let mut file = Vec::new();
+        let i = KdumpWriteInfo { max_mapnr: 40, ..info() };
+        crate::dump::write::write_kdump(
+            &mut file,
+            &i,
+            pages.iter().map(|(p, d)| (*p, &d[..])),
+            crate::dump::write::WriteCompression::Zlib,
+        )
+        .unwrap();
+        let mut d = Dump::open(&file).unwrap();
+        let mut b = [0u8; 16];
+        for round in 0..3 {
+            for (pfn, want) in pages.iter().rev().chain(pages.iter()) {
+                let off = (round * 8) as usize;
+                d.read_phys(pfn * 4096 + off as u64, &mut b).unwrap();
+                assert_eq!(&b, &want[off..off + 16]);
+            }
+        }
+    }
+
+    /// File offset of the first page descriptor.
+    fn desc_offset(file: &[u8]) -> usize {
+        KdumpFile::parse(SliceSource(file)).unwrap().desc_offset as usize
+    }
+
+    #[test]
+    fn corrupt_pages_are_named() {
+        let (file, pages) = all_methods();
+        let at = desc_offset(&file);
+        let mut b = vec![0u8; 4096];
+        // Garbage in each compressed page.
+        for (i, method) in ["zlib", "lzo", "snappy", "zstd"].into_iter().enumerate() {
+            let mut bad = file.clone();
+            let d_at = at + i * PAGE_DESC_SIZE as usize;
+            let data_off = u64::from_le_bytes(bad[d_at..d_at + 8].try_into().unwrap()) as usize;
+            bad[data_off + 1..data_off + 8].fill(0xff);
+            let mut d = Dump::open(&bad).unwrap();
+            let e = d.read_phys_detailed(pages[i].0 * 4096, &mut b).unwrap_err();
+            assert!(matches!(e, DumpError::Kdump(KdumpError::Decompress { method: m, .. }) if m == method), "{e}");
+            assert_eq!(d.read_phys(pages[i].0 * 4096, &mut b).unwrap_err().kind, MemoryErrorKind::Backend);
+        }
+        // Size larger than a page; two flags; out-of-file offset.
+        for (field, value, why) in [
+            (8usize, 5000u64, "size is 0 or larger than a page"),
+            (12, 3, "more than one compression flag"),
+            (0, 1 << 40, "page data lies outside the file"),
+        ] {
+            let mut bad = file.clone();
+            let w = if field == 0 { 8 } else { 4 };
+            bad[at + field..at + field + w].copy_from_slice(&value.to_le_bytes()[..w]);
+            let mut d = Dump::open(&bad).unwrap();
+            let e = d.read_phys_detailed(pages[0].0 * 4096, &mut b).unwrap_err();
+            assert_eq!(
+                e,
+                DumpError::Kdump(KdumpError::BadPageDesc { pfn: pages[0].0, desc_offset: at as u64, why }),
+                "{e}"
+            );
+        }
+        // A raw page whose size is not the page size.
+        let mut bad = file.clone();
+        let last = at + 4 * PAGE_DESC_SIZE as usize;
+        bad[last + 8..last + 12].copy_from_slice(&100u32.to_le_bytes());
+        let mut d = Dump::open(&bad).unwrap();
+        assert!(matches!(
+            d.read_phys_detailed(pages[4].0 * 4096, &mut b),
+            Err(DumpError::Kdump(KdumpError::BadPageDesc {
+                why: "uncompressed page whose size is not the page size",
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn header_claims_fail_fast() {
+        let (file, _) = all_methods();
+        let set = |at: usize, v: u32| {
+            let mut b = file.clone();
+            b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            b
+        };
+        assert_eq!(KdumpFile::parse(SliceSource(&set(428, 4000))).unwrap_err(), KdumpError::BadBlockSize(4000));
+        assert_eq!(KdumpFile::parse(SliceSource(&set(436, 3))).unwrap_err(), KdumpError::BadBitmapBlocks(3));
+        assert_eq!(KdumpFile::parse(SliceSource(&set(8, 0))).unwrap_err(), KdumpError::BadVersion(0));
+        // 4 G blocks of bitmap in a small file.
+        assert!(matches!(
+            KdumpFile::parse(SliceSource(&set(436, 0xffff_fffe))),
+            Err(KdumpError::BadRange { what: "1st bitmap", .. })
+        ));
+        // A sub-header claiming a huge note area.
+        let mut b = file.clone();
+        b[4096 + 56..4096 + 64].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(matches!(KdumpFile::parse(SliceSource(&b)), Err(KdumpError::BadRange { what: "notes", .. })));
+        // Every truncation: an error at open or at read, never a panic.
+        for n in (0..file.len()).step_by(13) {
+            if let Ok(mut d) = Dump::open(&file[..n]) {
+                let mut p = vec![0u8; 4096];
+                for pfn in 0..20 {
+                    let _ = d.read_phys(pfn * 4096, &mut p);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn incomplete_and_split() {
+        let (file, pages) = all_methods();
+        let at = desc_offset(&file);
+        let mut p = vec![0u8; 4096];
+        // Incomplete dump: a descriptor with offset 0 is a lost page.
+        let mut b = file.clone();
+        b[424..428].copy_from_slice(&(DUMP_DH_COMPRESSED_INCOMPLETE | 0x27).to_le_bytes());
+        b[at..at + 8].fill(0);
+        let mut d = Dump::open(&b).unwrap();
+        assert_eq!(d.read_phys(pages[0].0 * 4096, &mut p).unwrap_err().kind, MemoryErrorKind::NotInDump);
+        d.read_phys(pages[1].0 * 4096, &mut p).unwrap();
+        // Split: this file holds pfns [start, end), descriptors numbered from start.
+        let (start, end) = (pages[1].0, pages[3].0);
+        let mut b = file.clone();
+        b[4096 + 12..4096 + 16].copy_from_slice(&1u32.to_le_bytes());
+        b[4096 + 80..4096 + 88].copy_from_slice(&start.to_le_bytes());
+        b[4096 + 88..4096 + 96].copy_from_slice(&end.to_le_bytes());
+        let n = PAGE_DESC_SIZE as usize;
+        b.copy_within(at + n..at + 5 * n, at);
+        let mut d = Dump::open(&b).unwrap();
+        assert_eq!(d.read_phys(pages[0].0 * 4096, &mut p).unwrap_err().kind, MemoryErrorKind::NotInDump);
+        for (pfn, want) in &pages[1..3] {
+            d.read_phys(pfn * 4096, &mut p).unwrap();
+            assert_eq!(&p, want);
+        }
+        assert_eq!(d.read_phys(end * 4096, &mut p).unwrap_err().kind, MemoryErrorKind::NotInDump);
+    }
+}

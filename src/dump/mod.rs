@@ -448,3 +448,84 @@ impl Memory for PhysMemory<'_, '_> {
         self.0.read_phys(addr, buf)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::x86_64::Reg;
+    use crate::dump::elf::tests::build_elf;
+    use crate::dump::notes::push_note;
+    use crate::dump::notes::tests::{prstatus_desc, qemu_desc};
+
+    fn qemu_like_elf() -> Vec<u8> {
+        let mut notes = Vec::new();
+        push_note(&mut notes, b"CORE", 1, &prstatus_desc(1));
+        push_note(&mut notes, b"QEMU", 0, &qemu_desc(440));
+        push_note(&mut notes, b"VMCOREINFO", 0, b"PAGESIZE=4096\nNUMBER(phys_base)=-119537664\n");
+        let a: Vec<u8> = (0..0x2000u32).map(|i| i as u8).collect();
+        let b: Vec<u8> = (0..0x1000u32).map(|i| (i as u8) ^ 0x55).collect();
+        // Two adjacent RAM segments, the second with a zero tail; one with a vaddr.
+        build_elf(
+            &[(0, 0x1000, &a, 0x2000), (0, 0x3000, &b, 0x2000), (0xffffffff81000000, 0x10000, &b, 0x1000)],
+            &notes,
+            false,
+        )
+    }
+
+    #[test]
+    fn elf_dump_end_to_end() {
+        let elf = qemu_like_elf();
+        let mut d = Dump::open(&elf).unwrap();
+        assert_eq!(d.format(), DumpFormat::ElfQemu);
+        assert_eq!(d.page_size(), 4096);
+        assert_eq!(d.vmcoreinfo().unwrap().number("phys_base"), Some(-119537664));
+        assert_eq!(d.cpus().len(), 1);
+        let c = &d.cpus()[0];
+        assert_eq!((c.pid, c.index_hint, c.cr3), (1, Some(0), Some(0x3003)));
+        assert_eq!(c.regs.get(Reg::Rip), Some(0x1010));
+        assert!(d.note_problems().is_empty());
+        assert_eq!(d.notes().len(), 3);
+        // Across the two segments.
+        let mut buf = [0u8; 16];
+        d.read_phys(0x3000 - 8, &mut buf).unwrap();
+        assert_eq!(&buf[..8], &[0xf8, 0xf9, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe, 0xff]);
+        assert_eq!(&buf[8..], &[0x55, 0x54, 0x57, 0x56, 0x51, 0x50, 0x53, 0x52]);
+        // Into the zero tail, then past it.
+        d.read_phys(0x4000 - 8, &mut buf).unwrap();
+        assert_eq!(&buf[8..], &[0; 8]);
+        assert_eq!(d.read_phys_detailed(0x5000 - 8, &mut buf), Err(DumpError::Unmapped { paddr: 0x5000 }));
+        assert_eq!(d.read_phys(0x5000 - 8, &mut buf).unwrap_err(), MemoryError::new(0x5000, MemoryErrorKind::Unmapped));
+        d.set_elf_tail_policy(ElfTail::NotInDump);
+        assert_eq!(
+            d.read_phys(0x4000 - 8, &mut buf).unwrap_err(),
+            MemoryError::new(0x4000, MemoryErrorKind::NotInDump)
+        );
+        assert_eq!(d.read_phys(0xfff, &mut buf).unwrap_err().kind, MemoryErrorKind::Unmapped);
+        assert_eq!(d.read_phys(u64::MAX - 4, &mut buf).unwrap_err().kind, MemoryErrorKind::Unmapped);
+        // Virtual reads through p_vaddr only where a segment has one.
+        d.read_virt_direct(0xffffffff81000008, &mut buf).unwrap().unwrap();
+        assert_eq!(buf[0], 8 ^ 0x55);
+        assert!(d.read_virt_direct(0x1000, &mut buf).is_none());
+        let e = d.read_virt_direct(0xffffffff81001000 - 8, &mut buf).unwrap().unwrap_err();
+        assert_eq!(e, MemoryError::new(0xffffffff81001000, MemoryErrorKind::Unmapped));
+        // The same bytes through the Memory trait.
+        let mut m = d.phys_memory();
+        assert_eq!(m.read_u64(0x1000).unwrap(), u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7]));
+    }
+
+    #[test]
+    fn unknown_and_truncated() {
+        assert_eq!(Dump::open(b"").unwrap_err(), DumpError::UnknownFormat);
+        assert_eq!(Dump::open(b"MZ\0\0").unwrap_err(), DumpError::UnknownFormat);
+        let elf = qemu_like_elf();
+        for n in 0..elf.len() {
+            if let Ok(mut d) = Dump::open(&elf[..n]) {
+                let mut b = [0u8; 64];
+                let _ = d.read_phys(0x1000, &mut b);
+            }
+        }
+        // A flattened file holding an ELF.
+        let flat = flattened::flatten([(0u64, &elf[..])]);
+        assert_eq!(Dump::open(&flat).unwrap_err(), DumpError::FlattenedElf);
+    }
+}
