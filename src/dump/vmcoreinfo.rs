@@ -150,7 +150,12 @@ impl VmcoreInfo {
     fn hex(&self, key: &str, what: &'static str) -> Result<u64, VmcoreInfoError> {
         let (v, line) = self.entries.get(key).ok_or(VmcoreInfoError::Missing(what))?;
         let digits = v.strip_prefix("0x").unwrap_or(v);
-        u64::from_str_radix(digits, 16).map_err(|_| VmcoreInfoError::BadValue { line: *line, what })
+        let bad = VmcoreInfoError::BadValue { line: *line, what };
+        // from_str_radix would also take a leading '+'.
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad);
+        }
+        u64::from_str_radix(digits, 16).map_err(|_| bad)
     }
 
     fn decimal(&self, key: &str, what: &'static str) -> Result<u64, VmcoreInfoError> {
@@ -228,6 +233,10 @@ SYMBOL(bad)=zz\n\
         assert_eq!(vi.symbol("bad"), None);
         assert_eq!(vi.try_symbol("bad"), Err(VmcoreInfoError::BadValue { line: 12, what: "SYMBOL" }));
         assert_eq!(vi.try_symbol("nope"), Err(VmcoreInfoError::Missing("SYMBOL")));
+        let plus = VmcoreInfo::parse(b"SYMBOL(a)=+ff\nSIZE(b)=+1\nKERNELOFFSET=\n").unwrap();
+        assert_eq!(plus.symbol("a"), None);
+        assert_eq!(plus.size("b"), None);
+        assert_eq!(plus.kerneloffset(), None);
         assert_eq!(VmcoreInfo::parse(b"A=1\nnot a pair\n").unwrap_err(), VmcoreInfoError::NoEquals { line: 2 });
         assert_eq!(VmcoreInfo::parse(b"A=1\nB=\xff\n").unwrap_err(), VmcoreInfoError::NotUtf8 { line: 2 });
         assert!(VmcoreInfo::parse(&vec![b'a'; (MAX_SIZE + 1) as usize]).is_err());
