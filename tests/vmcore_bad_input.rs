@@ -1,0 +1,172 @@
+//! Hostile and damaged dumps: truncated files, flipped header bytes,
+//! missing pages, wrong symbols, a looping task list. None may panic, and
+//! none may turn a task that is not switchable into a switchable one.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use lpstack::dump::Dump;
+use lpstack::kernel::check::check_kernel;
+use lpstack::kernel::image::{Kernel, KernelError, SymbolSource};
+use lpstack::kernel::tasks::TaskListError;
+use lpstack::memory::{MemoryError, PhysMemory};
+use lpstack::patchset::{parse_funcs, PatchSet};
+use lpstack::verdict::Verdict;
+use lpstack::walk::WalkConfig;
+
+const DIR: &str = "6.12.117+deb12-amd64";
+
+fn dump_bytes() -> Vec<u8> {
+    common::read(&format!("vmcore/{DIR}/vmcore.trimmed.kdump"))
+}
+
+/// pid -> verdict name, or None when the dump could not be checked.
+fn verdicts<P: PhysMemory>(phys: P, vi: &lpstack::dump::VmcoreInfo) -> Option<BTreeMap<i32, &'static str>> {
+    let mut kernel = Kernel::open(phys, vi).ok()?;
+    let set = PatchSet::resolve(&parse_funcs("lpstack_park:park_here_a\n", "vmlinux").ok()?, &kernel.symbols).ok()?;
+    let reports = check_kernel(&mut kernel, &set, &[], &WalkConfig::default(), |_, _| {}).ok()?;
+    Some(reports.iter().filter(|r| !r.task.idle).map(|r| (r.task.pid, r.verdict.name())).collect())
+}
+
+fn check_bytes(bytes: &[u8]) -> Option<BTreeMap<i32, &'static str>> {
+    let dump = Dump::open(bytes).ok()?;
+    let vi = dump.vmcoreinfo().cloned()?;
+    verdicts(dump, &vi)
+}
+
+/// Switchable only where the intact dump says switchable.
+fn never_falsely_safe(truth: &BTreeMap<i32, &'static str>, got: &BTreeMap<i32, &'static str>, what: &str) {
+    for (pid, v) in got {
+        if *v == "switchable" {
+            assert_eq!(truth.get(pid), Some(&"switchable"), "{what}: pid {pid} became switchable");
+        }
+    }
+}
+
+#[test]
+fn truncated_dumps_fail_or_stay_safe() {
+    let bytes = dump_bytes();
+    let truth = check_bytes(&bytes).unwrap();
+    assert_eq!(truth.values().filter(|v| **v == "blocked").count(), 4);
+    let len = bytes.len();
+    for cut in [0, 7, 8, 463, 464, 4096, 4100, 8192, 12288, len / 3, len / 2, len - 4096, len - 1] {
+        if let Some(got) = check_bytes(&bytes[..cut]) {
+            never_falsely_safe(&truth, &got, &format!("cut at {cut}"));
+        }
+    }
+}
+
+#[test]
+fn flipped_header_bytes_fail_or_stay_safe() {
+    let bytes = dump_bytes();
+    let truth = check_bytes(&bytes).unwrap();
+    // The disk_dump_header, the sub-header and the first bitmap bytes.
+    for at in (0..464).step_by(29).chain((4096..4200).step_by(13)).chain([8192, 8193, 12288]) {
+        let mut b = bytes.clone();
+        b[at] ^= 0xff;
+        if let Some(got) = check_bytes(&b) {
+            never_falsely_safe(&truth, &got, &format!("byte {at} flipped"));
+        }
+    }
+}
+
+/// Physical memory with holes and overrides, over a real dump.
+struct Tampered<'a, 'd> {
+    dump: &'a mut Dump<'d>,
+    missing: Vec<(u64, u64)>,
+    overrides: Vec<(u64, u64)>,
+}
+
+impl PhysMemory for Tampered<'_, '_> {
+    fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let end = paddr + buf.len() as u64;
+        if let Some(&(a, _)) = self.missing.iter().find(|&&(a, b)| paddr < b && end > a) {
+            return Err(MemoryError::new(a.max(paddr), lpstack::memory::MemoryErrorKind::NotInDump));
+        }
+        self.dump.read_phys(paddr, buf)?;
+        for &(at, value) in &self.overrides {
+            if at >= paddr && at + 8 <= end {
+                let o = (at - paddr) as usize;
+                buf[o..o + 8].copy_from_slice(&value.to_le_bytes());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn missing_stack_pages_make_blocked_tasks_unreliable_not_safe() {
+    let bytes = dump_bytes();
+    let mut dump = Dump::open(&bytes).unwrap();
+    let vi = dump.vmcoreinfo().cloned().unwrap();
+    // Find the blocked tasks' stack pages (physical) with an intact pass.
+    let mut stacks = Vec::new();
+    {
+        let mut kernel = Kernel::open(&mut dump, &vi).unwrap();
+        let set = PatchSet::resolve(&parse_funcs("lpstack_park:park_here_a\n", "vmlinux").unwrap(), &kernel.symbols).unwrap();
+        let reports = check_kernel(&mut kernel, &set, &[], &WalkConfig::default(), |_, _| {}).unwrap();
+        for r in reports.iter().filter(|r| matches!(r.verdict, Verdict::Blocked { .. })) {
+            // The page holding the deepest frames' return addresses.
+            let sp = r.frames.last().unwrap().sp;
+            let pa = kernel.mem.translate(sp - 8).unwrap();
+            stacks.push((r.task.pid, pa & !0xfff));
+        }
+    }
+    assert_eq!(stacks.len(), 4);
+    let missing: Vec<(u64, u64)> = stacks.iter().map(|&(_, p)| (p, p + 4096)).collect();
+    let got = verdicts(Tampered { dump: &mut dump, missing, overrides: vec![] }, &vi).unwrap();
+    for (pid, _) in &stacks {
+        assert_eq!(got[pid], "unreliable", "pid {pid} with its stack page gone");
+    }
+}
+
+#[test]
+fn looping_task_list_is_a_named_error() {
+    let bytes = dump_bytes();
+    let mut dump = Dump::open(&bytes).unwrap();
+    let vi = dump.vmcoreinfo().cloned().unwrap();
+    // Point the 10th process's tasks.next back at the 3rd: a loop that
+    // never returns to init_task.
+    let (at, target) = {
+        let mut kernel = Kernel::open(&mut dump, &vi).unwrap();
+        let tasks = kernel.tasks().unwrap();
+        let off = kernel.layout.task.tasks.offset;
+        let leaders: Vec<u64> = tasks.iter().filter(|t| t.pid == t.tgid && !t.idle).map(|t| t.addr).collect();
+        let va = leaders[9] + off;
+        (kernel.mem.translate(va).unwrap(), leaders[2] + off)
+    };
+    let mut kernel = Kernel::open(Tampered { dump: &mut dump, missing: vec![], overrides: vec![(at, target)] }, &vi).unwrap();
+    match kernel.tasks() {
+        Err(TaskListError::Loop { addr }) => assert_eq!(addr, target),
+        other => panic!("{:?}", other.map(|t| t.len())),
+    }
+}
+
+#[test]
+fn wrong_symbols_and_missing_vmcoreinfo_are_named_errors() {
+    let bytes = dump_bytes();
+    let dump = Dump::open(&bytes).unwrap();
+    let vi = dump.vmcoreinfo().cloned().unwrap();
+    let map61 = common::read_gz("orc/System.map-6.1.0-57-amd64.gz");
+    match Kernel::open_with(dump, &vi, SymbolSource::SystemMap(&map61)) {
+        Err(KernelError::SymbolMismatch { name, .. }) => assert!(["_stext", "init_uts_ns"].contains(&name)),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a 6.1 System.map accepted for a 6.12 dump"),
+    }
+    // The right System.map works and agrees with kallsyms.
+    let dump = Dump::open(&bytes).unwrap();
+    let map612 = common::read_gz("orc/System.map-6.12.117+deb12-amd64.gz");
+    let k = Kernel::open_with(dump, &vi, SymbolSource::SystemMap(&map612)).unwrap();
+    assert!(k.symbol("pipe_read").is_some());
+    // VMCOREINFO without the kallsyms symbols (a pre-6.0 kernel) says so.
+    let stripped = lpstack::dump::VmcoreInfo::parse(
+        vi.text().lines().filter(|l| !l.contains("kallsyms")).collect::<Vec<_>>().join("\n").as_bytes(),
+    )
+    .unwrap();
+    match Kernel::open(Dump::open(&bytes).unwrap(), &stripped) {
+        Err(KernelError::MissingVmcoreinfo(what)) => assert!(what.contains("kallsyms")),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("opened without kallsyms"),
+    }
+}
