@@ -1,0 +1,46 @@
+//! A whole-dump check: open a real (trimmed) dump, read kallsyms, BTF and
+//! ORC out of it, list every task and walk each one. Compare with drgn via
+//! scripts/drgn/time-compare.sh (drgn is Python and needs DWARF, so it is
+//! timed there rather than here).
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use lpstack::dump::Dump;
+use lpstack::kernel::check::check_kernel;
+use lpstack::kernel::image::Kernel;
+use lpstack::patchset::{parse_funcs, PatchSet};
+use lpstack::walk::WalkConfig;
+
+fn bench(c: &mut Criterion) {
+    for dir in ["6.12.117+deb12-amd64", "6.1.0-57-amd64"] {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vmcore").join(dir);
+        let bytes = std::fs::read(root.join("vmcore.trimmed.kdump")).expect("fixture");
+        let funcs = std::fs::read_to_string(root.join("funcs.txt")).expect("funcs");
+        let specs = parse_funcs(&funcs, "vmlinux").expect("funcs.txt");
+        let mut g = c.benchmark_group(format!("vmcore-{dir}"));
+        g.sample_size(20);
+        g.bench_function("open+check", |b| {
+            b.iter(|| {
+                let dump = Dump::open(&bytes).expect("dump");
+                let vi = dump.vmcoreinfo().cloned().expect("vmcoreinfo");
+                let mut k = Kernel::open(dump, &vi).expect("kernel");
+                let set = PatchSet::resolve(&specs, &k.symbols).expect("set");
+                black_box(check_kernel(&mut k, &set, &[], &WalkConfig::default(), |_, _| {}).expect("check").len())
+            })
+        });
+        // The per-task part alone, on an opened kernel.
+        let dump = Dump::open(&bytes).expect("dump");
+        let vi = dump.vmcoreinfo().cloned().expect("vmcoreinfo");
+        let mut k = Kernel::open(dump, &vi).expect("kernel");
+        let set = PatchSet::resolve(&specs, &k.symbols).expect("set");
+        g.bench_function("check-tasks", |b| {
+            b.iter(|| black_box(check_kernel(&mut k, &set, &[], &WalkConfig::default(), |_, _| {}).expect("check").len()))
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
