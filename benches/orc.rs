@@ -25,11 +25,10 @@ fn chains(version: &str) -> Vec<Vec<u64>> {
     for line in text.lines() {
         if line.starts_with("task ") {
             out.push(Vec::new());
-        } else if let (Some(chain), Some(addr)) = (out.last_mut(), line.split_whitespace().next()) {
-            if let Ok(a) = u64::from_str_radix(addr, 16) {
+        } else if let (Some(chain), Some(addr)) = (out.last_mut(), line.split_whitespace().next())
+            && let Ok(a) = u64::from_str_radix(addr, 16) {
                 chain.push(a);
             }
-        }
     }
     out.retain(|c| !c.is_empty());
     out

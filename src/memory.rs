@@ -58,6 +58,16 @@ impl<M: Memory + ?Sized> Memory for &mut M {
     }
 }
 
+/// Reads `len` bytes at `addr` into a new buffer, page by page, so that an
+/// error names the first page that failed. The caller bounds `len`.
+pub fn read_vec<M: Memory + ?Sized>(mem: &mut M, addr: u64, len: usize) -> Result<Vec<u8>, MemoryError> {
+    let mut v = vec![0u8; len];
+    for (i, chunk) in v.chunks_mut(4096).enumerate() {
+        mem.read(addr.wrapping_add((i * 4096) as u64), chunk)?;
+    }
+    Ok(v)
+}
+
 /// Physical memory: a dump's pages, before any page-table walk.
 pub trait PhysMemory {
     fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError>;

@@ -130,7 +130,7 @@ pub fn run(args: CheckArgs) -> Result<i32, CliError> {
 
 fn load_set(args: &CheckArgs, symbols: &Symbolizer) -> Result<PatchSet, CliError> {
     let read = |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| CliError(format!("{}: {e}", p.display())));
-    fn at(p: &PathBuf) -> impl Fn(lpstack::patchset::PatchSetError) -> CliError + '_ {
+    fn at(p: &std::path::Path) -> impl Fn(lpstack::patchset::PatchSetError) -> CliError + '_ {
         move |e| CliError(format!("{}: {e}", p.display()))
     }
     let old = parse_funcs(&read(&args.set)?, "vmlinux").map_err(at(&args.set))?;

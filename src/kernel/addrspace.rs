@@ -140,18 +140,18 @@ mod tests {
     fn four_level_walk_with_large_pages() {
         let mut b = Builder { mem: vec![0; 1 << 20] };
         let (pgd, pud, pmd, pte) = (0x1000u64, 0x2000, 0x3000, 0x4000);
-        let va = 0xffffc900_0001_0123u64; // vmalloc-ish
+        let va = 0xffff_c900_0001_0123_u64; // vmalloc-ish
         b.set(pgd + idx(va, 39) * 8, pud | 0x63);
         b.set(pud + idx(va, 30) * 8, pmd | 0x63);
         b.set(pmd + idx(va, 21) * 8, pte | 0x63);
         b.set(pte + idx(va, 12) * 8, 0x8000 | 0x63 | (1 << 63)); // NX bit set
         b.set(0x8123, 0x1122334455667788);
         // A 2 MiB page and a 1 GiB page.
-        let va2m = 0xffffffff_8120_0000u64 + 0x10;
+        let va2m = 0xffff_ffff_8120_0000_u64 + 0x10;
         b.set(pgd + idx(va2m, 39) * 8, 0x5000 | 0x63);
         b.set(0x5000 + idx(va2m, 30) * 8, 0x6000 | 0x63);
-        b.set(0x6000 + idx(va2m, 21) * 8, 0x0 | 0xe3); // PSE, maps pa 0
-        let va1g = 0xffff8880_0000_0000u64 + 0x9000;
+        b.set(0x6000 + idx(va2m, 21) * 8, 0xe3); // PSE, maps pa 0
+        let va1g = 0xffff_8880_0000_0000_u64 + 0x9000;
         b.set(pgd + idx(va1g, 39) * 8, 0x7000 | 0x63);
         b.set(0x7000 + idx(va1g, 30) * 8, 0xe3); // PSE at PUD: pa 0
         let mut ks = KernelSpace::new(SliceMemory::new(0, &b.mem), PagingConfig { root: pgd, levels: 4, sme_mask: 0 });
@@ -161,7 +161,7 @@ mod tests {
         assert_eq!(ks.translate(va2m).unwrap(), 0x10);
         assert_eq!(ks.translate(va1g).unwrap(), 0x9000);
         // Not present, non-canonical.
-        assert_eq!(ks.translate(0xffffc901_0000_0000).unwrap_err().kind, MemoryErrorKind::Unmapped);
+        assert_eq!(ks.translate(0xffff_c901_0000_0000).unwrap_err().kind, MemoryErrorKind::Unmapped);
         assert_eq!(ks.translate(0x0000_9000_0000_0000).unwrap_err().kind, MemoryErrorKind::Unmapped);
         // A read across into an unmapped page fails naming that page.
         let e = ks.read(va | 0xffc, &mut [0u8; 8]).unwrap_err();

@@ -105,11 +105,7 @@ fn read_bytes<M: Memory>(mem: &mut M, addr: u64, len: u64, what: &'static str) -
     if len > 256 << 20 {
         return Err(KernelError::TooLarge { what, size: len });
     }
-    let mut v = vec![0u8; len as usize];
-    for (i, chunk) in v.chunks_mut(4096).enumerate() {
-        mem.read(addr + (i * 4096) as u64, chunk).map_err(mem_err(what))?;
-    }
-    Ok(v)
+    crate::memory::read_vec(mem, addr, len as usize).map_err(mem_err(what))
 }
 
 impl<P: PhysMemory> Kernel<P> {
@@ -145,22 +141,20 @@ impl<P: PhysMemory> Kernel<P> {
                     .ok()
                     .and_then(|f| object::Object::build_id(&f).ok().flatten())
                     .map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>());
-                if let (Some(file), Some(dump)) = (file_id, vi.build_id()) {
-                    if !dump.to_ascii_lowercase().starts_with(&file) && !file.starts_with(&dump.to_ascii_lowercase()) {
+                if let (Some(file), Some(dump)) = (file_id, vi.build_id())
+                    && !dump.to_ascii_lowercase().starts_with(&file) && !file.starts_with(&dump.to_ascii_lowercase()) {
                         return Err(KernelError::BuildIdMismatch { file, dump: dump.to_string() });
                     }
-                }
                 Some(crate::symbols::symbols_from_elf("vmlinux", data).map_err(|e| KernelError::Symbols(format!("vmlinux: {e}")))?)
             }
         };
         if let Some(t) = table {
             let t = relocate(&t, vi.kerneloffset().unwrap_or(0));
             for name in ["_stext", "init_uts_ns"] {
-                if let (Some(file), Some(dump)) = (t.find_by_name(name).next().map(|s| s.address), vi.symbol(name)) {
-                    if file != dump {
+                if let (Some(file), Some(dump)) = (t.find_by_name(name).next().map(|s| s.address), vi.symbol(name))
+                    && file != dump {
                         return Err(KernelError::SymbolMismatch { name, file, dump });
                     }
-                }
             }
             return Self::from_symbols(mem, release, t);
         }

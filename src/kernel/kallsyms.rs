@@ -11,7 +11,7 @@
 //! says is taken. Neither matching is an error: wrong symbols would make
 //! patched functions invisible.
 
-use crate::memory::{Memory, MemoryError};
+use crate::memory::{read_vec, Memory, MemoryError};
 use crate::symbols::{SymbolKind, SymbolSize, SymbolTable};
 
 /// Where the tables are (runtime addresses, e.g. from VMCOREINFO).
@@ -81,15 +81,6 @@ impl<'m, M: Memory> Forward<'m, M> {
         self.pos += 1;
         Ok(b)
     }
-}
-
-fn read_vec<M: Memory>(mem: &mut M, at: u64, len: usize) -> Result<Vec<u8>, MemoryError> {
-    let mut v = vec![0u8; len];
-    // Page by page, so that the error names the first missing page.
-    for (i, chunk) in v.chunks_mut(4096).enumerate() {
-        mem.read(at + (i * 4096) as u64, chunk)?;
-    }
-    Ok(v)
 }
 
 /// A check: this symbol must decode at this address.

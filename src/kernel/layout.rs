@@ -3,12 +3,28 @@
 //! kernel versions are looked up under each of their names.
 
 use super::btf::{Btf, BtfError, Member};
+use crate::memory::{Memory, MemoryError};
 
 /// A scalar member: where and how wide.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Field {
     pub offset: u64,
     pub size: u64,
+}
+
+impl Field {
+    /// The member of the struct at `base`, zero-extended (1 to 8 bytes).
+    pub fn read_uint<M: Memory + ?Sized>(self, mem: &mut M, base: u64) -> Result<u64, MemoryError> {
+        let mut b = [0u8; 8];
+        mem.read(base.wrapping_add(self.offset), &mut b[..(self.size as usize).clamp(1, 8)])?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// As [`Field::read_uint`], sign-extended.
+    pub fn read_int<M: Memory + ?Sized>(self, mem: &mut M, base: u64) -> Result<i64, MemoryError> {
+        let bits = (self.size.clamp(1, 8) * 8) as u32;
+        Ok(((self.read_uint(mem, base)? << (64 - bits)) as i64) >> (64 - bits))
+    }
 }
 
 impl From<Member> for Field {

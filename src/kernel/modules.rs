@@ -3,8 +3,8 @@
 
 use std::borrow::Cow;
 
-use super::layout::{Field, ModuleLayout};
-use crate::memory::{Memory, MemoryError};
+use super::layout::ModuleLayout;
+use crate::memory::{read_vec, Memory, MemoryError};
 use crate::orc::{OrcFormat, OrcTable, ORC_ENTRY_SIZE};
 use crate::symbols::{SymbolKind, SymbolSize, SymbolTable};
 
@@ -21,20 +21,6 @@ pub struct LoadedModule {
     pub text: Vec<(u64, u64)>,
     pub orc: Option<OrcTable<'static>>,
     pub symbols: SymbolTable,
-}
-
-fn uint<M: Memory>(mem: &mut M, base: u64, f: Field) -> Result<u64, MemoryError> {
-    let mut b = [0u8; 8];
-    mem.read(base + f.offset, &mut b[..(f.size as usize).clamp(1, 8)])?;
-    Ok(u64::from_le_bytes(b))
-}
-
-fn bytes<M: Memory>(mem: &mut M, at: u64, len: u64) -> Result<Vec<u8>, MemoryError> {
-    let mut v = vec![0u8; len as usize];
-    for (i, c) in v.chunks_mut(4096).enumerate() {
-        mem.read(at + (i * 4096) as u64, c)?;
-    }
-    Ok(v)
 }
 
 /// Reads every module; a module that cannot be read is skipped with a
@@ -92,21 +78,21 @@ fn read_module<M: Memory>(
     mem.read(addr + l.name.offset, &mut name[..n])?;
     let end = name.iter().position(|&b| b == 0).unwrap_or(n);
     let name = String::from_utf8_lossy(&name[..end]).into_owned();
-    let state = uint(mem, addr, l.state)? as u32;
+    let state = l.state.read_uint(mem, addr)? as u32;
 
     let mut text = Vec::new();
     if let (Some(base), Some(size)) = (l.mem_text_base, l.mem_text_size) {
         // mem[MOD_TEXT] is mem[0]; also MOD_INIT_TEXT (mem[3]) while loading.
         for index in [0u64, 3] {
-            let b = uint(mem, addr + index * l.mem_stride, base)?;
-            let s = uint(mem, addr + index * l.mem_stride, size)?;
+            let b = base.read_uint(mem, addr + index * l.mem_stride)?;
+            let s = size.read_uint(mem, addr + index * l.mem_stride)?;
             if b != 0 && s != 0 {
                 text.push((b, b.saturating_add(s)));
             }
         }
     } else if let (Some(base), Some(size)) = (l.core_base, l.core_text_size) {
-        let b = uint(mem, addr, base)?;
-        let s = uint(mem, addr, size)?;
+        let b = base.read_uint(mem, addr)?;
+        let s = size.read_uint(mem, addr)?;
         if b != 0 && s != 0 {
             text.push((b, b.saturating_add(s)));
         }
@@ -114,14 +100,14 @@ fn read_module<M: Memory>(
 
     let mut orc = None;
     if let (Some(num), Some(ip), Some(un)) = (l.num_orcs, l.orc_unwind_ip, l.orc_unwind) {
-        let count = uint(mem, addr, num)?;
-        let ip_at = uint(mem, addr, ip)?;
-        let un_at = uint(mem, addr, un)?;
+        let count = num.read_uint(mem, addr)?;
+        let ip_at = ip.read_uint(mem, addr)?;
+        let un_at = un.read_uint(mem, addr)?;
         if count > MAX_ORCS {
             problems.push(format!("num_orcs {count} is not credible; no ORC"));
         } else if count > 0 {
-            let ips = bytes(mem, ip_at, count * 4)?;
-            let entries = bytes(mem, un_at, count * ORC_ENTRY_SIZE as u64)?;
+            let ips = read_vec(mem, ip_at, (count * 4) as usize)?;
+            let entries = read_vec(mem, un_at, (count * ORC_ENTRY_SIZE as u64) as usize)?;
             match OrcTable::new(Cow::Owned(ips), Cow::Owned(entries), ip_at, format) {
                 Ok(t) => {
                     orc = Some(match text.first() {
@@ -135,17 +121,17 @@ fn read_module<M: Memory>(
     }
 
     let mut symbols = SymbolTable::new(&name);
-    let ks = uint(mem, addr, l.kallsyms)?;
+    let ks = l.kallsyms.read_uint(mem, addr)?;
     if ks != 0 {
-        let symtab = uint(mem, ks, l.ks_symtab)?;
-        let num = uint(mem, ks, l.ks_num_symtab)?;
-        let strtab = uint(mem, ks, l.ks_strtab)?;
+        let symtab = l.ks_symtab.read_uint(mem, ks)?;
+        let num = l.ks_num_symtab.read_uint(mem, ks)?;
+        let strtab = l.ks_strtab.read_uint(mem, ks)?;
         if num > MAX_SYMS {
             problems.push(format!("num_symtab {num} is not credible; no symbols"));
         } else {
-            let raw = bytes(mem, symtab, num * 24)?;
+            let raw = read_vec(mem, symtab, (num * 24) as usize)?;
             let max_name = raw.chunks_exact(24).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]])).max().unwrap_or(0);
-            let strings = bytes(mem, strtab, max_name as u64 + 512)?;
+            let strings = read_vec(mem, strtab, (max_name as u64 + 512) as usize)?;
             for s in raw.chunks_exact(24) {
                 let name_off = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize;
                 let info = s[4];

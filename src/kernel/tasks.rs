@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::layout::{Field, Layout};
+use super::layout::Layout;
 use crate::memory::{Memory, MemoryError};
 
 /// `PF_KTHREAD`.
@@ -65,19 +65,6 @@ pub enum TaskListError {
     TooLong,
 }
 
-fn read_uint<M: Memory>(mem: &mut M, base: u64, f: Field) -> Result<u64, MemoryError> {
-    let mut b = [0u8; 8];
-    let n = (f.size as usize).clamp(1, 8);
-    mem.read(base + f.offset, &mut b[..n])?;
-    Ok(u64::from_le_bytes(b))
-}
-
-fn read_int<M: Memory>(mem: &mut M, base: u64, f: Field) -> Result<i64, MemoryError> {
-    let v = read_uint(mem, base, f)?;
-    let bits = (f.size.clamp(1, 8) * 8) as u32;
-    Ok(((v << (64 - bits)) as i64) >> (64 - bits))
-}
-
 /// Reads one task.
 pub fn read_task<M: Memory>(mem: &mut M, l: &Layout, addr: u64) -> Result<TaskInfo, MemoryError> {
     let t = &l.task;
@@ -86,26 +73,26 @@ pub fn read_task<M: Memory>(mem: &mut M, l: &Layout, addr: u64) -> Result<TaskIn
     mem.read(addr + t.comm.offset, &mut comm[..n])?;
     let end = comm.iter().position(|&b| b == 0).unwrap_or(n);
     let switches = match (t.nvcsw, t.nivcsw) {
-        (Some(a), Some(b)) => Some(read_uint(mem, addr, a)?.wrapping_add(read_uint(mem, addr, b)?)),
+        (Some(a), Some(b)) => Some(a.read_uint(mem, addr)?.wrapping_add(b.read_uint(mem, addr)?)),
         _ => None,
     };
     Ok(TaskInfo {
         addr,
-        pid: read_int(mem, addr, t.pid)? as i32,
-        tgid: read_int(mem, addr, t.tgid)? as i32,
+        pid: t.pid.read_int(mem, addr)? as i32,
+        tgid: t.tgid.read_int(mem, addr)? as i32,
         comm: String::from_utf8_lossy(&comm[..end]).into_owned(),
-        state: read_uint(mem, addr, t.state)?,
+        state: t.state.read_uint(mem, addr)?,
         exit_state: match t.exit_state {
-            Some(f) => read_uint(mem, addr, f)?,
+            Some(f) => f.read_uint(mem, addr)?,
             None => 0,
         },
-        flags: read_uint(mem, addr, t.flags)?,
-        on_cpu: read_uint(mem, addr, t.on_cpu)? != 0,
-        cpu: read_uint(mem, addr, t.cpu)? as u32,
-        stack: read_uint(mem, addr, t.stack)?,
-        thread_sp: read_uint(mem, addr, t.thread_sp)?,
+        flags: t.flags.read_uint(mem, addr)?,
+        on_cpu: t.on_cpu.read_uint(mem, addr)? != 0,
+        cpu: t.cpu.read_uint(mem, addr)? as u32,
+        stack: t.stack.read_uint(mem, addr)?,
+        thread_sp: t.thread_sp.read_uint(mem, addr)?,
         patch_state: match t.patch_state {
-            Some(f) => Some(read_int(mem, addr, f)? as i32),
+            Some(f) => Some(f.read_int(mem, addr)? as i32),
             None => None,
         },
         idle: false,
@@ -151,7 +138,7 @@ pub fn list_threads<M: Memory>(mem: &mut M, l: &Layout, init_task: u64) -> Resul
         let mut threads = Vec::new();
         if let (Some(node_f), Some(head_f)) = (t.thread_node, t.signal_thread_head) {
             // 6.7+: signal->thread_head lists every thread via thread_node.
-            let signal = read_uint(mem, leader, t.signal)?;
+            let signal = t.signal.read_uint(mem, leader)?;
             walk_list(mem, signal + head_f.offset, l.list_next, |_, node| {
                 threads.push(node - node_f.offset);
                 Ok(())
@@ -181,6 +168,8 @@ pub fn list_threads<M: Memory>(mem: &mut M, l: &Layout, init_task: u64) -> Resul
 mod tests {
     use super::*;
     use crate::memory::SliceMemory;
+
+    use super::super::layout::Field;
 
     fn f(offset: u64, size: u64) -> Field {
         Field { offset, size }

@@ -194,11 +194,10 @@ impl<'data> OrcTable<'data> {
         if ip < self.first_ip {
             return None;
         }
-        if let Some((start, end)) = self.coverage {
-            if ip < start || ip >= end {
+        if let Some((start, end)) = self.coverage
+            && (ip < start || ip >= end) {
                 return None;
             }
-        }
         let (mut lo, mut hi) = (0usize, self.len);
         let block = ((ip - self.lookup_start) / LOOKUP_BLOCK_SIZE) as usize;
         if block + 1 < self.lookup.len() {
