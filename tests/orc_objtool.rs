@@ -72,3 +72,29 @@ fn wrong_explicit_format_changes_the_decoding() {
     s.header = None;
     assert!(choose_format(&s, None, Some("6.12.117+deb12-amd64")).is_err());
 }
+
+#[test]
+fn module_dump_matches_objtool() {
+    // Real out-of-tree modules built against Debian's 6.12 and 6.1 headers:
+    // entries are named by relocation (`.text+1c:`) as objtool does, and
+    // the format comes from .orc_header (6.12) or vermagic (6.1).
+    use lpstack::orc::elf::{decode, module_entries, module_format};
+    let mut checked = 0;
+    for &(release, version) in common::KERNELS {
+        for module in ["lpstack_park", "lpstack_lp"] {
+            let ko = common::read(&format!("vmcore/{release}/{module}.ko"));
+            let golden = String::from_utf8(common::read(&format!("vmcore/{release}/{module}.objtool-orc.txt"))).unwrap();
+            let format = module_format(&ko, None).unwrap();
+            assert_eq!(format.number(), version);
+            let entries = module_entries(&ko).unwrap();
+            let mut out = String::new();
+            for e in &entries {
+                objtool::push_reloc_line(&mut out, &e.symbol, e.addend, &decode(e, format), format);
+            }
+            assert_eq!(out, golden, "{release} {module}");
+            assert!(entries.len() >= 4, "{release} {module}: {}", entries.len());
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 4);
+}

@@ -67,9 +67,8 @@ pub fn run(cmd: OrcCommand) -> Result<i32, CliError> {
             let mut line = String::with_capacity(128);
             if is_relocatable(&map) {
                 let entries = module_entries(&map).map_err(|e| CliError(format!("{}: {e}", file.display())))?;
-                let f = format.orc_format.ok_or_else(|| {
-                    CliError(format!("{}: a module has no .orc_header; pass --orc-format", file.display()))
-                })?;
+                let f = lpstack::orc::elf::module_format(&map, format.orc_format)
+                    .map_err(|e| CliError(format!("{}: {e}", file.display())))?;
                 for e in &entries {
                     line.clear();
                     objtool::push_reloc_line(&mut line, &e.symbol, e.addend, &lpstack::orc::elf::decode(e, f), f);

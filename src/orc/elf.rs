@@ -154,6 +154,30 @@ pub fn module_entries(data: &[u8]) -> Result<Vec<RelocatedEntry>, OrcError> {
         .collect()
 }
 
+/// The format of a module's table: explicit, else its `.orc_header`, else
+/// the release in its `vermagic`.
+pub fn module_format(data: &[u8], explicit: Option<OrcFormat>) -> Result<OrcFormat, OrcError> {
+    if let Some(f) = explicit {
+        return Ok(f);
+    }
+    let file = object::File::parse(data).map_err(|_| OrcError::Elf("not a readable ELF file"))?;
+    if let Some((h, _)) = section_data(&file, ".orc_header")? {
+        return format_from_header(h);
+    }
+    let (modinfo, _) = section_data(&file, ".modinfo")?.ok_or(OrcError::UnknownFormat)?;
+    let release = modinfo
+        .split(|&b| b == 0)
+        .find_map(|kv| kv.strip_prefix(b"vermagic="))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.split(' ').next())
+        .ok_or(OrcError::UnknownFormat)?;
+    match format_from_release(release)? {
+        // 6.4+ modules carry .orc_header; without one, do not guess.
+        OrcFormat::V3 => Err(OrcError::UnknownFormat),
+        f => Ok(f),
+    }
+}
+
 /// A module's table once its text sections are placed: `base(section)`
 /// gives each section's load address (from the running kernel or a dump).
 pub fn module_table(
