@@ -12,6 +12,7 @@
 //! Each layer works on plain bytes and knows only the layers to its left.
 
 pub mod arch;
+pub mod cfi;
 pub mod dump;
 pub mod kernel;
 pub mod memory;

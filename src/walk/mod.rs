@@ -13,11 +13,13 @@
 //! reasons, which belong to this layer.
 
 mod bounds;
+mod cfi_step;
 mod orc_step;
 mod reason;
 pub mod synth;
 
 pub use bounds::{StackBounds, StackKind, StackRange};
+pub use cfi_step::{walk_cfi, UserModule, UserModules};
 pub use orc_step::walk_orc;
 pub use reason::{TrampolineKind, UnreliableReason};
 
