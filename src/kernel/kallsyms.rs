@@ -123,7 +123,9 @@ pub fn read_kallsyms<M: Memory>(
     }
 
     // Names, in kallsyms order (which is address order).
-    let mut names: Vec<(String, u8)> = Vec::with_capacity(count as usize);
+    // One string pool instead of a String per symbol: a kernel has ~200k.
+    let mut pool = String::new();
+    let mut names: Vec<(u32, u32, u8)> = Vec::with_capacity(count as usize);
     let mut r = Forward::new(mem, loc.names);
     let mut expanded = Vec::with_capacity(256);
     for index in 0..count {
@@ -143,23 +145,26 @@ pub fn read_kallsyms<M: Memory>(
         }
         let (&type_char, name) = expanded.split_first().ok_or(bad)?;
         let name = std::str::from_utf8(name).map_err(|_| bad)?;
-        names.push((name.to_string(), type_char));
+        names.push((pool.len() as u32, name.len() as u32, type_char));
+        pool.push_str(name);
     }
 
-    let addresses = decode_addresses(mem, loc, count as usize, &names, known)?;
+    let name_of = |&(start, len, _): &(u32, u32, u8)| &pool[start as usize..(start + len) as usize];
+    let addresses = decode_addresses(mem, loc, count as usize, &|i| names.get(i).map(name_of), known)?;
     let mut table = SymbolTable::new("vmlinux");
-    for ((name, type_char), addr) in names.iter().zip(addresses) {
+    for (entry, addr) in names.iter().zip(addresses) {
+        let (name, type_char) = (name_of(entry), &entry.2);
         table.push_symbol(name, addr, SymbolSize::Unknown, kind_of(*type_char));
     }
     table.finish();
     Ok(table)
 }
 
-fn decode_addresses<M: Memory>(
+fn decode_addresses<'n, M: Memory>(
     mem: &mut M,
     loc: &KallsymsLocation,
     count: usize,
-    names: &[(String, u8)],
+    name: &dyn Fn(usize) -> Option<&'n str>,
     known: &[KnownSymbol],
 ) -> Result<Vec<u64>, KallsymsError> {
     if let Some(at) = loc.addresses {
@@ -178,7 +183,7 @@ fn decode_addresses<M: Memory>(
     // macros too (x86-64 `swapper_pg_dir` is `init_top_pgt`).
     let present: Vec<(usize, u64)> = known
         .iter()
-        .flat_map(|k| names.iter().enumerate().filter(move |(_, n)| n.0 == k.name).map(move |(i, _)| (i, k.address)))
+        .flat_map(|k| (0..count).filter(move |&i| name(i) == Some(k.name)).map(move |i| (i, k.address)))
         .collect();
     let first = known.first().copied().unwrap_or(KnownSymbol { name: "(none)", address: 0 });
     if present.is_empty() {
@@ -186,7 +191,7 @@ fn decode_addresses<M: Memory>(
     }
     let check = |f: &dyn Fn(i32) -> u64| {
         known.iter().all(|k| {
-            let mut found = present.iter().filter(|&&(i, _)| names[i].0 == k.name).peekable();
+            let mut found = present.iter().filter(|&&(i, _)| name(i) == Some(k.name)).peekable();
             found.peek().is_none() || found.any(|&(i, want)| f(offsets[i]) == want)
         })
     };

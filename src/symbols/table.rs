@@ -218,7 +218,8 @@ impl SymbolTable {
         self.by_address = (0..symbols.len())
             .filter(|&index| symbols[index].is_text())
             .collect();
-        self.by_address.sort_by_key(|&index| symbols[index].address);
+        // (address, index) is unique, so an unstable sort keeps source order.
+        self.by_address.sort_unstable_by_key(|&index| (symbols[index].address, index));
         self.max_last.clear();
         let mut max_last = 0;
         for &index in &self.by_address {
@@ -227,7 +228,7 @@ impl SymbolTable {
         }
 
         let mut by_name: Vec<usize> = (0..symbols.len()).collect();
-        by_name.sort_by(|&a, &b| self.symbol_name(a).cmp(self.symbol_name(b)));
+        by_name.sort_unstable_by(|&a, &b| self.symbol_name(a).cmp(self.symbol_name(b)).then(a.cmp(&b)));
         self.by_name = by_name;
     }
 
