@@ -19,6 +19,7 @@ pub mod memory;
 pub mod model;
 pub mod orc;
 pub mod patchset;
+pub mod process;
 pub mod symbols;
 pub mod verdict;
 pub mod walk;

@@ -3,7 +3,10 @@
 //! 2 on error.
 
 mod check;
+mod core;
 mod orc;
+mod pid;
+mod report;
 mod trim;
 
 use clap::{Parser, Subcommand};

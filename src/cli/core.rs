@@ -1,0 +1,79 @@
+//! `lpstack check core FILE --set funcs.txt [--sysroot DIR]`: a process
+//! core file (the kernel's or gdb's `gcore`).
+
+use std::path::Path;
+
+use lpstack::model::Model;
+use lpstack::patchset::PatchSet;
+use lpstack::process::core::CoreFile;
+use lpstack::process::{FileAccess, Inspection, ThreadReport};
+use lpstack::verdict::Verdict;
+use lpstack::walk::WalkConfig;
+use serde_json::json;
+
+use super::check::{CheckArgs, load_set, parse_models};
+use super::report::{self, Row, Target};
+use super::{CliError, map_file};
+
+pub fn run(args: &CheckArgs, path: &Path) -> Result<i32, CliError> {
+    let map = map_file(path)?;
+    let core = CoreFile::parse(&map, args.sysroot.as_deref()).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    let root = args.sysroot.clone().unwrap_or_else(|| "/".into());
+    let mut mem = core.memory();
+    let inspection = Inspection::new(core.snapshot.clone(), &FileAccess::Sysroot(root), &mut mem);
+    let set = load_set(args, &inspection.symbols, &inspection.main_object)?;
+    let config = WalkConfig { max_frames: args.max_frames.max(1), ..WalkConfig::default() };
+    let reports = inspection.check(&mut mem, &set, &config);
+    let models = parse_models(args)?;
+    let title = format!("core {} of process {}", path.display(), core.snapshot.pid);
+    print_process(args, &inspection, &reports, &set, &models, title)
+}
+
+/// The report of a process (live or core), shared by `pid` and `core`.
+pub(super) fn print_process(
+    args: &CheckArgs,
+    inspection: &Inspection,
+    reports: &[ThreadReport<'_>],
+    set: &PatchSet,
+    models: &[Model],
+    title: String,
+) -> Result<i32, CliError> {
+    for note in &inspection.notes {
+        eprintln!("lpstack: note: {note}");
+    }
+    let s = &inspection.snapshot;
+    let rows: Vec<Row<'_, '_>> = reports
+        .iter()
+        .map(|r| Row {
+            pid: r.thread.tid,
+            tgid: r.thread.tgid,
+            comm: &r.thread.comm,
+            state: r.thread.state,
+            frames: &r.frames,
+            reliability: r.reliability.as_ref(),
+            hits: &r.hits,
+            verdict: &r.verdict,
+            running_detail: match r.verdict {
+                Verdict::Running => "did not stop; stack not read".to_string(),
+                _ => String::new(),
+            },
+            in_kernel: inspection.in_patched_object(r, set),
+            extra: vec![],
+        })
+        .collect();
+    let modules: Vec<_> = inspection
+        .files
+        .iter()
+        .map(|m| json!({"name": m.name, "path": m.path, "start": m.start, "end": m.end, "bias": m.bias,
+                         "readable": m.data.is_some(), "debug_file": m.debug_path.as_ref().map(|p| p.display().to_string())}))
+        .collect();
+    let target = Target {
+        key: "process",
+        json: json!({"pid": s.pid, "comm": s.comm, "exe": s.exe, "main_object": inspection.main_object,
+                     "modules": modules, "notes": inspection.notes}),
+        title: format!("{title} ({})", s.comm),
+        noun: "threads",
+        home_object: inspection.main_object.clone(),
+    };
+    report::print(args.format, &target, &rows, set, models, &inspection.symbols, args.all_frames)
+}

@@ -1,0 +1,35 @@
+//! `lpstack check pid PID --set funcs.txt`: a live process, stopped with
+//! ptrace for as long as it is read, then released as it was.
+
+use lpstack::process::{FileAccess, Inspection};
+use lpstack::walk::WalkConfig;
+
+use super::CliError;
+use super::check::{CheckArgs, load_set, parse_models};
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub fn run(args: &CheckArgs, pid: i32) -> Result<i32, CliError> {
+    use lpstack::process::ptrace::Attached;
+
+    let at = |e: &dyn std::fmt::Display| CliError(format!("pid {pid}: {e}"));
+    // Everything that needs the process stopped happens while `attached`
+    // lives; it detaches on every path out (drop).
+    let attached = Attached::attach(pid).map_err(|e| at(&e))?;
+    let snapshot = attached.snapshot().map_err(|e| at(&e))?;
+    let mut mem = attached.memory();
+    let debug_root = args.sysroot.clone().unwrap_or_else(|| "/".into());
+    let inspection = Inspection::new(snapshot, &FileAccess::Live { pid, debug_root }, &mut mem);
+    let set = load_set(args, &inspection.symbols, &inspection.main_object)?;
+    let config = WalkConfig { max_frames: args.max_frames.max(1), ..WalkConfig::default() };
+    let reports = inspection.check(&mut mem, &set, &config);
+    for problem in attached.detach() {
+        eprintln!("lpstack: warning: {problem}");
+    }
+    let models = parse_models(args)?;
+    super::core::print_process(args, &inspection, &reports, &set, &models, format!("process {pid}"))
+}
+
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+pub fn run(_args: &CheckArgs, pid: i32) -> Result<i32, CliError> {
+    Err(CliError(format!("pid {pid}: live processes are read on Linux x86-64 only")))
+}

@@ -1,0 +1,274 @@
+//! The report every `check` prints, whatever was checked (a vmcore's tasks,
+//! a process's threads, a core's threads): a table or JSON over one row per
+//! thread. Each front-end turns its own reports into [`Row`]s.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use lpstack::model::{Blocker, Model, ThreadFacts, Unit, evaluate};
+use lpstack::patchset::PatchSet;
+use lpstack::symbols::Symbolizer;
+use lpstack::verdict::{PatchHit, Verdict};
+use lpstack::walk::{Frame, Reliability};
+use serde_json::{Value, json};
+
+use super::CliError;
+
+/// What was checked, for the first line and the JSON header.
+pub struct Target {
+    /// JSON key of the header object: "kernel" or "process".
+    pub key: &'static str,
+    pub json: Value,
+    /// First words of the table ("kernel 6.12.0", "process 4242 (parked)").
+    pub title: String,
+    /// "tasks" or "threads".
+    pub noun: &'static str,
+    /// Objects whose symbols print bare; others get ` [object]`.
+    pub home_object: String,
+}
+
+/// One thread, as the report needs it.
+pub struct Row<'a, 'set> {
+    pub pid: i32,
+    pub tgid: i32,
+    pub comm: &'a str,
+    pub state: char,
+    pub frames: &'a [Frame],
+    pub reliability: Option<&'a Reliability>,
+    pub hits: &'a [PatchHit],
+    pub verdict: &'a Verdict<'set>,
+    /// The detail printed for a Running verdict.
+    pub running_detail: String,
+    /// For LEAVE_KERNEL models: the thread is inside what is patched.
+    pub in_kernel: bool,
+    /// Front-end specific JSON fields of the thread.
+    pub extra: Vec<(&'static str, Value)>,
+}
+
+fn symbolize(symbols: &Symbolizer, home: &str, pc: u64) -> (Option<String>, Option<u64>) {
+    match symbols.lookup(pc) {
+        Some(s) if s.object == home => (Some(s.name.to_string()), Some(s.offset)),
+        Some(s) => (Some(format!("{} [{}]", s.name, s.object)), Some(s.offset)),
+        None => (None, None),
+    }
+}
+
+pub fn frame_text(symbols: &Symbolizer, home: &str, pc: u64) -> String {
+    match symbolize(symbols, home, pc) {
+        (Some(name), Some(off)) => format!("{name}+{off:#x}"),
+        _ => format!("{pc:#x}"),
+    }
+}
+
+fn verdict_detail(r: &Row<'_, '_>, symbols: &Symbolizer, home: &str) -> String {
+    match r.verdict {
+        Verdict::Switchable => String::new(),
+        Verdict::Blocked { function, frame, pc } => {
+            format!("{}:{} at frame #{frame} {}", function.object, function.function, frame_text(symbols, home, *pc))
+        }
+        Verdict::Unreliable { reason, frame } => format!("{reason} (frame #{frame})"),
+        Verdict::Running => r.running_detail.clone(),
+    }
+}
+
+pub fn table_report(
+    out: &mut impl Write,
+    target: &Target,
+    rows: &[Row<'_, '_>],
+    set: &PatchSet,
+    models: &[Model],
+    symbols: &Symbolizer,
+    all_frames: bool,
+) -> Result<(), CliError> {
+    let home = target.home_object.as_str();
+    let mut blocked: BTreeMap<String, usize> = BTreeMap::new();
+    let mut unreliable: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let (mut switchable, mut running) = (0, 0);
+    for r in rows {
+        match r.verdict {
+            Verdict::Switchable => switchable += 1,
+            Verdict::Blocked { function, .. } => {
+                *blocked.entry(format!("{}:{}", function.object, function.function)).or_default() += 1
+            }
+            Verdict::Unreliable { reason, .. } => *unreliable.entry(reason.code()).or_default() += 1,
+            Verdict::Running => running += 1,
+        }
+    }
+    writeln!(out, "{}: {} {} checked against {} patched functions", target.title, rows.len(), target.noun, set.len())?;
+    writeln!(out, "  switchable  {switchable}")?;
+    writeln!(out, "  blocked     {}", blocked.values().sum::<usize>())?;
+    for (f, n) in &blocked {
+        writeln!(out, "    {n:>6}  {f}")?;
+    }
+    writeln!(out, "  unreliable  {}", unreliable.values().sum::<usize>())?;
+    for (f, n) in &unreliable {
+        writeln!(out, "    {n:>6}  {f}")?;
+    }
+    writeln!(out, "  running     {running}")?;
+    let stuck: Vec<&Row<'_, '_>> = rows.iter().filter(|r| !r.verdict.is_switchable()).collect();
+    if !stuck.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "{:>7} {:>7} {:<16} {:>2}  {:<10}  detail", "PID", "TGID", "COMM", "ST", "VERDICT")?;
+        for r in &stuck {
+            writeln!(
+                out,
+                "{:>7} {:>7} {:<16} {:>2}  {:<10}  {}",
+                r.pid,
+                r.tgid,
+                r.comm,
+                r.state,
+                r.verdict.name(),
+                verdict_detail(r, symbols, home)
+            )?;
+        }
+    }
+    if all_frames {
+        for r in rows {
+            writeln!(out, "\n{} {} ({}):", r.pid, r.comm, r.verdict.name())?;
+            for (i, f) in r.frames.iter().enumerate() {
+                let mark = if f.reliable { ' ' } else { '?' };
+                writeln!(out, " {mark}#{i:<3} {:#018x} {}", f.pc, frame_text(symbols, home, f.pc))?;
+            }
+        }
+    }
+    for m in models {
+        let facts = facts(rows);
+        let units = evaluate(*m, &facts, set.len());
+        let ready = units.iter().filter(|u| u.ready).count();
+        writeln!(out, "\nmodel {m}: {ready} of {} units ready", units.len())?;
+        for u in units.iter().filter(|u| !u.ready).take(20) {
+            let name = unit_name(&u.unit, rows, set);
+            let first = u.blockers.first().map_or(String::new(), |b| blocker_text(b, rows, set));
+            writeln!(out, "  {name}: {} blockers, first: {first}", u.blockers.len())?;
+        }
+    }
+    Ok(())
+}
+
+fn facts<'a>(rows: &'a [Row<'_, '_>]) -> Vec<ThreadFacts<'a>> {
+    rows.iter()
+        .map(|r| ThreadFacts {
+            running: matches!(r.verdict, Verdict::Running),
+            reliable: r.reliability.is_some_and(Reliability::is_reliable),
+            in_kernel: r.in_kernel,
+            hits: r.hits,
+        })
+        .collect()
+}
+
+fn unit_name(u: &Unit, rows: &[Row<'_, '_>], set: &PatchSet) -> String {
+    match u {
+        Unit::Function(f) => set.funcs().get(*f).map_or("?".into(), |f| format!("{}:{}", f.object, f.function)),
+        Unit::Thread(t) => rows.get(*t).map_or("?".into(), |r| format!("{} {}", r.pid, r.comm)),
+        Unit::Kernel => "kernel".into(),
+    }
+}
+
+fn blocker_text(b: &Blocker, rows: &[Row<'_, '_>], set: &PatchSet) -> String {
+    let task = |t: usize| rows.get(t).map_or("?".into(), |r| format!("{} {}", r.pid, r.comm));
+    match b {
+        Blocker::OnStack { thread, function, frame } => format!(
+            "{} has {} at frame #{frame}",
+            task(*thread),
+            set.funcs().get(*function).map_or("?", |f| f.function.as_str())
+        ),
+        Blocker::Unreliable { thread } => format!("{} unreliable", task(*thread)),
+        Blocker::Running { thread } => format!("{} running", task(*thread)),
+        Blocker::InKernel { thread } => format!("{} in kernel", task(*thread)),
+    }
+}
+
+fn bump(v: &mut Value) {
+    *v = json!(v.as_u64().unwrap_or(0) + 1);
+}
+
+pub fn json_report(target: &Target, rows: &[Row<'_, '_>], set: &PatchSet, models: &[Model], symbols: &Symbolizer) -> Value {
+    let home = target.home_object.as_str();
+    let mut summary = json!({"tasks": rows.len(), "switchable": 0, "blocked": {}, "unreliable": {}, "running": 0});
+    let mut tasks = Vec::with_capacity(rows.len());
+    for r in rows {
+        match r.verdict {
+            Verdict::Switchable => bump(&mut summary["switchable"]),
+            Verdict::Running => bump(&mut summary["running"]),
+            Verdict::Blocked { function, .. } => {
+                bump(&mut summary["blocked"][format!("{}:{}", function.object, function.function)])
+            }
+            Verdict::Unreliable { reason, .. } => bump(&mut summary["unreliable"][reason.code()]),
+        }
+        let trusted_until = match r.reliability {
+            Some(Reliability::Unreliable { frame, .. }) => *frame,
+            _ => usize::MAX,
+        };
+        let frames: Vec<Value> = r
+            .frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let (symbol, offset) = symbolize(symbols, home, f.pc);
+                json!({"pc": f.pc, "sp": f.sp, "symbol": symbol, "offset": offset, "kind": f.kind.name(),
+                       "reliable": f.reliable && i < trusted_until, "kernel_regs": f.kernel_regs})
+            })
+            .collect();
+        let mut task = json!({
+            "pid": r.pid, "tgid": r.tgid, "comm": r.comm, "state": r.state.to_string(),
+            "verdict": r.verdict.name(),
+            "blocking": match r.verdict {
+                Verdict::Blocked { function, frame, pc } => json!({"function": function.function, "object": function.object, "frame": frame, "pc": pc}),
+                _ => Value::Null,
+            },
+            "unreliable": match r.verdict {
+                Verdict::Unreliable { reason, frame } => json!({"reason": reason.code(), "detail": reason.to_string(), "frame": frame}),
+                _ => Value::Null,
+            },
+            "patched_frames": r.hits.iter().map(|h| json!({"function": set.funcs().get(h.func).map(|f| f.function.as_str()), "frame": h.frame, "pc": h.pc})).collect::<Vec<_>>(),
+            "frames": frames,
+        });
+        for (k, v) in &r.extra {
+            task[*k] = v.clone();
+        }
+        tasks.push(task);
+    }
+    let facts = facts(rows);
+    let models: Vec<Value> = models
+        .iter()
+        .map(|m| {
+            let units = evaluate(*m, &facts, set.len());
+            json!({"model": m.to_string(), "ready": units.iter().all(|u| u.ready), "units": units.iter().map(|u| json!({
+                "unit": unit_name(&u.unit, rows, set), "ready": u.ready,
+                "blockers": u.blockers.iter().map(|b| blocker_text(b, rows, set)).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>()})
+        })
+        .collect();
+    json!({
+        target.key: target.json,
+        "patched": set.funcs().iter().map(|f| json!({"object": f.object, "function": f.function, "address": f.address, "size": f.size, "checked": format!("{}:{}", f.checked_object, f.checked_function)})).collect::<Vec<_>>(),
+        "summary": summary,
+        "models": models,
+        "tasks": tasks,
+    })
+}
+
+/// Prints `rows` in `format`; returns the exit code (0: all switchable).
+#[allow(clippy::too_many_arguments)]
+pub fn print(
+    format: super::check::OutputFormat,
+    target: &Target,
+    rows: &[Row<'_, '_>],
+    set: &PatchSet,
+    models: &[Model],
+    symbols: &Symbolizer,
+    all_frames: bool,
+) -> Result<i32, CliError> {
+    let all_switchable = rows.iter().all(|r| r.verdict.is_switchable());
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match format {
+        super::check::OutputFormat::Json => {
+            let v = json_report(target, rows, set, models, symbols);
+            serde_json::to_writer_pretty(&mut out, &v)?;
+            writeln!(out)?;
+        }
+        super::check::OutputFormat::Table => table_report(&mut out, target, rows, set, models, symbols, all_frames)?,
+    }
+    out.flush()?;
+    Ok(if all_switchable { 0 } else { 1 })
+}

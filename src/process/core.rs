@@ -1,0 +1,399 @@
+//! ELF core files of a process: the kernel's own (`core_pattern`) and gdb's
+//! `gcore`. Threads come from `NT_PRSTATUS` (one per thread, `pr_pid` is
+//! the thread id), the process from `NT_PRPSINFO`, file mappings from
+//! `NT_FILE`, the auxiliary vector from `NT_AUXV`, memory from PT_LOADs.
+//!
+//! A PT_LOAD with `p_filesz < p_memsz` was not dumped in full: the kernel
+//! leaves out file-backed text by default (`coredump_filter`), so those
+//! bytes are read from the mapped file (under a sysroot, for a core from
+//! another machine) when NT_FILE names one, and are "not in dump"
+//! otherwise.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::{Auxv, Mapping, MappingKind, Perms, Snapshot, ThreadInfo, AT_SYSINFO_EHDR};
+use crate::dump::elf::{ElfDump, ElfError, Lookup, EM_X86_64};
+use crate::dump::notes::{parse_prstatus_x86_64, NoteError};
+use crate::dump::source::{le_u16, le_u32, le_u64};
+use crate::memory::{Memory, MemoryError, MemoryErrorKind};
+
+pub const NT_PRSTATUS: u32 = 1;
+pub const NT_PRPSINFO: u32 = 3;
+pub const NT_AUXV: u32 = 6;
+/// "FILE".
+pub const NT_FILE: u32 = 0x4649_4c45;
+/// `sizeof(struct elf_prpsinfo)` on x86-64.
+const PRPSINFO_SIZE: usize = 136;
+/// More NT_FILE entries than this is taken as corrupt (a process has at
+/// most `vm.max_map_count`, 65530 by default).
+const MAX_FILE_ENTRIES: u64 = 1 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+    #[error("core file is for ELF machine {machine}; only x86-64 (62) is read")]
+    Machine { machine: u16 },
+    #[error(transparent)]
+    Note(#[from] NoteError),
+    #[error("NT_FILE note at offset {offset:#x} is malformed (entry {entry})")]
+    BadFileNote { offset: u64, entry: u64 },
+    #[error("core file has no NT_PRSTATUS note: no threads to check")]
+    NoThreads,
+}
+
+/// One NT_FILE entry: `[start, end)` maps the file from byte `offset`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileMapping {
+    pub start: u64,
+    pub end: u64,
+    pub offset: u64,
+    /// As the kernel printed it, " (deleted)" removed.
+    pub path: String,
+    pub deleted: bool,
+}
+
+/// `NT_FILE`: u64 count, u64 page size, count x (start, end, page offset),
+/// then count NUL-terminated paths.
+pub fn parse_nt_file(desc: &[u8], note_offset: u64) -> Result<(Vec<FileMapping>, u64), CoreError> {
+    let bad = |entry| CoreError::BadFileNote { offset: note_offset, entry };
+    let count = le_u64(desc, 0).ok_or(bad(0))?;
+    let page = le_u64(desc, 8).ok_or(bad(0))?;
+    if count > MAX_FILE_ENTRIES || (count as usize).saturating_mul(24) > desc.len() {
+        return Err(bad(count));
+    }
+    let names = desc.get(16 + count as usize * 24..).ok_or(bad(count))?;
+    // Every path is NUL-terminated; a cut note would otherwise yield a
+    // shortened last path.
+    if (names.iter().filter(|&&b| b == 0).count() as u64) < count {
+        return Err(bad(count));
+    }
+    let mut names = names.split(|&b| b == 0);
+    let mut out = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let at = 16 + i as usize * 24;
+        let (start, end, pgoff) = (le_u64(desc, at), le_u64(desc, at + 8), le_u64(desc, at + 16));
+        let (Some(start), Some(end), Some(pgoff)) = (start, end, pgoff) else { return Err(bad(i)) };
+        let name = names.next().ok_or(bad(i))?;
+        let name = String::from_utf8_lossy(name);
+        let (path, deleted) = match name.strip_suffix(" (deleted)") {
+            Some(p) => (p.to_string(), true),
+            None => (name.into_owned(), false),
+        };
+        let offset = pgoff.checked_mul(page).ok_or(bad(i))?;
+        if start >= end {
+            return Err(bad(i));
+        }
+        out.push(FileMapping { start, end, offset, path, deleted });
+    }
+    Ok((out, page))
+}
+
+/// The fields of `struct elf_prpsinfo` that name the process.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Prpsinfo {
+    pub state: char,
+    pub pid: i32,
+    pub fname: String,
+    pub psargs: String,
+}
+
+pub fn parse_prpsinfo(desc: &[u8]) -> Option<Prpsinfo> {
+    if desc.len() < PRPSINFO_SIZE {
+        return None;
+    }
+    let cstr = |b: &[u8]| {
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        String::from_utf8_lossy(&b[..end]).into_owned()
+    };
+    Some(Prpsinfo {
+        state: char::from(desc[1]),
+        pid: le_u32(desc, 24)? as i32,
+        fname: cstr(desc.get(40..56)?),
+        psargs: cstr(desc.get(56..136)?),
+    })
+}
+
+/// A parsed core file: its snapshot and the means to read its memory.
+#[derive(Debug)]
+pub struct CoreFile<'data> {
+    elf: ElfDump<'data>,
+    pub snapshot: Snapshot,
+    pub files: Vec<FileMapping>,
+    pub prpsinfo: Option<Prpsinfo>,
+    sysroot: Option<PathBuf>,
+}
+
+/// p_flags of program header `index` (ElfDump keeps only what vmcores need).
+fn segment_flags(data: &[u8], index: u32) -> u32 {
+    let phoff = le_u64(data, 0x20).unwrap_or(0);
+    let phentsize = u64::from(le_u16(data, 0x36).unwrap_or(0));
+    let at = phoff.saturating_add(u64::from(index).saturating_mul(phentsize)).saturating_add(4);
+    usize::try_from(at).ok().and_then(|at| le_u32(data, at)).unwrap_or(0)
+}
+
+/// Permissions of file bytes at `offset`, from the PT_LOAD of the file that
+/// holds them: gdb's gcore leaves unmodified file-backed mappings (the
+/// text of every library) out of the core entirely, NT_FILE alone names
+/// them. A file that cannot be read gives read-only.
+fn file_perms(path: &Path, offset: u64) -> Perms {
+    use object::{Object, ObjectSegment, SegmentFlags};
+    let read_only = Perms { read: true, ..Perms::default() };
+    let Some(map) = std::fs::File::open(path).ok().and_then(|f| {
+        // SAFETY: read-only private mapping of a file we only read.
+        unsafe { memmap2::Mmap::map(&f) }.ok()
+    }) else {
+        return read_only;
+    };
+    let Ok(file) = object::File::parse(&*map) else { return read_only };
+    for seg in file.segments() {
+        let (start, size) = seg.file_range();
+        if (start & !0xfff) <= offset
+            && offset < start.saturating_add(size)
+            && let SegmentFlags::Elf { p_flags, .. } = seg.flags()
+        {
+            return Perms::from_elf_flags(p_flags.0);
+        }
+    }
+    read_only
+}
+
+impl<'data> CoreFile<'data> {
+    /// Parses a core; `sysroot` is where the files it names are found
+    /// (None: their own paths), for mappings the core left out.
+    pub fn parse(data: &'data [u8], sysroot: Option<&Path>) -> Result<Self, CoreError> {
+        let elf = ElfDump::parse(data)?;
+        if elf.machine() != EM_X86_64 {
+            return Err(CoreError::Machine { machine: elf.machine() });
+        }
+        let mut threads = Vec::new();
+        let mut files = Vec::new();
+        let mut auxv = Auxv::default();
+        let mut prpsinfo = None;
+        let mut notes = Vec::new();
+        for note in elf.notes() {
+            let note = match note {
+                Ok(n) => n,
+                Err(e) => {
+                    notes.push(format!("core notes: {e}"));
+                    break;
+                }
+            };
+            if note.name != b"CORE" && note.name != b"LINUX" {
+                continue;
+            }
+            match note.n_type {
+                NT_PRSTATUS if note.name == b"CORE" => match parse_prstatus_x86_64(&note) {
+                    Ok(p) => threads.push((p.pid as i32, p.regs)),
+                    Err(e) => notes.push(format!("core notes: {e}")),
+                },
+                NT_PRPSINFO if note.name == b"CORE" => prpsinfo = parse_prpsinfo(note.desc),
+                NT_AUXV if note.name == b"CORE" => auxv = Auxv::parse(note.desc),
+                NT_FILE if note.name == b"CORE" => files = parse_nt_file(note.desc, note.offset)?.0,
+                _ => {}
+            }
+        }
+        if threads.is_empty() {
+            return Err(CoreError::NoThreads);
+        }
+        let tgid = prpsinfo.as_ref().map_or(threads[0].0, |p| p.pid);
+        let comm = prpsinfo.as_ref().map(|p| p.fname.clone()).unwrap_or_default();
+        let state = prpsinfo.as_ref().map_or('?', |p| p.state);
+        // Main thread first, the rest in note order.
+        threads.sort_by_key(|(tid, _)| *tid != tgid);
+        let threads = threads
+            .into_iter()
+            .map(|(tid, regs)| ThreadInfo { tid, tgid, comm: comm.clone(), state, regs: Some(regs) })
+            .collect();
+
+        let vdso = auxv.get(AT_SYSINFO_EHDR);
+        let mut maps: Vec<Mapping> = elf
+            .segments()
+            .iter()
+            .filter(|s| s.memsz > 0)
+            .map(|s| {
+                let file = files.iter().find(|f| f.start <= s.vaddr && s.vaddr < f.end);
+                let kind = match file {
+                    Some(f) => MappingKind::File { path: f.path.clone(), deleted: f.deleted },
+                    None if vdso.is_some_and(|v| s.vaddr <= v && v < s.vaddr + s.memsz) => MappingKind::Vdso,
+                    None => MappingKind::Anonymous,
+                };
+                Mapping {
+                    start: s.vaddr,
+                    end: s.vaddr + s.memsz,
+                    perms: Perms::from_elf_flags(segment_flags(data, s.index)),
+                    offset: file.map_or(0, |f| f.offset.wrapping_add(s.vaddr - f.start)),
+                    dev: (0, 0),
+                    inode: 0,
+                    kind,
+                }
+            })
+            .collect();
+        // NT_FILE mappings with no PT_LOAD at all (gcore's way with text).
+        for f in &files {
+            let mut at = f.start;
+            while at < f.end {
+                let next = maps.iter().filter(|m| m.end > at && m.start < f.end).map(|m| m.start).min();
+                let gap_end = match next {
+                    Some(s) if s <= at => {
+                        at = maps.iter().filter(|m| m.contains(at)).map(|m| m.end).max().unwrap_or(f.end);
+                        continue;
+                    }
+                    Some(s) => s,
+                    None => f.end,
+                };
+                let offset = f.offset.wrapping_add(at - f.start);
+                maps.push(Mapping {
+                    start: at,
+                    end: gap_end,
+                    perms: file_perms(&under_sysroot(sysroot, &f.path), offset),
+                    offset,
+                    dev: (0, 0),
+                    inode: 0,
+                    kind: MappingKind::File { path: f.path.clone(), deleted: f.deleted },
+                });
+                at = gap_end;
+            }
+        }
+        maps.sort_by_key(|m| m.start);
+        let exe = prpsinfo.as_ref().and_then(|p| {
+            // pr_psargs starts with argv[0]; NT_FILE has the full path.
+            let arg0 = p.psargs.split(' ').next().unwrap_or("");
+            let name = Path::new(arg0).file_name()?.to_str()?;
+            files.iter().find(|f| Path::new(&f.path).file_name().and_then(|n| n.to_str()) == Some(name)).map(|f| f.path.clone())
+        });
+        let snapshot = Snapshot { pid: tgid, comm, exe, threads, maps, auxv, notes };
+        Ok(CoreFile { elf, snapshot, files, prpsinfo, sysroot: sysroot.map(Path::to_path_buf) })
+    }
+
+    /// The core's memory, completed from the mapped files under the sysroot.
+    pub fn memory(&self) -> CoreMemory<'_, 'data> {
+        CoreMemory { core: self, open: HashMap::new() }
+    }
+}
+
+/// The path of a file a process mapped, as seen from here.
+pub fn under_sysroot(sysroot: Option<&Path>, path: &str) -> PathBuf {
+    match sysroot {
+        Some(root) => root.join(path.trim_start_matches('/')),
+        None => PathBuf::from(path),
+    }
+}
+
+/// A core's address space: dumped bytes first, then the mapped files.
+pub struct CoreMemory<'a, 'data> {
+    core: &'a CoreFile<'data>,
+    open: HashMap<String, Option<memmap2::Mmap>>,
+}
+
+impl CoreMemory<'_, '_> {
+    /// Up to `buf.len()` bytes at `addr` from the file mapped there.
+    fn read_file(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, MemoryErrorKind> {
+        let f = self.core.files.iter().find(|f| f.start <= addr && addr < f.end).ok_or(MemoryErrorKind::NotInDump)?;
+        if !self.open.contains_key(&f.path) {
+            let p = under_sysroot(self.core.sysroot.as_deref(), &f.path);
+            let map = std::fs::File::open(p).ok().and_then(|file| {
+                // SAFETY: read-only private mapping of a file we only read.
+                unsafe { memmap2::Mmap::map(&file) }.ok()
+            });
+            self.open.insert(f.path.clone(), map);
+        }
+        let data = self.open.get(&f.path).and_then(Option::as_ref).ok_or(MemoryErrorKind::NotInDump)?;
+        let off = usize::try_from(f.offset.wrapping_add(addr - f.start)).map_err(|_| MemoryErrorKind::NotInDump)?;
+        let n = buf.len().min((f.end - addr) as usize);
+        // Past the end of the file (bss, a truncated file): not there.
+        let src = data.get(off..).ok_or(MemoryErrorKind::NotInDump)?;
+        let n = n.min(src.len());
+        if n == 0 {
+            return Err(MemoryErrorKind::NotInDump);
+        }
+        buf[..n].copy_from_slice(&src[..n]);
+        Ok(n)
+    }
+}
+
+impl Memory for CoreMemory<'_, '_> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = addr.checked_add(done as u64).ok_or(MemoryError::new(addr, MemoryErrorKind::Unmapped))?;
+            let rest = &mut buf[done..];
+            let n = match self.core.elf.lookup_virt(at) {
+                Lookup::Data(d) => {
+                    let n = rest.len().min(d.len());
+                    rest[..n].copy_from_slice(&d[..n]);
+                    n
+                }
+                Lookup::Tail(len) => {
+                    let want = rest.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+                    self.read_file(at, &mut rest[..want]).map_err(|k| MemoryError::new(at, k))?
+                }
+                // Not in the core at all: a file mapping gcore left out, or
+                // nothing.
+                Lookup::Unmapped => match self.read_file(at, rest) {
+                    Ok(n) => n,
+                    Err(_) => return Err(MemoryError::new(at, MemoryErrorKind::Unmapped)),
+                },
+            };
+            if n == 0 {
+                return Err(MemoryError::new(at, MemoryErrorKind::ShortRead));
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nt_file(entries: &[(u64, u64, u64, &str)]) -> Vec<u8> {
+        let mut d = Vec::new();
+        d.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+        d.extend_from_slice(&4096u64.to_le_bytes());
+        for (s, e, o, _) in entries {
+            for v in [s, e, o] {
+                d.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        for (_, _, _, p) in entries {
+            d.extend_from_slice(p.as_bytes());
+            d.push(0);
+        }
+        d
+    }
+
+    #[test]
+    fn nt_file_entries() {
+        let d = nt_file(&[(0x1000, 0x3000, 2, "/bin/x"), (0x7000, 0x8000, 0, "/lib/y.so (deleted)")]);
+        let (f, page) = parse_nt_file(&d, 0).unwrap();
+        assert_eq!(page, 4096);
+        assert_eq!(f[0], FileMapping { start: 0x1000, end: 0x3000, offset: 0x2000, path: "/bin/x".into(), deleted: false });
+        assert_eq!(f[1].path, "/lib/y.so");
+        assert!(f[1].deleted);
+        // Every truncation fails cleanly.
+        for n in 0..d.len() {
+            assert!(parse_nt_file(&d[..n], 0).is_err(), "cut at {n}");
+        }
+        let mut huge = d.clone();
+        huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(parse_nt_file(&huge, 5), Err(CoreError::BadFileNote { offset: 5, entry: u64::MAX }));
+        let mut overflow = d.clone();
+        overflow[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(parse_nt_file(&overflow, 0).is_err());
+    }
+
+    #[test]
+    fn prpsinfo_fields() {
+        let mut d = vec![0u8; PRPSINFO_SIZE];
+        d[1] = b'S';
+        d[24..28].copy_from_slice(&4242u32.to_le_bytes());
+        d[40..46].copy_from_slice(b"parked");
+        d[56..70].copy_from_slice(b"/tmp/parked -x");
+        let p = parse_prpsinfo(&d).unwrap();
+        assert_eq!((p.state, p.pid, p.fname.as_str(), p.psargs.as_str()), ('S', 4242, "parked", "/tmp/parked -x"));
+        assert!(parse_prpsinfo(&d[..100]).is_none());
+    }
+}

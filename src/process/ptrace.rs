@@ -1,0 +1,503 @@
+//! A live process stopped with ptrace (Linux x86-64).
+//!
+//! Every thread is attached with `PTRACE_SEIZE` and stopped with
+//! `PTRACE_INTERRUPT`: unlike `PTRACE_ATTACH` this sends no SIGSTOP, so the
+//! process sees nothing but syscalls that restart. `/proc/PID/task` is
+//! re-read until no thread appears that is not stopped (only a running
+//! thread can create one). Registers come from `PTRACE_GETREGS`, memory
+//! from `process_vm_readv` (falling back to `/proc/PID/mem`).
+//!
+//! [`Attached`] detaches every thread when dropped, on error and panic
+//! paths too, re-injecting any signal whose delivery stop it swallowed.
+//! ptrace ties a tracee to the tracer *thread*, so `Attached` is neither
+//! `Send` nor `Sync`: attach, check and detach happen on one thread.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::marker::PhantomData;
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+use super::{Auxv, Snapshot, ThreadInfo, parse_maps};
+use crate::arch::x86_64::{Reg, Regs};
+use crate::memory::{Memory, MemoryError, MemoryErrorKind};
+
+const PTRACE_GETREGS: libc::c_uint = 12;
+const PTRACE_DETACH: libc::c_uint = 17;
+const PTRACE_SEIZE: libc::c_uint = 0x4206;
+const PTRACE_INTERRUPT: libc::c_uint = 0x4207;
+const PTRACE_EVENT_STOP: i32 = 128;
+/// The 32-bit (compat) user code segment; 64-bit code runs with 0x33.
+const USER_CS_32: u64 = 0x23;
+
+/// Why a process could not be checked. Each names the pid (and thread).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PtraceError {
+    #[error("no process {pid}")]
+    NoSuchProcess { pid: i32 },
+    #[error("process {pid} is lpstack itself")]
+    OwnProcess { pid: i32 },
+    #[error("ptrace of thread {tid} of process {pid} denied (EPERM): {}", denied_hint(*tracer, *yama))]
+    Denied { pid: i32, tid: i32, tracer: Option<i32>, yama: Option<u8> },
+    #[error("process {pid} exited during the check")]
+    Exited { pid: i32 },
+    #[error("{op} on thread {tid} of process {pid}: {}", std::io::Error::from_raw_os_error(*errno))]
+    Syscall { pid: i32, tid: i32, op: &'static str, errno: i32 },
+    #[error("/proc/{pid}/{file}: {}", std::io::Error::from_raw_os_error(*errno))]
+    Proc { pid: i32, file: &'static str, errno: i32 },
+    #[error("/proc/{pid}/maps: {err}")]
+    Maps { pid: i32, err: super::maps::MapsError },
+    #[error("thread {tid} of process {pid} runs 32-bit code (cs {cs:#x}); only x86-64 is checked")]
+    Compat { pid: i32, tid: i32, cs: u64 },
+}
+
+fn denied_hint(tracer: Option<i32>, yama: Option<u8>) -> String {
+    if let Some(t) = tracer {
+        return format!("it is already traced by process {t} (a debugger?)");
+    }
+    let yama = match yama {
+        Some(1) => "; kernel.yama.ptrace_scope is 1 (only descendants may be traced: run as root or with CAP_SYS_PTRACE)",
+        Some(2) => "; kernel.yama.ptrace_scope is 2 (only CAP_SYS_PTRACE may trace)",
+        Some(3) => "; kernel.yama.ptrace_scope is 3 (ptrace is disabled until reboot)",
+        _ => "",
+    };
+    format!("run as the process's owner, as root or with CAP_SYS_PTRACE{yama}")
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// How long to wait for a thread to stop. A thread in uninterruptible
+/// sleep (D) stops only when it leaves the kernel; past the timeout it is
+/// reported as running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttachOptions {
+    pub stop_timeout: Duration,
+}
+
+impl Default for AttachOptions {
+    fn default() -> Self {
+        AttachOptions { stop_timeout: Duration::from_secs(2) }
+    }
+}
+
+/// How a thread's stop was reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopKind {
+    /// Our PTRACE_INTERRUPT.
+    Interrupt,
+    /// The process was stopped (SIGSTOP...): a group-stop. It stays
+    /// stopped after detach, as before.
+    GroupStop { signal: i32 },
+    /// A signal was about to be delivered; it is re-injected on detach.
+    Signal { signal: i32 },
+}
+
+#[derive(Debug)]
+struct Tracee {
+    tid: i32,
+    /// None: seized but not (yet) stopped.
+    stop: Option<StopKind>,
+    state: char,
+    comm: String,
+}
+
+/// A process whose threads are all stopped. Drop detaches them.
+#[derive(Debug)]
+pub struct Attached {
+    pid: i32,
+    tracees: Vec<Tracee>,
+    notes: Vec<String>,
+    options: AttachOptions,
+    /// ptrace requests must come from the attaching thread.
+    _same_thread: PhantomData<*const ()>,
+}
+
+enum Wait {
+    Stopped(StopKind),
+    Gone,
+    Timeout,
+}
+
+fn proc_path(pid: i32, rest: &str) -> String {
+    format!("/proc/{pid}/{rest}")
+}
+
+/// Thread ids of a process, in the kernel's list order (main thread first).
+fn list_tasks(pid: i32) -> Result<Vec<i32>, i32> {
+    let dir = std::fs::read_dir(proc_path(pid, "task")).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    let mut tids: Vec<i32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    // readdir order is the thread list's; keep the main thread first anyway.
+    tids.sort_by_key(|&t| t != pid);
+    Ok(tids)
+}
+
+/// `(state letter, comm)` of a thread from /proc/PID/task/TID/stat; the
+/// comm may hold spaces and parentheses, so the state follows the last ')'.
+fn task_state(pid: i32, tid: i32) -> Option<(char, String)> {
+    let stat = std::fs::read_to_string(proc_path(pid, &format!("task/{tid}/stat"))).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_string();
+    let state = stat.get(close + 1..)?.trim_start().chars().next()?;
+    Some((state, comm))
+}
+
+fn tracer_of(pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(proc_path(pid, "status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("TracerPid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok().filter(|&t| t != 0)
+}
+
+fn yama_scope() -> Option<u8> {
+    std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").ok()?.trim().parse().ok()
+}
+
+fn ptrace(req: libc::c_uint, tid: i32, addr: usize, data: usize) -> Result<libc::c_long, i32> {
+    // SAFETY: the requests used here take integers or, for GETREGS, a
+    // pointer to a user_regs_struct owned by the caller.
+    let r = unsafe { libc::ptrace(req, tid, addr as *mut libc::c_void, data as *mut libc::c_void) };
+    if r == -1 { Err(errno()) } else { Ok(r) }
+}
+
+fn decode_stop(status: i32) -> Wait {
+    if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+        return Wait::Gone;
+    }
+    if !libc::WIFSTOPPED(status) {
+        return Wait::Timeout;
+    }
+    let signal = libc::WSTOPSIG(status);
+    let event = (status >> 16) & 0xff;
+    if event == PTRACE_EVENT_STOP {
+        // Under SEIZE a group-stop reports the stopping signal; our
+        // interrupt reports SIGTRAP.
+        return match signal {
+            libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => Wait::Stopped(StopKind::GroupStop { signal }),
+            _ => Wait::Stopped(StopKind::Interrupt),
+        };
+    }
+    if event != 0 {
+        return Wait::Stopped(StopKind::Interrupt);
+    }
+    Wait::Stopped(StopKind::Signal { signal })
+}
+
+/// Waits for `tid` to report a stop, polling so that a thread that never
+/// stops cannot hang the check.
+fn wait_stop(tid: i32, timeout: Duration) -> Wait {
+    let deadline = Instant::now() + timeout;
+    let mut polls = 0u32;
+    loop {
+        let mut status = 0;
+        // SAFETY: status is a valid out pointer.
+        let r = unsafe { libc::waitpid(tid, &mut status, libc::__WALL | libc::WNOHANG) };
+        if r == tid {
+            match decode_stop(status) {
+                Wait::Timeout => {}
+                w => return w,
+            }
+        } else if r == -1 {
+            match errno() {
+                libc::EINTR => continue,
+                _ => return Wait::Gone,
+            }
+        }
+        if Instant::now() >= deadline {
+            return Wait::Timeout;
+        }
+        polls += 1;
+        if polls < 200 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl Attached {
+    /// Stops every thread of `pid`.
+    pub fn attach(pid: i32) -> Result<Attached, PtraceError> {
+        Attached::attach_with(pid, AttachOptions::default())
+    }
+
+    pub fn attach_with(pid: i32, options: AttachOptions) -> Result<Attached, PtraceError> {
+        if pid <= 0 || std::fs::metadata(proc_path(pid, "task")).is_err() {
+            return Err(PtraceError::NoSuchProcess { pid });
+        }
+        if pid as u32 == std::process::id() {
+            return Err(PtraceError::OwnProcess { pid });
+        }
+        // From here on, an early return drops `att`, which detaches.
+        let mut att = Attached { pid, tracees: Vec::new(), notes: Vec::new(), options, _same_thread: PhantomData };
+        // Each round stops every thread it finds; only a thread still
+        // running can create another, so the set settles. The cap guards
+        // against a kernel that keeps listing new ids.
+        for _round in 0..10_000 {
+            let tids = match list_tasks(pid) {
+                Ok(t) => t,
+                Err(_) if att.tracees.is_empty() => return Err(PtraceError::NoSuchProcess { pid }),
+                Err(_) => return Err(PtraceError::Exited { pid }),
+            };
+            let new: Vec<i32> = tids.into_iter().filter(|t| !att.tracees.iter().any(|x| x.tid == *t)).collect();
+            if new.is_empty() {
+                break;
+            }
+            let first = att.tracees.len();
+            for tid in new {
+                att.seize(tid)?;
+            }
+            let mut gone = Vec::new();
+            for t in att.tracees.iter_mut().skip(first) {
+                match wait_stop(t.tid, att.options.stop_timeout) {
+                    Wait::Stopped(kind) => t.stop = Some(kind),
+                    Wait::Gone => gone.push(t.tid),
+                    Wait::Timeout => att.notes.push(format!(
+                        "thread {} did not stop within {:?} (state {}); reported as running",
+                        t.tid, att.options.stop_timeout, t.state
+                    )),
+                }
+            }
+            // Threads that exited are no longer tracees.
+            for tid in gone {
+                att.notes.push(format!("thread {tid} exited during the check"));
+                att.tracees.retain(|t| t.tid != tid);
+            }
+        }
+        if att.tracees.is_empty() {
+            return Err(PtraceError::Exited { pid });
+        }
+        Ok(att)
+    }
+
+    fn seize(&mut self, tid: i32) -> Result<(), PtraceError> {
+        let pid = self.pid;
+        let (state, comm) = task_state(pid, tid).unwrap_or(('?', String::new()));
+        if matches!(state, 'Z' | 'X') {
+            // A zombie (a main thread that called pthread_exit) never stops
+            // and has no user stack left.
+            self.notes.push(format!("thread {tid} is a zombie; skipped"));
+            return Ok(());
+        }
+        match ptrace(PTRACE_SEIZE, tid, 0, 0) {
+            Ok(_) => {}
+            Err(libc::ESRCH) => {
+                self.notes.push(format!("thread {tid} exited before it could be attached"));
+                return Ok(());
+            }
+            Err(libc::EPERM) => {
+                return Err(PtraceError::Denied { pid, tid, tracer: tracer_of(pid), yama: yama_scope() });
+            }
+            Err(errno) => return Err(PtraceError::Syscall { pid, tid, op: "PTRACE_SEIZE", errno }),
+        }
+        self.tracees.push(Tracee { tid, stop: None, state, comm });
+        match ptrace(PTRACE_INTERRUPT, tid, 0, 0) {
+            // ESRCH: it died after the seize; waitpid will say so.
+            Ok(_) | Err(libc::ESRCH) => Ok(()),
+            Err(errno) => Err(PtraceError::Syscall { pid, tid, op: "PTRACE_INTERRUPT", errno }),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Stopped threads and how their stop was reported.
+    pub fn stops(&self) -> Vec<(i32, Option<StopKind>)> {
+        self.tracees.iter().map(|t| (t.tid, t.stop)).collect()
+    }
+
+    /// The registers of a stopped thread.
+    pub fn regs(&self, tid: i32) -> Result<Regs, PtraceError> {
+        let pid = self.pid;
+        // SAFETY: user_regs_struct is plain integers; all-zero is valid.
+        let mut u: libc::user_regs_struct = unsafe { std::mem::zeroed() };
+        ptrace(PTRACE_GETREGS, tid, 0, &mut u as *mut libc::user_regs_struct as usize)
+            .map_err(|errno| PtraceError::Syscall { pid, tid, op: "PTRACE_GETREGS", errno })?;
+        if u.cs == USER_CS_32 {
+            return Err(PtraceError::Compat { pid, tid, cs: u.cs });
+        }
+        Ok(regs_from_user(&u))
+    }
+
+    /// Threads, mappings, auxv and the executable, read while stopped.
+    pub fn snapshot(&self) -> Result<Snapshot, PtraceError> {
+        let pid = self.pid;
+        let proc_err = |file: &'static str, e: std::io::Error| match e.raw_os_error() {
+            Some(libc::ENOENT | libc::ESRCH) => PtraceError::Exited { pid },
+            errno => PtraceError::Proc { pid, file, errno: errno.unwrap_or(libc::EIO) },
+        };
+        let maps_text = std::fs::read_to_string(proc_path(pid, "maps")).map_err(|e| proc_err("maps", e))?;
+        let maps = parse_maps(&maps_text).map_err(|err| PtraceError::Maps { pid, err })?;
+        let auxv = Auxv::parse(&std::fs::read(proc_path(pid, "auxv")).map_err(|e| proc_err("auxv", e))?);
+        let exe = std::fs::read_link(proc_path(pid, "exe")).ok().map(|p| p.to_string_lossy().into_owned());
+        let mut threads = Vec::with_capacity(self.tracees.len());
+        for t in &self.tracees {
+            let regs = match t.stop {
+                Some(_) => Some(self.regs(t.tid)?),
+                None => None,
+            };
+            // /proc/PID/task/TID/comm is the thread's own name (pthread_setname_np).
+            let comm = std::fs::read_to_string(proc_path(pid, &format!("task/{}/comm", t.tid)))
+                .map(|s| s.trim_end_matches('\n').to_string())
+                .unwrap_or_else(|_| t.comm.clone());
+            threads.push(ThreadInfo { tid: t.tid, tgid: pid, comm, state: t.state, regs });
+        }
+        let comm = threads.iter().find(|t| t.tid == pid).map(|t| t.comm.clone()).unwrap_or_default();
+        Ok(Snapshot { pid, comm, exe, threads, maps, auxv, notes: self.notes.clone() })
+    }
+
+    /// The process's memory. Valid while `self` keeps it stopped.
+    pub fn memory(&self) -> ProcessMemory {
+        ProcessMemory::new(self.pid)
+    }
+
+    /// Notes gathered while attaching (threads that exited, did not stop).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// Detaches every thread now; returns what could not be done cleanly.
+    pub fn detach(mut self) -> Vec<String> {
+        self.detach_all()
+    }
+
+    fn detach_all(&mut self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for t in std::mem::take(&mut self.tracees) {
+            let signal = match t.stop {
+                Some(StopKind::Signal { signal }) => signal,
+                Some(_) => 0,
+                None => {
+                    // DETACH needs a stopped tracee: give the pending interrupt
+                    // one more chance, else the kernel detaches it when we exit.
+                    match wait_stop(t.tid, self.options.stop_timeout) {
+                        Wait::Stopped(StopKind::Signal { signal }) => signal,
+                        Wait::Stopped(_) => 0,
+                        Wait::Gone => continue,
+                        Wait::Timeout => {
+                            problems.push(format!("thread {} never stopped; it is released when lpstack exits", t.tid));
+                            continue;
+                        }
+                    }
+                }
+            };
+            match ptrace(PTRACE_DETACH, t.tid, 0, signal as usize) {
+                Ok(_) | Err(libc::ESRCH) => {}
+                Err(e) => problems.push(format!("detaching thread {}: {}", t.tid, std::io::Error::from_raw_os_error(e))),
+            }
+        }
+        problems
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        for p in self.detach_all() {
+            eprintln!("lpstack: {p}");
+        }
+    }
+}
+
+/// `struct user_regs_struct` (all GPRs, rip, cs) as `Regs`.
+pub fn regs_from_user(u: &libc::user_regs_struct) -> Regs {
+    let mut r = Regs::new();
+    for (reg, v) in [
+        (Reg::Rax, u.rax),
+        (Reg::Rdx, u.rdx),
+        (Reg::Rcx, u.rcx),
+        (Reg::Rbx, u.rbx),
+        (Reg::Rsi, u.rsi),
+        (Reg::Rdi, u.rdi),
+        (Reg::Rbp, u.rbp),
+        (Reg::Rsp, u.rsp),
+        (Reg::R8, u.r8),
+        (Reg::R9, u.r9),
+        (Reg::R10, u.r10),
+        (Reg::R11, u.r11),
+        (Reg::R12, u.r12),
+        (Reg::R13, u.r13),
+        (Reg::R14, u.r14),
+        (Reg::R15, u.r15),
+        (Reg::Rip, u.rip),
+    ] {
+        r.set(reg, v);
+    }
+    r.set_cs(u.cs);
+    r
+}
+
+const PAGE: u64 = 4096;
+
+/// A stopped process's memory, read a page at a time and cached: the
+/// threads are stopped, so a page read once stays valid for the check.
+pub struct ProcessMemory {
+    pid: i32,
+    pages: HashMap<u64, Result<Box<[u8]>, MemoryErrorKind>>,
+    /// process_vm_readv is unavailable (ENOSYS, or EPERM under some LSMs).
+    use_proc_mem: bool,
+    proc_mem: Option<File>,
+}
+
+impl ProcessMemory {
+    pub fn new(pid: i32) -> Self {
+        ProcessMemory { pid, pages: HashMap::new(), use_proc_mem: false, proc_mem: None }
+    }
+
+    fn read_page(&mut self, page: u64) -> Result<Box<[u8]>, MemoryErrorKind> {
+        let mut buf = vec![0u8; PAGE as usize].into_boxed_slice();
+        if !self.use_proc_mem {
+            let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+            let remote = libc::iovec { iov_base: page as usize as *mut libc::c_void, iov_len: buf.len() };
+            // SAFETY: `local` covers `buf`, which outlives the call; the
+            // remote side is only read by the kernel.
+            let n = unsafe { libc::process_vm_readv(self.pid, &local, 1, &remote, 1, 0) };
+            if n == buf.len() as isize {
+                return Ok(buf);
+            }
+            match (n, errno()) {
+                (0.., _) => return Err(MemoryErrorKind::ShortRead),
+                (_, libc::EFAULT) => return Err(MemoryErrorKind::Unmapped),
+                (_, libc::ENOSYS | libc::EPERM) => self.use_proc_mem = true,
+                _ => return Err(MemoryErrorKind::Backend),
+            }
+        }
+        if self.proc_mem.is_none() {
+            self.proc_mem = Some(File::open(proc_path(self.pid, "mem")).map_err(|_| MemoryErrorKind::Backend)?);
+        }
+        let file = self.proc_mem.as_ref().ok_or(MemoryErrorKind::Backend)?;
+        match file.read_at(&mut buf, page) {
+            Ok(n) if n == buf.len() => Ok(buf),
+            Ok(_) => Err(MemoryErrorKind::ShortRead),
+            // /proc/PID/mem says EIO for unmapped addresses.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => Err(MemoryErrorKind::Unmapped),
+            Err(_) => Err(MemoryErrorKind::Backend),
+        }
+    }
+}
+
+impl Memory for ProcessMemory {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = addr.checked_add(done as u64).ok_or(MemoryError::new(addr, MemoryErrorKind::Unmapped))?;
+            let page = at & !(PAGE - 1);
+            if !self.pages.contains_key(&page) {
+                let p = self.read_page(page);
+                self.pages.insert(page, p);
+            }
+            let bytes = match self.pages.get(&page) {
+                Some(Ok(b)) => b,
+                Some(Err(kind)) => return Err(MemoryError::new(at, *kind)),
+                None => return Err(MemoryError::new(at, MemoryErrorKind::Backend)),
+            };
+            let off = (at - page) as usize;
+            let take = (PAGE as usize - off).min(buf.len() - done);
+            let src = bytes.get(off..off + take).ok_or(MemoryError::new(at, MemoryErrorKind::ShortRead))?;
+            buf[done..done + take].copy_from_slice(src);
+            done += take;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,206 @@
+//! `check pid`: a live process stopped with ptrace. The test program parks
+//! threads in known functions (tests/programs/parked.c); the verdicts, the
+//! frames (against gdb's `thread apply all bt`) and the process's state
+//! after the check are checked, with and without frame pointers.
+
+#[path = "programs/support.rs"]
+mod support;
+
+use std::process::Command;
+
+use lpstack::process::ptrace::{Attached, PtraceError, StopKind};
+use lpstack::process::{FileAccess, Inspection};
+use support::*;
+
+/// What one live check saw: outcomes for `park_a` and for
+/// `libparked.so:lib_park`, the inspection and how each thread stopped.
+struct Live {
+    a: Vec<Outcome>,
+    lib: Vec<Outcome>,
+    inspection: Inspection,
+    stops: Vec<(i32, Option<StopKind>)>,
+}
+
+fn inspect_live(p: &Parked) -> Live {
+    let attached = Attached::attach(p.pid).unwrap();
+    let stops = attached.stops();
+    let snapshot = attached.snapshot().unwrap();
+    let mut mem = attached.memory();
+    let inspection = Inspection::new(snapshot, &FileAccess::Live { pid: p.pid, debug_root: "/".into() }, &mut mem);
+    let a = judge(&inspection, &mut mem, "park_a\n");
+    let lib = judge(&inspection, &mut mem, "libparked.so:lib_park\n");
+    let problems = attached.detach();
+    assert!(problems.is_empty(), "{problems:?}");
+    Live { a, lib, inspection, stops }
+}
+
+fn live(frame_pointers: bool) {
+    let built = build(frame_pointers);
+    let p = Parked::start(&built);
+    let Live { a: outcomes, lib, inspection, stops } = inspect_live(&p);
+
+    // Every thread was stopped by our interrupt, nothing else.
+    assert_eq!(stops.len(), ROLES.len());
+    assert!(stops.iter().all(|(_, s)| *s == Some(StopKind::Interrupt)), "{stops:?}");
+    assert_eq!(inspection.main_object, "parked");
+    assert!(inspection.files.iter().any(|m| m.name == "[vdso]" && m.data.is_some()), "vdso module");
+    assert!(inspection.files.iter().any(|m| m.name == "libparked.so"));
+    assert_parked(&p, &outcomes, "a", "parked:park_a");
+    assert_parked(&p, &lib, "lib", "libparked.so:lib_park");
+    // Thread names come from /proc/PID/task/TID/comm.
+    let a = outcomes.iter().find(|o| o.tid == p.tids["a"]).unwrap();
+    assert_eq!(a.comm, "park_a");
+
+    // Left as it was: all asleep again, untraced, no signal pending.
+    p.wait_state(|s| s == 'S', "back asleep");
+    assert_eq!(p.status_field("TracerPid:"), "0");
+    assert_eq!(p.status_field("ShdPnd:"), "0000000000000000");
+    assert_eq!(p.status_field("SigPnd:"), "0000000000000000");
+
+    // The frames are gdb's (gdb attaches after us: same stacks).
+    if !have_gdb() {
+        eprintln!("gdb not installed: frames not compared with gdb");
+        return;
+    }
+    let bt = gdb_bt(p.pid);
+    let object_of = |pc: u64| inspection.modules.find(pc).map(|m| m.name.clone());
+    for o in &outcomes {
+        let g = bt.get(&o.tid).unwrap_or_else(|| panic!("gdb has no thread {}", o.tid));
+        if let Err(e) = compare_with_gdb(&o.frames, g, &["parked", "libparked.so"], object_of) {
+            panic!("thread {} ({}): {e}", o.tid, p.role(o.tid));
+        }
+        // Frame 0 is the stopped pc: gdb prints it unless at a line start.
+        if let Some(pc) = g[0].pc {
+            assert_eq!(o.frames[0].pc, pc);
+        }
+    }
+}
+
+#[test]
+fn live_process_without_frame_pointers() {
+    live(false);
+}
+
+#[test]
+fn live_process_with_frame_pointers() {
+    live(true);
+}
+
+/// A stopped process (SIGSTOP) is checked, and stays stopped after.
+#[test]
+fn stopped_process_stays_stopped() {
+    let p = Parked::start(&build(false));
+    p.signal(libc::SIGSTOP);
+    p.wait_state(|s| s == 'T', "stopped (T)");
+    let attached = Attached::attach(p.pid).unwrap();
+    assert!(
+        attached.stops().iter().all(|(_, s)| matches!(s, Some(StopKind::GroupStop { signal: libc::SIGSTOP }))),
+        "{:?}",
+        attached.stops()
+    );
+    let snapshot = attached.snapshot().unwrap();
+    assert!(snapshot.threads.iter().all(|t| t.state == 'T' && t.regs.is_some()));
+    let mut mem = attached.memory();
+    let inspection = Inspection::new(snapshot, &FileAccess::Live { pid: p.pid, debug_root: "/".into() }, &mut mem);
+    let outcomes = judge(&inspection, &mut mem, "park_a\n");
+    assert_parked(&p, &outcomes, "a", "parked:park_a");
+    drop(attached);
+    // Still stopped, untraced; SIGCONT wakes it as usual.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    p.wait_state(|s| s == 'T', "still stopped");
+    assert_eq!(p.status_field("TracerPid:"), "0");
+    p.signal(libc::SIGCONT);
+    p.wait_state(|s| s == 'S', "running again");
+}
+
+#[test]
+fn errors_name_the_process() {
+    // Our own process.
+    let me = std::process::id() as i32;
+    assert_eq!(Attached::attach(me).unwrap_err(), PtraceError::OwnProcess { pid: me });
+    // A process that is gone.
+    let mut child = Command::new("true").spawn().unwrap();
+    let gone = child.id() as i32;
+    child.wait().unwrap();
+    assert_eq!(Attached::attach(gone).unwrap_err(), PtraceError::NoSuchProcess { pid: gone });
+    assert_eq!(Attached::attach(-1).unwrap_err(), PtraceError::NoSuchProcess { pid: -1 });
+    let msg = PtraceError::Denied { pid: 5, tid: 6, tracer: None, yama: Some(1) }.to_string();
+    assert!(msg.contains("ptrace_scope is 1") && msg.contains("CAP_SYS_PTRACE"), "{msg}");
+}
+
+/// A process already traced (by gdb) cannot be attached: EPERM, naming the
+/// tracer; and the failed attach leaves no thread of it attached to us.
+#[test]
+fn already_traced_is_denied() {
+    if !have_gdb() {
+        eprintln!("gdb not installed: skipped");
+        return;
+    }
+    let p = Parked::start(&build(false));
+    let mut gdb = Command::new("gdb")
+        .args(["-nx", "-batch", "-p", &p.pid.to_string(), "-ex", "shell sleep 3"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while p.status_field("TracerPid:") == "0" {
+        assert!(std::time::Instant::now() < deadline, "gdb never attached");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let tracer: i32 = p.status_field("TracerPid:").parse().unwrap();
+    match Attached::attach(p.pid) {
+        Err(PtraceError::Denied { pid, tracer: t, .. }) => {
+            assert_eq!(pid, p.pid);
+            assert_eq!(t, Some(tracer));
+        }
+        other => panic!("{other:?}"),
+    }
+    gdb.wait().unwrap();
+    p.wait_state(|s| s == 'S', "asleep after gdb");
+}
+
+/// The command line: exit code 1 (a thread is blocked) and the JSON report.
+#[test]
+fn cli_check_pid_json() {
+    let built = build(false);
+    let p = Parked::start(&built);
+    let funcs = built.dir.join("funcs-cli.txt");
+    std::fs::write(&funcs, "# patched\npark_a\nlibparked.so:lib_mid\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lpstack"))
+        .args(["check", "pid", &p.pid.to_string(), "--set", funcs.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["process"]["pid"], p.pid);
+    assert_eq!(v["process"]["main_object"], "parked");
+    assert_eq!(v["summary"]["tasks"], 6);
+    assert_eq!(v["summary"]["switchable"], 4);
+    assert_eq!(v["summary"]["blocked"]["parked:park_a"], 1);
+    assert_eq!(v["summary"]["blocked"]["libparked.so:lib_mid"], 1);
+    for t in v["tasks"].as_array().unwrap() {
+        let tid = t["pid"].as_i64().unwrap() as i32;
+        let want = match p.role(tid) {
+            "a" | "lib" => "blocked",
+            _ => "switchable",
+        };
+        assert_eq!(t["verdict"], want, "{t}");
+        assert_eq!(t["tgid"], p.pid);
+    }
+    // Table output, same exit code; the process is still fine after both.
+    let out = Command::new(env!("CARGO_BIN_EXE_lpstack"))
+        .args(["check", "pid", &p.pid.to_string(), "--set", funcs.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with(&format!("process {} (parked): 6 threads checked against 2 patched functions", p.pid)), "{text}");
+    p.wait_state(|s| s == 'S', "asleep");
+    // Errors exit 2.
+    let out = Command::new(env!("CARGO_BIN_EXE_lpstack"))
+        .args(["check", "pid", "notapid", "--set", funcs.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
