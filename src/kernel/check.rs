@@ -3,7 +3,7 @@
 //! running CPU's registers), walk with ORC and judge against the patch set.
 
 use super::image::{CpuRegs, Kernel};
-use super::tasks::{list_threads, read_task, TaskInfo, TaskListError};
+use super::tasks::{list_threads, read_task, unreadable_task, TaskInfo, TaskListError};
 use crate::memory::{Memory, PhysMemory};
 use crate::patchset::PatchSet;
 use crate::verdict::{decide, find_hits, PatchHit, Verdict};
@@ -36,11 +36,11 @@ impl<P: PhysMemory> Kernel<P> {
                 continue; // the kernel switches offline idle tasks at once
             }
             let Some(rq_addr) = self.per_cpu(runqueues, cpu) else { continue };
-            let idle = self.mem.read_u64(rq_addr + rq.idle.offset)?;
-            if idle == 0 {
-                continue;
-            }
-            let mut t = read_task(&mut self.mem, &self.layout, idle)?;
+            let mut t = match self.mem.read_u64(rq_addr + rq.idle.offset) {
+                Ok(0) => continue,
+                Ok(idle) => read_task(&mut self.mem, &self.layout, idle).unwrap_or_else(|e| unreadable_task(idle, e)),
+                Err(e) => unreadable_task(rq_addr, e),
+            };
             t.idle = true;
             tasks.push(t);
         }
@@ -69,6 +69,12 @@ impl<P: PhysMemory> Kernel<P> {
         frames: &mut Vec<Frame>,
     ) -> Option<Reliability> {
         frames.clear();
+        if let Some(e) = task.unreadable {
+            return Some(Reliability::Unreliable {
+                reason: crate::walk::UnreliableReason::Unreadable { addr: e.addr, kind: e.kind },
+                frame: 0,
+            });
+        }
         let start = match self.walk_start(task, cpus) {
             Some(s) => s,
             None if task.on_cpu => return None,

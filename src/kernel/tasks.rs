@@ -34,6 +34,9 @@ pub struct TaskInfo {
     pub idle: bool,
     /// Voluntary + involuntary context switches, to notice a moving task.
     pub switches: Option<u64>,
+    /// The task_struct (or its thread list) could not be read, e.g. its
+    /// page was filtered out of the dump: the task cannot be judged.
+    pub unreadable: Option<MemoryError>,
 }
 
 impl TaskInfo {
@@ -97,19 +100,42 @@ pub fn read_task<M: Memory>(mem: &mut M, l: &Layout, addr: u64) -> Result<TaskIn
         },
         idle: false,
         switches,
+        unreadable: None,
     })
 }
 
-/// Follows a circular `list_head` from `head`, yielding each node address
-/// (not the head). Stops with an error on a loop that misses the head.
-fn walk_list<M: Memory>(
-    mem: &mut M,
-    head: u64,
-    next_off: u64,
-    mut visit: impl FnMut(&mut M, u64) -> Result<(), TaskListError>,
-) -> Result<(), TaskListError> {
+/// A task whose fields could not be read: only its address is known.
+pub fn unreadable_task(addr: u64, err: MemoryError) -> TaskInfo {
+    TaskInfo {
+        addr,
+        pid: -1,
+        tgid: -1,
+        comm: String::from("?"),
+        state: 0,
+        exit_state: 0,
+        flags: 0,
+        on_cpu: false,
+        cpu: 0,
+        stack: 0,
+        thread_sp: 0,
+        patch_state: None,
+        idle: false,
+        switches: None,
+        unreadable: Some(err),
+    }
+}
+
+/// Follows a circular `list_head` from `head`, returning each node address
+/// (not the head). A node whose page cannot be read (filtered out of a
+/// dump) is bridged by walking back from the head through `prev`: the
+/// unreadable node is still returned (its task will be judged unreliable),
+/// and the walk fails only when a second hole leaves nodes unknown.
+fn walk_list<M: Memory>(mem: &mut M, head: u64, next_off: u64) -> Result<Vec<u64>, TaskListError> {
+    let prev_off = next_off + 8;
     let mut seen = HashSet::new();
+    let mut nodes = Vec::new();
     let mut node = mem.read_u64(head + next_off)?;
+    let mut hole = None;
     while node != head {
         if !seen.insert(node) {
             return Err(TaskListError::Loop { addr: node });
@@ -117,40 +143,68 @@ fn walk_list<M: Memory>(
         if seen.len() > MAX_TASKS {
             return Err(TaskListError::TooLong);
         }
-        visit(mem, node)?;
-        node = mem.read_u64(node + next_off)?;
+        nodes.push(node);
+        match mem.read_u64(node + next_off) {
+            Ok(next) => node = next,
+            Err(e) => {
+                hole = Some(e);
+                break;
+            }
+        }
     }
-    Ok(())
+    let Some(err) = hole else { return Ok(nodes) };
+    // Back from the head to the node after the hole.
+    let Some(&missing) = nodes.last() else { return Err(err.into()) };
+    let mut back = Vec::new();
+    let mut node = mem.read_u64(head + prev_off)?;
+    while node != missing {
+        if node == head || !seen.insert(node) {
+            return Err(TaskListError::Loop { addr: node });
+        }
+        if seen.len() > MAX_TASKS {
+            return Err(TaskListError::TooLong);
+        }
+        back.push(node);
+        // A second hole: what lies between is unknown.
+        node = mem.read_u64(node + prev_off).map_err(|_| TaskListError::Memory(err))?;
+    }
+    nodes.extend(back.into_iter().rev());
+    Ok(nodes)
+}
+
+/// The threads of the process led by `leader`.
+fn process_threads<M: Memory>(mem: &mut M, l: &Layout, leader: u64) -> Result<Vec<u64>, TaskListError> {
+    let t = &l.task;
+    let mut threads = Vec::new();
+    if let (Some(node_f), Some(head_f)) = (t.thread_node, t.signal_thread_head) {
+        // 6.7+: signal->thread_head lists every thread via thread_node.
+        let signal = t.signal.read_uint(mem, leader)?;
+        threads.extend(walk_list(mem, signal + head_f.offset, l.list_next)?.into_iter().map(|n| n - node_f.offset));
+    } else if let Some(group) = t.thread_group {
+        // Before 6.7: a circular list through the leader itself.
+        threads.push(leader);
+        threads.extend(walk_list(mem, leader + group.offset, l.list_next)?.into_iter().map(|n| n - group.offset));
+    }
+    Ok(threads)
 }
 
 /// Every thread of every process, in the kernel's order: processes from
 /// `init_task.tasks`, and each process's threads.
 pub fn list_threads<M: Memory>(mem: &mut M, l: &Layout, init_task: u64) -> Result<Vec<TaskInfo>, TaskListError> {
     let t = &l.task;
-    let mut leaders = Vec::new();
-    walk_list(mem, init_task + t.tasks.offset, l.list_next, |_, node| {
-        leaders.push(node - t.tasks.offset);
-        Ok(())
-    })?;
+    let leaders: Vec<u64> =
+        walk_list(mem, init_task + t.tasks.offset, l.list_next)?.into_iter().map(|n| n - t.tasks.offset).collect();
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for leader in leaders {
-        let mut threads = Vec::new();
-        if let (Some(node_f), Some(head_f)) = (t.thread_node, t.signal_thread_head) {
-            // 6.7+: signal->thread_head lists every thread via thread_node.
-            let signal = t.signal.read_uint(mem, leader)?;
-            walk_list(mem, signal + head_f.offset, l.list_next, |_, node| {
-                threads.push(node - node_f.offset);
-                Ok(())
-            })?;
-        } else if let Some(group) = t.thread_group {
-            // Before 6.7: a circular list through the leader itself.
-            threads.push(leader);
-            walk_list(mem, leader + group.offset, l.list_next, |_, node| {
-                threads.push(node - group.offset);
-                Ok(())
-            })?;
-        }
+        // A process whose thread list cannot be read still appears, as its
+        // leader marked unreadable: its threads are unknown, so nothing
+        // about it can be called switchable.
+        let (threads, list_error) = match process_threads(mem, l, leader) {
+            Ok(t) => (t, None),
+            Err(TaskListError::Memory(e)) => (vec![leader], Some(e)),
+            Err(e) => return Err(e),
+        };
         for addr in threads {
             if !seen.insert(addr) {
                 return Err(TaskListError::Loop { addr });
@@ -158,7 +212,11 @@ pub fn list_threads<M: Memory>(mem: &mut M, l: &Layout, init_task: u64) -> Resul
             if seen.len() > MAX_TASKS {
                 return Err(TaskListError::TooLong);
             }
-            out.push(read_task(mem, l, addr)?);
+            let mut task = read_task(mem, l, addr).unwrap_or_else(|e| unreadable_task(addr, e));
+            if task.unreadable.is_none() {
+                task.unreadable = list_error;
+            }
+            out.push(task);
         }
     }
     Ok(out)
@@ -279,11 +337,40 @@ mod tests {
         assert!(matches!(list_threads(&mut mem, &l, BASE + 0x1000), Err(TaskListError::Memory(_))));
     }
 
+    /// A hole in the middle of the process list is bridged through prev
+    /// pointers; the process behind the hole is listed but unreadable.
+    #[test]
+    fn one_hole_is_bridged_backwards() {
+        struct Holey<'a>(SliceMemory<'a>, u64);
+        impl Memory for Holey<'_> {
+            fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+                if addr >= self.1 && addr < self.1 + 0x1000 {
+                    return Err(MemoryError::new(addr, crate::memory::MemoryErrorKind::NotInDump));
+                }
+                self.0.read(addr, buf)
+            }
+        }
+        let (mut m, l) = world(true);
+        let tasks = l.task.tasks.offset;
+        // prev links: init <- B <- A, so the walk back from init reaches B.
+        m.put(BASE + 0x1000 + tasks + 8, BASE + 0x4000 + tasks);
+        m.put(BASE + 0x4000 + tasks + 8, BASE + 0x2000 + tasks);
+        // A's page (0x2000) is gone: A is listed as unreadable, and its
+        // thread list (through A's signal pointer) is unknown too.
+        let mut mem = Holey(SliceMemory::new(BASE, &m.0), BASE + 0x2000);
+        let ts = list_threads(&mut mem, &l, BASE + 0x1000).unwrap();
+        let addrs: Vec<u64> = ts.iter().map(|t| t.addr - BASE).collect();
+        assert_eq!(addrs, [0x2000, 0x4000]);
+        assert!(ts[0].unreadable.is_some(), "A cannot be read");
+        assert_eq!(ts[1].pid, 20);
+        assert!(ts[1].unreadable.is_none());
+    }
+
     #[test]
     fn state_letters() {
         let mut t = TaskInfo {
             addr: 0, pid: 1, tgid: 1, comm: String::new(), state: 1, exit_state: 0, flags: PF_KTHREAD,
-            on_cpu: false, cpu: 0, stack: 0, thread_sp: 0, patch_state: None, idle: false, switches: None,
+            on_cpu: false, cpu: 0, stack: 0, thread_sp: 0, patch_state: None, idle: false, switches: None, unreadable: None,
         };
         assert_eq!(t.state_letter(), 'S');
         t.state = 2;
