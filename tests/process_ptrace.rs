@@ -8,7 +8,7 @@ mod support;
 
 use std::process::Command;
 
-use lpstack::process::ptrace::{Attached, PtraceError, StopKind};
+use lpstack::process::ptrace::{Attached, ProcessMemory, PtraceError, StopKind, peek};
 use lpstack::process::{FileAccess, Inspection};
 use support::*;
 
@@ -22,11 +22,18 @@ struct Live {
 }
 
 fn inspect_live(p: &Parked) -> Live {
+    // As the command line does: modules loaded before the process is
+    // stopped, kept once it is (nothing was mapped meanwhile).
+    let access = FileAccess::Live { pid: p.pid, debug_root: "/".into() };
+    let early = peek(p.pid).unwrap();
+    assert!(early.threads.is_empty());
+    let mut inspection = Inspection::new(early, &access, &mut ProcessMemory::new(p.pid));
     let attached = Attached::attach(p.pid).unwrap();
     let stops = attached.stops();
     let snapshot = attached.snapshot().unwrap();
     let mut mem = attached.memory();
-    let inspection = Inspection::new(snapshot, &FileAccess::Live { pid: p.pid, debug_root: "/".into() }, &mut mem);
+    assert!(inspection.update(snapshot, &access, &mut mem), "modules kept");
+    assert_eq!(inspection.snapshot.threads.len(), ROLES.len());
     let a = judge(&inspection, &mut mem, "park_a\n");
     let lib = judge(&inspection, &mut mem, "libparked.so:lib_park\n");
     let problems = attached.detach();
@@ -203,4 +210,43 @@ fn cli_check_pid_json() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Threads created and exiting while lpstack attaches: each attach settles
+/// on a set of stopped threads, the parked ones are judged as usual, and
+/// the process goes on churning after every detach.
+#[test]
+fn threads_coming_and_going() {
+    let built = build(false);
+    let p = Parked::start_in(&built, &built.dir, |cmd| {
+        cmd.arg("churn");
+    });
+    assert!(p.churns());
+    let mut notes = 0;
+    for _ in 0..20 {
+        let attached = Attached::attach(p.pid).unwrap();
+        notes += attached.notes().len();
+        let snapshot = attached.snapshot().unwrap();
+        // main, five parked, the churner, maybe a short-lived one.
+        assert!(snapshot.threads.len() >= 7, "{:?}", snapshot.threads);
+        assert!(snapshot.threads.iter().all(|t| t.regs.is_some()), "every listed thread is stopped");
+        let mut mem = attached.memory();
+        let inspection = Inspection::new(snapshot, &FileAccess::Live { pid: p.pid, debug_root: "/".into() }, &mut mem);
+        let outcomes = judge(&inspection, &mut mem, "park_a\n");
+        for role in ["a", "b", "lib"] {
+            let o = outcomes.iter().find(|o| o.tid == p.tids[role]).unwrap();
+            let want = if role == "a" { "blocked" } else { "switchable" };
+            assert_eq!(o.verdict, want, "{role}: {o:#?}");
+        }
+        assert!(attached.detach().is_empty());
+        assert_eq!(p.status_field("TracerPid:"), "0");
+    }
+    eprintln!("{notes} notes about threads that exited mid-attach");
+    // Still alive and still making threads.
+    let before = std::fs::read_to_string(format!("/proc/{}/task/{}/stat", p.pid, p.pid)).unwrap();
+    assert!(!before.is_empty());
+    let count = |p: &Parked| std::fs::read_dir(format!("/proc/{}/task", p.pid)).unwrap().count();
+    assert!(count(&p) >= 7);
+    assert_eq!(p.status_field("SigPnd:"), "0000000000000000");
+    assert_eq!(p.status_field("ShdPnd:"), "0000000000000000");
 }

@@ -9,16 +9,21 @@ use super::check::{CheckArgs, load_set, parse_models};
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub fn run(args: &CheckArgs, pid: i32) -> Result<i32, CliError> {
-    use lpstack::process::ptrace::Attached;
+    use lpstack::process::ptrace::{Attached, ProcessMemory, peek};
 
     let at = |e: &dyn std::fmt::Display| CliError(format!("pid {pid}: {e}"));
+    let debug_root = args.sysroot.clone().unwrap_or_else(|| "/".into());
+    let access = FileAccess::Live { pid, debug_root };
+    // Files and CFI are loaded while the process runs, so that it is
+    // stopped only for the walks; they are reloaded if its code mappings
+    // changed meanwhile.
+    let mut inspection = Inspection::new(peek(pid).map_err(|e| at(&e))?, &access, &mut ProcessMemory::new(pid));
     // Everything that needs the process stopped happens while `attached`
     // lives; it detaches on every path out (drop).
     let attached = Attached::attach(pid).map_err(|e| at(&e))?;
     let snapshot = attached.snapshot().map_err(|e| at(&e))?;
     let mut mem = attached.memory();
-    let debug_root = args.sysroot.clone().unwrap_or_else(|| "/".into());
-    let inspection = Inspection::new(snapshot, &FileAccess::Live { pid, debug_root }, &mut mem);
+    inspection.update(snapshot, &access, &mut mem);
     let set = load_set(args, &inspection.symbols, &inspection.main_object)?;
     let config = WalkConfig { max_frames: args.max_frames.max(1), ..WalkConfig::default() };
     let reports = inspection.check(&mut mem, &set, &config);

@@ -136,17 +136,11 @@ fn segment_flags(data: &[u8], index: u32) -> u32 {
 /// Permissions of file bytes at `offset`, from the PT_LOAD of the file that
 /// holds them: gdb's gcore leaves unmodified file-backed mappings (the
 /// text of every library) out of the core entirely, NT_FILE alone names
-/// them. A file that cannot be read gives read-only.
-fn file_perms(path: &Path, offset: u64) -> Perms {
+/// them. A file that is not ELF gives read-only.
+fn file_perms(data: &[u8], offset: u64) -> Perms {
     use object::{Object, ObjectSegment, SegmentFlags};
     let read_only = Perms { read: true, ..Perms::default() };
-    let Some(map) = std::fs::File::open(path).ok().and_then(|f| {
-        // SAFETY: read-only private mapping of a file we only read.
-        unsafe { memmap2::Mmap::map(&f) }.ok()
-    }) else {
-        return read_only;
-    };
-    let Ok(file) = object::File::parse(&*map) else { return read_only };
+    let Ok(file) = object::File::parse(data) else { return read_only };
     for seg in file.segments() {
         let (start, size) = seg.file_range();
         if (start & !0xfff) <= offset
@@ -159,6 +153,54 @@ fn file_perms(path: &Path, offset: u64) -> Perms {
     read_only
 }
 
+/// Mappings for the parts of NT_FILE entries that no PT_LOAD covers (gcore
+/// leaves unmodified file text out entirely). `maps` is sorted by start;
+/// one sweep over the merged PT_LOAD ranges, so a core with many entries
+/// costs O(n log n), not O(n^2).
+fn uncovered(maps: &[Mapping], files: &[FileMapping], sysroot: Option<&Path>) -> Vec<Mapping> {
+    let mut covered: Vec<(u64, u64)> = Vec::with_capacity(maps.len());
+    for m in maps {
+        match covered.last_mut() {
+            Some(last) if m.start <= last.1 => last.1 = last.1.max(m.end),
+            _ => covered.push((m.start, m.end)),
+        }
+    }
+    let mut perms_cache: HashMap<&str, Option<memmap2::Mmap>> = HashMap::new();
+    let mut out = Vec::new();
+    for f in files {
+        let mut at = f.start;
+        let mut i = covered.partition_point(|c| c.1 <= at);
+        while at < f.end {
+            let gap_end = match covered.get(i) {
+                Some(&(s, e)) if s <= at => {
+                    at = e;
+                    i += 1;
+                    continue;
+                }
+                Some(&(s, _)) => s.min(f.end),
+                None => f.end,
+            };
+            let offset = f.offset.wrapping_add(at - f.start);
+            let map = perms_cache.entry(&f.path).or_insert_with(|| {
+                let file = std::fs::File::open(under_sysroot(sysroot, &f.path)).ok()?;
+                // SAFETY: read-only private mapping of a file we only read.
+                unsafe { memmap2::Mmap::map(&file) }.ok()
+            });
+            out.push(Mapping {
+                start: at,
+                end: gap_end,
+                perms: map.as_deref().map_or(Perms { read: true, ..Perms::default() }, |d| file_perms(d, offset)),
+                offset,
+                dev: (0, 0),
+                inode: 0,
+                kind: MappingKind::File { path: f.path.clone(), deleted: f.deleted },
+            });
+            at = gap_end;
+        }
+    }
+    out
+}
+
 impl<'data> CoreFile<'data> {
     /// Parses a core; `sysroot` is where the files it names are found
     /// (None: their own paths), for mappings the core left out.
@@ -168,7 +210,7 @@ impl<'data> CoreFile<'data> {
             return Err(CoreError::Machine { machine: elf.machine() });
         }
         let mut threads = Vec::new();
-        let mut files = Vec::new();
+        let mut files: Vec<FileMapping> = Vec::new();
         let mut auxv = Auxv::default();
         let mut prpsinfo = None;
         let mut notes = Vec::new();
@@ -208,12 +250,19 @@ impl<'data> CoreFile<'data> {
             .collect();
 
         let vdso = auxv.get(AT_SYSINFO_EHDR);
+        // NT_FILE sorted by start, so that each lookup is a binary search
+        // (the kernel writes it sorted; a damaged core need not be).
+        files.sort_by_key(|f| f.start);
+        let file_at = |addr: u64| {
+            let n = files.partition_point(|f| f.start <= addr);
+            files[..n].last().filter(|f| addr < f.end)
+        };
         let mut maps: Vec<Mapping> = elf
             .segments()
             .iter()
             .filter(|s| s.memsz > 0)
             .map(|s| {
-                let file = files.iter().find(|f| f.start <= s.vaddr && s.vaddr < f.end);
+                let file = file_at(s.vaddr);
                 let kind = match file {
                     Some(f) => MappingKind::File { path: f.path.clone(), deleted: f.deleted },
                     None if vdso.is_some_and(|v| s.vaddr <= v && v < s.vaddr + s.memsz) => MappingKind::Vdso,
@@ -230,32 +279,9 @@ impl<'data> CoreFile<'data> {
                 }
             })
             .collect();
-        // NT_FILE mappings with no PT_LOAD at all (gcore's way with text).
-        for f in &files {
-            let mut at = f.start;
-            while at < f.end {
-                let next = maps.iter().filter(|m| m.end > at && m.start < f.end).map(|m| m.start).min();
-                let gap_end = match next {
-                    Some(s) if s <= at => {
-                        at = maps.iter().filter(|m| m.contains(at)).map(|m| m.end).max().unwrap_or(f.end);
-                        continue;
-                    }
-                    Some(s) => s,
-                    None => f.end,
-                };
-                let offset = f.offset.wrapping_add(at - f.start);
-                maps.push(Mapping {
-                    start: at,
-                    end: gap_end,
-                    perms: file_perms(&under_sysroot(sysroot, &f.path), offset),
-                    offset,
-                    dev: (0, 0),
-                    inode: 0,
-                    kind: MappingKind::File { path: f.path.clone(), deleted: f.deleted },
-                });
-                at = gap_end;
-            }
-        }
+        maps.sort_by_key(|m| m.start);
+        let gaps = uncovered(&maps, &files, sysroot);
+        maps.extend(gaps);
         maps.sort_by_key(|m| m.start);
         let exe = prpsinfo.as_ref().and_then(|p| {
             // pr_psargs starts with argv[0]; NT_FILE has the full path.
@@ -383,6 +409,86 @@ mod tests {
         let mut overflow = d.clone();
         overflow[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(parse_nt_file(&overflow, 0).is_err());
+    }
+
+    /// A two-thread core: a code segment dumped in part (its tail comes from
+    /// the file under the sysroot), a file mapping with no PT_LOAD at all,
+    /// and an anonymous stack.
+    #[test]
+    fn synthetic_core_threads_maps_memory() {
+        use crate::dump::elf::tests::build_elf;
+        use crate::dump::notes::push_note;
+        use crate::dump::notes::tests::prstatus_desc;
+
+        let root = std::env::temp_dir().join(format!("lpstack-core-unit-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("lib")).unwrap();
+        let file: Vec<u8> = (0..0x3000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(root.join("lib/file.bin"), &file).unwrap();
+
+        let mut notes = Vec::new();
+        push_note(&mut notes, b"CORE", NT_PRSTATUS, &prstatus_desc(101));
+        push_note(&mut notes, b"CORE", NT_PRSTATUS, &prstatus_desc(100));
+        let mut ps = vec![0u8; PRPSINFO_SIZE];
+        ps[1] = b'S';
+        ps[24..28].copy_from_slice(&100u32.to_le_bytes());
+        ps[40..44].copy_from_slice(b"prog");
+        ps[56..70].copy_from_slice(b"/lib/file.bin ");
+        push_note(&mut notes, b"CORE", NT_PRPSINFO, &ps);
+        let mut auxv = Vec::new();
+        for (k, v) in [(AT_SYSINFO_EHDR, 0x9000_0000u64), (0, 0)] {
+            auxv.extend_from_slice(&k.to_le_bytes());
+            auxv.extend_from_slice(&v.to_le_bytes());
+        }
+        push_note(&mut notes, b"CORE", NT_AUXV, &auxv);
+        push_note(&mut notes, b"CORE", NT_FILE, &nt_file(&[(0x10000, 0x12000, 0, "/lib/file.bin"), (0x20000, 0x21000, 1, "/lib/file.bin")]));
+        push_note(&mut notes, b"GNU", 0x99, b"ignored");
+        let code = vec![0xaau8; 0x1000];
+        let stack = vec![0x55u8; 0x2000];
+        let core = build_elf(&[(0x10000, 0, &code, 0x2000), (0x7000_0000, 0, &stack, 0x2000)], &notes, false);
+
+        let c = CoreFile::parse(&core, Some(&root)).unwrap();
+        let s = &c.snapshot;
+        assert_eq!((s.pid, s.comm.as_str()), (100, "prog"));
+        assert_eq!(s.exe.as_deref(), Some("/lib/file.bin"));
+        let tids: Vec<i32> = s.threads.iter().map(|t| t.tid).collect();
+        assert_eq!(tids, [100, 101], "main thread first");
+        assert!(s.threads.iter().all(|t| t.tgid == 100 && t.state == 'S' && t.comm == "prog"));
+        let regs = s.threads[0].regs.unwrap();
+        assert_eq!(regs.get(crate::arch::x86_64::Reg::Rip), Some(0x1010));
+        assert_eq!(s.auxv.get(AT_SYSINFO_EHDR), Some(0x9000_0000));
+        let starts: Vec<(u64, u64, bool)> = s.maps.iter().map(|m| (m.start, m.end, m.kind.path().is_some())).collect();
+        assert_eq!(starts, [(0x10000, 0x12000, true), (0x20000, 0x21000, true), (0x7000_0000, 0x7000_2000, false)]);
+        assert_eq!(s.maps[1].offset, 0x1000);
+        assert!(s.maps[1].perms.read && !s.maps[1].perms.exec, "not ELF: read-only");
+
+        let mut mem = c.memory();
+        let mut b = [0u8; 16];
+        mem.read(0x10ff8, &mut b).unwrap();
+        assert_eq!(&b[..8], &[0xaa; 8], "dumped");
+        assert_eq!(&b[8..], &file[0x1000..0x1008], "the tail, from the file");
+        mem.read(0x20010, &mut b).unwrap();
+        assert_eq!(&b[..], &file[0x1010..0x1020], "a mapping gcore left out");
+        assert_eq!(mem.read_u64(0x7000_1ff8).unwrap(), 0x5555_5555_5555_5555);
+        assert_eq!(mem.read_u64(0x3_0000).unwrap_err().kind, MemoryErrorKind::Unmapped);
+        assert_eq!(mem.read_u64(0x7000_1ffc).unwrap_err().addr, 0x7000_2000);
+
+        // Without the sysroot the file is not there: not in the dump.
+        let c2 = CoreFile::parse(&core, Some(&root.join("nowhere"))).unwrap();
+        let mut mem = c2.memory();
+        assert_eq!(mem.read_u64(0x11000).unwrap_err().kind, MemoryErrorKind::NotInDump);
+        assert_eq!(mem.read_u64(0x10000).unwrap(), 0xaaaa_aaaa_aaaa_aaaa);
+
+        // Any cut of the file is an error or a smaller core, never a panic.
+        for n in (0..core.len()).step_by(7) {
+            if let Ok(c) = CoreFile::parse(&core[..n], Some(&root)) {
+                let mut mem = c.memory();
+                let _ = mem.read_u64(0x10ff8);
+            }
+        }
+        // A core with no threads is refused.
+        let none = build_elf(&[(0x10000, 0, &code, 0x1000)], &[], false);
+        assert_eq!(CoreFile::parse(&none, None).unwrap_err(), CoreError::NoThreads);
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

@@ -180,6 +180,23 @@ impl Inspection {
         Inspection { snapshot, files, modules, symbols, main_object, notes }
     }
 
+    /// Takes a newer snapshot of the same process (the one taken once it is
+    /// stopped), keeping the loaded modules when the executable mappings
+    /// and the auxiliary vector are unchanged, else loading them again.
+    /// Returns whether the modules were kept.
+    pub fn update<M: Memory>(&mut self, snapshot: Snapshot, access: &FileAccess, mem: &mut M) -> bool {
+        let exec = |s: &Snapshot| -> Vec<Mapping> { s.maps.iter().filter(|m| m.perms.exec).cloned().collect() };
+        if self.snapshot.pid == snapshot.pid && exec(&self.snapshot) == exec(&snapshot) && self.snapshot.auxv == snapshot.auxv {
+            let mut notes = snapshot.notes.clone();
+            notes.append(&mut self.notes);
+            self.notes = notes;
+            self.snapshot = snapshot;
+            return true;
+        }
+        *self = Inspection::new(snapshot, access, mem);
+        false
+    }
+
     /// Walks every thread with CFI and judges it against `set`.
     pub fn check<'set, M: Memory>(&self, mem: &mut M, set: &'set PatchSet, config: &WalkConfig) -> Vec<ThreadReport<'set>> {
         let mut cache = CfiCache::new();

@@ -324,15 +324,7 @@ impl Attached {
     /// Threads, mappings, auxv and the executable, read while stopped.
     pub fn snapshot(&self) -> Result<Snapshot, PtraceError> {
         let pid = self.pid;
-        let proc_err = |file: &'static str, e: std::io::Error| match e.raw_os_error() {
-            Some(libc::ENOENT | libc::ESRCH) => PtraceError::Exited { pid },
-            errno => PtraceError::Proc { pid, file, errno: errno.unwrap_or(libc::EIO) },
-        };
-        let maps_text = std::fs::read_to_string(proc_path(pid, "maps")).map_err(|e| proc_err("maps", e))?;
-        let maps = parse_maps(&maps_text).map_err(|err| PtraceError::Maps { pid, err })?;
-        let auxv = Auxv::parse(&std::fs::read(proc_path(pid, "auxv")).map_err(|e| proc_err("auxv", e))?);
-        let exe = std::fs::read_link(proc_path(pid, "exe")).ok().map(|p| p.to_string_lossy().into_owned());
-        let mut threads = Vec::with_capacity(self.tracees.len());
+        let mut snapshot = peek(pid)?;
         for t in &self.tracees {
             let regs = match t.stop {
                 Some(_) => Some(self.regs(t.tid)?),
@@ -342,10 +334,13 @@ impl Attached {
             let comm = std::fs::read_to_string(proc_path(pid, &format!("task/{}/comm", t.tid)))
                 .map(|s| s.trim_end_matches('\n').to_string())
                 .unwrap_or_else(|_| t.comm.clone());
-            threads.push(ThreadInfo { tid: t.tid, tgid: pid, comm, state: t.state, regs });
+            snapshot.threads.push(ThreadInfo { tid: t.tid, tgid: pid, comm, state: t.state, regs });
         }
-        let comm = threads.iter().find(|t| t.tid == pid).map(|t| t.comm.clone()).unwrap_or_default();
-        Ok(Snapshot { pid, comm, exe, threads, maps, auxv, notes: self.notes.clone() })
+        if let Some(main) = snapshot.threads.iter().find(|t| t.tid == pid) {
+            snapshot.comm = main.comm.clone();
+        }
+        snapshot.notes = self.notes.clone();
+        Ok(snapshot)
     }
 
     /// The process's memory. Valid while `self` keeps it stopped.
@@ -390,6 +385,23 @@ impl Attached {
         }
         problems
     }
+}
+
+/// The mappings, auxv and executable of a process that is not stopped, and
+/// no threads: modules can be loaded from it before the process is stopped,
+/// so that it stays stopped only for the walks (see
+/// [`super::Inspection::update`]).
+pub fn peek(pid: i32) -> Result<Snapshot, PtraceError> {
+    let proc_err = |file: &'static str, e: std::io::Error| match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ESRCH) => PtraceError::Exited { pid },
+        errno => PtraceError::Proc { pid, file, errno: errno.unwrap_or(libc::EIO) },
+    };
+    let maps_text = std::fs::read_to_string(proc_path(pid, "maps")).map_err(|e| proc_err("maps", e))?;
+    let maps = parse_maps(&maps_text).map_err(|err| PtraceError::Maps { pid, err })?;
+    let auxv = Auxv::parse(&std::fs::read(proc_path(pid, "auxv")).map_err(|e| proc_err("auxv", e))?);
+    let exe = std::fs::read_link(proc_path(pid, "exe")).ok().map(|p| p.to_string_lossy().into_owned());
+    let comm = std::fs::read_to_string(proc_path(pid, "comm")).map(|s| s.trim_end_matches('\n').to_string()).unwrap_or_default();
+    Ok(Snapshot { pid, comm, exe, threads: Vec::new(), maps, auxv, notes: Vec::new() })
 }
 
 impl Drop for Attached {

@@ -11,7 +11,9 @@
  *   main  pthread_join()
  *
  * Prints "ready main=PID a=TID b=TID ns=TID sig=TID lib=TID" once every
- * thread is parked; never exits by itself. Every function is noinline and
+ * thread is parked; never exits by itself. With the argument "churn", one
+ * more thread creates and joins short-lived threads without end (threads
+ * appearing and exiting while lpstack attaches). Every function is noinline and
  * does work after its call (a volatile increment), so no call is a tail
  * call and every return address lies inside its caller. */
 #define _GNU_SOURCE
@@ -90,6 +92,20 @@ KEEP void park_sig(void) {
     sink++;
 }
 
+static void *nothing(void *arg) {
+    sink++;
+    return arg;
+}
+
+static void *churn(void *arg) {
+    while (!stop) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, nothing, NULL) == 0)
+            pthread_join(t, NULL);
+    }
+    return arg;
+}
+
 static void *run(void *arg) {
     long role = (long)arg;
     static const char *names[] = {"park_a", "park_b", "park_ns", "park_sig", "park_lib"};
@@ -105,7 +121,7 @@ static void *run(void *arg) {
     return NULL;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_usr1;
@@ -120,6 +136,10 @@ int main(void) {
     pthread_kill(t[3], SIGUSR1);
     while (atomic_load(&parked) < 5)
         usleep(1000);
+    if (argc > 1 && strcmp(argv[1], "churn") == 0) {
+        pthread_t c;
+        pthread_create(&c, NULL, churn, NULL);
+    }
     printf("ready main=%d a=%d b=%d ns=%d sig=%d lib=%d\n", getpid(), tids[0], tids[1], tids[2], tids[3], tids[4]);
     fflush(stdout);
     pthread_join(t[0], NULL);

@@ -101,8 +101,15 @@ impl Parked {
             .collect();
         let pid = tids["main"];
         let p = Parked { child, pid, tids };
-        p.wait_state(|s| s == 'S', "parked (S)");
+        if !p.churns() {
+            p.wait_state(|s| s == 'S', "parked (S)");
+        }
         p
+    }
+
+    /// Started with "churn": threads come and go.
+    pub fn churns(&self) -> bool {
+        std::fs::read(format!("/proc/{}/cmdline", self.pid)).is_ok_and(|c| c.ends_with(b"churn\0"))
     }
 
     pub fn role(&self, tid: i32) -> &str {
