@@ -170,3 +170,46 @@ fn wrong_symbols_and_missing_vmcoreinfo_are_named_errors() {
         Ok(_) => panic!("opened without kallsyms"),
     }
 }
+
+#[test]
+fn holes_in_the_task_list_fall_back_to_the_pid_idr() {
+    // As in a makedumpfile -d 31 dump that lost some task_struct pages:
+    // the task list cannot be followed, every thread is still found through
+    // the pid IDR, and the lost ones are unreliable, never switchable.
+    let bytes = dump_bytes();
+    let mut dump = Dump::open(&bytes).unwrap();
+    let vi = dump.vmcoreinfo().cloned().unwrap();
+    let truth = verdicts(&mut dump, &vi).unwrap();
+    let (holes, lost): (Vec<(u64, u64)>, Vec<i32>) = {
+        let mut kernel = Kernel::open(&mut dump, &vi).unwrap();
+        let tasks = kernel.tasks().unwrap();
+        let off = kernel.layout.task.tasks.offset;
+        // Three processes' task_struct pages, far apart in the list.
+        let picked: Vec<_> = tasks.iter().filter(|t| t.pid == t.tgid && !t.idle).step_by(9).take(3).cloned().collect();
+        picked
+            .iter()
+            .map(|t| {
+                let pa = kernel.mem.translate(t.addr + off).unwrap() & !0xfff;
+                ((pa, pa + 4096), t.pid)
+            })
+            .unzip()
+    };
+    let mut tampered = Tampered { dump: &mut dump, missing: holes, overrides: vec![] };
+    let mut kernel = Kernel::open(&mut tampered, &vi).unwrap();
+    let tasks = kernel.tasks().unwrap();
+    assert!(kernel.warnings.iter().any(|w| w.contains("pid IDR")), "{:?}", kernel.warnings);
+    let set = PatchSet::resolve(&parse_funcs("lpstack_park:park_here_a\n", "vmlinux").unwrap(), &kernel.symbols).unwrap();
+    let reports = check_kernel(&mut kernel, &set, &[], &WalkConfig::default(), |_, _| {}).unwrap();
+    assert_eq!(tasks.len(), reports.len());
+    let got: BTreeMap<i32, &'static str> = reports.iter().filter(|r| !r.task.idle).map(|r| (r.task.pid, r.verdict.name())).collect();
+    assert_eq!(got.len(), truth.len(), "every task found");
+    for pid in &lost {
+        assert_eq!(got[pid], "unreliable", "pid {pid} lost its task_struct page");
+    }
+    never_falsely_safe(&truth, &got, "holes in the task list");
+    for (pid, v) in &truth {
+        if !lost.contains(pid) {
+            assert_eq!(got.get(pid), Some(v), "pid {pid} unchanged");
+        }
+    }
+}

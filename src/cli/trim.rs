@@ -78,6 +78,11 @@ pub fn run(args: TrimArgs) -> Result<i32, CliError> {
         let cpus = if cpus.is_empty() { kernel.crash_notes_regs() } else { cpus };
         let set = PatchSet::default();
         check_kernel(&mut kernel, &set, &cpus, &WalkConfig::default(), |_, _| {}).map_err(|e| named(&e))?;
+        // Keep what the pid-IDR fallback reads too, so that a trimmed dump
+        // still supports it.
+        if let Some(ns) = kernel.symbol("init_pid_ns") {
+            let _ = lpstack::kernel::tasks::list_threads_by_pid(&mut kernel.mem, &kernel.layout, ns);
+        }
     }
     let mut wanted: BTreeSet<u64> = BTreeSet::new();
     for &p in &rec.pages {

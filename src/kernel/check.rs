@@ -3,7 +3,7 @@
 //! running CPU's registers), walk with ORC and judge against the patch set.
 
 use super::image::{CpuRegs, Kernel};
-use super::tasks::{list_threads, read_task, unreadable_task, TaskInfo, TaskListError};
+use super::tasks::{list_threads, list_threads_by_pid, read_task, unreadable_task, TaskInfo, TaskListError};
 use crate::memory::{Memory, PhysMemory};
 use crate::patchset::PatchSet;
 use crate::verdict::{decide, find_hits, PatchHit, Verdict};
@@ -23,7 +23,19 @@ pub struct TaskReport<'set> {
 impl<P: PhysMemory> Kernel<P> {
     /// Every thread, then each online CPU's idle task (as klp does).
     pub fn tasks(&mut self) -> Result<Vec<TaskInfo>, TaskListError> {
-        let mut tasks = list_threads(&mut self.mem, &self.layout, self.init_task)?;
+        let mut tasks = match list_threads(&mut self.mem, &self.layout, self.init_task) {
+            Ok(t) => t,
+            // Holes in the task list (a filtered dump): every thread also
+            // has a struct pid in init_pid_ns's IDR.
+            Err(TaskListError::Memory(e)) => match self.symbol("init_pid_ns") {
+                Some(ns) => {
+                    self.warnings.push(format!("task list broken ({e}); tasks listed through the pid IDR"));
+                    list_threads_by_pid(&mut self.mem, &self.layout, ns)?
+                }
+                None => return Err(TaskListError::Memory(e)),
+            },
+            Err(e) => return Err(e),
+        };
         let (Some(rq), Some(runqueues)) = (self.layout.rq, self.symbol("runqueues")) else {
             // Without struct rq, at least CPU 0's idle task.
             let mut t = read_task(&mut self.mem, &self.layout, self.init_task)?;

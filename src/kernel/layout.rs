@@ -125,9 +125,27 @@ pub struct RqLayout {
     pub idle: Field,
 }
 
+/// The pid IDR (an xarray of `struct pid`), a second way to every thread
+/// when the task list is broken.
+#[derive(Clone, Copy, Debug)]
+pub struct PidIdrLayout {
+    /// `pid_namespace.idr.idr_rt.xa_head`.
+    pub ns_xa_head: Field,
+    pub node_shift: Field,
+    pub node_slots: Field,
+    pub node_slot_count: u64,
+    /// `pid.tasks[PIDTYPE_PID].first`.
+    pub pid_first_task: Field,
+    /// `task_struct.pid_links[PIDTYPE_PID]`.
+    pub task_pid_link: Field,
+    /// `pid.numbers[0].nr`: the number, known even when the task is not.
+    pub pid_nr: Field,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Layout {
     pub task: TaskLayout,
+    pub pid_idr: Option<PidIdrLayout>,
     pub frame: SwitchFrameLayout,
     pub module: Option<ModuleLayout>,
     pub rq: Option<RqLayout>,
@@ -174,7 +192,26 @@ impl Layout {
             (Ok(c), Ok(i)) => Some(RqLayout { curr: c.into(), idle: i.into() }),
             _ => None,
         };
-        Ok(Layout { task, frame, module, rq, list_next: member(btf, "list_head", "next")?.offset })
+        let pid_idr = Self::pid_idr(btf).ok();
+        Ok(Layout { task, pid_idr, frame, module, rq, list_next: member(btf, "list_head", "next")?.offset })
+    }
+
+    fn pid_idr(btf: &Btf<'_>) -> Result<PidIdrLayout, LayoutError> {
+        let slots = btf.member("xa_node", "slots")?;
+        let count = btf.array_info(slots.type_id).map(|(_, n)| n as u64).ok_or(LayoutError::Missing("xa_node.slots"))?;
+        Ok(PidIdrLayout {
+            ns_xa_head: member(btf, "pid_namespace", "idr.idr_rt.xa_head")?,
+            node_shift: member(btf, "xa_node", "shift")?,
+            node_slots: slots.into(),
+            node_slot_count: count,
+            pid_first_task: member(btf, "pid", "tasks[0].first")?,
+            task_pid_link: member(btf, "task_struct", "pid_links[0]")?,
+            // `numbers` is a flexible array: its offset plus upid.nr's.
+            pid_nr: {
+                let (numbers, nr) = (member(btf, "pid", "numbers")?, member(btf, "upid", "nr")?);
+                Field { offset: numbers.offset + nr.offset, size: nr.size }
+            },
+        })
     }
 
     fn module(btf: &Btf<'_>) -> Result<ModuleLayout, LayoutError> {

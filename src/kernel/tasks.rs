@@ -66,6 +66,8 @@ pub enum TaskListError {
     Loop { addr: u64 },
     #[error("task list: more than {MAX_TASKS} tasks, taken as corrupt")]
     TooLong,
+    #[error("task list is broken and BTF has no pid IDR layout to fall back on")]
+    NoPidIdr,
 }
 
 /// Reads one task.
@@ -222,6 +224,58 @@ pub fn list_threads<M: Memory>(mem: &mut M, l: &Layout, init_task: u64) -> Resul
     Ok(out)
 }
 
+/// Every thread, found through the pid IDR of `init_pid_ns` (at
+/// `ns_addr`) instead of the task list: each `struct pid` of a thread links
+/// to its task. Used when a filtered dump has holes in the task list; a
+/// task whose page is missing is still listed, as unreadable.
+pub fn list_threads_by_pid<M: Memory>(mem: &mut M, l: &Layout, ns_addr: u64) -> Result<Vec<TaskInfo>, TaskListError> {
+    let Some(p) = l.pid_idr else { return Err(TaskListError::NoPidIdr) };
+    let head = mem.read_u64(ns_addr + p.ns_xa_head.offset)?;
+    let mut pids = Vec::new();
+    // Depth-first over xarray nodes; internal entries have low bits 0b10.
+    let mut stack = vec![(head, 0u32)];
+    while let Some((entry, depth)) = stack.pop() {
+        if entry == 0 || depth > 16 {
+            continue;
+        }
+        let internal = entry & 3 == 2;
+        if internal && entry > 4096 {
+            let node = entry - 2;
+            let slots = node + p.node_slots.offset;
+            // Read all slots at once; push in reverse so pids come out in order.
+            let raw = crate::memory::read_vec(mem, slots, (p.node_slot_count * 8) as usize)?;
+            for c in raw.chunks_exact(8).rev() {
+                let e = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+                stack.push((e, depth + 1));
+            }
+        } else if entry & 3 == 0 {
+            pids.push(entry);
+            if pids.len() > MAX_TASKS {
+                return Err(TaskListError::TooLong);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(pids.len());
+    let mut seen = HashSet::new();
+    for pid in pids {
+        let Ok(link) = mem.read_u64(pid + p.pid_first_task.offset) else { continue };
+        if link == 0 {
+            continue; // a pid without a task (a process group id, say)
+        }
+        let addr = link.wrapping_sub(p.task_pid_link.offset);
+        if seen.insert(addr) {
+            out.push(read_task(mem, l, addr).unwrap_or_else(|e| {
+                let mut t = unreadable_task(addr, e);
+                if let Ok(nr) = p.pid_nr.read_int(mem, pid) {
+                    t.pid = nr as i32;
+                }
+                t
+            }));
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +311,7 @@ mod tests {
                 nvcsw: None,
                 nivcsw: None,
             },
+            pid_idr: None,
             frame: SwitchFrameLayout { size: 56, bp: f(40, 8), ret_addr: f(48, 8) },
             module: None,
             rq: None,
