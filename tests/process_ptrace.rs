@@ -250,3 +250,77 @@ fn threads_coming_and_going() {
     assert_eq!(p.status_field("SigPnd:"), "0000000000000000");
     assert_eq!(p.status_field("ShdPnd:"), "0000000000000000");
 }
+
+/// The program and its library deleted after start (as after a package
+/// upgrade): /proc/PID/maps says "(deleted)" and the files are read through
+/// /proc/PID/map_files.
+#[test]
+fn deleted_files_are_read_through_map_files() {
+    let built = build(false);
+    let dir = built.dir.join("deleted");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["parked", "libparked.so"] {
+        std::fs::copy(built.dir.join(f), dir.join(f)).unwrap();
+    }
+    let copy = Built { dir: dir.clone(), exe: dir.join("parked"), frame_pointers: false };
+    let p = Parked::start(&copy);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", p.pid)).unwrap();
+    assert!(maps.contains("parked (deleted)"), "{maps}");
+    let attached = Attached::attach(p.pid).unwrap();
+    let snapshot = attached.snapshot().unwrap();
+    let mut mem = attached.memory();
+    let inspection = Inspection::new(snapshot, &FileAccess::Live { pid: p.pid, debug_root: "/".into() }, &mut mem);
+    assert_eq!(inspection.main_object, "parked");
+    assert!(inspection.files.iter().filter(|m| m.name.contains("parked")).all(|m| m.data.is_some()));
+    let outcomes = judge(&inspection, &mut mem, "park_a\nlibparked.so:lib_leaf\n");
+    assert!(attached.detach().is_empty());
+    for o in &outcomes {
+        let want = if matches!(p.role(o.tid), "a" | "lib") { "blocked" } else { "switchable" };
+        assert_eq!(o.verdict, want, "{}: {o:#?}", p.role(o.tid));
+    }
+}
+
+/// The gdb comparison itself: it catches a missing or a wrong frame.
+#[test]
+fn gdb_comparison_catches_differences() {
+    let text = "\
+Thread 2 (Thread 0x7f67a99106c0 (LWP 7030) \"park_a\"):
+#0  0x00007f67a99e7df2 in __libc_pause () at ../sysdeps/unix/sysv/linux/pause.c:29
+#1  0x000055b500786375 in leaf_sleep ()
+#2  0x000055b5007863b9 in mid ()
+#3  <signal handler called>
+#4  0x000055b5007863d9 in park_a ()
+Thread 1 (Thread 0x7f67a9911740 (LWP 7028) \"parked\"):
+#0  __futex_abstimed_wait_common64 (private=128) at ./nptl/futex-internal.c:57
+#1  0x000055b500786243 in main ()
+";
+    let bt = parse_gdb_bt(text);
+    assert_eq!(bt.len(), 2);
+    assert_eq!(bt[&7030][1], GdbFrame { pc: Some(0x55b500786375), name: "leaf_sleep".into(), signal: false });
+    assert!(bt[&7030][3].signal);
+    assert_eq!(bt[&7028][0], GdbFrame { pc: None, name: "__futex_abstimed_wait_common64".into(), signal: false });
+    let f = |pc: u64, name: &str, object: &str| OurFrame { pc, name: Some(name.into()), object: Some(object.into()) };
+    let object_of = |pc: u64| Some(if pc >> 40 == 0x55 { "parked".to_string() } else { "libc.so.6".to_string() });
+    let good = vec![
+        f(0x7f67a99e7df2, "__libc_pause", "libc.so.6"),
+        f(0x55b500786375, "leaf_sleep", "parked"),
+        f(0x55b5007863b9, "mid", "parked"),
+        f(0x7f67a9950050, "__restore_rt", "libc.so.6"),
+        f(0x55b5007863d9, "park_a", "parked"),
+    ];
+    compare_with_gdb(&good, &bt[&7030], &["parked"], object_of).unwrap();
+    let mut missing = good.clone();
+    missing.remove(2);
+    assert!(compare_with_gdb(&missing, &bt[&7030], &["parked"], object_of).is_err());
+    let mut renamed = good.clone();
+    renamed[2].name = Some("other".into());
+    assert!(compare_with_gdb(&renamed, &bt[&7030], &["parked"], object_of).is_err());
+    let mut no_signal = good.clone();
+    no_signal.remove(3);
+    compare_with_gdb(&no_signal, &bt[&7030], &["parked"], object_of).unwrap_err();
+    // Frame 0 without an address in gdb is skipped on our side.
+    let main = vec![f(0x7f67a9999f16, "__futex_abstimed_wait_common", "libc.so.6"), f(0x55b500786243, "main", "parked")];
+    compare_with_gdb(&main, &bt[&7028], &["parked"], object_of).unwrap();
+}

@@ -513,3 +513,58 @@ impl Memory for ProcessMemory {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// waitpid status words as the kernel builds them for a stop:
+    /// `event << 16 | signal << 8 | 0x7f`.
+    fn stopped(event: i32, signal: i32) -> i32 {
+        (event << 16) | (signal << 8) | 0x7f
+    }
+
+    #[test]
+    fn stops_are_told_apart() {
+        let kind = |status| match decode_stop(status) {
+            Wait::Stopped(k) => Some(k),
+            _ => None,
+        };
+        assert_eq!(kind(stopped(PTRACE_EVENT_STOP, libc::SIGTRAP)), Some(StopKind::Interrupt));
+        for sig in [libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+            assert_eq!(kind(stopped(PTRACE_EVENT_STOP, sig)), Some(StopKind::GroupStop { signal: sig }));
+        }
+        // A signal about to be delivered: re-injected on detach.
+        assert_eq!(kind(stopped(0, libc::SIGUSR1)), Some(StopKind::Signal { signal: libc::SIGUSR1 }));
+        assert_eq!(kind(stopped(0, libc::SIGSTOP)), Some(StopKind::Signal { signal: libc::SIGSTOP }));
+        // Exits and deaths by signal: gone.
+        assert!(matches!(decode_stop(3 << 8), Wait::Gone));
+        assert!(matches!(decode_stop(libc::SIGKILL), Wait::Gone));
+    }
+
+    #[test]
+    fn stat_with_odd_comm() {
+        // Our own main thread: its comm may hold anything; the state follows
+        // the last ')'.
+        let me = std::process::id() as i32;
+        let (state, comm) = task_state(me, me).unwrap();
+        assert!(state.is_ascii_uppercase(), "{state}");
+        assert!(!comm.is_empty());
+        assert!(task_state(me, -5).is_none());
+    }
+
+    #[test]
+    fn own_memory_through_the_page_cache() {
+        // process_vm_readv on ourselves needs no ptrace.
+        let me = std::process::id() as i32;
+        let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        let mut mem = ProcessMemory::new(me);
+        let mut buf = vec![0u8; 9000];
+        mem.read(data.as_ptr() as u64 + 500, &mut buf).unwrap();
+        assert_eq!(&buf[..], &data[500..9500], "across pages");
+        assert_eq!(mem.read_u64(data.as_ptr() as u64 + 8).unwrap(), u64::from_le_bytes(data[8..16].try_into().unwrap()));
+        let err = mem.read_u64(8).unwrap_err();
+        assert_eq!((err.addr, err.kind), (8, MemoryErrorKind::Unmapped));
+        assert!(mem.read_u64(u64::MAX - 3).is_err());
+    }
+}

@@ -259,25 +259,21 @@ pub fn compare_with_gdb(
         if i == 0 && skip0 {
             continue;
         }
-        if f.name.as_deref() == Some("__restore_rt") {
-            let at = gdb[gi..].iter().position(|g| g.signal).ok_or_else(|| format!("no signal frame in gdb\n{}", describe()))?;
-            gi += at + 1;
-            continue;
-        }
+        let signal = f.name.as_deref() == Some("__restore_rt");
         let at = gdb[gi..]
             .iter()
-            .position(|g| g.pc == Some(f.pc))
+            .position(|g| if signal { g.signal } else { g.pc == Some(f.pc) })
             .ok_or_else(|| format!("our frame #{i} {:#x} {:?} is not in gdb's backtrace (in order)\n{}", f.pc, f.name, describe()))?;
         // Frames gdb has and we skipped must not be in our own objects.
-        if let Some(g) = gdb[gi..gi + at].iter().find(|g| is_own(&g.pc.and_then(&object_of))) {
+        if let Some(g) = gdb[gi..gi + at].iter().find(|g| g.signal || is_own(&g.pc.and_then(&object_of))) {
             return Err(format!("gdb's frame {g:?} is missing from ours\n{}", describe()));
         }
-        if is_own(&f.object) && f.name.as_deref() != Some(gdb[gi + at].name.as_str()) {
+        if !signal && is_own(&f.object) && f.name.as_deref() != Some(gdb[gi + at].name.as_str()) {
             return Err(format!("frame #{i}: ours {:?}, gdb {:?}\n{}", f.name, gdb[gi + at].name, describe()));
         }
         gi += at + 1;
     }
-    if let Some(g) = gdb[gi..].iter().find(|g| is_own(&g.pc.and_then(&object_of))) {
+    if let Some(g) = gdb[gi..].iter().find(|g| g.signal || is_own(&g.pc.and_then(&object_of))) {
         return Err(format!("gdb's outer frame {g:?} is missing from ours\n{}", describe()));
     }
     Ok(())
