@@ -324,3 +324,33 @@ Thread 1 (Thread 0x7f67a9911740 (LWP 7028) \"parked\"):
     let main = vec![f(0x7f67a9999f16, "__futex_abstimed_wait_common", "libc.so.6"), f(0x55b500786243, "main", "parked")];
     compare_with_gdb(&main, &bt[&7028], &["parked"], object_of).unwrap();
 }
+
+/// The main thread exited with pthread_exit: a zombie leader that never
+/// stops for ptrace. It is skipped (with a note), the others are checked.
+#[test]
+fn zombie_main_thread() {
+    let built = build(false);
+    let p = Parked::start_in(&built, &built.dir, |cmd| {
+        cmd.arg("zombie");
+    });
+    p.wait_state(|s| s == 'S' || s == 'Z', "zombie main");
+    assert_eq!(p.states()[&p.pid], 'Z');
+    let start = std::time::Instant::now();
+    let attached = Attached::attach(p.pid).unwrap();
+    assert!(start.elapsed() < std::time::Duration::from_secs(1), "no wait for the zombie");
+    assert!(attached.notes().iter().any(|n| n.contains(&format!("thread {} is a zombie", p.pid))), "{:?}", attached.notes());
+    let snapshot = attached.snapshot().unwrap();
+    assert_eq!(snapshot.threads.len(), ROLES.len() - 1);
+    assert!(snapshot.threads.iter().all(|t| t.tid != p.pid));
+    let mut mem = attached.memory();
+    let inspection = Inspection::new(snapshot, &FileAccess::Live { pid: p.pid, debug_root: "/".into() }, &mut mem);
+    assert_eq!(inspection.main_object, "parked");
+    let outcomes = judge(&inspection, &mut mem, "park_a\n");
+    assert!(attached.detach().is_empty());
+    for o in &outcomes {
+        let want = if p.role(o.tid) == "a" { "blocked" } else { "switchable" };
+        assert_eq!(o.verdict, want, "{}: {o:#?}", p.role(o.tid));
+        assert!(o.reliable);
+    }
+    p.wait_state(|s| s == 'S' || s == 'Z', "asleep after");
+}

@@ -345,7 +345,13 @@ impl Attached {
 
     /// The process's memory. Valid while `self` keeps it stopped.
     pub fn memory(&self) -> ProcessMemory {
-        ProcessMemory::new(self.pid)
+        let mut m = ProcessMemory::new(self.pid);
+        // A stopped thread surely has the memory map (the main thread may
+        // be a zombie without one).
+        if let Some(t) = self.tracees.iter().find(|t| t.stop.is_some()) {
+            m.target = t.tid;
+        }
+        m
     }
 
     /// Notes gathered while attaching (threads that exited, did not stop).
@@ -396,12 +402,33 @@ pub fn peek(pid: i32) -> Result<Snapshot, PtraceError> {
         Some(libc::ENOENT | libc::ESRCH) => PtraceError::Exited { pid },
         errno => PtraceError::Proc { pid, file, errno: errno.unwrap_or(libc::EIO) },
     };
-    let maps_text = std::fs::read_to_string(proc_path(pid, "maps")).map_err(|e| proc_err("maps", e))?;
+    let maps_text = String::from_utf8_lossy(&per_process(pid, "maps").map_err(|e| proc_err("maps", e))?).into_owned();
     let maps = parse_maps(&maps_text).map_err(|err| PtraceError::Maps { pid, err })?;
-    let auxv = Auxv::parse(&std::fs::read(proc_path(pid, "auxv")).map_err(|e| proc_err("auxv", e))?);
-    let exe = std::fs::read_link(proc_path(pid, "exe")).ok().map(|p| p.to_string_lossy().into_owned());
+    let auxv = Auxv::parse(&per_process(pid, "auxv").map_err(|e| proc_err("auxv", e))?);
+    let exe = std::fs::read_link(proc_path(pid, "exe"))
+        .ok()
+        .or_else(|| std::fs::read_link(proc_path(pid, &format!("task/{}/exe", live_thread(pid).ok()?))).ok())
+        .map(|p| p.to_string_lossy().into_owned());
     let comm = std::fs::read_to_string(proc_path(pid, "comm")).map(|s| s.trim_end_matches('\n').to_string()).unwrap_or_default();
     Ok(Snapshot { pid, comm, exe, threads: Vec::new(), maps, auxv, notes: Vec::new() })
+}
+
+/// A thread other than the main one, for when the main thread is a zombie.
+fn live_thread(pid: i32) -> Result<i32, PtraceError> {
+    let tids = list_tasks(pid).map_err(|_| PtraceError::Exited { pid })?;
+    tids.into_iter().find(|&t| t != pid).ok_or(PtraceError::Exited { pid })
+}
+
+/// A per-process /proc file. A zombie main thread (it called pthread_exit)
+/// has no memory map of its own: then another thread's copy is read.
+fn per_process(pid: i32, name: &str) -> std::io::Result<Vec<u8>> {
+    match std::fs::read(proc_path(pid, name)) {
+        Ok(b) if !b.is_empty() => Ok(b),
+        first => match live_thread(pid) {
+            Ok(tid) => std::fs::read(proc_path(pid, &format!("task/{tid}/{name}"))),
+            Err(_) => first,
+        },
+    }
 }
 
 impl Drop for Attached {
@@ -446,6 +473,9 @@ const PAGE: u64 = 4096;
 /// threads are stopped, so a page read once stays valid for the check.
 pub struct ProcessMemory {
     pid: i32,
+    /// The thread whose memory map is read: the main thread, or another
+    /// one when the main thread is a zombie (it has no map left).
+    target: i32,
     pages: HashMap<u64, Result<Box<[u8]>, MemoryErrorKind>>,
     /// process_vm_readv is unavailable (ENOSYS, or EPERM under some LSMs).
     use_proc_mem: bool,
@@ -454,7 +484,7 @@ pub struct ProcessMemory {
 
 impl ProcessMemory {
     pub fn new(pid: i32) -> Self {
-        ProcessMemory { pid, pages: HashMap::new(), use_proc_mem: false, proc_mem: None }
+        ProcessMemory { pid, target: pid, pages: HashMap::new(), use_proc_mem: false, proc_mem: None }
     }
 
     fn read_page(&mut self, page: u64) -> Result<Box<[u8]>, MemoryErrorKind> {
@@ -464,7 +494,14 @@ impl ProcessMemory {
             let remote = libc::iovec { iov_base: page as usize as *mut libc::c_void, iov_len: buf.len() };
             // SAFETY: `local` covers `buf`, which outlives the call; the
             // remote side is only read by the kernel.
-            let n = unsafe { libc::process_vm_readv(self.pid, &local, 1, &remote, 1, 0) };
+            let mut n = unsafe { libc::process_vm_readv(self.target, &local, 1, &remote, 1, 0) };
+            if n == -1 && errno() == libc::ESRCH && self.target == self.pid {
+                if let Ok(tid) = live_thread(self.pid) {
+                    self.target = tid;
+                    // SAFETY: as above.
+                    n = unsafe { libc::process_vm_readv(self.target, &local, 1, &remote, 1, 0) };
+                }
+            }
             if n == buf.len() as isize {
                 return Ok(buf);
             }
@@ -476,7 +513,8 @@ impl ProcessMemory {
             }
         }
         if self.proc_mem.is_none() {
-            self.proc_mem = Some(File::open(proc_path(self.pid, "mem")).map_err(|_| MemoryErrorKind::Backend)?);
+            let path = proc_path(self.pid, &format!("task/{}/mem", self.target));
+            self.proc_mem = Some(File::open(path).map_err(|_| MemoryErrorKind::Backend)?);
         }
         let file = self.proc_mem.as_ref().ok_or(MemoryErrorKind::Backend)?;
         match file.read_at(&mut buf, page) {

@@ -13,7 +13,9 @@
  * Prints "ready main=PID a=TID b=TID ns=TID sig=TID lib=TID" once every
  * thread is parked; never exits by itself. With the argument "churn", one
  * more thread creates and joins short-lived threads without end (threads
- * appearing and exiting while lpstack attaches). Every function is noinline and
+ * appearing and exiting while lpstack attaches). With "zombie", the main
+ * thread calls pthread_exit after printing: a zombie group leader while the
+ * other threads live on. Every function is noinline and
  * does work after its call (a volatile increment), so no call is a tail
  * call and every return address lies inside its caller. */
 #define _GNU_SOURCE
@@ -142,6 +144,8 @@ int main(int argc, char **argv) {
     }
     printf("ready main=%d a=%d b=%d ns=%d sig=%d lib=%d\n", getpid(), tids[0], tids[1], tids[2], tids[3], tids[4]);
     fflush(stdout);
+    if (argc > 1 && strcmp(argv[1], "zombie") == 0)
+        pthread_exit(NULL);
     pthread_join(t[0], NULL);
     return 0;
 }

@@ -101,15 +101,23 @@ impl Parked {
             .collect();
         let pid = tids["main"];
         let p = Parked { child, pid, tids };
-        if !p.churns() {
-            p.wait_state(|s| s == 'S', "parked (S)");
+        match p.mode().as_str() {
+            "churn" => {}
+            "zombie" => p.wait_state(|s| s == 'S' || s == 'Z', "parked (S) or a zombie main thread"),
+            _ => p.wait_state(|s| s == 'S', "parked (S)"),
         }
         p
     }
 
-    /// Started with "churn": threads come and go.
+    /// The argument it was started with ("churn", "zombie"), or "".
+    pub fn mode(&self) -> String {
+        let c = std::fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
+        let args: Vec<&[u8]> = c.split(|&b| b == 0).collect();
+        args.get(1).map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default()
+    }
+
     pub fn churns(&self) -> bool {
-        std::fs::read(format!("/proc/{}/cmdline", self.pid)).is_ok_and(|c| c.ends_with(b"churn\0"))
+        self.mode() == "churn"
     }
 
     pub fn role(&self, tid: i32) -> &str {
