@@ -237,7 +237,7 @@ mod tests {
     use super::*;
 
     fn hit(func: usize, frame: usize) -> PatchHit {
-        PatchHit { func, frame, pc: 0x1000 + func as u64, past_unreliable: false }
+        PatchHit { func, frame, pc: 0x1000 + func as u64, past_unreliable: false, inlined: false }
     }
 
     fn facts(hits: &[PatchHit]) -> ThreadFacts<'_> {

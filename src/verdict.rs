@@ -17,6 +17,16 @@ pub struct PatchHit {
     pub pc: u64,
     /// The frame lies at or beyond the point where the walk lost trust.
     pub past_unreliable: bool,
+    /// The patched function is not this frame's own function but a copy
+    /// inlined into it at this pc: patched code is executing all the same.
+    pub inlined: bool,
+}
+
+/// Who knows which functions were inlined where (DWARF, through addr2line).
+pub trait InlineFrames {
+    /// Calls `found(object, function)` for each function inlined at `pc`,
+    /// innermost first, not counting the enclosing physical function.
+    fn inlined_at(&mut self, pc: u64, found: &mut dyn FnMut(&str, &str));
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +36,7 @@ pub enum Verdict<'set> {
     /// A reliable trace with a patched function on it (livepatch:
     /// "is sleeping on function"). The first function of the set, in set
     /// order, that is on the stack; at its innermost frame.
-    Blocked { function: &'set PatchedFunc, frame: usize, pc: u64 },
+    Blocked { function: &'set PatchedFunc, frame: usize, pc: u64, inlined: bool },
     /// The trace cannot be trusted (livepatch: "has an unreliable stack").
     Unreliable { reason: UnreliableReason, frame: usize },
     /// On a CPU and not stopped: the kernel does not check it (-EBUSY).
@@ -58,8 +68,35 @@ pub fn find_hits(frames: &[Frame], reliability: &Reliability, set: &PatchSet, hi
     };
     for (i, f) in frames.iter().enumerate() {
         for func in set.find_all(f.pc) {
-            hits.push(PatchHit { func, frame: i, pc: f.pc, past_unreliable: i >= trusted_until });
+            hits.push(PatchHit { func, frame: i, pc: f.pc, past_unreliable: i >= trusted_until, inlined: false });
         }
+    }
+}
+
+/// Adds a hit for every patched function inlined into a frame's function
+/// at that frame's pc (looked up at pc-1 for return addresses, as the call
+/// belongs to the instruction before).
+pub fn find_inline_hits<I: InlineFrames + ?Sized>(
+    frames: &[Frame],
+    reliability: &Reliability,
+    set: &PatchSet,
+    inline: &mut I,
+    hits: &mut Vec<PatchHit>,
+) {
+    let trusted_until = match reliability {
+        Reliability::Reliable(_) => usize::MAX,
+        Reliability::Unreliable { frame, .. } => *frame,
+    };
+    for (i, f) in frames.iter().enumerate() {
+        let exact = i == 0 || matches!(f.kind, crate::walk::FrameKind::Regs | crate::walk::FrameKind::Iret);
+        let probe = if exact { f.pc } else { f.pc.wrapping_sub(1) };
+        inline.inlined_at(probe, &mut |object, function| {
+            for (func, p) in set.funcs().iter().enumerate() {
+                if p.function == function && p.object == object {
+                    hits.push(PatchHit { func, frame: i, pc: f.pc, past_unreliable: i >= trusted_until, inlined: true });
+                }
+            }
+        });
     }
 }
 
@@ -69,9 +106,9 @@ pub fn decide<'set>(reliability: &Reliability, set: &'set PatchSet, hits: &[Patc
         return Verdict::Unreliable { reason: *reason, frame: *frame };
     }
     // The kernel checks function by function, each against every entry.
-    let first = hits.iter().min_by_key(|h| (h.func, h.frame));
+    let first = hits.iter().filter(|h| !h.past_unreliable).min_by_key(|h| (h.func, h.frame, h.inlined));
     match first.and_then(|h| set.funcs().get(h.func).map(|f| (f, h))) {
-        Some((function, h)) => Verdict::Blocked { function, frame: h.frame, pc: h.pc },
+        Some((function, h)) => Verdict::Blocked { function, frame: h.frame, pc: h.pc, inlined: h.inlined },
         None => Verdict::Switchable,
     }
 }
@@ -79,6 +116,37 @@ pub fn decide<'set>(reliability: &Reliability, set: &'set PatchSet, hits: &[Patc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// pipe_read inlined into whatever function holds 0x5000..0x5100.
+    struct FakeInline;
+    impl InlineFrames for FakeInline {
+        fn inlined_at(&mut self, pc: u64, found: &mut dyn FnMut(&str, &str)) {
+            if (0x5000..0x5100).contains(&pc) {
+                found("vmlinux", "pipe_read");
+            }
+        }
+    }
+
+    #[test]
+    fn inlined_copies_block() {
+        let set = set();
+        let ok = Reliability::Reliable(CleanEnd::EndOfStack);
+        let mut hits = Vec::new();
+        // 0x5000 as a return address: probed at 0x4fff, outside the copy.
+        let f = frames(&[0x500, 0x5000]);
+        find_hits(&f, &ok, &set, &mut hits);
+        find_inline_hits(&f, &ok, &set, &mut FakeInline, &mut hits);
+        assert_eq!(decide(&ok, &set, &hits), Verdict::Switchable);
+        let f = frames(&[0x500, 0x5001]);
+        find_hits(&f, &ok, &set, &mut hits);
+        find_inline_hits(&f, &ok, &set, &mut FakeInline, &mut hits);
+        match decide(&ok, &set, &hits) {
+            Verdict::Blocked { function, frame, inlined, .. } => {
+                assert_eq!((function.function.as_str(), frame, inlined), ("pipe_read", 1, true))
+            }
+            v => panic!("{v:?}"),
+        }
+    }
     use crate::walk::{CleanEnd, FrameKind};
 
     fn set() -> PatchSet {
@@ -110,9 +178,9 @@ mod tests {
         find_hits(&f, &ok, &set, &mut hits);
         assert_eq!(hits.len(), 2);
         match decide(&ok, &set, &hits) {
-            Verdict::Blocked { function, frame, pc } => {
+            Verdict::Blocked { function, frame, pc, inlined } => {
                 assert_eq!(function.function, "do_sys_poll", "set order decides");
-                assert_eq!((frame, pc), (2, 0x1000));
+                assert_eq!((frame, pc, inlined), (2, 0x1000, false));
             }
             v => panic!("{v:?}"),
         }

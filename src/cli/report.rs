@@ -63,7 +63,7 @@ pub fn frame_text(symbols: &Symbolizer, home: &str, pc: u64) -> String {
 fn verdict_detail(r: &Row<'_, '_>, symbols: &Symbolizer, home: &str) -> String {
     match r.verdict {
         Verdict::Switchable => String::new(),
-        Verdict::Blocked { function, frame, pc } => {
+        Verdict::Blocked { function, frame, pc, .. } => {
             format!("{}:{} at frame #{frame} {}", function.object, function.function, frame_text(symbols, home, *pc))
         }
         Verdict::Unreliable { reason, frame } => format!("{reason} (frame #{frame})"),
@@ -213,7 +213,7 @@ pub fn json_report(target: &Target, rows: &[Row<'_, '_>], set: &PatchSet, models
             "pid": r.pid, "tgid": r.tgid, "comm": r.comm, "state": r.state.to_string(),
             "verdict": r.verdict.name(),
             "blocking": match r.verdict {
-                Verdict::Blocked { function, frame, pc } => json!({"function": function.function, "object": function.object, "frame": frame, "pc": pc}),
+                Verdict::Blocked { function, frame, pc, inlined } => json!({"function": function.function, "object": function.object, "frame": frame, "pc": pc, "inlined": inlined}),
                 _ => Value::Null,
             },
             "unreliable": match r.verdict {

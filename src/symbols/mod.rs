@@ -5,6 +5,7 @@
 //! matters for livepatch `sympos`), with an address index for lookups.
 
 mod elf;
+pub mod inline;
 mod system_map;
 mod table;
 

@@ -1,0 +1,86 @@
+//! Which functions were inlined at an address, from a module's DWARF
+//! (addr2line). A patched function inlined into another is patched code
+//! running under another name; only DWARF can tell.
+
+use std::borrow::Cow;
+use std::rc::Rc;
+
+use addr2line::gimli;
+use object::{Object, ObjectSection};
+
+use crate::verdict::InlineFrames;
+
+type Reader = gimli::EndianRcSlice<gimli::RunTimeEndian>;
+
+struct ModuleDwarf {
+    object: String,
+    start: u64,
+    end: u64,
+    bias: u64,
+    ctx: addr2line::Context<Reader>,
+}
+
+/// The DWARF of several modules, by runtime address range.
+#[derive(Default)]
+pub struct InlineResolver {
+    modules: Vec<ModuleDwarf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InlineError {
+    #[error("not a readable ELF file")]
+    NotElf,
+    #[error("no DWARF debug info (.debug_info)")]
+    NoDwarf,
+    #[error("DWARF: {0}")]
+    Dwarf(gimli::Error),
+}
+
+impl InlineResolver {
+    pub fn new() -> Self {
+        InlineResolver::default()
+    }
+
+    /// Adds a module mapped at [start, end) with `bias`, reading DWARF from
+    /// `elf` (the binary itself or its separate debug file).
+    pub fn add(&mut self, object: &str, start: u64, end: u64, bias: u64, elf: &[u8]) -> Result<(), InlineError> {
+        let file = object::File::parse(elf).map_err(|_| InlineError::NotElf)?;
+        if file.section_by_name(".debug_info").is_none() {
+            return Err(InlineError::NoDwarf);
+        }
+        let endian = if file.is_little_endian() { gimli::RunTimeEndian::Little } else { gimli::RunTimeEndian::Big };
+        let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
+            let data: Cow<'_, [u8]> = file
+                .section_by_name(id.name())
+                .and_then(|s| s.uncompressed_data().ok())
+                .unwrap_or(Cow::Borrowed(&[]));
+            Ok(gimli::EndianRcSlice::new(Rc::from(&*data), endian))
+        };
+        let dwarf = gimli::Dwarf::load(load).map_err(InlineError::Dwarf)?;
+        let ctx = addr2line::Context::from_dwarf(dwarf).map_err(InlineError::Dwarf)?;
+        self.modules.push(ModuleDwarf { object: object.to_string(), start, end, bias, ctx });
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.modules.is_empty()
+    }
+}
+
+impl InlineFrames for InlineResolver {
+    fn inlined_at(&mut self, pc: u64, found: &mut dyn FnMut(&str, &str)) {
+        let Some(m) = self.modules.iter().find(|m| pc >= m.start && pc < m.end) else { return };
+        let Ok(mut frames) = m.ctx.find_frames(pc.wrapping_sub(m.bias)).skip_all_loads() else { return };
+        // Innermost first; the last frame is the enclosing physical function.
+        let mut names = Vec::new();
+        while let Ok(Some(f)) = frames.next() {
+            if let Some(name) = f.function.as_ref().and_then(|n| n.raw_name().ok()) {
+                names.push(name.into_owned());
+            }
+        }
+        names.pop();
+        for n in &names {
+            found(&m.object, n);
+        }
+    }
+}
