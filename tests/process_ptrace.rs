@@ -354,3 +354,71 @@ fn zombie_main_thread() {
     }
     p.wait_state(|s| s == 'S' || s == 'Z', "asleep after");
 }
+
+fn run(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd).args(args).output().unwrap();
+    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn build_id_hex(path: &std::path::Path) -> String {
+    use object::Object;
+    let data = std::fs::read(path).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    file.build_id().unwrap().unwrap().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Stripped binaries: the program's symbols come from its separate debug
+/// file found by `.gnu_debuglink` (CRC checked), the library's by build ID
+/// under the debug root. `park_a` is in no .dynsym: only the debug file
+/// names it.
+#[test]
+fn separate_debug_files() {
+    let built = build(false);
+    let dir = built.dir.join("stripped");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (exe, lib) = (dir.join("parked"), dir.join("libparked.so"));
+    std::fs::copy(&built.exe, &exe).unwrap();
+    std::fs::copy(built.dir.join("libparked.so"), &lib).unwrap();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    run("objcopy", &["--only-keep-debug", &s(&exe), &s(&dir.join("parked.debug"))]);
+    run("strip", &["--strip-all", &s(&exe)]);
+    run("objcopy", &[&format!("--add-gnu-debuglink={}", s(&dir.join("parked.debug"))), &s(&exe)]);
+    let id = build_id_hex(&lib);
+    let root = dir.join("root");
+    let by_id = root.join("usr/lib/debug/.build-id").join(&id[..2]);
+    std::fs::create_dir_all(&by_id).unwrap();
+    let lib_debug = by_id.join(format!("{}.debug", &id[2..]));
+    run("objcopy", &["--only-keep-debug", &s(&lib), &s(&lib_debug)]);
+    run("strip", &["--strip-all", &s(&lib)]);
+
+    let p = Parked::start(&Built { dir: dir.clone(), exe: exe.clone(), frame_pointers: false });
+    let attached = Attached::attach(p.pid).unwrap();
+    let snapshot = attached.snapshot().unwrap();
+    let mut mem = attached.memory();
+    let inspection = Inspection::new(snapshot, &FileAccess::Live { pid: p.pid, debug_root: root.clone() }, &mut mem);
+    let outcomes = judge(&inspection, &mut mem, "park_a\n");
+    let lib_outcomes = judge(&inspection, &mut mem, "libparked.so:lib_mid\n");
+    assert!(attached.detach().is_empty());
+    let debug_of = |name: &str| inspection.files.iter().find(|m| m.name == name).and_then(|m| m.debug_path.clone());
+    // Found next to the program, as the process sees it (/proc/PID/root/...).
+    assert!(debug_of("parked").is_some_and(|p| p.ends_with(dir.join("parked.debug").strip_prefix("/").unwrap())));
+    assert_eq!(debug_of("libparked.so"), Some(lib_debug));
+    assert_parked(&p, &outcomes, "a", "parked:park_a");
+    let lib_thread = lib_outcomes.iter().find(|o| o.tid == p.tids["lib"]).unwrap();
+    assert_eq!(lib_thread.verdict, "blocked");
+
+    // A debug file whose CRC does not match is not used: park_a is then
+    // unknown (stripped), and funcs.txt cannot be resolved.
+    let mut junk = std::fs::read(dir.join("parked.debug")).unwrap();
+    let last = junk.len() - 1;
+    junk[last] ^= 0xff;
+    std::fs::write(dir.join("parked.debug"), &junk).unwrap();
+    let attached = Attached::attach(p.pid).unwrap();
+    let snapshot = attached.snapshot().unwrap();
+    let mut mem = attached.memory();
+    let inspection = Inspection::new(snapshot, &FileAccess::Live { pid: p.pid, debug_root: root }, &mut mem);
+    drop(attached);
+    assert_eq!(inspection.files.iter().find(|m| m.name == "parked").unwrap().debug_path, None);
+    assert!(inspection.symbols.table("parked").unwrap().find_by_name("park_a").next().is_none());
+}
