@@ -23,7 +23,11 @@ pub fn run(args: &CheckArgs, path: &Path) -> Result<i32, CliError> {
     let inspection = Inspection::new(core.snapshot.clone(), &FileAccess::Sysroot(root), &mut mem);
     let set = load_set(args, &inspection.symbols, &inspection.main_object)?;
     let config = WalkConfig { max_frames: args.max_frames.max(1), ..WalkConfig::default() };
-    let reports = inspection.check(&mut mem, &set, &config);
+    let mut notes = Vec::new();
+    let reports = inspection.check_with_notes(&mut mem, &set, &config, &mut notes);
+    for n in &notes {
+        eprintln!("lpstack: warning: {n}");
+    }
     let models = parse_models(args)?;
     let title = format!("core {} of process {}", path.display(), core.snapshot.pid);
     print_process(args, &inspection, &reports, &set, &models, title)

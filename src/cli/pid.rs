@@ -26,7 +26,11 @@ pub fn run(args: &CheckArgs, pid: i32) -> Result<i32, CliError> {
     inspection.update(snapshot, &access, &mut mem);
     let set = load_set(args, &inspection.symbols, &inspection.main_object)?;
     let config = WalkConfig { max_frames: args.max_frames.max(1), ..WalkConfig::default() };
-    let reports = inspection.check(&mut mem, &set, &config);
+    let mut notes = Vec::new();
+    let reports = inspection.check_with_notes(&mut mem, &set, &config, &mut notes);
+    for n in &notes {
+        eprintln!("lpstack: warning: {n}");
+    }
     for problem in attached.detach() {
         eprintln!("lpstack: warning: {problem}");
     }

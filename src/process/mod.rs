@@ -18,7 +18,8 @@ use crate::cfi::CfiCache;
 use crate::memory::Memory;
 use crate::patchset::PatchSet;
 use crate::symbols::Symbolizer;
-use crate::verdict::{PatchHit, Verdict, decide, find_hits};
+use crate::symbols::inline::InlineResolver;
+use crate::verdict::{InlineFrames, PatchHit, Verdict, decide, find_hits, find_inline_hits};
 use crate::walk::{
     Frame, Reliability, StackBounds, StackKind, StackRange, UserModules, WalkConfig, WalkStart, walk_cfi,
 };
@@ -126,6 +127,7 @@ pub fn check_threads<'set, M, W>(
     mem: &mut M,
     set: &'set PatchSet,
     config: &WalkConfig,
+    inline: &mut dyn InlineFrames,
     mut walk: W,
 ) -> Vec<ThreadReport<'set>>
 where
@@ -142,6 +144,7 @@ where
                 let bounds = thread_bounds(&snapshot.maps, regs);
                 let r = walk(mem, &bounds, WalkStart::from_regs(*regs), config, &mut frames);
                 find_hits(&frames, &r, set, &mut hits);
+                find_inline_hits(&frames, &r, set, inline, &mut hits);
                 let v = decide(&r, set, &hits);
                 (Some(r), v)
             }
@@ -197,10 +200,43 @@ impl Inspection {
         false
     }
 
-    /// Walks every thread with CFI and judges it against `set`.
+    /// DWARF of the modules that hold patched functions: inlined copies can
+    /// only be in the object the function belongs to. A module without
+    /// DWARF is noted: its inlined copies cannot be seen.
+    pub fn inline_resolver(&self, set: &PatchSet, notes: &mut Vec<String>) -> InlineResolver {
+        let mut r = InlineResolver::new();
+        for f in &self.files {
+            if !set.funcs().iter().any(|p| p.object == f.name) {
+                continue;
+            }
+            let dwarf = f.debug.as_deref().or(f.data.as_deref().map(|b| &**b));
+            match dwarf.map(|d| r.add(&f.name, f.start, f.end, f.bias, d)) {
+                Some(Ok(())) => {}
+                Some(Err(e)) => notes.push(format!("{}: inlined copies of patched functions not checked: {e}", f.name)),
+                None => notes.push(format!("{}: file unreadable; inlined copies not checked", f.name)),
+            }
+        }
+        r
+    }
+
+    /// Walks every thread with CFI and judges it against `set`, inlined
+    /// copies included.
     pub fn check<'set, M: Memory>(&self, mem: &mut M, set: &'set PatchSet, config: &WalkConfig) -> Vec<ThreadReport<'set>> {
+        self.check_with_notes(mem, set, config, &mut Vec::new())
+    }
+
+    /// As [`Inspection::check`], telling in `notes` what could not be
+    /// checked (modules without DWARF for inlined copies).
+    pub fn check_with_notes<'set, M: Memory>(
+        &self,
+        mem: &mut M,
+        set: &'set PatchSet,
+        config: &WalkConfig,
+        notes: &mut Vec<String>,
+    ) -> Vec<ThreadReport<'set>> {
         let mut cache = CfiCache::new();
-        check_threads(&self.snapshot, mem, set, config, |mem, bounds, start, config, frames| {
+        let mut inline = self.inline_resolver(set, notes);
+        check_threads(&self.snapshot, mem, set, config, &mut inline, |mem, bounds, start, config, frames| {
             walk_cfi(&self.modules, mem, &mut cache, bounds, start, config, frames)
         })
     }
@@ -221,6 +257,11 @@ mod tests {
     use super::*;
     use crate::memory::SliceMemory;
     use crate::walk::{CleanEnd, FrameKind};
+
+    struct NoInline;
+    impl InlineFrames for NoInline {
+        fn inlined_at(&mut self, _pc: u64, _found: &mut dyn FnMut(&str, &str)) {}
+    }
 
     #[test]
     fn auxv_stops_at_null() {
@@ -255,7 +296,7 @@ mod tests {
         let set = PatchSet::from_ranges([("x", "f", 0x1000, 0x20)]).unwrap();
         let bytes = [0u8; 16];
         let mut mem = SliceMemory::new(0, &bytes);
-        let reports = check_threads(&snapshot, &mut mem, &set, &WalkConfig::default(), |_, bounds, start, _, frames| {
+        let reports = check_threads(&snapshot, &mut mem, &set, &WalkConfig::default(), &mut NoInline, |_, bounds, start, _, frames| {
             assert_eq!(bounds.ranges(), &[StackRange { start: 0x7000, end: 0x9000, kind: StackKind::User }]);
             let pc = start.regs.get(Reg::Rip).unwrap_or(0);
             frames.push(Frame { pc, sp: 0x8000, kind: FrameKind::Start, kernel_regs: false, reliable: true });
