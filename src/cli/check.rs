@@ -108,10 +108,6 @@ fn run_vmcore(args: &CheckArgs, path: &std::path::Path) -> Result<i32, CliError>
     };
     let mut kernel = Kernel::open_with(dump, &vi, source).map_err(|e| named(&e))?;
     let cpus = if cpus.is_empty() { kernel.crash_notes_regs() } else { cpus };
-    for w in &kernel.warnings {
-        eprintln!("lpstack: warning: {w}");
-    }
-
     let set = load_set(args, &kernel.symbols, "vmlinux")?;
     let config = WalkConfig {
         max_frames: args.max_frames.max(1),
@@ -127,6 +123,11 @@ fn run_vmcore(args: &CheckArgs, path: &std::path::Path) -> Result<i32, CliError>
     .map_err(|e| named(&e))?;
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    // Setup and task listing both add warnings (skipped modules, a broken
+    // task list read through the pid IDR).
+    for w in &kernel.warnings {
+        eprintln!("lpstack: warning: {w}");
     }
 
     let models = parse_models(args)?;
