@@ -231,3 +231,66 @@ fn orc_formats_are_detected_or_refused() {
         assert_eq!(unsafe { lpstack_unwinder_new_orc_elf(elf.as_ptr(), elf.len(), 4, 0, &mut u) }, lpstack_result::InvalidArgument);
     }
 }
+
+#[test]
+fn module_tables_from_a_ko_placed_at_section_addresses() {
+    // A real out-of-tree module built against Debian's 6.12 headers.
+    let ko = std::fs::read(fixture(&format!("vmcore/{RELEASE}/lpstack_park.ko"))).unwrap_or_default();
+    const TEXT: u64 = 0xffffffffc0000000;
+    let section = |name: &'static std::ffi::CStr, address| lpstack_section { size: size_of::<lpstack_section>(), name: name.as_ptr(), address };
+    let mut sections = vec![section(c".text", TEXT), section(c".init.text", TEXT + 0x1000)];
+    let u = kernel_unwinder();
+    let add = |sections: &[lpstack_section], start, end| unsafe {
+        lpstack_unwinder_add_orc_module(u, ko.as_ptr(), ko.len(), 0, sections.as_ptr(), sections.len(), start, end)
+    };
+    assert_eq!(add(&sections, TEXT, TEXT + 0x3000), lpstack_result::InvalidArgument, ".exit.text has no address");
+    sections.push(section(c".exit.text", TEXT + 0x2000));
+    sections[0].size = 8;
+    assert_eq!(add(&sections, TEXT, TEXT + 0x3000), lpstack_result::SizeTooSmall);
+    sections[0].size = size_of::<lpstack_section>();
+    assert_eq!(add(&sections, TEXT + 1, TEXT), lpstack_result::InvalidArgument, "empty text range");
+    let junk = [7u8; 64];
+    assert_eq!(
+        unsafe { lpstack_unwinder_add_orc_module(u, junk.as_ptr(), junk.len(), 0, sections.as_ptr(), 3, 0, 0) },
+        lpstack_result::ParseError
+    );
+    ok(add(&sections, TEXT, TEXT + 0x3000), "add module");
+
+    // From inside park_here_a (.text+0x110): its entry is found and used,
+    // so the walk gets one frame further and stops at the zero return
+    // address of the empty stack image.
+    let img = Image { base: STACK, bytes: vec![0; STACK_SIZE as usize] };
+    let mut scratch = ptr::null_mut();
+    ok(unsafe { lpstack_scratch_new(0, &mut scratch) }, "scratch");
+    let decide = |ip: u64| {
+        let mut input = input();
+        input.regs[16] = ip;
+        input.regs[7] = STACK + 0x3000;
+        input.regs[6] = STACK + 0x3100;
+        input.known_mask = 1 << 16 | 1 << 7 | 1 << 6;
+        input.stack_lo = STACK;
+        input.stack_hi = STACK + STACK_SIZE;
+        input.read = Some(read_image);
+        input.read_ctx = &img as *const Image as *mut std::ffi::c_void;
+        let mut d = decision();
+        ok(unsafe { lpstack_thread_decide(u, ptr::null(), &input, scratch, &mut d, ptr::null_mut(), 0, ptr::null_mut()) }, "decide");
+        d
+    };
+    let d = decide(TEXT + 0x111);
+    assert_eq!((d.reason, d.reason_addr, d.frame, d.frame_count), (lpstack_reason::NotText, 0, 1, 2));
+    // Past the declared module text there is neither code nor table.
+    let d = decide(TEXT + 0x3010);
+    assert_eq!((d.reason, d.reason_addr, d.frame), (lpstack_reason::NotText, TEXT + 0x3010, 0));
+    // A user unwinder takes no ORC tables.
+    let mut user = ptr::null_mut();
+    ok(unsafe { lpstack_unwinder_new_user(&mut user) }, "user");
+    assert_eq!(
+        unsafe { lpstack_unwinder_add_orc_module(user, ko.as_ptr(), ko.len(), 0, sections.as_ptr(), 3, 0, 0) },
+        lpstack_result::WrongKind
+    );
+    unsafe {
+        lpstack_unwinder_free(user);
+        lpstack_scratch_free(scratch);
+        lpstack_unwinder_free(u);
+    }
+}

@@ -413,6 +413,26 @@ static void walks(void) {
               outs[2].verdict == LPSTACK_VERDICT_BLOCKED && outs[1].size == sizeof outs[1],
           "batch");
 
+    /* A module: the same tables placed 1 MiB higher, answering only for
+     * its text. A walk that starts in the module's f returns into g. */
+    EXPECT(lpstack_unwinder_add_orc_tables(u, ip_table, sizeof ip_table, entries, sizeof entries, IP_TABLE + 0x100000,
+                                           0, 0x101000, 0x100000),
+           LPSTACK_RESULT_INVALID_ARGUMENT);
+    in = input(&r);
+    in.regs[16] = 0x101005;
+    d = fresh();
+    EXPECT(lpstack_thread_decide(u, set, &in, s, &d, NULL, 0, NULL), LPSTACK_RESULT_OK);
+    CHECK(d.reason == LPSTACK_REASON_NOT_TEXT && d.frame == 0, "before the module: reason %u", (unsigned)d.reason);
+    EXPECT(lpstack_unwinder_add_orc_tables(u, ip_table, sizeof ip_table, entries, sizeof entries, IP_TABLE + 0x100000,
+                                           0, 0x101000, 0x104000),
+           LPSTACK_RESULT_OK);
+    EXPECT(lpstack_thread_decide(u, set, &in, s, &d, NULL, 0, NULL), LPSTACK_RESULT_OK);
+    CHECK(d.reason == LPSTACK_REASON_NOT_TEXT && d.frame == 0, "declared text leaves the module out");
+    EXPECT(lpstack_unwinder_add_text(u, 0x101000, 0x104000), LPSTACK_RESULT_OK);
+    EXPECT(lpstack_thread_decide(u, set, &in, s, &d, NULL, 0, NULL), LPSTACK_RESULT_OK);
+    CHECK(d.verdict == LPSTACK_VERDICT_BLOCKED && d.frame == 1 && d.frame_count == 3, "through the module: %s %u",
+          lpstack_verdict_name(d.verdict), (unsigned)d.reason);
+
     /* Frame-pointer rules and extra stacks: bad kinds and too many stacks. */
     lpstack_stack extra[9];
     memset(extra, 0, sizeof extra);
@@ -431,6 +451,19 @@ static void walks(void) {
     EXPECT(lpstack_thread_decide(u, set, &in, s, &d, NULL, 0, NULL), LPSTACK_RESULT_INVALID_ARGUMENT);
     in.extra_stacks = NULL;
     EXPECT(lpstack_thread_decide(u, set, &in, s, &d, NULL, 0, NULL), LPSTACK_RESULT_NULL_ARGUMENT);
+    /* The thread's stack given as an extra one only: the same walk. */
+    in = input(&r);
+    in.stack_lo = in.stack_hi = 0;
+    EXPECT(lpstack_thread_decide(u, set, &in, s, &d, NULL, 0, NULL), LPSTACK_RESULT_OK);
+    CHECK(d.reason == LPSTACK_REASON_START_NOT_ON_STACK, "no stack at all: reason %u", (unsigned)d.reason);
+    extra[0].start = STACK_LO;
+    extra[0].end = STACK_HI;
+    extra[0].kind = LPSTACK_STACK_KIND_TASK;
+    in.extra_stacks = extra;
+    in.extra_stack_count = 1;
+    EXPECT(lpstack_thread_decide(u, set, &in, s, &d, NULL, 0, NULL), LPSTACK_RESULT_OK);
+    CHECK(d.verdict == LPSTACK_VERDICT_BLOCKED && d.frame_count == 3, "extra stack: %s",
+          lpstack_verdict_name(d.verdict));
 
     lpstack_scratch_free(s);
     lpstack_patchset_free(set);
