@@ -255,6 +255,10 @@ fn module_tables_from_a_ko_placed_at_section_addresses() {
         lpstack_result::ParseError
     );
     ok(add(&sections, TEXT, TEXT + 0x3000), "add module");
+    // A module is not a vmlinux.
+    let mut other = ptr::null_mut();
+    assert_eq!(unsafe { lpstack_unwinder_new_orc_elf(ko.as_ptr(), ko.len(), 0, 0, &mut other) }, lpstack_result::InvalidArgument);
+    assert!(other.is_null());
 
     // From inside park_here_a (.text+0x110): its entry is found and used,
     // so the walk gets one frame further and stops at the zero return
