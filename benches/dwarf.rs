@@ -523,13 +523,18 @@ fn main() {
 
     // For `perf record`: LPSTACK_DWARF_LOOP=warm-lpstack|warm-framehop|
     // warm-gimli|cold-lpstack|cold-framehop|cold-gimli runs only that for
-    // 5 seconds, without criterion.
+    // 5 seconds, without criterion; warm-equal-* walks only the threads all
+    // three walk in full.
     if let Ok(what) = std::env::var("LPSTACK_DWARF_LOOP") {
         let t0 = Instant::now();
         let mut n = 0u64;
         while t0.elapsed() < Duration::from_secs(5) {
             for _ in 0..100 {
                 match what.as_str() {
+                    "warm-equal-lpstack" => equal.iter().for_each(|t| {
+                        black_box(run_lpstack(&lp, &mut lp_cache, t, &mut frames));
+                    }),
+                    "warm-equal-framehop" => equal.iter().for_each(|t| walk_framehop(&fh, &mut fh_cache, t, &mut pcs)),
                     "warm-lpstack" => threads.iter().for_each(|t| {
                         black_box(run_lpstack(&lp, &mut lp_cache, t, &mut frames));
                     }),
