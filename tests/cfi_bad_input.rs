@@ -2,9 +2,10 @@
 //! switchable thread: a binary without CFI, a corrupt `.eh_frame`, a stack
 //! pointer into unmapped memory.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use lpstack::arch::x86_64::{Reg, Regs};
 use lpstack::cfi::{CfiCache, CfiTable, Rule};
@@ -23,24 +24,8 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// Runs `bin` until it parks, checks it with the CLI, returns (exit, json).
-fn check_live(bin: &Path, dir: &Path) -> (Option<i32>, serde_json::Value) {
-    let mut child = Command::new(bin).stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let funcs = dir.join("funcs.txt");
-    std::fs::write(&funcs, "main\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_lpstack"))
-        .args(["check", "pid", &child.id().to_string(), "--set"])
-        .arg(&funcs)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (out.status.code(), v)
+fn check_live(bin: &Path, _dir: &Path) -> (Option<i32>, serde_json::Value) {
+    common::check_pid_json(bin, "main\n")
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! program built here: every address of a function with an inlined copy of
 //! the patched function reports it, and no other address does.
 
+mod common;
+
 use std::process::Command;
 
 use lpstack::symbols::inline::InlineResolver;
@@ -47,32 +49,14 @@ fn inline_frames_match_binutils() {
 /// its frames hold no address of the out-of-line copy, yet it is blocked.
 #[test]
 fn live_thread_in_an_inlined_copy_is_blocked() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     let dir = std::env::temp_dir().join(format!("lpstack-inline-live-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bin = dir.join("inline");
     let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs/inline.c");
     assert!(Command::new("cc").args(["-O2", "-g", "-o"]).arg(&bin).arg(src).status().unwrap().success());
-    let mut child = Command::new(&bin).stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("ready"));
-    // Let it reach pause().
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let funcs = dir.join("funcs.txt");
-    std::fs::write(&funcs, "patched_fn\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_lpstack"))
-        .args(["check", "pid", &child.id().to_string(), "--set"])
-        .arg(&funcs)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    let (code, v) = common::check_pid_json(&bin, "patched_fn\n");
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(code, Some(1), "{v}");
     let t = &v["tasks"][0];
     assert_eq!(t["verdict"], "blocked", "{t}");
     assert_eq!(t["blocking"]["function"], "patched_fn");

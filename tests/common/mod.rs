@@ -20,3 +20,29 @@ pub fn read_gz(name: &str) -> String {
     flate2::read::GzDecoder::new(&read(name)[..]).read_to_string(&mut s).expect("gzip fixture");
     s
 }
+
+/// Starts `bin` (which prints "ready" once parked), runs
+/// `lpstack check pid PID --set <funcs> --format json` on it, kills it, and
+/// returns the exit code and the JSON (Null if none).
+pub fn check_pid_json(bin: &std::path::Path, funcs: &str) -> (Option<i32>, serde_json::Value) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(bin).stdout(Stdio::piped()).spawn().expect("start test program");
+    let mut line = String::new();
+    let _ = BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
+    assert!(line.starts_with("ready"), "{line:?}");
+    // Let it reach its blocking call.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let funcs_path = bin.with_extension("funcs.txt");
+    std::fs::write(&funcs_path, funcs).expect("write funcs.txt");
+    let out = Command::new(env!("CARGO_BIN_EXE_lpstack"))
+        .args(["check", "pid", &child.id().to_string(), "--set"])
+        .arg(&funcs_path)
+        .args(["--format", "json"])
+        .output()
+        .expect("run lpstack");
+    let _ = child.kill();
+    let _ = child.wait();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code(), v)
+}
