@@ -131,6 +131,7 @@ impl CfiTable {
             }
         }
         t.rows = normalize(rows);
+        t.build_index();
         Ok(t)
     }
 
@@ -180,9 +181,48 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(t.rows().len(), 3);
-        assert_eq!(t.find(0xfff), None);
-        assert_eq!(t.find(0x1008).unwrap().rule, s);
-        assert_eq!(t.find(0x1010).unwrap().rule, Rule::Outermost);
-        assert_eq!(t.find(0x1020), None);
+        let mut indexed = t.clone();
+        indexed.build_index();
+        for t in [&t, &indexed] {
+            assert_eq!(t.find(0xfff), None);
+            assert_eq!(t.find(0x1008).unwrap().rule, s);
+            assert_eq!(t.find(0x1010).unwrap().rule, Rule::Outermost);
+            assert_eq!(t.find(0x1020), None);
+        }
+    }
+
+    /// The lookup index gives what a search of the whole table gives, on
+    /// dense rows, rows with large gaps (wider blocks) and around every
+    /// row start.
+    #[test]
+    fn index_matches_full_search() {
+        let rule = |i: u64| {
+            Rule::Simple(SimpleRule {
+                cfa_from_bp: false,
+                cfa_offset: 8 + 8 * (i % 5) as i32,
+                ra_offset: -8,
+                bp: BpRule::Same,
+                others_unchanged: true,
+            })
+        };
+        let dense: Vec<Row> = (0..3000u64).map(|i| row(0x40_0000 + i * 37 + (i % 7) * 3, rule(i))).collect();
+        let mut sparse: Vec<Row> = (0..200u64).map(|i| row(0x1000 + i * i * i * 4096, rule(i))).collect();
+        sparse.push(row(u64::MAX - 16, Rule::None));
+        let mut with_ends = dense.clone();
+        with_ends.extend((0..3000u64).step_by(10).map(|i| row(0x40_0000 + i * 37 + 20, Rule::None)));
+        for rows in [dense, sparse, with_ends, vec![row(0x500, rule(1))]] {
+            let plain = CfiTable { rows: normalize(rows), ..Default::default() };
+            let mut indexed = plain.clone();
+            indexed.build_index();
+            assert!(!indexed.index.is_empty());
+            assert!(indexed.index.len() <= 2 * plain.rows.len().max(16) + 1, "{}", indexed.index.len());
+            let mut probes = vec![0, 1, u64::MAX, u64::MAX - 17, u64::MAX - 16, u64::MAX - 15];
+            for r in plain.rows() {
+                probes.extend([r.start.wrapping_sub(1), r.start, r.start + 1, r.start.wrapping_add(255), r.start.wrapping_add(4096)]);
+            }
+            for a in probes {
+                assert_eq!(indexed.find(a), plain.find(a), "{a:#x}");
+            }
+        }
     }
 }

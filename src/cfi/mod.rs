@@ -70,6 +70,14 @@ pub(crate) struct SectionCopy {
 #[derive(Clone, Debug, Default)]
 pub struct CfiTable {
     rows: Vec<Row>,
+    /// Lookup index, as the kernel's `orc_lookup`: `index[b]` is the number
+    /// of rows starting at or before `index_base + (b << index_shift)`, so
+    /// the row for an address in block `b` lies between `index[b]` and
+    /// `index[b + 1]` and `find` searches a few rows, not the whole table.
+    /// Empty: search the whole table.
+    index: Vec<u32>,
+    index_base: u64,
+    index_shift: u32,
     pub(crate) eh_frame: Option<SectionCopy>,
     pub(crate) debug_frame: Option<SectionCopy>,
     pub(crate) text_addr: u64,
@@ -87,10 +95,60 @@ impl CfiTable {
     }
 
     /// The row covering `addr`, if any CFI does.
-    #[inline]
+    #[inline(always)]
     pub fn find(&self, addr: u64) -> Option<Row> {
-        let i = self.rows.partition_point(|r| r.start <= addr);
+        let i = if self.index.is_empty() {
+            self.rows.partition_point(|r| r.start <= addr)
+        } else {
+            // Before the first row: no CFI.
+            let block = addr.checked_sub(self.index_base)? >> self.index_shift;
+            match usize::try_from(block).ok().filter(|&b| b + 1 < self.index.len()) {
+                Some(b) => {
+                    let (lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
+                    lo + self.rows.get(lo..hi)?.partition_point(|r| r.start <= addr)
+                }
+                // Past the last block: every row starts before addr.
+                None => self.rows.len(),
+            }
+        };
         let row = *self.rows.get(i.checked_sub(1)?)?;
         (row.rule != Rule::None).then_some(row)
+    }
+
+    /// Smallest block size, as a shift (32 bytes: a row or two).
+    const MIN_INDEX_SHIFT: u32 = 5;
+
+    /// Builds the lookup index over `rows` (sorted by start). Blocks grow
+    /// until there are at most two per row, so a table with large gaps
+    /// between its rows keeps a small index.
+    pub(crate) fn build_index(&mut self) {
+        self.index = Vec::new();
+        let (Some(first), Some(last)) = (self.rows.first(), self.rows.last()) else { return };
+        if u32::try_from(self.rows.len()).is_err() {
+            return;
+        }
+        let span = last.start - first.start;
+        let most = (self.rows.len() as u64).max(16) * 2;
+        let mut shift = Self::MIN_INDEX_SHIFT;
+        while shift < 63 && (span >> shift) + 1 > most {
+            shift += 1;
+        }
+        let blocks = (span >> shift) + 1;
+        // Row i counts from the first block whose start is at or past its
+        // own: block ceil(offset / block size). Those are nondecreasing, so
+        // each run of blocks between two rows is filled at once.
+        let mut index = vec![0u32; blocks as usize + 1];
+        let mask = (1u64 << shift) - 1;
+        let mut b = 0usize;
+        for (i, r) in self.rows.iter().enumerate() {
+            let off = r.start - first.start;
+            let from = ((off >> shift) + u64::from(off & mask != 0)) as usize;
+            index[b..from].fill(i as u32);
+            b = from;
+        }
+        index[b..].fill(self.rows.len() as u32);
+        self.index = index;
+        self.index_base = first.start;
+        self.index_shift = shift;
     }
 }
