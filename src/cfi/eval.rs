@@ -51,7 +51,49 @@ fn reg_of(r: gimli::Register) -> Option<Reg> {
     Reg::ALL.get(r.0 as usize).copied()
 }
 
+/// `DW_OP_breg<n> <offset>`, optionally followed by `DW_OP_deref`: the form
+/// signal trampolines give every register in (glibc's `__restore_rt` has
+/// 18), evaluated without setting up a gimli `Evaluation`. None for any
+/// other expression.
+fn breg_form(bytes: &[u8]) -> Option<(gimli::Register, i64, bool)> {
+    let (&op, rest) = bytes.split_first()?;
+    let first = gimli::constants::DW_OP_breg0.0;
+    if !(first..=gimli::constants::DW_OP_breg31.0).contains(&op) {
+        return None;
+    }
+    let mut r = EndianSlice::new(rest, LittleEndian);
+    let offset = gimli::leb128::read::signed(&mut r).ok()?;
+    let deref = match r.slice() {
+        [] => false,
+        [op] if *op == gimli::constants::DW_OP_deref.0 => true,
+        _ => return None,
+    };
+    Some((gimli::Register(u16::from(op - first)), offset, deref))
+}
+
+/// Evaluates `expr` to an address (or value), as gimli would: the one
+/// stack entry of a `DW_OP_breg` (after `DW_OP_deref`, the word there) is
+/// the result; the initial value is below it and does not matter.
 fn eval_expr<M: Memory>(
+    expr: gimli::Expression<Rd<'_>>,
+    regs: &Regs,
+    mem: &mut M,
+    initial: Option<u64>,
+) -> Result<u64, ComplexError> {
+    if let Some((register, offset, deref)) = breg_form(expr.0.slice()) {
+        let reg = reg_of(register).ok_or(ComplexError::Expression)?;
+        let at = regs.get(reg).ok_or(ComplexError::MissingRegister(reg))?.wrapping_add(offset as u64);
+        if !deref {
+            return Ok(at);
+        }
+        let mut b = [0u8; 8];
+        mem.read(at, &mut b).map_err(|_| ComplexError::Memory(at))?;
+        return Ok(u64::from_le_bytes(b));
+    }
+    eval_gimli(expr, regs, mem, initial)
+}
+
+fn eval_gimli<M: Memory>(
     expr: gimli::Expression<Rd<'_>>,
     regs: &Regs,
     mem: &mut M,
@@ -180,5 +222,54 @@ pub fn evaluate_complex<M: Memory>(
             let row = fde.unwind_info_for_address(&sec, &bases, &mut cache.ctx, addr).map_err(|_| ComplexError::Parse)?;
             apply(&sec, row, regs, mem)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::SliceMemory;
+
+    fn breg(reg: u8, offset: i64, deref: bool) -> Vec<u8> {
+        let mut v = vec![0x70 + reg];
+        gimli::leb128::write::signed(&mut v, offset).unwrap();
+        if deref {
+            v.push(0x06);
+        }
+        v
+    }
+
+    /// The `DW_OP_breg [DW_OP_deref]` shortcut gives what gimli's
+    /// evaluation gives, errors included.
+    #[test]
+    fn breg_shortcut_is_gimli() {
+        let words: Vec<u8> = (0..64u64).flat_map(|i| (0x1000 + i * 0x11).to_le_bytes()).collect();
+        let mut regs = Regs::new();
+        regs.set(Reg::Rsp, 0x8000);
+        regs.set(Reg::Rbp, 0x8100);
+        regs.set(Reg::Rip, 0x40_1000);
+        let mut exprs = vec![];
+        for (reg, offset) in [(7u8, 160i64), (7, 40), (7, 0), (6, -8), (6, -0x100), (16, 3), (3, 8), (17, 0), (31, 8), (7, -0x9000)] {
+            exprs.push(breg(reg, offset, false));
+            exprs.push(breg(reg, offset, true));
+        }
+        // Not the shortcut's form: left to gimli either way.
+        let mut two = breg(7, 8, true);
+        two.push(0x06);
+        exprs.extend([two, vec![0x70], vec![0x77, 0x80], vec![0x06], vec![]]);
+        for bytes in &exprs {
+            let expr = gimli::Expression(EndianSlice::new(bytes, LittleEndian));
+            for initial in [None, Some(0x8200)] {
+                let mut a = SliceMemory::new(0x8000, &words);
+                let mut b = SliceMemory::new(0x8000, &words);
+                assert_eq!(
+                    eval_expr(expr, &regs, &mut a, initial),
+                    eval_gimli(expr, &regs, &mut b, initial),
+                    "{bytes:x?} {initial:?}"
+                );
+            }
+        }
+        assert!(breg_form(&breg(7, 160, true)).is_some());
+        assert_eq!(eval_expr(gimli::Expression(EndianSlice::new(&breg(7, 16, true), LittleEndian)), &regs, &mut SliceMemory::new(0x8000, &words), None), Ok(0x1022));
     }
 }
