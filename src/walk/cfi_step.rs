@@ -49,6 +49,24 @@ impl UserModules {
         self.modules[..i].last().filter(|m| pc < m.end)
     }
 
+    /// As [`UserModules::find`], trying the module at index `*near` first (a
+    /// walk mostly stays in one module: no search then); `*near` becomes
+    /// the index of the module found.
+    #[inline]
+    fn find_near(&self, near: &mut usize, pc: u64) -> Option<&UserModule> {
+        let m = &self.modules;
+        let h = *near;
+        // How many modules start at or before pc: h + 1 when the hinted one
+        // does and the next one does not.
+        let i = if m.get(h).is_some_and(|x| x.start <= pc) && m.get(h + 1).is_none_or(|x| x.start > pc) {
+            h + 1
+        } else {
+            m.partition_point(|x| x.start <= pc)
+        };
+        *near = i.saturating_sub(1);
+        m[..i].last().filter(|x| pc < x.end)
+    }
+
     /// The symbol containing `pc`, from the module that maps it.
     pub fn lookup(&self, pc: u64) -> Option<SymbolRef<'_>> {
         self.find(pc).and_then(|m| m.symbols.lookup(pc))
@@ -67,8 +85,10 @@ fn read<M: Memory>(
     mem.read_u64(addr).map_err(|e| UnreliableReason::Unreadable { addr: e.addr, kind: e.kind })
 }
 
+/// What a step found; on `Caller` the step has turned the registers into
+/// the caller's.
 enum Next {
-    Caller { regs: Regs, signal: bool },
+    Caller { signal: bool },
     End,
 }
 
@@ -94,6 +114,7 @@ pub fn walk_cfi<M: Memory>(
     };
     let mut exact = start.signal || start.full_regs;
     let mut kind = FrameKind::Start;
+    let mut near = 0usize;
     loop {
         let index = frames.len();
         let (Some(pc), Some(sp)) = (regs.get(Reg::Rip), regs.get(Reg::Rsp)) else {
@@ -107,25 +128,24 @@ pub fn walk_cfi<M: Memory>(
             }
             unreliable(reason, index)
         };
-        let Some(module) = modules.find(pc) else {
+        let Some(module) = modules.find_near(&mut near, pc) else {
             return fail(frames, frame, UnreliableReason::NotText { pc });
         };
         if index + 1 >= config.max_frames {
             return fail(frames, frame, UnreliableReason::FrameLimit { limit: config.max_frames as u32 });
         }
         let lookup = if exact { pc } else { pc.wrapping_sub(1) };
-        match step(module, mem, cache, &mut cursor, bounds, &regs, lookup) {
+        match step(module, mem, cache, &mut cursor, bounds, &mut regs, lookup) {
             Ok(Next::End) => {
                 frames.push(frame);
                 return Reliability::Reliable(CleanEnd::EndOfStack);
             }
-            Ok(Next::Caller { regs: next, signal }) => {
-                let new_sp = next.get(Reg::Rsp).unwrap_or(0);
+            Ok(Next::Caller { signal }) => {
+                let new_sp = regs.get(Reg::Rsp).unwrap_or(0);
                 if new_sp <= sp && bounds.ranges()[cursor.current].contains(new_sp, 8) {
                     return fail(frames, frame, UnreliableReason::WrongDirection { sp: new_sp, prev_sp: sp });
                 }
                 frames.push(frame);
-                regs = next;
                 exact = signal;
                 kind = if signal { FrameKind::Regs } else { FrameKind::Call };
             }
@@ -144,7 +164,7 @@ fn step<M: Memory>(
     cache: &mut CfiCache,
     cursor: &mut StackCursor,
     bounds: &StackBounds,
-    regs: &Regs,
+    regs: &mut Regs,
     lookup: u64,
 ) -> Result<Next, UnreliableReason> {
     let pc = regs.get(Reg::Rip).unwrap_or(0);
@@ -158,28 +178,29 @@ fn step<M: Memory>(
             let base = if r.cfa_from_bp { Reg::Rbp } else { Reg::Rsp };
             let cfa = regs.get(base).ok_or(missing(base))?.wrapping_add(r.cfa_offset as i64 as u64);
             let ra = read(mem, cursor, bounds, cfa.wrapping_add(r.ra_offset as i64 as u64))?;
-            let mut next = Regs::new();
-            next.set(Reg::Rip, ra);
-            next.set(Reg::Rsp, cfa);
-            match r.bp {
-                BpRule::Same => {
-                    if let Some(bp) = regs.get(Reg::Rbp) {
-                        next.set(Reg::Rbp, bp);
-                    }
+            let bp = match r.bp {
+                BpRule::Same => None,
+                BpRule::AtCfa(o) => Some(read(mem, cursor, bounds, cfa.wrapping_add(o as i64 as u64))?),
+            };
+            // The caller's registers, in place (no 160-byte copy per frame):
+            // rip, rsp, rbp (unchanged or restored), rbx and r12-r15 when no
+            // rule touches them, and cs; the others are unknown.
+            for reg in Reg::ALL {
+                let keep = match reg {
+                    Reg::Rbp => true,
+                    Reg::Rbx | Reg::R12 | Reg::R13 | Reg::R14 | Reg::R15 => r.others_unchanged,
+                    _ => false,
+                };
+                if !keep {
+                    regs.forget(reg);
                 }
-                BpRule::AtCfa(o) => next.set(Reg::Rbp, read(mem, cursor, bounds, cfa.wrapping_add(o as i64 as u64))?),
             }
-            if r.others_unchanged {
-                for reg in [Reg::Rbx, Reg::R12, Reg::R13, Reg::R14, Reg::R15] {
-                    if let Some(v) = regs.get(reg) {
-                        next.set(reg, v);
-                    }
-                }
+            regs.set(Reg::Rip, ra);
+            regs.set(Reg::Rsp, cfa);
+            if let Some(bp) = bp {
+                regs.set(Reg::Rbp, bp);
             }
-            if let Some(cs) = regs.cs() {
-                next.set_cs(cs);
-            }
-            Ok(Next::Caller { regs: next, signal: row.signal })
+            Ok(Next::Caller { signal: row.signal })
         }
         Rule::Complex { source, fde_offset } => {
             use crate::cfi::eval::ComplexError;
@@ -198,7 +219,55 @@ fn step<M: Memory>(
             if !cursor.access(bounds, s.cfa.wrapping_sub(8), 8) {
                 return Err(UnreliableReason::OutsideStack { addr: s.cfa });
             }
-            Ok(Next::Caller { regs: s.regs, signal: row.signal })
+            *regs = s.regs;
+            Ok(Next::Caller { signal: row.signal })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(start: u64, end: u64) -> UserModule {
+        UserModule {
+            name: format!("m{start:x}"),
+            path: String::new(),
+            start,
+            end,
+            bias: 0,
+            cfi: None,
+            symbols: SymbolTable::new("m"),
+        }
+    }
+
+    /// `find_near` finds what `find` finds, whatever the hint.
+    #[test]
+    fn find_near_is_find() {
+        // Gaps, adjacent modules, one inside another's range, equal starts.
+        let mods = UserModules::new(vec![
+            module(0x5000, 0x6000),
+            module(0x1000, 0x2000),
+            module(0x2000, 0x3000),
+            module(0x7000, 0x9000),
+            module(0x7800, 0x8000),
+            module(0x9000, 0x9100),
+            module(0x9000, 0x9800),
+        ]);
+        let mut pcs = vec![0, 0xfff, u64::MAX];
+        for m in mods.modules() {
+            pcs.extend([m.start - 1, m.start, m.start + 1, m.end - 1, m.end, m.end + 1]);
+        }
+        for &pc in &pcs {
+            for hint in 0..mods.modules().len() + 2 {
+                let mut near = hint;
+                let found = mods.find_near(&mut near, pc);
+                assert_eq!(found.map(|m| m as *const _), mods.find(pc).map(|m| m as *const _), "pc {pc:#x} hint {hint}");
+                if let Some(m) = found {
+                    assert!(std::ptr::eq(&mods.modules()[near], m));
+                }
+            }
+        }
+        assert!(UserModules::default().find_near(&mut 3, 0x1000).is_none());
     }
 }
