@@ -386,22 +386,7 @@ fn add_user_module(
         t.rebase(bias);
         replace_symbols(&mut u.symbols, t);
     }
-    // UserModules cannot grow in place: rebuild it (module tables are
-    // cloned; adding is done once per mapping, never per thread).
-    let mut all: Vec<UserModule> = modules
-        .modules()
-        .iter()
-        .map(|m| UserModule {
-            name: m.name.clone(),
-            path: m.path.clone(),
-            start: m.start,
-            end: m.end,
-            bias: m.bias,
-            cfi: m.cfi.clone(),
-            symbols: m.symbols.clone(),
-        })
-        .collect();
-    all.push(UserModule {
+    modules.push(UserModule {
         name: name.to_owned(),
         path: name.to_owned(),
         start,
@@ -411,7 +396,6 @@ fn add_user_module(
         // The walk does not use them; they live in the unwinder's symbolizer.
         symbols: SymbolTable::new(name),
     });
-    *modules = UserModules::new(all);
     Ok(())
 }
 

@@ -39,6 +39,12 @@ impl UserModules {
         UserModules { modules }
     }
 
+    /// Adds one module, keeping the address order.
+    pub fn push(&mut self, module: UserModule) {
+        let at = self.modules.partition_point(|m| m.start <= module.start);
+        self.modules.insert(at, module);
+    }
+
     pub fn modules(&self) -> &[UserModule] {
         &self.modules
     }
