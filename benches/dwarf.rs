@@ -27,6 +27,7 @@
 mod support;
 
 use std::cell::RefCell;
+use std::sync::Arc;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -68,7 +69,8 @@ struct ModuleBytes {
     start: u64,
     end: u64,
     bias: u64,
-    data: Vec<u8>,
+    /// Shared with lpstack's tables (they borrow, as from a mapped file).
+    data: Arc<Vec<u8>>,
 }
 
 struct Capture {
@@ -112,7 +114,7 @@ fn capture() -> Capture {
             start: f.start,
             end: f.end,
             bias: f.bias,
-            data: f.data.as_deref().map(|d| d.to_vec()).expect("module bytes"),
+            data: Arc::new(f.data.as_deref().map(|d| d.to_vec()).expect("module bytes")),
         })
         .collect();
     let problems = attached.detach();
@@ -158,7 +160,7 @@ fn build_lpstack(mods: &[ModuleBytes]) -> UserModules {
                 start: m.start,
                 end: m.end,
                 bias: m.bias,
-                cfi: CfiTable::from_elf(&m.data).ok().filter(|t| !t.is_empty()),
+                cfi: CfiTable::from_shared(m.data.clone(), None).ok().filter(|t| !t.is_empty()),
                 symbols: SymbolTable::new(&m.name),
             })
             .collect(),
@@ -182,12 +184,13 @@ fn run_lpstack(modules: &UserModules, cache: &mut CfiCache, t: &ThreadStack, fra
 // ---------------------------------------------------------------------------
 // framehop
 
-fn build_framehop(mods: &[ModuleBytes]) -> UnwinderX86_64<Vec<u8>> {
+fn build_framehop(mods: &[ModuleBytes]) -> UnwinderX86_64<&[u8]> {
     let mut u = UnwinderX86_64::new();
     for m in mods {
-        let Ok(file) = object::File::parse(&*m.data) else { continue };
+        let Ok(file) = object::File::parse(m.data.as_slice()) else { continue };
         let range = |name: &str| file.section_by_name(name).map(|s| s.address()..s.address() + s.size());
-        let data = |name: &str| section(&file, name).map(|(d, _)| d.to_vec());
+        // Borrowed, not copied: as lpstack's tables.
+        let data = |name: &str| section(&file, name).map(|(d, _)| d);
         // framehop reads .text only for Mach-O prologue analysis: its range
         // is given, its bytes are not copied.
         let info = ExplicitModuleSectionInfo {
@@ -207,7 +210,7 @@ fn build_framehop(mods: &[ModuleBytes]) -> UnwinderX86_64<Vec<u8>> {
 
 const MAX_FRAMES: usize = 100;
 
-fn walk_framehop(u: &UnwinderX86_64<Vec<u8>>, cache: &mut CacheX86_64, t: &ThreadStack, pcs: &mut Vec<u64>) {
+fn walk_framehop(u: &UnwinderX86_64<&[u8]>, cache: &mut CacheX86_64, t: &ThreadStack, pcs: &mut Vec<u64>) {
     pcs.clear();
     let mut read = reader(t);
     let r = |reg| t.regs.get(reg).unwrap_or(0);
@@ -243,7 +246,7 @@ struct GimliUnwinder<'d> {
 fn build_gimli(mods: &[ModuleBytes]) -> GimliUnwinder<'_> {
     let mut modules = Vec::new();
     for m in mods {
-        let Ok(file) = object::File::parse(&*m.data) else { continue };
+        let Ok(file) = object::File::parse(m.data.as_slice()) else { continue };
         let Some((eh, eh_addr)) = section(&file, ".eh_frame") else { continue };
         let addr = |name| section(&file, name).map_or(0, |(_, a)| a);
         let mut bases = BaseAddresses::default().set_eh_frame(eh_addr).set_text(addr(".text")).set_got(addr(".got"));
@@ -676,7 +679,8 @@ fn main() {
         g.finish();
     }
 
-    // lpstack's table build per module.
+    // lpstack per module: setting a table up (what a walk needs), and
+    // compiling every row at once (what the table holds, for reference).
     let mut builds = Vec::new();
     {
         let mut g = c.benchmark_group("dwarf-table-build");
@@ -689,9 +693,15 @@ fn main() {
                 continue;
             }
             g.throughput(Throughput::Bytes(eh as u64));
-            let rows = CfiTable::from_elf(&m.data).map_or(0, |t| t.rows().len());
-            let ns = timed(&mut g, &m.name, samples, |n| batch_keep(n, || black_box(CfiTable::from_elf(black_box(&m.data)))));
-            builds.push((m.name.clone(), eh, rows, ns));
+            let rows = CfiTable::from_elf(&m.data).and_then(|t| t.compile_rows()).map_or(0, |r| r.len());
+            let setup = timed(&mut g, &format!("{}-setup", m.name), samples, |n| {
+                batch_keep(n, || black_box(CfiTable::from_shared(black_box(m.data.clone()), None)))
+            });
+            let table = CfiTable::from_shared(m.data.clone(), None).expect("table");
+            let compile = timed(&mut g, &format!("{}-compile-all", m.name), samples, |n| {
+                batch_keep(n, || black_box(black_box(&table).compile_rows()))
+            });
+            builds.push((m.name.clone(), eh, rows, setup, compile));
         }
         g.finish();
     }
@@ -729,24 +739,27 @@ fn main() {
         ratio(per(cold[0], totals[0]), per(cold[1], totals[1])),
         ratio(per(cold[0], totals[0]), per(cold[2], totals[2])),
     );
-    println!("lpstack table build (CfiTable::from_elf):");
-    let (mut all_ns, mut all_eh) = (0.0, 0usize);
-    for (name, eh, rows, ns) in &builds {
-        let ms_per_mb = ns.map(|ns| ns / 1e6 / (*eh as f64 / (1024.0 * 1024.0)));
-        if let Some(ns) = ns {
-            all_ns += ns;
+    println!("lpstack per module: setup (CfiTable::from_shared) and, for reference, every row compiled (compile_rows):");
+    let (mut all_setup, mut all_compile, mut all_eh) = (0.0, 0.0, 0usize);
+    for (name, eh, rows, setup, compile) in &builds {
+        let mb = *eh as f64 / (1024.0 * 1024.0);
+        if let (Some(s), Some(c)) = (setup, compile) {
+            all_setup += s;
+            all_compile += c;
             all_eh += eh;
         }
         println!(
-            "  {:<24} {:>8} B .eh_frame {:>7} rows {:>10} us {:>8} ms/MB",
+            "  {:<24} {:>8} B .eh_frame {:>7} rows  setup {:>8} us  compile-all {:>10} us {:>8} ms/MB",
             name,
             eh,
             rows,
-            fmt_ns(ns.map(|v| v / 1000.0)),
-            ms_per_mb.map_or("-".into(), |v| format!("{v:.2}"))
+            fmt_ns(setup.map(|v| v / 1000.0)),
+            fmt_ns(compile.map(|v| v / 1000.0)),
+            compile.map_or("-".into(), |v| format!("{:.2}", v / 1e6 / mb))
         );
     }
     if all_eh > 0 {
-        println!("  {:<24} {:>8} B .eh_frame {:>7}      {:>10} us {:>8.2} ms/MB", "all", all_eh, "", format!("{:.1}", all_ns / 1000.0), all_ns / 1e6 / (all_eh as f64 / (1024.0 * 1024.0)));
+        let mb = all_eh as f64 / (1024.0 * 1024.0);
+        println!("  {:<24} {:>8} B .eh_frame          setup {:>8.1} us  compile-all {:>10.1} us {:>8.2} ms/MB", "all", all_eh, all_setup / 1000.0, all_compile / 1000.0, all_compile / 1e6 / mb);
     }
 }

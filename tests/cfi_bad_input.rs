@@ -84,7 +84,8 @@ fn stack_pointer_into_unmapped_memory() {
     // libc's own CFI; a pc in a function with a simple rule.
     let data = std::fs::read("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
     let cfi = CfiTable::from_elf(&data).unwrap();
-    let row = cfi.rows().iter().find(|r| matches!(r.rule, Rule::Simple(_))).unwrap();
+    let rows = cfi.compile_rows().unwrap();
+    let row = rows.iter().find(|r| matches!(r.rule, Rule::Simple(_))).unwrap();
     let bias = 0x7f00_0000_0000;
     let module = UserModule {
         name: "libc.so.6".into(),

@@ -86,3 +86,41 @@ fn compiled_rows_match_readelf_on_system_libraries() {
     }
     assert!(total > 1000, "libc must have been checked");
 }
+
+/// The lazy lookup (lpstack's own CFA-program interpreter, gimli only for
+/// what it leaves) gives, at every row of real binaries, the rule gimli
+/// compiles for that row; between FDEs it finds nothing, as gimli.
+#[test]
+fn lazy_lookup_matches_gimli_on_every_row() {
+    let mut checked = 0usize;
+    for path in [
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/lib64/ld-linux-x86-64.so.2",
+        "/lib/x86_64-linux-gnu/libstdc++.so.6",
+        "/usr/bin/gdb",
+    ] {
+        let Ok(data) = std::fs::read(path) else { continue };
+        let table = CfiTable::from_elf(&data).unwrap();
+        let rows = table.compile_rows().unwrap();
+        assert!(rows.len() > 1000, "{path}: {} rows", rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            let end = rows.get(i + 1).map_or(r.start + 1, |n| n.start);
+            for addr in [r.start, (r.start + end) / 2, end - 1] {
+                if addr < r.start {
+                    continue;
+                }
+                let found = table.find(addr);
+                match r.rule {
+                    Rule::None => assert_eq!(found, None, "{path} {addr:#x}"),
+                    rule => {
+                        let f = found.unwrap_or_else(|| panic!("{path} {addr:#x}: nothing, gimli: {rule:?}"));
+                        assert_eq!((f.rule, f.signal), (rule, r.signal), "{path} {addr:#x}");
+                    }
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100_000, "{checked}");
+    eprintln!("{checked} addresses agree with gimli");
+}

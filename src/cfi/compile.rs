@@ -6,7 +6,9 @@ use gimli::{
 };
 use object::{Object, ObjectSection};
 
-use super::{BpRule, CfiSource, CfiTable, Row, Rule, SectionCopy, SimpleRule};
+use std::sync::Arc;
+
+use super::{entry, BpRule, CfiSource, CfiTable, FdeIndex, Row, Rule, Section, SharedBytes, SimpleRule};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CfiError {
@@ -14,6 +16,8 @@ pub enum CfiError {
     NotElf,
     #[error("{section} at offset {offset:#x}: {error}")]
     Parse { section: &'static str, offset: u64, error: gimli::Error },
+    #[error("{section} at offset {offset:#x}: {error}")]
+    Entry { section: &'static str, offset: u64, error: super::entry::EntryError },
     #[error("{section} is {size} bytes, too large")]
     TooLarge { section: &'static str, size: u64 },
 }
@@ -23,7 +27,7 @@ type R<'a> = gimli::EndianSlice<'a, LittleEndian>;
 /// Callee-saved registers other than rbp (x86-64 SysV).
 const OTHERS: [gimli::Register; 5] = [X86_64::RBX, X86_64::R12, X86_64::R13, X86_64::R14, X86_64::R15];
 
-fn compact<T: gimli::ReaderOffset>(row: &gimli::UnwindTableRow<T>) -> Option<Rule> {
+pub(crate) fn compact<T: gimli::ReaderOffset>(row: &gimli::UnwindTableRow<T>) -> Option<Rule> {
     let ra = match row.register(X86_64::RA) {
         Some(RegisterRule::Undefined) => return Some(Rule::Outermost),
         Some(RegisterRule::Offset(o)) => i32::try_from(o).ok()?,
@@ -46,14 +50,6 @@ fn compact<T: gimli::ReaderOffset>(row: &gimli::UnwindTableRow<T>) -> Option<Rul
         .iter()
         .all(|r| matches!(row.register(*r), None | Some(RegisterRule::SameValue)));
     Some(Rule::Simple(SimpleRule { cfa_from_bp, cfa_offset: i32::try_from(cfa_offset).ok()?, ra_offset: ra, bp, others_unchanged }))
-}
-
-fn section<'d>(file: &object::File<'d>, name: &str) -> Option<(&'d [u8], u64)> {
-    let s = file.section_by_name(name)?;
-    if s.kind() == object::SectionKind::UninitializedData {
-        return None;
-    }
-    Some((s.data().ok()?, s.address()))
 }
 
 /// Appends the rows of every FDE in `sec`.
@@ -98,9 +94,105 @@ fn compile_section<'a, S: UnwindSection<R<'a>>>(
     Ok(())
 }
 
+/// Where a section's bytes come from: copied out of a borrowed file, or
+/// shared with the file's owner.
+enum Holder {
+    Copy,
+    Shared(SharedBytes),
+}
+
+/// The sections CFI needs, found in one pass over the section headers
+/// (without parsing symbol or relocation tables: this is the whole setup
+/// cost of a table).
+#[derive(Default)]
+struct Found {
+    text: u64,
+    got: u64,
+    eh_frame: Option<Header>,
+    eh_frame_hdr: Option<Header>,
+    debug_frame: Option<Header>,
+}
+
+#[derive(Clone, Copy)]
+struct Header {
+    addr: u64,
+    offset: u64,
+    size: u64,
+    compressed: bool,
+}
+
+fn find_sections(data: &[u8]) -> Result<Found, CfiError> {
+    use object::read::elf::{FileHeader, SectionHeader};
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(data).map_err(|_| CfiError::NotElf)?;
+    let endian = header.endian().map_err(|_| CfiError::NotElf)?;
+    let sections = header.sections(endian, data).map_err(|_| CfiError::NotElf)?;
+    let mut found = Found::default();
+    for sh in sections.iter() {
+        let Ok(name) = sections.section_name(endian, sh) else { continue };
+        let h = Header {
+            addr: sh.sh_addr(endian),
+            offset: sh.sh_offset(endian),
+            size: sh.sh_size(endian),
+            compressed: sh.sh_flags(endian).0 & (1 << 11) != 0, // SHF_COMPRESSED
+        };
+        let nobits = sh.sh_type(endian) == object::elf::SHT_NOBITS;
+        match name {
+            b".text" => found.text = h.addr,
+            b".got" => found.got = h.addr,
+            b".eh_frame" if !nobits => found.eh_frame = Some(h),
+            b".eh_frame_hdr" if !nobits => found.eh_frame_hdr = Some(h),
+            b".debug_frame" if !nobits => found.debug_frame = Some(h),
+            _ => {}
+        }
+    }
+    Ok(found)
+}
+
+/// A section's bytes as a [`Section`], shared or copied. Compressed
+/// sections (debug files) are always copied, decompressed.
+fn hold(data: &[u8], h: Option<Header>, name: &str, holder: &Holder) -> Option<Section> {
+    let h = h?;
+    let range = usize::try_from(h.offset).ok()?..usize::try_from(h.offset.checked_add(h.size)?).ok()?;
+    let bytes = data.get(range.clone())?;
+    let section = match holder {
+        _ if h.compressed => {
+            let file = object::File::parse(data).ok()?;
+            let d = file.section_by_name(name)?.uncompressed_data().ok()?.into_owned();
+            let len = d.len();
+            Section { bytes: Arc::new(d), range: 0..len, addr: h.addr }
+        }
+        Holder::Shared(shared) => Section { bytes: shared.clone(), range, addr: h.addr },
+        Holder::Copy => Section { bytes: Arc::new(bytes.to_vec()), range: 0..bytes.len(), addr: h.addr },
+    };
+    Some(section).filter(|s| !s.range.is_empty())
+}
+
+/// `.eh_frame_hdr`'s table when it is the usual sorted array of sdata4
+/// pairs relative to the header (`DW_EH_PE_datarel | DW_EH_PE_sdata4`).
+fn hdr_index(hdr: &Section) -> Option<FdeIndex> {
+    let d = hdr.data();
+    let mut c = entry::Cursor::new(d, 0);
+    let (version, ptr_enc, count_enc, table_enc) = (c.u8().ok()?, c.u8().ok()?, c.u8().ok()?, c.u8().ok()?);
+    if version != 1 || table_enc != 0x3b || count_enc == 0xff {
+        return None;
+    }
+    let bases = entry::PointerBases { section: hdr.addr, text: 0, data: hdr.addr };
+    if ptr_enc != 0xff {
+        c.pointer(ptr_enc, &bases).ok()?;
+    }
+    let count = usize::try_from(c.pointer(count_enc, &bases).ok()?).ok()?;
+    let start = hdr.range.start.checked_add(c.pos())?;
+    // The claimed count must fit in the section.
+    let end = start.checked_add(count.checked_mul(8)?)?;
+    if end > hdr.range.end {
+        return None;
+    }
+    Some(FdeIndex::Hdr { table: Section { bytes: hdr.bytes.clone(), range: start..end, addr: hdr.addr }, count })
+}
+
 impl CfiTable {
-    /// Compiles a file's `.eh_frame`, or its `.debug_frame` when it has no
-    /// `.eh_frame`.
+    /// Reads a file's `.eh_frame`, or its `.debug_frame` when it has no
+    /// `.eh_frame`, copying the sections it needs.
     pub fn from_elf(data: &[u8]) -> Result<CfiTable, CfiError> {
         Self::from_elf_with_debug(data, None)
     }
@@ -108,40 +200,47 @@ impl CfiTable {
     /// As [`CfiTable::from_elf`], taking `.debug_frame` from a separate
     /// debug file when the binary lacks CFI of its own.
     pub fn from_elf_with_debug(data: &[u8], debug: Option<&[u8]>) -> Result<CfiTable, CfiError> {
-        let file = object::File::parse(data).map_err(|_| CfiError::NotElf)?;
-        let mut t = CfiTable::default();
-        if let Some((_, a)) = section(&file, ".text") {
-            t.text_addr = a;
-        }
-        if let Some((_, a)) = section(&file, ".got") {
-            t.got_addr = a;
-        }
-        if let Some((_, a)) = section(&file, ".eh_frame_hdr") {
-            t.eh_frame_hdr_addr = a;
-        }
-        let mut rows = Vec::new();
-        if let Some((d, addr)) = section(&file, ".eh_frame").filter(|(d, _)| !d.is_empty()) {
-            let mut eh = EhFrame::new(d, LittleEndian);
-            eh.set_address_size(8);
-            let bases = t.bases(addr);
-            compile_section(&eh, &bases, CfiSource::EhFrame, ".eh_frame", &mut rows)?;
-            t.eh_frame = Some(SectionCopy { data: d.to_vec(), addr });
-        }
-        if rows.is_empty() {
-            let debug_file = match debug {
-                Some(dd) => Some(object::File::parse(dd).map_err(|_| CfiError::NotElf)?),
-                None => None,
+        Self::build(data, &Holder::Copy, debug.map(|d| (d, &Holder::Copy)))
+    }
+
+    /// As [`CfiTable::from_elf_with_debug`], sharing the files' bytes
+    /// instead of copying sections: setting up is then a few microseconds.
+    pub fn from_shared(data: SharedBytes, debug: Option<SharedBytes>) -> Result<CfiTable, CfiError> {
+        let main = Holder::Shared(data.clone());
+        let debug = debug.map(|d| (d.clone(), Holder::Shared(d)));
+        Self::build(super::bytes_of(&data), &main, debug.as_ref().map(|(d, h)| (super::bytes_of(d), h)))
+    }
+
+    fn build(data: &[u8], holder: &Holder, debug: Option<(&[u8], &Holder)>) -> Result<CfiTable, CfiError> {
+        let found = find_sections(data)?;
+        let mut t = CfiTable {
+            text_addr: found.text,
+            got_addr: found.got,
+            eh_frame_hdr_addr: found.eh_frame_hdr.map_or(0, |h| h.addr),
+            ..Default::default()
+        };
+        if let Some(eh) = hold(data, found.eh_frame, ".eh_frame", holder) {
+            let index = match hold(data, found.eh_frame_hdr, ".eh_frame_hdr", holder).and_then(|h| hdr_index(&h)) {
+                Some(i) => i,
+                None => scan(&eh, CfiSource::EhFrame, &t.pointer_bases(&eh))?,
             };
-            let found = section(&file, ".debug_frame").or_else(|| debug_file.as_ref().and_then(|f| section(f, ".debug_frame")));
-            if let Some((d, _)) = found.filter(|(d, _)| !d.is_empty()) {
-                let mut df = DebugFrame::new(d, LittleEndian);
-                df.set_address_size(8);
-                compile_section(&df, &BaseAddresses::default(), CfiSource::DebugFrame, ".debug_frame", &mut rows)?;
-                t.debug_frame = Some(SectionCopy { data: d.to_vec(), addr: 0 });
+            t.source = Some((CfiSource::EhFrame, eh));
+            t.index = index;
+        }
+        if t.is_empty() {
+            let own = hold(data, found.debug_frame, ".debug_frame", holder);
+            let found = match (own, debug) {
+                (Some(df), _) => Some(df),
+                (None, Some((d, h))) => hold(d, find_sections(d)?.debug_frame, ".debug_frame", h),
+                (None, None) => None,
+            };
+            if let Some(mut df) = found {
+                // .debug_frame is not loaded: its pointers are absolute.
+                df.addr = 0;
+                t.index = scan(&df, CfiSource::DebugFrame, &entry::PointerBases::default())?;
+                t.source = Some((CfiSource::DebugFrame, df));
             }
         }
-        t.rows = normalize(rows);
-        t.build_index();
         Ok(t)
     }
 
@@ -152,6 +251,92 @@ impl CfiTable {
             .set_text(self.text_addr)
             .set_got(self.got_addr)
     }
+
+    /// The row at `addr` of the FDE at `offset`, by gimli: for what the
+    /// interpreter does not handle. None when gimli cannot either.
+    pub(crate) fn find_with_gimli(&self, offset: usize, addr: u64) -> Option<Row> {
+        let (source, section) = self.fde_section()?;
+        let mut ctx: UnwindContext<usize> = UnwindContext::new();
+        let complex = Rule::Complex { source, fde_offset: u32::try_from(offset).ok()? };
+        let d = section.data();
+        let (rule, signal) = match source {
+            CfiSource::EhFrame => {
+                let mut sec = EhFrame::new(d, LittleEndian);
+                sec.set_address_size(8);
+                let bases = self.bases(section.addr);
+                let fde = sec.fde_from_offset(&bases, gimli::EhFrameOffset(offset), EhFrame::cie_from_offset).ok()?;
+                let row = fde.unwind_info_for_address(&sec, &bases, &mut ctx, addr).ok()?;
+                (compact(row).unwrap_or(complex), fde.cie().is_signal_trampoline())
+            }
+            CfiSource::DebugFrame => {
+                let mut sec = DebugFrame::new(d, LittleEndian);
+                sec.set_address_size(8);
+                let bases = BaseAddresses::default();
+                let fde = sec.fde_from_offset(&bases, gimli::DebugFrameOffset(offset), DebugFrame::cie_from_offset).ok()?;
+                let row = fde.unwind_info_for_address(&sec, &bases, &mut ctx, addr).ok()?;
+                (compact(row).unwrap_or(complex), fde.cie().is_signal_trampoline())
+            }
+        };
+        Some(Row { start: addr, rule, signal })
+    }
+
+    /// Every row of every FDE, compiled by gimli and sorted (rows with
+    /// [`Rule::None`] close each FDE): the whole table at once, for checks
+    /// and diagnostics. Lookups do not need it.
+    pub fn compile_rows(&self) -> Result<Vec<Row>, CfiError> {
+        let Some((source, section)) = self.fde_section() else { return Ok(Vec::new()) };
+        let mut rows = Vec::new();
+        let d = section.data();
+        match source {
+            CfiSource::EhFrame => {
+                let mut eh = EhFrame::new(d, LittleEndian);
+                eh.set_address_size(8);
+                compile_section(&eh, &self.bases(section.addr), source, ".eh_frame", &mut rows)?;
+            }
+            CfiSource::DebugFrame => {
+                let mut df = DebugFrame::new(d, LittleEndian);
+                df.set_address_size(8);
+                compile_section(&df, &BaseAddresses::default(), source, ".debug_frame", &mut rows)?;
+            }
+        }
+        Ok(normalize(rows))
+    }
+}
+
+/// Every FDE's (pc_begin, offset), sorted by pc_begin. An FDE this reader
+/// leaves to gimli is skipped: its addresses have no CFI, so unreliable.
+fn scan(section: &Section, source: CfiSource, bases: &entry::PointerBases) -> Result<FdeIndex, CfiError> {
+    let name = match source {
+        CfiSource::EhFrame => ".eh_frame",
+        CfiSource::DebugFrame => ".debug_frame",
+    };
+    let flavor = match source {
+        CfiSource::EhFrame => entry::Flavor::EhFrame,
+        CfiSource::DebugFrame => entry::Flavor::DebugFrame,
+    };
+    let d = section.data();
+    let mut out: Vec<(u64, u32)> = Vec::new();
+    let mut offset = 0usize;
+    while offset < d.len() {
+        let at = u32::try_from(offset).map_err(|_| CfiError::TooLarge { section: name, size: d.len() as u64 })?;
+        match entry::parse_entry(d, offset, flavor, bases) {
+            Ok(entry::Entry::End) => break,
+            Ok(entry::Entry::Cie { next }) => offset = next,
+            Ok(entry::Entry::Fde(f)) => {
+                if f.pc_end > f.pc_begin {
+                    out.push((f.pc_begin, at));
+                }
+                offset = f.next;
+            }
+            Err(entry::EntryError::Unsupported) => match entry::next_entry(d, offset) {
+                Some(next) => offset = next,
+                None => break,
+            },
+            Err(e) => return Err(CfiError::Entry { section: name, offset: offset as u64, error: e }),
+        }
+    }
+    out.sort_unstable();
+    Ok(FdeIndex::Scanned(out.into()))
 }
 
 /// Sorts rows, lets a real rule win over an FDE-end marker at the same
@@ -222,25 +407,14 @@ mod tests {
     #[test]
     fn normalize_rules() {
         let s = Rule::Simple(SimpleRule { cfa_from_bp: false, cfa_offset: 8, ra_offset: -8, bp: BpRule::Same, others_unchanged: true });
-        let t = CfiTable {
-            rows: normalize(vec![
-                row(0x1010, Rule::None),
-                row(0x1000, s),
-                row(0x1004, s),            // merged into 0x1000
-                row(0x1010, Rule::Outermost), // beats the end marker at 0x1010
-                row(0x1020, Rule::None),
-            ]),
-            ..Default::default()
-        };
-        assert_eq!(t.rows().len(), 3);
-        let mut indexed = t.clone();
-        indexed.build_index();
-        for t in [&t, &indexed] {
-            assert_eq!(t.find(0xfff), None);
-            assert_eq!(t.find(0x1008).unwrap().rule, s);
-            assert_eq!(t.find(0x1010).unwrap().rule, Rule::Outermost);
-            assert_eq!(t.find(0x1020), None);
-        }
+        let rows = normalize(vec![
+            row(0x1010, Rule::None),
+            row(0x1000, s),
+            row(0x1004, s),               // merged into 0x1000
+            row(0x1010, Rule::Outermost), // beats the end marker at 0x1010
+            row(0x1020, Rule::None),
+        ]);
+        assert_eq!(rows, vec![row(0x1000, s), row(0x1010, Rule::Outermost), row(0x1020, Rule::None)]);
     }
 
     /// Sorting by runs gives the stable sort's order, ties (overlapping
@@ -272,41 +446,6 @@ mod tests {
             expected.sort_by_key(row_key);
             sort_rows(&mut rows);
             assert_eq!(rows, expected, "set {k}");
-        }
-    }
-
-    /// The lookup index gives what a search of the whole table gives, on
-    /// dense rows, rows with large gaps (wider blocks) and around every
-    /// row start.
-    #[test]
-    fn index_matches_full_search() {
-        let rule = |i: u64| {
-            Rule::Simple(SimpleRule {
-                cfa_from_bp: false,
-                cfa_offset: 8 + 8 * (i % 5) as i32,
-                ra_offset: -8,
-                bp: BpRule::Same,
-                others_unchanged: true,
-            })
-        };
-        let dense: Vec<Row> = (0..3000u64).map(|i| row(0x40_0000 + i * 37 + (i % 7) * 3, rule(i))).collect();
-        let mut sparse: Vec<Row> = (0..200u64).map(|i| row(0x1000 + i * i * i * 4096, rule(i))).collect();
-        sparse.push(row(u64::MAX - 16, Rule::None));
-        let mut with_ends = dense.clone();
-        with_ends.extend((0..3000u64).step_by(10).map(|i| row(0x40_0000 + i * 37 + 20, Rule::None)));
-        for rows in [dense, sparse, with_ends, vec![row(0x500, rule(1))]] {
-            let plain = CfiTable { rows: normalize(rows), ..Default::default() };
-            let mut indexed = plain.clone();
-            indexed.build_index();
-            assert!(!indexed.index.is_empty());
-            assert!(indexed.index.len() <= 2 * plain.rows.len().max(16) + 1, "{}", indexed.index.len());
-            let mut probes = vec![0, 1, u64::MAX, u64::MAX - 17, u64::MAX - 16, u64::MAX - 15];
-            for r in plain.rows() {
-                probes.extend([r.start.wrapping_sub(1), r.start, r.start + 1, r.start.wrapping_add(255), r.start.wrapping_add(4096)]);
-            }
-            for a in probes {
-                assert_eq!(indexed.find(a), plain.find(a), "{a:#x}");
-            }
         }
     }
 }

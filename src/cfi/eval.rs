@@ -5,24 +5,12 @@
 
 use gimli::{
     CfaRule, DebugFrame, DebugFrameOffset, EhFrame, EhFrameOffset, EndianSlice, Evaluation, EvaluationResult,
-    LittleEndian, RegisterRule, UnwindContext, UnwindSection, UnwindTableRow, Value,
+    LittleEndian, RegisterRule, UnwindSection, UnwindTableRow, Value,
 };
 
-use super::{CfiSource, CfiTable};
+use super::{CfiCache, CfiSource, CfiTable};
 use crate::arch::x86_64::{Reg, Regs};
 use crate::memory::Memory;
-
-/// gimli's unwind context, kept between frames and walks.
-#[derive(Default)]
-pub struct CfiCache {
-    ctx: UnwindContext<usize>,
-}
-
-impl CfiCache {
-    pub fn new() -> Self {
-        CfiCache { ctx: UnwindContext::new() }
-    }
-}
 
 /// Why a complex row could not be evaluated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,7 +97,7 @@ fn eval_gimli<M: Memory>(
         r = match r {
             EvaluationResult::Complete => {
                 let pieces = e.as_result();
-                return match pieces.first().map(|p| p.location.clone()) {
+                return match pieces.first().map(|p| p.location) {
                     Some(gimli::Location::Address { address }) => Ok(address),
                     Some(gimli::Location::Value { value }) => value.to_u64(!0).map_err(|_| ComplexError::Expression),
                     _ => Err(ComplexError::Expression),
@@ -199,27 +187,29 @@ pub fn evaluate_complex<M: Memory>(
     regs: &Regs,
     mem: &mut M,
 ) -> Result<ComplexStep, ComplexError> {
+    let (held, s) = table.fde_section().ok_or(ComplexError::Parse)?;
+    if held != source {
+        return Err(ComplexError::Parse);
+    }
     match source {
         CfiSource::EhFrame => {
-            let s = table.eh_frame.as_ref().ok_or(ComplexError::Parse)?;
-            let mut sec = EhFrame::new(&s.data, LittleEndian);
+            let mut sec = EhFrame::new(s.data(), LittleEndian);
             sec.set_address_size(8);
             let bases = table.bases(s.addr);
             let fde = sec
                 .fde_from_offset(&bases, EhFrameOffset(fde_offset as usize), EhFrame::cie_from_offset)
                 .map_err(|_| ComplexError::Parse)?;
-            let row = fde.unwind_info_for_address(&sec, &bases, &mut cache.ctx, addr).map_err(|_| ComplexError::Parse)?;
+            let row = fde.unwind_info_for_address(&sec, &bases, cache.unwind_context(), addr).map_err(|_| ComplexError::Parse)?;
             apply(&sec, row, regs, mem)
         }
         CfiSource::DebugFrame => {
-            let s = table.debug_frame.as_ref().ok_or(ComplexError::Parse)?;
-            let mut sec = DebugFrame::new(&s.data, LittleEndian);
+            let mut sec = DebugFrame::new(s.data(), LittleEndian);
             sec.set_address_size(8);
             let bases = gimli::BaseAddresses::default();
             let fde = sec
                 .fde_from_offset(&bases, DebugFrameOffset(fde_offset as usize), DebugFrame::cie_from_offset)
                 .map_err(|_| ComplexError::Parse)?;
-            let row = fde.unwind_info_for_address(&sec, &bases, &mut cache.ctx, addr).map_err(|_| ComplexError::Parse)?;
+            let row = fde.unwind_info_for_address(&sec, &bases, cache.unwind_context(), addr).map_err(|_| ComplexError::Parse)?;
             apply(&sec, row, regs, mem)
         }
     }

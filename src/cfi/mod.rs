@@ -1,15 +1,27 @@
-//! DWARF CFI (`.eh_frame`, `.debug_frame`) compiled once per ELF file into a
-//! sorted table of compact rules, so that finding a frame's rule is a binary
-//! search, as with ORC. The common case (CFA = rsp or rbp + offset, return
-//! address and rbp saved at CFA offsets) is a few bytes; anything else (CFA
-//! expressions in PLTs and signal trampolines, registers saved elsewhere)
-//! points back at its FDE and is evaluated by gimli when reached.
+//! DWARF CFI (`.eh_frame`, `.debug_frame`) read lazily: building a table
+//! only finds the sections and the FDE index (`.eh_frame_hdr`'s sorted
+//! table, used in place), so that loading a module costs microseconds.
+//! A lookup finds the FDE by binary search and runs its CFA program up to
+//! the address (`program.rs`), giving a compact rule: CFA = rsp or rbp +
+//! offset, return address and rbp saved at CFA offsets. Anything else
+//! (CFA expressions in PLTs and signal trampolines, registers saved
+//! elsewhere) points back at its FDE and is evaluated by gimli when
+//! reached. The walker keeps the rules it found in a cache it owns
+//! ([`CfiCache`]), so a warm lookup is one hashed slot.
 
+mod cache;
 mod compile;
+mod entry;
 pub mod eval;
+mod program;
+
+use std::ops::Range;
+use std::sync::Arc;
 
 pub use compile::CfiError;
-pub use eval::{evaluate_complex, CfiCache};
+pub use entry::EntryError;
+pub use cache::CfiCache;
+pub use eval::evaluate_complex;
 
 /// How rbp is recovered in a simple row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,96 +71,124 @@ pub struct Row {
     pub signal: bool,
 }
 
-/// A section kept for evaluating complex rows.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct SectionCopy {
-    pub data: Vec<u8>,
+/// Bytes shared between the file's owner and its tables (a mapped file, a
+/// `Vec`...): tables borrow them instead of copying sections.
+pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// A section inside shared bytes.
+#[derive(Clone)]
+pub(crate) struct Section {
+    bytes: SharedBytes,
+    range: Range<usize>,
+    /// Its address in the file.
     pub addr: u64,
 }
 
-/// The compiled CFI of one ELF file, in its own (unrelocated) addresses.
+pub(crate) fn bytes_of(b: &SharedBytes) -> &[u8] {
+    (**b).as_ref()
+}
+
+impl Section {
+    pub fn data(&self) -> &[u8] {
+        bytes_of(&self.bytes).get(self.range.clone()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Section {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Section {{ addr: {:#x}, len: {:#x} }}", self.addr, self.range.len())
+    }
+}
+
+/// How an address finds its FDE.
+#[derive(Clone, Debug, Default)]
+enum FdeIndex {
+    #[default]
+    Empty,
+    /// `.eh_frame_hdr`'s table, in place: `count` pairs of sdata4 (initial
+    /// location, FDE address), relative to the header's address, sorted.
+    Hdr { table: Section, count: usize },
+    /// Every FDE's (pc_begin, offset), sorted: read from the section when
+    /// there is no usable header (`.debug_frame`, unusual encodings).
+    Scanned(Arc<[(u64, u32)]>),
+}
+
+/// The CFI of one ELF file, in its own (unrelocated) addresses. Cloning is
+/// cheap: the section bytes are shared.
 #[derive(Clone, Debug, Default)]
 pub struct CfiTable {
-    rows: Vec<Row>,
-    /// Lookup index, as the kernel's `orc_lookup`: `index[b]` is the number
-    /// of rows starting at or before `index_base + (b << index_shift)`, so
-    /// the row for an address in block `b` lies between `index[b]` and
-    /// `index[b + 1]` and `find` searches a few rows, not the whole table.
-    /// Empty: search the whole table.
-    index: Vec<u32>,
-    index_base: u64,
-    index_shift: u32,
-    pub(crate) eh_frame: Option<SectionCopy>,
-    pub(crate) debug_frame: Option<SectionCopy>,
+    source: Option<(CfiSource, Section)>,
+    index: FdeIndex,
     pub(crate) text_addr: u64,
     pub(crate) got_addr: u64,
     pub(crate) eh_frame_hdr_addr: u64,
 }
 
 impl CfiTable {
+    /// True when no FDE covers any address.
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        match &self.index {
+            FdeIndex::Empty => true,
+            FdeIndex::Hdr { count, .. } => *count == 0,
+            FdeIndex::Scanned(v) => v.is_empty(),
+        }
     }
 
-    pub fn rows(&self) -> &[Row] {
-        &self.rows
+    /// The section holding the FDEs, and which it is.
+    pub(crate) fn fde_section(&self) -> Option<(CfiSource, &Section)> {
+        self.source.as_ref().map(|(s, sec)| (*s, sec))
     }
 
-    /// The row covering `addr`, if any CFI does.
-    #[inline(always)]
-    pub fn find(&self, addr: u64) -> Option<Row> {
-        let i = if self.index.is_empty() {
-            self.rows.partition_point(|r| r.start <= addr)
-        } else {
-            // Before the first row: no CFI.
-            let block = addr.checked_sub(self.index_base)? >> self.index_shift;
-            match usize::try_from(block).ok().filter(|&b| b + 1 < self.index.len()) {
-                Some(b) => {
-                    let (lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
-                    lo + self.rows.get(lo..hi)?.partition_point(|r| r.start <= addr)
-                }
-                // Past the last block: every row starts before addr.
-                None => self.rows.len(),
+    fn pointer_bases(&self, section: &Section) -> entry::PointerBases {
+        entry::PointerBases { section: section.addr, text: self.text_addr, data: self.got_addr }
+    }
+
+    /// The offset of the FDE that may cover `addr`: the last one starting
+    /// at or before it.
+    fn fde_offset_for(&self, addr: u64, section: &Section) -> Option<usize> {
+        match &self.index {
+            FdeIndex::Empty => None,
+            FdeIndex::Scanned(v) => {
+                let i = v.partition_point(|e| e.0 <= addr);
+                Some(v.get(i.checked_sub(1)?)?.1 as usize)
             }
-        };
-        let row = *self.rows.get(i.checked_sub(1)?)?;
-        (row.rule != Rule::None).then_some(row)
+            FdeIndex::Hdr { table, count } => {
+                let t = table.data();
+                let word = |at: usize| -> Option<u64> {
+                    let b: [u8; 4] = t.get(at..at + 4)?.try_into().ok()?;
+                    Some(self.eh_frame_hdr_addr.wrapping_add(i32::from_le_bytes(b) as i64 as u64))
+                };
+                let (mut lo, mut hi) = (0usize, *count);
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if word(mid * 8)? <= addr {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                let fde = word(lo.checked_sub(1)? * 8 + 4)?;
+                usize::try_from(fde.checked_sub(section.addr)?).ok()
+            }
+        }
     }
 
-    /// Smallest block size, as a shift (32 bytes: a row or two).
-    const MIN_INDEX_SHIFT: u32 = 5;
-
-    /// Builds the lookup index over `rows` (sorted by start). Blocks grow
-    /// until there are at most two per row, so a table with large gaps
-    /// between its rows keeps a small index.
-    pub(crate) fn build_index(&mut self) {
-        self.index = Vec::new();
-        let (Some(first), Some(last)) = (self.rows.first(), self.rows.last()) else { return };
-        if u32::try_from(self.rows.len()).is_err() {
-            return;
+    /// The row covering `addr` (a file address), if any CFI does.
+    pub fn find(&self, addr: u64) -> Option<Row> {
+        let (source, section) = self.fde_section()?;
+        let offset = self.fde_offset_for(addr, section)?;
+        let complex = Rule::Complex { source, fde_offset: u32::try_from(offset).ok()? };
+        let flavor = match source {
+            CfiSource::EhFrame => entry::Flavor::EhFrame,
+            CfiSource::DebugFrame => entry::Flavor::DebugFrame,
+        };
+        let found = entry::parse_fde(section.data(), offset, flavor, &self.pointer_bases(section)).and_then(|fde| {
+            Ok(program::rule_at(&fde, addr, complex)?.map(|(start, rule)| Row { start, rule, signal: fde.cie.signal }))
+        });
+        match found {
+            Ok(row) => row,
+            // What the interpreter leaves (or refuses), gimli decides.
+            Err(_) => self.find_with_gimli(offset, addr),
         }
-        let span = last.start - first.start;
-        let most = (self.rows.len() as u64).max(16) * 2;
-        let mut shift = Self::MIN_INDEX_SHIFT;
-        while shift < 63 && (span >> shift) + 1 > most {
-            shift += 1;
-        }
-        let blocks = (span >> shift) + 1;
-        // Row i counts from the first block whose start is at or past its
-        // own: block ceil(offset / block size). Those are nondecreasing, so
-        // each run of blocks between two rows is filled at once.
-        let mut index = vec![0u32; blocks as usize + 1];
-        let mask = (1u64 << shift) - 1;
-        let mut b = 0usize;
-        for (i, r) in self.rows.iter().enumerate() {
-            let off = r.start - first.start;
-            let from = ((off >> shift) + u64::from(off & mask != 0)) as usize;
-            index[b..from].fill(i as u32);
-            b = from;
-        }
-        index[b..].fill(self.rows.len() as u32);
-        self.index = index;
-        self.index_base = first.start;
-        self.index_shift = shift;
     }
 }

@@ -209,7 +209,7 @@ impl Inspection {
             if !set.funcs().iter().any(|p| p.object == f.name) {
                 continue;
             }
-            let dwarf = f.debug.as_deref().or(f.data.as_deref().map(|b| &**b));
+            let dwarf = f.debug.as_deref().or(f.data.as_deref()).map(|b| &**b);
             match dwarf.map(|d| r.add(&f.name, f.start, f.end, f.bias, d)) {
                 Some(Ok(())) => {}
                 Some(Err(e)) => notes.push(format!("{}: inlined copies of patched functions not checked: {e}", f.name)),

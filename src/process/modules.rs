@@ -40,6 +40,12 @@ pub enum Bytes {
     Owned(Vec<u8>),
 }
 
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
 impl std::ops::Deref for Bytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
@@ -113,7 +119,7 @@ pub struct ModuleFile {
     pub bias: u64,
     /// None when the file could not be read or is not the one mapped.
     pub data: Option<Arc<Bytes>>,
-    pub debug: Option<Bytes>,
+    pub debug: Option<Arc<Bytes>>,
     pub debug_path: Option<PathBuf>,
 }
 
@@ -124,7 +130,7 @@ impl ModuleFile {
         let has_symtab = |d: &[u8]| object::File::parse(d).is_ok_and(|f| f.symbol_table().is_some());
         let source = match (&self.data, &self.debug) {
             (Some(d), _) if has_symtab(d) => Some(&***d),
-            (_, Some(g)) if has_symtab(g) => Some(&**g),
+            (_, Some(g)) if has_symtab(g) => Some(&***g),
             (Some(d), _) => Some(&***d),
             (None, _) => None,
         };
@@ -139,10 +145,13 @@ impl ModuleFile {
         table
     }
 
-    /// The module's compiled CFI.
+    /// The module's CFI, sharing the file's bytes.
     pub fn cfi(&self) -> Result<CfiTable, crate::cfi::CfiError> {
-        let data = self.data.as_deref().map(|b| &**b).unwrap_or_default();
-        CfiTable::from_elf_with_debug(data, self.debug.as_deref())
+        let data: crate::cfi::SharedBytes = match &self.data {
+            Some(d) => d.clone(),
+            None => Arc::new(Vec::new()),
+        };
+        CfiTable::from_shared(data, self.debug.clone().map(|d| d as crate::cfi::SharedBytes))
     }
 
     /// The unwinder's view. A file without usable CFI gets none: every pc
@@ -328,7 +337,7 @@ pub fn load_modules<M: Memory>(
             && let Some((p, d)) = find_debug(data, &module.path, access)
         {
             module.debug_path = Some(p);
-            module.debug = Some(d);
+            module.debug = Some(Arc::new(d));
         }
     }
     out

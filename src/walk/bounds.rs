@@ -20,6 +20,7 @@ pub struct StackRange {
 }
 
 impl StackRange {
+    #[inline]
     pub fn contains(&self, addr: u64, len: u64) -> bool {
         addr >= self.start && addr.checked_add(len).is_some_and(|e| e <= self.end)
     }
@@ -59,6 +60,7 @@ impl StackBounds {
         true
     }
 
+    #[inline]
     pub fn ranges(&self) -> &[StackRange] {
         &self.ranges[..self.len]
     }
@@ -90,10 +92,18 @@ impl StackCursor {
 
     /// May [addr, addr+len) be read? Moving to another stack is allowed once
     /// per stack, as in the kernel's `stack_access_ok`.
+    #[inline]
     pub fn access(&mut self, bounds: &StackBounds, addr: u64, len: u64) -> bool {
-        if bounds.ranges()[self.current].contains(addr, len) {
+        if bounds.ranges().get(self.current).is_some_and(|r| r.contains(addr, len)) {
             return true;
         }
+        self.switch(bounds, addr, len)
+    }
+
+    /// The access leaves the current stack: allowed onto a stack not yet
+    /// visited.
+    #[cold]
+    fn switch(&mut self, bounds: &StackBounds, addr: u64, len: u64) -> bool {
         match bounds.find(addr, len) {
             Some(i) if self.visited & (1 << i) == 0 => {
                 self.visited |= 1 << i;

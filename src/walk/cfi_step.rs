@@ -8,6 +8,8 @@ use super::bounds::StackCursor;
 use super::{CleanEnd, Frame, FrameKind, Reliability, StackBounds, UnreliableReason, WalkConfig, WalkStart};
 use crate::arch::x86_64::{Reg, Regs};
 use crate::cfi::{evaluate_complex, BpRule, CfiCache, CfiTable, Rule};
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::memory::Memory;
 use crate::symbols::{SymbolRef, SymbolTable};
 
@@ -28,21 +30,38 @@ pub struct UserModule {
 }
 
 /// The modules of a process, sorted by address.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct UserModules {
     modules: Vec<UserModule>,
+    /// Names this set of modules in a [`CfiCache`]: unique per set and
+    /// per change, so rules cached for another set are never used.
+    generation: u64,
+}
+
+/// Generations handed out so far (0 is never one).
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Default for UserModules {
+    fn default() -> Self {
+        UserModules::new(Vec::new())
+    }
 }
 
 impl UserModules {
     pub fn new(mut modules: Vec<UserModule>) -> Self {
         modules.sort_by_key(|m| m.start);
-        UserModules { modules }
+        UserModules { modules, generation: next_generation() }
     }
 
     /// Adds one module, keeping the address order.
     pub fn push(&mut self, module: UserModule) {
         let at = self.modules.partition_point(|m| m.start <= module.start);
         self.modules.insert(at, module);
+        self.generation = next_generation();
     }
 
     pub fn modules(&self) -> &[UserModule] {
@@ -79,6 +98,7 @@ impl UserModules {
     }
 }
 
+#[inline(always)]
 fn read<M: Memory>(
     mem: &mut M,
     cursor: &mut StackCursor,
@@ -134,14 +154,25 @@ pub fn walk_cfi<M: Memory>(
             }
             unreliable(reason, index)
         };
-        let Some(module) = modules.find_near(&mut near, pc) else {
-            return fail(frames, frame, UnreliableReason::NotText { pc });
+        // A rule found before for this pc (and the module it is in);
+        // otherwise the module mapping pc and its CFI.
+        let found = match cache.rule(pc, exact, modules.generation) {
+            Some(hit) => Ok(hit),
+            None => resolve(modules, &mut near, cache, pc, exact),
         };
-        if index + 1 >= config.max_frames {
-            return fail(frames, frame, UnreliableReason::FrameLimit { limit: config.max_frames as u32 });
-        }
+        let (rule, signal, module) = match found {
+            Err(reason @ UnreliableReason::NotText { .. }) => return fail(frames, frame, reason),
+            Ok(_) | Err(_) if index + 1 >= config.max_frames => {
+                return fail(frames, frame, UnreliableReason::FrameLimit { limit: config.max_frames as u32 });
+            }
+            Err(reason) => return fail(frames, frame, reason),
+            Ok(f) => f,
+        };
         let lookup = if exact { pc } else { pc.wrapping_sub(1) };
-        match step(module, mem, cache, &mut cursor, bounds, &mut regs, lookup) {
+        let Some(module) = modules.modules.get(module as usize) else {
+            return fail(frames, frame, UnreliableReason::NoUnwindEntry { pc });
+        };
+        match step(module, rule, signal, mem, cache, &mut cursor, bounds, &mut regs, lookup) {
             Ok(Next::End) => {
                 frames.push(frame);
                 return Reliability::Reliable(CleanEnd::EndOfStack);
@@ -164,8 +195,31 @@ pub fn walk_cfi<M: Memory>(
     }
 }
 
+/// Finds the module mapping `pc` and the rule at its lookup address (`pc`
+/// when exact, else `pc - 1`, inside the call), and keeps the rule.
+#[cold]
+fn resolve(
+    modules: &UserModules,
+    near: &mut usize,
+    cache: &mut CfiCache,
+    pc: u64,
+    exact: bool,
+) -> Result<(Rule, bool, u32), UnreliableReason> {
+    let module = modules.find_near(near, pc).ok_or(UnreliableReason::NotText { pc })?;
+    let table = module.cfi.as_ref().ok_or(UnreliableReason::NoUnwindEntry { pc })?;
+    let lookup = if exact { pc } else { pc.wrapping_sub(1) };
+    let row = table.find(lookup.wrapping_sub(module.bias)).ok_or(UnreliableReason::NoUnwindEntry { pc })?;
+    let index = u32::try_from(*near).map_err(|_| UnreliableReason::NoUnwindEntry { pc })?;
+    cache.remember(pc, exact, modules.generation, row.rule, row.signal, index);
+    Ok((row.rule, row.signal, index))
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn step<M: Memory>(
     module: &UserModule,
+    rule: Rule,
+    signal: bool,
     mem: &mut M,
     cache: &mut CfiCache,
     cursor: &mut StackCursor,
@@ -174,10 +228,8 @@ fn step<M: Memory>(
     lookup: u64,
 ) -> Result<Next, UnreliableReason> {
     let pc = regs.get(Reg::Rip).unwrap_or(0);
-    let table = module.cfi.as_ref().ok_or(UnreliableReason::NoUnwindEntry { pc })?;
-    let row = table.find(lookup.wrapping_sub(module.bias)).ok_or(UnreliableReason::NoUnwindEntry { pc })?;
     let missing = |reg| UnreliableReason::MissingRegister { pc, reg };
-    match row.rule {
+    match rule {
         Rule::None => Err(UnreliableReason::NoUnwindEntry { pc }),
         Rule::Outermost => Ok(Next::End),
         Rule::Simple(r) => {
@@ -191,25 +243,21 @@ fn step<M: Memory>(
             // The caller's registers, in place (no 160-byte copy per frame):
             // rip, rsp, rbp (unchanged or restored), rbx and r12-r15 when no
             // rule touches them, and cs; the others are unknown.
-            for reg in Reg::ALL {
-                let keep = match reg {
-                    Reg::Rbp => true,
-                    Reg::Rbx | Reg::R12 | Reg::R13 | Reg::R14 | Reg::R15 => r.others_unchanged,
-                    _ => false,
-                };
-                if !keep {
-                    regs.forget(reg);
-                }
+            if r.others_unchanged {
+                regs.keep_only(&[Reg::Rbp, Reg::Rbx, Reg::R12, Reg::R13, Reg::R14, Reg::R15]);
+            } else {
+                regs.keep_only(&[Reg::Rbp]);
             }
             regs.set(Reg::Rip, ra);
             regs.set(Reg::Rsp, cfa);
             if let Some(bp) = bp {
                 regs.set(Reg::Rbp, bp);
             }
-            Ok(Next::Caller { signal: row.signal })
+            Ok(Next::Caller { signal })
         }
         Rule::Complex { source, fde_offset } => {
             use crate::cfi::eval::ComplexError;
+            let table = module.cfi.as_ref().ok_or(UnreliableReason::NoUnwindEntry { pc })?;
             let file_addr = lookup.wrapping_sub(module.bias);
             let s = evaluate_complex(table, cache, source, fde_offset, file_addr, regs, mem).map_err(|e| match e {
                 ComplexError::MissingRegister(reg) => missing(reg),
@@ -226,7 +274,7 @@ fn step<M: Memory>(
                 return Err(UnreliableReason::OutsideStack { addr: s.cfa });
             }
             *regs = s.regs;
-            Ok(Next::Caller { signal: row.signal })
+            Ok(Next::Caller { signal })
         }
     }
 }

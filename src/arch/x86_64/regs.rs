@@ -149,21 +149,31 @@ impl Regs {
         r
     }
 
+    #[inline]
     pub fn get(&self, reg: Reg) -> Option<u64> {
         let i = reg as usize;
         (self.known & (1 << i) != 0).then_some(self.values[i])
     }
 
+    #[inline]
     pub fn set(&mut self, reg: Reg, value: u64) {
         let i = reg as usize;
         self.values[i] = value;
         self.known |= 1 << i;
     }
 
+    #[inline]
     pub fn forget(&mut self, reg: Reg) {
         self.known &= !(1 << reg as usize);
     }
 
+    /// Forgets every register not in `regs`.
+    #[inline]
+    pub fn keep_only(&mut self, regs: &[Reg]) {
+        self.known &= regs.iter().fold(0u32, |m, &r| m | 1 << r as usize);
+    }
+
+    #[inline]
     pub fn cs(&self) -> Option<u64> {
         self.cs
     }
