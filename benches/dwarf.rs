@@ -529,9 +529,12 @@ fn main() {
     // 5 seconds, without criterion; warm-equal-* walks only the threads all
     // three walk in full.
     if let Ok(what) = std::env::var("LPSTACK_DWARF_LOOP") {
+        // LPSTACK_DWARF_ROUNDS=N: exactly N*100 rounds (for instruction
+        // counts under valgrind) instead of 5 seconds.
+        let rounds: Option<u64> = std::env::var("LPSTACK_DWARF_ROUNDS").ok().and_then(|v| v.parse().ok());
         let t0 = Instant::now();
         let mut n = 0u64;
-        while t0.elapsed() < Duration::from_secs(5) {
+        while rounds.map_or(t0.elapsed() < Duration::from_secs(5), |r| n < r * 100) {
             for _ in 0..100 {
                 match what.as_str() {
                     "warm-equal-lpstack" => equal.iter().for_each(|t| {

@@ -10,9 +10,9 @@ use super::{BpRule, CfiSource, Rule, SimpleRule};
 const SETS: usize = 128;
 const WAYS: usize = 4;
 
-/// One cached rule, 24 bytes.
-#[derive(Clone, Copy, Default)]
-struct Entry {
+/// One cached rule, 24 bytes: what a step needs, packed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Entry {
     pc: u64,
     /// Simple: CFA offset; Complex: FDE offset.
     a: i32,
@@ -76,8 +76,46 @@ impl Entry {
         Some(e)
     }
 
+    /// CFA = rsp or rbp + offset, return address and rbp at CFA offsets.
     #[inline(always)]
-    fn rule(&self) -> Rule {
+    pub fn is_simple(&self) -> bool {
+        self.flags & KIND_MASK == KIND_SIMPLE
+    }
+    #[inline(always)]
+    pub fn cfa_from_bp(&self) -> bool {
+        self.flags & CFA_FROM_BP != 0
+    }
+    #[inline(always)]
+    pub fn cfa_offset(&self) -> i32 {
+        self.a
+    }
+    #[inline(always)]
+    pub fn ra_offset(&self) -> i32 {
+        self.b
+    }
+    /// Where rbp is saved, if the rule saves it.
+    #[inline(always)]
+    pub fn bp_offset(&self) -> Option<i32> {
+        (self.flags & BP_SAVED != 0).then_some(self.c)
+    }
+    #[inline(always)]
+    pub fn others_unchanged(&self) -> bool {
+        self.flags & OTHERS_UNCHANGED != 0
+    }
+    /// The frame is a signal frame: its caller's pc is exact.
+    #[inline(always)]
+    pub fn signal(&self) -> bool {
+        self.flags & SIGNAL != 0
+    }
+    /// Index of the module in its set.
+    #[inline(always)]
+    pub fn module(&self) -> usize {
+        usize::from(self.module)
+    }
+
+    /// The rule, unpacked.
+    #[inline(always)]
+    pub fn rule(&self) -> Rule {
         let f = self.flags;
         match f & KIND_MASK {
             KIND_SIMPLE => Rule::Simple(SimpleRule {
@@ -137,10 +175,9 @@ impl CfiCache {
     }
 
     /// The rule found before for a frame at `pc` (`exact`, or a return
-    /// address) in module set `generation`: the rule, whether its frame is
-    /// a signal frame, and the index of its module in the set.
+    /// address) in module set `generation`.
     #[inline(always)]
-    pub fn rule(&self, pc: u64, exact: bool, generation: u64) -> Option<(Rule, bool, u32)> {
+    pub fn rule(&self, pc: u64, exact: bool, generation: u64) -> Option<Entry> {
         if generation != self.generation {
             return None;
         }
@@ -150,23 +187,27 @@ impl CfiCache {
             .get(set..set + WAYS)?
             .iter()
             .find(|e| e.pc == pc && e.flags & EXACT == exact && e.flags & KIND_MASK != 0)
-            .map(|e| (e.rule(), e.flags & SIGNAL != 0, u32::from(e.module)))
+            .copied()
     }
 
-    /// Keeps what [`CfiCache::rule`] gives. Rules of another module set
-    /// replace all the entries.
+    /// Keeps a rule for [`CfiCache::rule`] and returns it packed (None for
+    /// `Rule::None`, or a module index past u16). Rules of another module
+    /// set replace all the entries.
     #[inline]
-    pub fn remember(&mut self, pc: u64, exact: bool, generation: u64, rule: Rule, signal: bool, module: u32) {
-        let Ok(module) = u16::try_from(module) else { return };
-        let Some(entry) = Entry::pack(pc, exact, rule, signal, module) else { return };
+    pub fn remember(&mut self, pc: u64, exact: bool, generation: u64, rule: Rule, signal: bool, module: usize) -> Option<Entry> {
+        let entry = Entry::pack(pc, exact, rule, signal, u16::try_from(module).ok()?)?;
         if generation != self.generation {
-            self.entries.fill(Entry::default());
+            // A new cache is empty already.
+            if self.generation != 0 {
+                self.entries.fill(Entry::default());
+            }
             self.generation = generation;
         }
         let set = Self::set(pc);
         let way = usize::from(self.next_way[set]) % WAYS;
         self.next_way[set] = ((way + 1) % WAYS) as u8;
         self.entries[set * WAYS + way] = entry;
+        Some(entry)
     }
 }
 
@@ -194,21 +235,23 @@ mod tests {
             pc += 1;
         }
         for (i, (&pc, &rule)) in pcs.iter().zip(&rules).enumerate() {
-            c.remember(pc, i % 2 == 0, 9, rule, i == 3, i as u32);
+            assert!(c.remember(pc, i % 2 == 0, 9, rule, i == 3, i).is_some());
         }
         assert_eq!(c.rule(pcs[0], true, 9), None);
         for (i, (&pc, &rule)) in pcs.iter().zip(&rules).enumerate().skip(1) {
-            assert_eq!(c.rule(pc, i % 2 == 0, 9), Some((rule, i == 3, i as u32)), "{i}");
+            let e = c.rule(pc, i % 2 == 0, 9).unwrap();
+            assert_eq!((e.rule(), e.signal(), e.module()), (rule, i == 3, i), "{i}");
+            assert_eq!(e.is_simple(), matches!(rule, Rule::Simple(_)));
             assert_eq!(c.rule(pc, i % 2 != 0, 9), None, "exactness is part of the key");
             assert_eq!(c.rule(pc, i % 2 == 0, 10), None, "another module set");
         }
         // Another module set empties the cache.
         c.remember(1, true, 10, Rule::Outermost, false, 0);
         assert_eq!(c.rule(pcs[4], true, 9), None);
-        assert_eq!(c.rule(1, true, 10), Some((Rule::Outermost, false, 0)));
+        assert_eq!(c.rule(1, true, 10).map(|e| e.rule()), Some(Rule::Outermost));
         // Nothing to keep for None, or for a module index past u16.
-        c.remember(2, true, 10, Rule::None, false, 0);
-        c.remember(3, true, 10, Rule::Outermost, false, 1 << 20);
+        assert!(c.remember(2, true, 10, Rule::None, false, 0).is_none());
+        assert!(c.remember(3, true, 10, Rule::Outermost, false, 1 << 20).is_none());
         assert_eq!((c.rule(2, true, 10), c.rule(3, true, 10)), (None, None));
     }
 }

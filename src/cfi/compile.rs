@@ -125,23 +125,34 @@ fn find_sections(data: &[u8]) -> Result<Found, CfiError> {
     use object::read::elf::{FileHeader, SectionHeader};
     let header = object::elf::FileHeader64::<object::Endianness>::parse(data).map_err(|_| CfiError::NotElf)?;
     let endian = header.endian().map_err(|_| CfiError::NotElf)?;
-    let sections = header.sections(endian, data).map_err(|_| CfiError::NotElf)?;
+    let headers = header.section_headers(endian, data).map_err(|_| CfiError::NotElf)?;
+    // Section names, compared in place (no search for each name's end).
+    let names = header
+        .shstrndx(endian, data)
+        .ok()
+        .and_then(|i| headers.get(i as usize))
+        .and_then(|sh| sh.data(endian, data).ok())
+        .unwrap_or_default();
     let mut found = Found::default();
-    for sh in sections.iter() {
-        let Ok(name) = sections.section_name(endian, sh) else { continue };
-        let h = Header {
+    for sh in headers {
+        let Some(name) = usize::try_from(sh.sh_name(endian)).ok().and_then(|o| names.get(o..)) else { continue };
+        let is = |want: &[u8]| name.len() > want.len() && name[want.len()] == 0 && name.starts_with(want);
+        if name.first() != Some(&b'.') {
+            continue;
+        }
+        let h = || Header {
             addr: sh.sh_addr(endian),
             offset: sh.sh_offset(endian),
             size: sh.sh_size(endian),
             compressed: sh.sh_flags(endian).0 & (1 << 11) != 0, // SHF_COMPRESSED
         };
-        let nobits = sh.sh_type(endian) == object::elf::SHT_NOBITS;
-        match name {
-            b".text" => found.text = h.addr,
-            b".got" => found.got = h.addr,
-            b".eh_frame" if !nobits => found.eh_frame = Some(h),
-            b".eh_frame_hdr" if !nobits => found.eh_frame_hdr = Some(h),
-            b".debug_frame" if !nobits => found.debug_frame = Some(h),
+        let progbits = || sh.sh_type(endian) != object::elf::SHT_NOBITS;
+        match name.get(1) {
+            Some(b't') if is(b".text") => found.text = sh.sh_addr(endian),
+            Some(b'g') if is(b".got") => found.got = sh.sh_addr(endian),
+            Some(b'e') if is(b".eh_frame") && progbits() => found.eh_frame = Some(h()),
+            Some(b'e') if is(b".eh_frame_hdr") && progbits() => found.eh_frame_hdr = Some(h()),
+            Some(b'd') if is(b".debug_frame") && progbits() => found.debug_frame = Some(h()),
             _ => {}
         }
     }

@@ -57,6 +57,7 @@ impl<'a> Cursor<'a> {
         self.pos >= self.data.len()
     }
 
+    #[inline]
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], EntryError> {
         let end = self.pos.checked_add(n).ok_or(EntryError::Truncated)?;
         let b = self.data.get(self.pos..end).ok_or(EntryError::Truncated)?;
@@ -64,10 +65,12 @@ impl<'a> Cursor<'a> {
         Ok(b)
     }
 
+    #[inline]
     fn array<const N: usize>(&mut self) -> Result<[u8; N], EntryError> {
         self.bytes(N)?.try_into().map_err(|_| EntryError::Truncated)
     }
 
+    #[inline]
     pub fn u8(&mut self) -> Result<u8, EntryError> {
         Ok(self.array::<1>()?[0])
     }
@@ -81,7 +84,15 @@ impl<'a> Cursor<'a> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
+    #[inline]
     pub fn uleb(&mut self) -> Result<u64, EntryError> {
+        // Most operands (registers, small offsets) are one byte.
+        if let Some(&b) = self.data.get(self.pos)
+            && b & 0x80 == 0
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
         let mut v = 0u64;
         for shift in (0..70).step_by(7) {
             let b = self.u8()?;
@@ -95,6 +106,7 @@ impl<'a> Cursor<'a> {
         Err(EntryError::Malformed)
     }
 
+    #[inline]
     pub fn sleb(&mut self) -> Result<i64, EntryError> {
         let mut v = 0i64;
         for shift in (0..70).step_by(7) {

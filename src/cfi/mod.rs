@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 pub use compile::CfiError;
 pub use entry::EntryError;
-pub use cache::CfiCache;
+pub use cache::{CfiCache, Entry as CachedRule};
 pub use eval::evaluate_complex;
 
 /// How rbp is recovered in a simple row.

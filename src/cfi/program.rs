@@ -122,6 +122,7 @@ enum Step {
 }
 
 impl Machine {
+    #[inline(always)]
     fn execute(&mut self, c: &mut Cursor<'_>, code_align: u64, data_align: i64) -> Result<Step, EntryError> {
         let op = c.u8()?;
         let factored = |n: i64| n.wrapping_mul(data_align);

@@ -85,6 +85,7 @@ pub(crate) struct StackCursor {
 }
 
 impl StackCursor {
+    #[inline]
     pub fn start(bounds: &StackBounds, sp: u64) -> Option<Self> {
         let i = bounds.find(sp, 8)?;
         Some(StackCursor { current: i, visited: 1 << i })

@@ -7,7 +7,7 @@
 use super::bounds::StackCursor;
 use super::{CleanEnd, Frame, FrameKind, Reliability, StackBounds, UnreliableReason, WalkConfig, WalkStart};
 use crate::arch::x86_64::{Reg, Regs};
-use crate::cfi::{evaluate_complex, BpRule, CfiCache, CfiTable, Rule};
+use crate::cfi::{evaluate_complex, CachedRule, CfiCache, CfiTable, Rule};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::memory::Memory;
@@ -131,14 +131,15 @@ pub fn walk_cfi<M: Memory>(
 ) -> Reliability {
     frames.clear();
     let unreliable = |reason, frame| Reliability::Unreliable { reason, frame };
-    let mut regs = start.regs;
+    // Taken apart, not copied: the registers are updated in place.
+    let WalkStart { mut regs, full_regs, signal } = start;
     let (Some(_), Some(sp)) = (regs.get(Reg::Rip), regs.get(Reg::Rsp)) else {
         return unreliable(UnreliableReason::MissingRegister { pc: 0, reg: Reg::Rip }, 0);
     };
     let Some(mut cursor) = StackCursor::start(bounds, sp) else {
         return unreliable(UnreliableReason::StartNotOnStack { sp }, 0);
     };
-    let mut exact = start.signal || start.full_regs;
+    let mut exact = signal || full_regs;
     let mut kind = FrameKind::Start;
     let mut near = 0usize;
     loop {
@@ -160,19 +161,24 @@ pub fn walk_cfi<M: Memory>(
             Some(hit) => Ok(hit),
             None => resolve(modules, &mut near, cache, pc, exact),
         };
-        let (rule, signal, module) = match found {
+        let rule = match found {
             Err(reason @ UnreliableReason::NotText { .. }) => return fail(frames, frame, reason),
             Ok(_) | Err(_) if index + 1 >= config.max_frames => {
                 return fail(frames, frame, UnreliableReason::FrameLimit { limit: config.max_frames as u32 });
             }
             Err(reason) => return fail(frames, frame, reason),
-            Ok(f) => f,
+            Ok(r) => r,
         };
-        let lookup = if exact { pc } else { pc.wrapping_sub(1) };
-        let Some(module) = modules.modules.get(module as usize) else {
-            return fail(frames, frame, UnreliableReason::NoUnwindEntry { pc });
+        let stepped = if rule.is_simple() {
+            step_simple(&rule, mem, &mut cursor, bounds, &mut regs).map(|()| Next::Caller { signal: rule.signal() })
+        } else {
+            let lookup = if exact { pc } else { pc.wrapping_sub(1) };
+            match modules.modules.get(rule.module()) {
+                Some(module) => step_other(module, &rule, mem, cache, &mut cursor, bounds, &mut regs, lookup),
+                None => Err(UnreliableReason::NoUnwindEntry { pc }),
+            }
         };
-        match step(module, rule, signal, mem, cache, &mut cursor, bounds, &mut regs, lookup) {
+        match stepped {
             Ok(Next::End) => {
                 frames.push(frame);
                 return Reliability::Reliable(CleanEnd::EndOfStack);
@@ -204,22 +210,54 @@ fn resolve(
     cache: &mut CfiCache,
     pc: u64,
     exact: bool,
-) -> Result<(Rule, bool, u32), UnreliableReason> {
+) -> Result<CachedRule, UnreliableReason> {
     let module = modules.find_near(near, pc).ok_or(UnreliableReason::NotText { pc })?;
     let table = module.cfi.as_ref().ok_or(UnreliableReason::NoUnwindEntry { pc })?;
     let lookup = if exact { pc } else { pc.wrapping_sub(1) };
     let row = table.find(lookup.wrapping_sub(module.bias)).ok_or(UnreliableReason::NoUnwindEntry { pc })?;
-    let index = u32::try_from(*near).map_err(|_| UnreliableReason::NoUnwindEntry { pc })?;
-    cache.remember(pc, exact, modules.generation, row.rule, row.signal, index);
-    Ok((row.rule, row.signal, index))
+    cache.remember(pc, exact, modules.generation, row.rule, row.signal, *near).ok_or(UnreliableReason::NoUnwindEntry { pc })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// CFA = rsp or rbp + offset; the return address and rbp (when saved) at
+/// CFA offsets. The caller's registers are updated in place (no 160-byte
+/// copy per frame): rip, rsp, rbp (unchanged or restored), rbx and
+/// r12-r15 when no rule touches them; the others become unknown.
 #[inline(always)]
-fn step<M: Memory>(
+fn step_simple<M: Memory>(
+    r: &CachedRule,
+    mem: &mut M,
+    cursor: &mut StackCursor,
+    bounds: &StackBounds,
+    regs: &mut Regs,
+) -> Result<(), UnreliableReason> {
+    let base = if r.cfa_from_bp() { Reg::Rbp } else { Reg::Rsp };
+    let Some(base_value) = regs.get(base) else {
+        return Err(UnreliableReason::MissingRegister { pc: regs.get(Reg::Rip).unwrap_or(0), reg: base });
+    };
+    let cfa = base_value.wrapping_add(r.cfa_offset() as i64 as u64);
+    let ra = read(mem, cursor, bounds, cfa.wrapping_add(r.ra_offset() as i64 as u64))?;
+    let bp = match r.bp_offset() {
+        None => None,
+        Some(o) => Some(read(mem, cursor, bounds, cfa.wrapping_add(o as i64 as u64))?),
+    };
+    if r.others_unchanged() {
+        regs.keep_only(&[Reg::Rbp, Reg::Rbx, Reg::R12, Reg::R13, Reg::R14, Reg::R15]);
+    } else {
+        regs.keep_only(&[Reg::Rbp]);
+    }
+    regs.set(Reg::Rip, ra);
+    regs.set(Reg::Rsp, cfa);
+    if let Some(bp) = bp {
+        regs.set(Reg::Rbp, bp);
+    }
+    Ok(())
+}
+
+/// The outermost frame, or a rule gimli evaluates.
+#[allow(clippy::too_many_arguments)]
+fn step_other<M: Memory>(
     module: &UserModule,
-    rule: Rule,
-    signal: bool,
+    rule: &CachedRule,
     mem: &mut M,
     cache: &mut CfiCache,
     cursor: &mut StackCursor,
@@ -228,33 +266,11 @@ fn step<M: Memory>(
     lookup: u64,
 ) -> Result<Next, UnreliableReason> {
     let pc = regs.get(Reg::Rip).unwrap_or(0);
+    let signal = rule.signal();
     let missing = |reg| UnreliableReason::MissingRegister { pc, reg };
-    match rule {
-        Rule::None => Err(UnreliableReason::NoUnwindEntry { pc }),
+    match rule.rule() {
+        Rule::None | Rule::Simple(_) => Err(UnreliableReason::NoUnwindEntry { pc }),
         Rule::Outermost => Ok(Next::End),
-        Rule::Simple(r) => {
-            let base = if r.cfa_from_bp { Reg::Rbp } else { Reg::Rsp };
-            let cfa = regs.get(base).ok_or(missing(base))?.wrapping_add(r.cfa_offset as i64 as u64);
-            let ra = read(mem, cursor, bounds, cfa.wrapping_add(r.ra_offset as i64 as u64))?;
-            let bp = match r.bp {
-                BpRule::Same => None,
-                BpRule::AtCfa(o) => Some(read(mem, cursor, bounds, cfa.wrapping_add(o as i64 as u64))?),
-            };
-            // The caller's registers, in place (no 160-byte copy per frame):
-            // rip, rsp, rbp (unchanged or restored), rbx and r12-r15 when no
-            // rule touches them, and cs; the others are unknown.
-            if r.others_unchanged {
-                regs.keep_only(&[Reg::Rbp, Reg::Rbx, Reg::R12, Reg::R13, Reg::R14, Reg::R15]);
-            } else {
-                regs.keep_only(&[Reg::Rbp]);
-            }
-            regs.set(Reg::Rip, ra);
-            regs.set(Reg::Rsp, cfa);
-            if let Some(bp) = bp {
-                regs.set(Reg::Rbp, bp);
-            }
-            Ok(Next::Caller { signal })
-        }
         Rule::Complex { source, fde_offset } => {
             use crate::cfi::eval::ComplexError;
             let table = module.cfi.as_ref().ok_or(UnreliableReason::NoUnwindEntry { pc })?;
