@@ -177,7 +177,7 @@ impl CfiCache {
     /// The rule found before for a frame at `pc` (`exact`, or a return
     /// address) in module set `generation`.
     #[inline(always)]
-    pub fn rule(&self, pc: u64, exact: bool, generation: u64) -> Option<Entry> {
+    pub fn rule(&self, pc: u64, exact: bool, generation: u64) -> Option<&Entry> {
         if generation != self.generation {
             return None;
         }
@@ -187,7 +187,6 @@ impl CfiCache {
             .get(set..set + WAYS)?
             .iter()
             .find(|e| e.pc == pc && e.flags & EXACT == exact && e.flags & KIND_MASK != 0)
-            .copied()
     }
 
     /// Keeps a rule for [`CfiCache::rule`] and returns it packed (None for
@@ -239,7 +238,7 @@ mod tests {
         }
         assert_eq!(c.rule(pcs[0], true, 9), None);
         for (i, (&pc, &rule)) in pcs.iter().zip(&rules).enumerate().skip(1) {
-            let e = c.rule(pc, i % 2 == 0, 9).unwrap();
+            let e = *c.rule(pc, i % 2 == 0, 9).unwrap();
             assert_eq!((e.rule(), e.signal(), e.module()), (rule, i == 3, i), "{i}");
             assert_eq!(e.is_simple(), matches!(rule, Rule::Simple(_)));
             assert_eq!(c.rule(pc, i % 2 != 0, 9), None, "exactness is part of the key");

@@ -131,23 +131,25 @@ pub fn walk_cfi<M: Memory>(
 ) -> Reliability {
     frames.clear();
     let unreliable = |reason, frame| Reliability::Unreliable { reason, frame };
-    // Taken apart, not copied: the registers are updated in place.
-    let WalkStart { mut regs, full_regs, signal } = start;
-    let (Some(_), Some(sp)) = (regs.get(Reg::Rip), regs.get(Reg::Rsp)) else {
+    // Taken apart, not copied. rip, rsp and rbp live in locals (the chain
+    // from one frame's return address to the next lookup is the walk's
+    // latency; it does not go through memory); `regs` keeps the others
+    // and is synchronised only around complex rows.
+    let mut start = start;
+    let regs = &mut start.regs;
+    let (Some(mut pc), Some(mut sp)) = (regs.get(Reg::Rip), regs.get(Reg::Rsp)) else {
         return unreliable(UnreliableReason::MissingRegister { pc: 0, reg: Reg::Rip }, 0);
     };
+    let mut bp = regs.get(Reg::Rbp);
     let Some(mut cursor) = StackCursor::start(bounds, sp) else {
         return unreliable(UnreliableReason::StartNotOnStack { sp }, 0);
     };
-    let mut exact = signal || full_regs;
+    let mut exact = start.signal || start.full_regs;
     let mut kind = FrameKind::Start;
     let mut near = 0usize;
     loop {
         let index = frames.len();
-        let (Some(pc), Some(sp)) = (regs.get(Reg::Rip), regs.get(Reg::Rsp)) else {
-            return unreliable(UnreliableReason::MissingRegister { pc: 0, reg: Reg::Rip }, index);
-        };
-        let mut frame = Frame { pc, sp, kind, kernel_regs: false, reliable: true };
+        let frame = Frame { pc, sp, kind, kernel_regs: false, reliable: true };
         let fail = |frames: &mut Vec<Frame>, mut frame: Frame, reason| {
             frame.reliable = false;
             if frames.len() < config.max_frames {
@@ -159,7 +161,10 @@ pub fn walk_cfi<M: Memory>(
         // otherwise the module mapping pc and its CFI.
         let found = match cache.rule(pc, exact, modules.generation) {
             Some(hit) => Ok(hit),
-            None => resolve(modules, &mut near, cache, pc, exact),
+            None => match resolve(modules, &mut near, cache, pc, exact) {
+                Ok(()) => cache.rule(pc, exact, modules.generation).ok_or(UnreliableReason::NoUnwindEntry { pc }),
+                Err(reason) => Err(reason),
+            },
         };
         let rule = match found {
             Err(reason @ UnreliableReason::NotText { .. }) => return fail(frames, frame, reason),
@@ -169,40 +174,75 @@ pub fn walk_cfi<M: Memory>(
             Err(reason) => return fail(frames, frame, reason),
             Ok(r) => r,
         };
-        let stepped = if rule.is_simple() {
-            step_simple(&rule, mem, &mut cursor, bounds, &mut regs).map(|()| Next::Caller { signal: rule.signal() })
+        let (next_pc, next_sp, next_signal) = if rule.is_simple() {
+            // CFA = rsp or rbp + offset; the return address and rbp (when
+            // saved) at CFA offsets. rbx and r12-r15 keep their values
+            // when no rule touches them; the other registers are unknown.
+            let base = if rule.cfa_from_bp() { bp } else { Some(sp) };
+            let Some(base) = base else {
+                return fail(frames, frame, UnreliableReason::MissingRegister { pc, reg: Reg::Rbp });
+            };
+            let cfa = base.wrapping_add(rule.cfa_offset() as i64 as u64);
+            let ra = match read(mem, &mut cursor, bounds, cfa.wrapping_add(rule.ra_offset() as i64 as u64)) {
+                Ok(v) => v,
+                Err(reason) => return fail(frames, frame, reason),
+            };
+            if let Some(o) = rule.bp_offset() {
+                match read(mem, &mut cursor, bounds, cfa.wrapping_add(o as i64 as u64)) {
+                    Ok(v) => bp = Some(v),
+                    Err(reason) => return fail(frames, frame, reason),
+                }
+            }
+            if !rule.others_unchanged() {
+                regs.keep_only(&[Reg::Rip, Reg::Rsp, Reg::Rbp]);
+            } else {
+                regs.keep_only(&[Reg::Rip, Reg::Rsp, Reg::Rbp, Reg::Rbx, Reg::R12, Reg::R13, Reg::R14, Reg::R15]);
+            }
+            (ra, cfa, rule.signal())
         } else {
+            regs.set(Reg::Rip, pc);
+            regs.set(Reg::Rsp, sp);
+            match bp {
+                Some(v) => regs.set(Reg::Rbp, v),
+                None => regs.forget(Reg::Rbp),
+            }
             let lookup = if exact { pc } else { pc.wrapping_sub(1) };
-            match modules.modules.get(rule.module()) {
-                Some(module) => step_other(module, &rule, mem, cache, &mut cursor, bounds, &mut regs, lookup),
+            let rule = *rule;
+            let stepped = match modules.modules.get(rule.module()) {
+                Some(module) => step_other(module, &rule, mem, cache, &mut cursor, bounds, regs, lookup),
                 None => Err(UnreliableReason::NoUnwindEntry { pc }),
+            };
+            match stepped {
+                Ok(Next::End) => {
+                    frames.push(frame);
+                    return Reliability::Reliable(CleanEnd::EndOfStack);
+                }
+                Ok(Next::Caller { signal }) => {
+                    bp = regs.get(Reg::Rbp);
+                    match (regs.get(Reg::Rip), regs.get(Reg::Rsp)) {
+                        (Some(p), Some(s)) => (p, s, signal),
+                        _ => {
+                            frames.push(frame);
+                            return unreliable(UnreliableReason::MissingRegister { pc: 0, reg: Reg::Rip }, index + 1);
+                        }
+                    }
+                }
+                Err(reason) => return fail(frames, frame, reason),
             }
         };
-        match stepped {
-            Ok(Next::End) => {
-                frames.push(frame);
-                return Reliability::Reliable(CleanEnd::EndOfStack);
-            }
-            Ok(Next::Caller { signal }) => {
-                let new_sp = regs.get(Reg::Rsp).unwrap_or(0);
-                if new_sp <= sp && bounds.ranges()[cursor.current].contains(new_sp, 8) {
-                    return fail(frames, frame, UnreliableReason::WrongDirection { sp: new_sp, prev_sp: sp });
-                }
-                frames.push(frame);
-                exact = signal;
-                kind = if signal { FrameKind::Regs } else { FrameKind::Call };
-            }
-            Err(reason) => {
-                frame.reliable = false;
-                frames.push(frame);
-                return unreliable(reason, index);
-            }
+        if next_sp <= sp && bounds.ranges()[cursor.current].contains(next_sp, 8) {
+            return fail(frames, frame, UnreliableReason::WrongDirection { sp: next_sp, prev_sp: sp });
         }
+        frames.push(frame);
+        (pc, sp) = (next_pc, next_sp);
+        exact = next_signal;
+        kind = if next_signal { FrameKind::Regs } else { FrameKind::Call };
     }
 }
 
 /// Finds the module mapping `pc` and the rule at its lookup address (`pc`
-/// when exact, else `pc - 1`, inside the call), and keeps the rule.
+/// when exact, else `pc - 1`, inside the call), and keeps the rule in the
+/// cache.
 #[cold]
 fn resolve(
     modules: &UserModules,
@@ -210,46 +250,12 @@ fn resolve(
     cache: &mut CfiCache,
     pc: u64,
     exact: bool,
-) -> Result<CachedRule, UnreliableReason> {
+) -> Result<(), UnreliableReason> {
     let module = modules.find_near(near, pc).ok_or(UnreliableReason::NotText { pc })?;
     let table = module.cfi.as_ref().ok_or(UnreliableReason::NoUnwindEntry { pc })?;
     let lookup = if exact { pc } else { pc.wrapping_sub(1) };
     let row = table.find(lookup.wrapping_sub(module.bias)).ok_or(UnreliableReason::NoUnwindEntry { pc })?;
-    cache.remember(pc, exact, modules.generation, row.rule, row.signal, *near).ok_or(UnreliableReason::NoUnwindEntry { pc })
-}
-
-/// CFA = rsp or rbp + offset; the return address and rbp (when saved) at
-/// CFA offsets. The caller's registers are updated in place (no 160-byte
-/// copy per frame): rip, rsp, rbp (unchanged or restored), rbx and
-/// r12-r15 when no rule touches them; the others become unknown.
-#[inline(always)]
-fn step_simple<M: Memory>(
-    r: &CachedRule,
-    mem: &mut M,
-    cursor: &mut StackCursor,
-    bounds: &StackBounds,
-    regs: &mut Regs,
-) -> Result<(), UnreliableReason> {
-    let base = if r.cfa_from_bp() { Reg::Rbp } else { Reg::Rsp };
-    let Some(base_value) = regs.get(base) else {
-        return Err(UnreliableReason::MissingRegister { pc: regs.get(Reg::Rip).unwrap_or(0), reg: base });
-    };
-    let cfa = base_value.wrapping_add(r.cfa_offset() as i64 as u64);
-    let ra = read(mem, cursor, bounds, cfa.wrapping_add(r.ra_offset() as i64 as u64))?;
-    let bp = match r.bp_offset() {
-        None => None,
-        Some(o) => Some(read(mem, cursor, bounds, cfa.wrapping_add(o as i64 as u64))?),
-    };
-    if r.others_unchanged() {
-        regs.keep_only(&[Reg::Rbp, Reg::Rbx, Reg::R12, Reg::R13, Reg::R14, Reg::R15]);
-    } else {
-        regs.keep_only(&[Reg::Rbp]);
-    }
-    regs.set(Reg::Rip, ra);
-    regs.set(Reg::Rsp, cfa);
-    if let Some(bp) = bp {
-        regs.set(Reg::Rbp, bp);
-    }
+    cache.remember(pc, exact, modules.generation, row.rule, row.signal, *near).ok_or(UnreliableReason::NoUnwindEntry { pc })?;
     Ok(())
 }
 
