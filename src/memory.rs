@@ -71,11 +71,18 @@ pub fn read_vec<M: Memory + ?Sized>(mem: &mut M, addr: u64, len: usize) -> Resul
 /// Physical memory: a dump's pages, before any page-table walk.
 pub trait PhysMemory {
     fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError>;
+
+    /// Forgets cached bytes, so the next reads see memory as it is now. A
+    /// dump never changes; a live kernel's memory does.
+    fn invalidate(&mut self) {}
 }
 
 impl<P: PhysMemory + ?Sized> PhysMemory for &mut P {
     fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         (**self).read_phys(paddr, buf)
+    }
+    fn invalidate(&mut self) {
+        (**self).invalidate()
     }
 }
 

@@ -53,6 +53,13 @@ impl<P: PhysMemory> KernelSpace<P> {
         self.paging
     }
 
+    /// Forgets cached translations and the source's cached bytes: a live
+    /// kernel remaps (a freed vmalloc'd stack) and rewrites memory.
+    pub fn invalidate(&mut self) {
+        self.tlb = [(u64::MAX, 0); TLB_SLOTS];
+        self.phys.invalidate();
+    }
+
     fn entry(&mut self, table: u64, index: u64) -> Result<u64, MemoryError> {
         let mut b = [0u8; 8];
         self.phys.read_phys(table + index * 8, &mut b)?;
