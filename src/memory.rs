@@ -75,6 +75,17 @@ pub trait PhysMemory {
     /// Forgets cached bytes, so the next reads see memory as it is now. A
     /// dump never changes; a live kernel's memory does.
     fn invalidate(&mut self) {}
+
+    /// A virtual-to-physical mapping the source itself knows and that never
+    /// changes (kcore's direct-map and kernel-text segments): it spares a
+    /// page walk. None means walk the page tables.
+    fn fixed_translation(&self, _vaddr: u64) -> Option<u64> {
+        None
+    }
+
+    /// Reads `len` bytes at `paddr` ahead into the source's cache in one
+    /// request, when the source has a cache (a task_struct spans pages).
+    fn prefetch(&mut self, _paddr: u64, _len: u64) {}
 }
 
 impl<P: PhysMemory + ?Sized> PhysMemory for &mut P {
@@ -83,6 +94,12 @@ impl<P: PhysMemory + ?Sized> PhysMemory for &mut P {
     }
     fn invalidate(&mut self) {
         (**self).invalidate()
+    }
+    fn fixed_translation(&self, vaddr: u64) -> Option<u64> {
+        (**self).fixed_translation(vaddr)
+    }
+    fn prefetch(&mut self, paddr: u64, len: u64) {
+        (**self).prefetch(paddr, len)
     }
 }
 

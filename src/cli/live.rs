@@ -18,6 +18,7 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
     let sources = LiveSources::default();
     let live = open_live(&sources, euid()).map_err(|e| CliError(e.to_string()))?;
     let mut kernel = live.kernel;
+    let live_timings = live.timings;
     let build_id = live.vmcoreinfo.build_id().map(str::to_string);
     let set = load_set(args, &kernel.symbols, "vmlinux")?;
     let t_open = t0.elapsed();
@@ -37,8 +38,11 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
         eprintln!("lpstack: warning: {w}");
     }
     if args.timing {
+        let steps: Vec<String> =
+            live_timings.iter().map(|(what, d)| format!("{what} {:.1}", d.as_secs_f64() * 1e3)).collect();
+        eprintln!("lpstack: setup: {} ms", steps.join(", "));
         eprintln!(
-            "lpstack: timing: open {:.1} ms, check {:.1} ms for {} tasks, {} kcore page reads",
+            "lpstack: timing: open {:.1} ms, check {:.1} ms for {} tasks, {} kcore reads",
             t_open.as_secs_f64() * 1e3,
             t_check.as_secs_f64() * 1e3,
             reports.len(),

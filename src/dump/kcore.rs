@@ -137,6 +137,11 @@ pub struct KcorePhys<R> {
     reader: R,
     /// (paddr, size, file offset), sorted by paddr.
     ram: Vec<(u64, u64, u64)>,
+    /// (vaddr, size, paddr) of the same segments, sorted by vaddr: the
+    /// direct map and kernel text, mappings that never change.
+    fixed: Vec<(u64, u64, u64)>,
+    /// Buffer of [`PhysMemory::prefetch`].
+    ahead: Vec<u8>,
     /// Direct-mapped page cache: (physical page, generation, bytes).
     cache: Vec<(u64, u64, Box<[u8; PAGE as usize]>)>,
     generation: u64,
@@ -180,8 +185,15 @@ impl<R: ReadAt> KcorePhys<R> {
             return Err(KcoreError::NoRam { path: path.into() });
         }
         ram.sort_unstable();
+        let mut fixed: Vec<(u64, u64, u64)> = headers
+            .segments
+            .iter()
+            .filter(|s| s.paddr != u64::MAX && s.size > 0 && s.vaddr.checked_add(s.size).is_some())
+            .map(|s| (s.vaddr, s.size, s.paddr))
+            .collect();
+        fixed.sort_unstable();
         let cache = (0..CACHE_SLOTS).map(|_| (u64::MAX, 0, Box::new([0u8; PAGE as usize]))).collect();
-        Ok(KcorePhys { reader, ram, cache, generation: 1, reads: 0 })
+        Ok(KcorePhys { reader, ram, fixed, ahead: Vec::new(), cache, generation: 1, reads: 0 })
     }
 
     /// File offset of physical address `paddr` and how many bytes the
@@ -232,6 +244,36 @@ impl<R: ReadAt> PhysMemory for KcorePhys<R> {
 
     fn invalidate(&mut self) {
         self.generation += 1;
+    }
+
+    fn fixed_translation(&self, vaddr: u64) -> Option<u64> {
+        let i = self.fixed.partition_point(|&(start, _, _)| start <= vaddr);
+        let &(start, size, paddr) = self.fixed[..i].last()?;
+        (vaddr - start < size).then(|| paddr + (vaddr - start))
+    }
+
+    fn prefetch(&mut self, paddr: u64, len: u64) {
+        const MAX_AHEAD: u64 = 64 << 10;
+        let first = paddr & !(PAGE - 1);
+        let end = paddr.saturating_add(len.min(MAX_AHEAD)).next_multiple_of(PAGE);
+        let Some((offset, left)) = self.locate(first) else { return };
+        let n = (end - first).min(left - left % PAGE);
+        if n == 0 {
+            return;
+        }
+        self.ahead.resize(n as usize, 0);
+        self.reads += 1;
+        if self.reader.read_at(offset, &mut self.ahead).is_err() {
+            return; // the page-by-page reads will name the failure
+        }
+        for (i, bytes) in self.ahead.chunks_exact(PAGE as usize).enumerate() {
+            let ppage = first + i as u64 * PAGE;
+            let slot = ((ppage / PAGE) as usize) % CACHE_SLOTS;
+            let entry = &mut self.cache[slot];
+            entry.2.copy_from_slice(bytes);
+            entry.0 = ppage;
+            entry.1 = self.generation;
+        }
     }
 }
 
@@ -345,6 +387,31 @@ pub(crate) mod tests {
         p.invalidate();
         p.read_phys(0, &mut b).unwrap();
         assert_eq!((b, p.reads), ([0x99], 2));
+    }
+
+    #[test]
+    fn fixed_mappings_and_read_ahead() {
+        let ram = pages(0x10, 4);
+        let img = kcore_image("OSRELEASE=x\n", &[(0xffff_8880_0010_0000, 0x10_0000, &ram), (0xffff_c900_0000_0000, u64::MAX, &ram)]);
+        let h = KcoreHeaders::read("kcore", |o, b| img.read_at(o, b)).unwrap();
+        let mut p = KcorePhys::new("kcore", img, &h).unwrap();
+        assert_eq!(p.fixed_translation(0xffff_8880_0010_2345), Some(0x10_2345));
+        assert_eq!(p.fixed_translation(0xffff_8880_0014_0000), None);
+        assert_eq!(p.fixed_translation(0xffff_c900_0000_0000), None, "vmalloc is walked");
+        // Three pages in one read; then served from the cache.
+        p.prefetch(0x10_0ff0, 0x2000);
+        assert_eq!(p.reads, 1);
+        let mut b = [0u8; 3];
+        for (at, want) in [(0x10_0000, 0x10), (0x10_1000, 0x11), (0x10_2fff, 0x12)] {
+            p.read_phys(at, &mut b[..1]).unwrap();
+            assert_eq!(b[0], want, "{at:#x}");
+        }
+        assert_eq!(p.reads, 1);
+        // Not past the segment's end.
+        p.invalidate();
+        p.prefetch(0x10_3000, 0x4000);
+        p.read_phys(0x10_3000, &mut b[..1]).unwrap();
+        assert_eq!((b[0], p.reads), (0x13, 1 + 1));
     }
 
     #[test]

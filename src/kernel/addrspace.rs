@@ -53,6 +53,20 @@ impl<P: PhysMemory> KernelSpace<P> {
         self.paging
     }
 
+    /// Reads `len` bytes at `va` ahead in one request when they are
+    /// physically contiguous (see [`PhysMemory::prefetch`]); else nothing.
+    pub fn prefetch(&mut self, va: u64, len: u64) {
+        let Ok(pa) = self.translate(va) else { return };
+        let mut page = va & !(PAGE - 1);
+        while page.wrapping_add(PAGE) < va.wrapping_add(len) {
+            page = page.wrapping_add(PAGE);
+            if self.translate(page) != Ok(pa.wrapping_add(page - va)) {
+                return;
+            }
+        }
+        self.phys.prefetch(pa, len);
+    }
+
     /// Forgets cached translations and the source's cached bytes: a live
     /// kernel remaps (a freed vmalloc'd stack) and rewrites memory.
     pub fn invalidate(&mut self) {
@@ -72,6 +86,10 @@ impl<P: PhysMemory> KernelSpace<P> {
         let slot = ((vpage >> 12) as usize) % TLB_SLOTS;
         if self.tlb[slot].0 == vpage {
             return Ok(self.tlb[slot].1 | (va & (PAGE - 1)));
+        }
+        if let Some(pa) = self.phys.fixed_translation(va) {
+            self.tlb[slot] = (vpage, pa & !(PAGE - 1));
+            return Ok(pa);
         }
         let unmapped = MemoryError::new(va, MemoryErrorKind::Unmapped);
         // Canonical addresses only.

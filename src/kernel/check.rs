@@ -199,11 +199,14 @@ pub fn check_kernel_live<'set, P: PhysMemory>(
         progress(i, total);
         let reread = |k: &mut Kernel<P>, t: &TaskInfo| {
             k.mem.invalidate();
+            k.mem.prefetch(t.addr, k.layout.task.size);
             let mut fresh = read_task(&mut k.mem, &k.layout, t.addr).unwrap_or_else(|e| unreadable_task(t.addr, e));
             fresh.idle = t.idle;
             fresh
         };
-        let mut task = if listed.unreadable.is_some() { listed.clone() } else { reread(kernel, &listed) };
+        // The listing is the first look before the walk: a task that did
+        // not move between the listing and the look after is consistent.
+        let mut task = listed.clone();
         let mut settled = None;
         let mut passes = 0;
         while passes < live.max_passes.max(1) {

@@ -127,6 +127,8 @@ pub fn btf_error(sources: &LiveSources, err: std::io::Error) -> LiveError {
 pub struct LiveKernel {
     pub kernel: Kernel<KcorePhys<File>>,
     pub vmcoreinfo: VmcoreInfo,
+    /// How long each setup step took, in order.
+    pub timings: Vec<(&'static str, std::time::Duration)>,
 }
 
 /// The effective user id.
@@ -138,6 +140,12 @@ pub fn euid() -> u32 {
 /// Opens the running kernel through `sources`.
 pub fn open_live(sources: &LiveSources, euid: u32) -> Result<LiveKernel, LiveError> {
     check_root(euid, sources)?;
+    let mut timings = Vec::new();
+    let mut clock = std::time::Instant::now();
+    let mut lap = |what: &'static str| {
+        timings.push((what, clock.elapsed()));
+        clock = std::time::Instant::now();
+    };
     let lockdown = std::fs::read_to_string(&sources.lockdown).ok();
     let file = File::open(&sources.kcore).map_err(|e| kcore_open_error(sources, e, lockdown.as_deref(), euid))?;
     let kcore = path_text(&sources.kcore);
@@ -149,10 +157,15 @@ pub fn open_live(sources: &LiveSources, euid: u32) -> Result<LiveKernel, LiveErr
         r => r?,
     };
     let vi = headers.vmcoreinfo.clone().ok_or_else(|| LiveError::NoVmcoreinfo { kcore: kcore.clone() })?;
+    lap("kcore headers");
 
     let read_text = |p: &Path| std::fs::read_to_string(p).map_err(|err| LiveError::Io { path: path_text(p), err });
     let kptr = std::fs::read_to_string(&sources.kptr_restrict).ok();
-    let syms = kallsyms_symbols(sources, &read_text(&sources.kallsyms)?, kptr.as_deref())?;
+    let kallsyms_text = read_text(&sources.kallsyms)?;
+    lap("kallsyms read");
+    let syms = kallsyms_symbols(sources, &kallsyms_text, kptr.as_deref())?;
+    drop(kallsyms_text);
+    lap("kallsyms parse");
     // The symbols must be this kernel's (KASLR included).
     for name in ["_stext", "init_uts_ns"] {
         if let (Some(file), Some(mem)) = (syms.vmlinux.find_by_name(name).next().map(|s| s.address), vi.symbol(name))
@@ -162,6 +175,7 @@ pub fn open_live(sources: &LiveSources, euid: u32) -> Result<LiveKernel, LiveErr
         }
     }
     let btf = std::fs::read(&sources.btf).map_err(|e| btf_error(sources, e))?;
+    lap("btf read");
 
     let phys = KcorePhys::new(&kcore, file, &headers)?;
     let mem = KernelSpace::new(phys, paging_from_vmcoreinfo(&vi)?);
@@ -170,7 +184,8 @@ pub fn open_live(sources: &LiveSources, euid: u32) -> Result<LiveKernel, LiveErr
         KernelError::BtfFile(msg) => LiveError::Format { path: path_text(&sources.btf), msg },
         e => e.into(),
     })?;
-    Ok(LiveKernel { kernel, vmcoreinfo: vi })
+    lap("kernel setup (BTF layout, ORC, modules)");
+    Ok(LiveKernel { kernel, vmcoreinfo: vi, timings })
 }
 
 #[cfg(test)]
