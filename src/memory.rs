@@ -47,6 +47,10 @@ pub trait Memory {
         self.read(addr, &mut b)?;
         Ok(u64::from_le_bytes(b))
     }
+
+    /// A hint: `len` bytes at `addr` are about to be read (a task_struct).
+    /// A source with a cache may fetch them in one request.
+    fn prefetch(&mut self, _addr: u64, _len: u64) {}
 }
 
 impl<M: Memory + ?Sized> Memory for &mut M {
@@ -55,6 +59,9 @@ impl<M: Memory + ?Sized> Memory for &mut M {
     }
     fn read_u64(&mut self, addr: u64) -> Result<u64, MemoryError> {
         (**self).read_u64(addr)
+    }
+    fn prefetch(&mut self, addr: u64, len: u64) {
+        (**self).prefetch(addr, len)
     }
 }
 

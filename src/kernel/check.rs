@@ -184,7 +184,7 @@ pub fn check_kernel_live<'set, P: PhysMemory>(
     // The task list itself moves (exits unlink tasks): retry a failed read.
     let mut listed = Err(TaskListError::TooLong);
     for _ in 0..live.max_passes.max(1) {
-        kernel.mem.invalidate();
+        kernel.mem.invalidate_all();
         listed = kernel.tasks();
         if listed.is_ok() {
             break;
@@ -199,7 +199,6 @@ pub fn check_kernel_live<'set, P: PhysMemory>(
         progress(i, total);
         let reread = |k: &mut Kernel<P>, t: &TaskInfo| {
             k.mem.invalidate();
-            k.mem.prefetch(t.addr, k.layout.task.size);
             let mut fresh = read_task(&mut k.mem, &k.layout, t.addr).unwrap_or_else(|e| unreadable_task(t.addr, e));
             fresh.idle = t.idle;
             fresh
