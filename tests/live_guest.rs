@@ -124,6 +124,15 @@ fn recorded_guest_run_prediction_equals_the_kernels_first_attempt() {
             .cloned()
             .collect();
         assert_eq!(run.predicted_unreliable, kernel_unreliable, "{}: unreliable tasks", path.display());
+        // Three seconds later the same tasks are still unpatched
+        // (/proc/PID/patch_state 0): the kernel kept retrying them.
+        let unpatched: BTreeSet<i32> = section(&log, "PATCH_STATE")
+            .lines()
+            .filter_map(|l| l.strip_prefix("UNPATCHED ")?.split(' ').next()?.parse().ok())
+            .collect();
+        let predicted: BTreeSet<i32> =
+            run.predicted_blocked.iter().map(|(_, pid, _)| *pid).chain(run.predicted_unreliable.iter().map(|(_, pid)| *pid)).collect();
+        assert_eq!(unpatched, predicted, "{}: patch_state 0 after the first attempt", path.display());
         runs += 1;
     }
     assert!(runs >= 1, "no recorded run under {}", dir.display());
