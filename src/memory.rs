@@ -47,6 +47,10 @@ pub trait Memory {
         self.read(addr, &mut b)?;
         Ok(u64::from_le_bytes(b))
     }
+
+    /// A hint: `len` bytes at `addr` are about to be read (a task_struct).
+    /// A source with a cache may fetch them in one request.
+    fn prefetch(&mut self, _addr: u64, _len: u64) {}
 }
 
 impl<M: Memory + ?Sized> Memory for &mut M {
@@ -55,6 +59,9 @@ impl<M: Memory + ?Sized> Memory for &mut M {
     }
     fn read_u64(&mut self, addr: u64) -> Result<u64, MemoryError> {
         (**self).read_u64(addr)
+    }
+    fn prefetch(&mut self, addr: u64, len: u64) {
+        (**self).prefetch(addr, len)
     }
 }
 
@@ -71,11 +78,35 @@ pub fn read_vec<M: Memory + ?Sized>(mem: &mut M, addr: u64, len: usize) -> Resul
 /// Physical memory: a dump's pages, before any page-table walk.
 pub trait PhysMemory {
     fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError>;
+
+    /// Forgets cached bytes, so the next reads see memory as it is now. A
+    /// dump never changes; a live kernel's memory does.
+    fn invalidate(&mut self) {}
+
+    /// A virtual-to-physical mapping the source itself knows and that never
+    /// changes (kcore's direct-map and kernel-text segments): it spares a
+    /// page walk. None means walk the page tables.
+    fn fixed_translation(&self, _vaddr: u64) -> Option<u64> {
+        None
+    }
+
+    /// Reads `len` bytes at `paddr` ahead into the source's cache in one
+    /// request, when the source has a cache (a task_struct spans pages).
+    fn prefetch(&mut self, _paddr: u64, _len: u64) {}
 }
 
 impl<P: PhysMemory + ?Sized> PhysMemory for &mut P {
     fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         (**self).read_phys(paddr, buf)
+    }
+    fn invalidate(&mut self) {
+        (**self).invalidate()
+    }
+    fn fixed_translation(&self, vaddr: u64) -> Option<u64> {
+        (**self).fixed_translation(vaddr)
+    }
+    fn prefetch(&mut self, paddr: u64, len: u64) {
+        (**self).prefetch(paddr, len)
     }
 }
 

@@ -185,6 +185,11 @@ enum lpstack_reason
      * The starting sp `reason_addr` is on no known stack.
      */
     LPSTACK_REASON_START_NOT_ON_STACK = 12,
+    /**
+     * A live task changed while read (`reason_addr`: its task_struct,
+     * `reason_detail`: passes tried).
+     */
+    LPSTACK_REASON_CHANGED_WHILE_READING = 13,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

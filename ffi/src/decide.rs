@@ -145,6 +145,9 @@ pub enum lpstack_reason {
     KernelRegs = 11,
     /// The starting sp `reason_addr` is on no known stack.
     StartNotOnStack = 12,
+    /// A live task changed while read (`reason_addr`: its task_struct,
+    /// `reason_detail`: passes tried).
+    ChangedWhileReading = 13,
 }
 
 /// How a read failed, in `reason_detail` of an UNREADABLE decision.
@@ -444,6 +447,7 @@ fn reason_fields(r: &UnreliableReason) -> (lpstack_reason, u64, u64) {
         UnreliableReason::Trampoline { pc, kind } => (R::Trampoline, pc, lpstack_trampoline::from_core(kind) as u64),
         UnreliableReason::KernelRegs { pc } => (R::KernelRegs, pc, 0),
         UnreliableReason::StartNotOnStack { sp } => (R::StartNotOnStack, sp, 0),
+        UnreliableReason::ChangedWhileReading { task, passes } => (R::ChangedWhileReading, task, passes.into()),
     }
 }
 
@@ -471,6 +475,7 @@ fn reason_of(reason: u32, a: u64, x: u64) -> Option<UnreliableReason> {
         10 => UnreliableReason::Trampoline { pc: a, kind: lpstack_trampoline::to_core(x)? },
         11 => UnreliableReason::KernelRegs { pc: a },
         12 => UnreliableReason::StartNotOnStack { sp: a },
+        13 => UnreliableReason::ChangedWhileReading { task: a, passes: u32::try_from(x).ok()? },
         _ => return None,
     })
 }

@@ -1,5 +1,6 @@
 //! `lpstack check <vmcore> --set funcs.txt`: per-task verdicts from a dump.
-//! `check pid PID` and `check core FILE` are dispatched to `pid` and `core`.
+//! `check pid PID`, `check core FILE` and `check live` are dispatched to
+//! `pid`, `core` and `live`.
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -20,9 +21,10 @@ use super::{map_file, CliError};
 #[derive(clap::Args)]
 pub struct CheckArgs {
     /// What to check: a vmcore file (ELF, kdump-compressed or flattened),
-    /// `pid PID` (a live process, stopped with ptrace while it is read) or
-    /// `core FILE` (a process core file).
-    #[arg(required = true, num_args = 1..=2, value_names = ["VMCORE | pid PID | core FILE"])]
+    /// `pid PID` (a live process, stopped with ptrace while it is read),
+    /// `core FILE` (a process core file) or `live` (the running kernel,
+    /// as root, through /proc/kcore).
+    #[arg(required = true, num_args = 1..=2, value_names = ["VMCORE | pid PID | core FILE | live"])]
     target: Vec<OsString>,
     /// Root directory under which a core's mapped files (and debug files)
     /// are found, for a core from another machine.
@@ -61,7 +63,17 @@ pub struct CheckArgs {
     /// Treat kernel-mode pt_regs in mid-stack as unreliable, as frame-pointer
     /// kernels do.
     #[arg(long)]
-    frame_pointer_rules: bool,
+    pub(super) frame_pointer_rules: bool,
+    /// `check live`: only these tasks (thread ids or process ids).
+    #[arg(long = "pid", num_args = 1.., value_name = "PID")]
+    pub(super) pids: Vec<i32>,
+    /// `check live`: read-walk-reread passes before a task that keeps
+    /// changing is reported as "changed while reading".
+    #[arg(long, default_value_t = 5)]
+    pub(super) max_passes: u32,
+    /// `check live`: print setup and check times to stderr.
+    #[arg(long)]
+    pub(super) timing: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -71,6 +83,9 @@ pub enum OutputFormat {
 }
 
 pub fn run(args: CheckArgs) -> Result<i32, CliError> {
+    if !args.pids.is_empty() && args.target.first().is_none_or(|t| t != "live") {
+        return Err(CliError("--pid selects tasks of `check live` only".into()));
+    }
     match args.target.as_slice() {
         [what, pid] if what == "pid" => {
             let pid = pid.to_str().and_then(|p| p.parse::<i32>().ok()).filter(|&p| p > 0);
@@ -78,8 +93,9 @@ pub fn run(args: CheckArgs) -> Result<i32, CliError> {
             super::pid::run(&args, pid)
         }
         [what, file] if what == "core" => super::core::run(&args, &PathBuf::from(file)),
+        [what] if what == "live" => super::live::run(&args),
         [vmcore] => run_vmcore(&args, &PathBuf::from(vmcore)),
-        _ => Err(CliError("check takes a vmcore path, `pid PID` or `core FILE`".into())),
+        _ => Err(CliError("check takes a vmcore path, `pid PID`, `core FILE` or `live`".into())),
     }
 }
 
@@ -150,7 +166,7 @@ pub(super) fn parse_models(args: &CheckArgs) -> Result<Vec<Model>, CliError> {
     })
 }
 
-fn task_row<'a, 'set>(r: &'a TaskReport<'set>) -> Row<'a, 'set> {
+pub(super) fn task_row<'a, 'set>(r: &'a TaskReport<'set>) -> Row<'a, 'set> {
     let t = &r.task;
     Row {
         pid: t.pid,

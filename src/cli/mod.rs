@@ -4,6 +4,7 @@
 
 mod check;
 mod core;
+mod live;
 mod orc;
 mod pid;
 mod report;

@@ -19,6 +19,7 @@
 
 pub mod elf;
 pub mod flattened;
+pub mod kcore;
 pub mod kdump;
 pub mod notes;
 pub mod source;

@@ -38,11 +38,19 @@ pub struct KernelSpace<P> {
     paging: PagingConfig,
     /// Direct-mapped cache: virtual page -> physical page (u64::MAX = empty).
     tlb: [(u64, u64); TLB_SLOTS],
+    /// Top-level, P4D and PUD entries (entry address, value; u64::MAX =
+    /// empty), kept across [`KernelSpace::invalidate`]: the kernel half of
+    /// these tables is set up once and not freed (only huge ioremaps free a
+    /// PMD page), whereas PMD and PTE entries of vmalloc'd stacks are read
+    /// fresh on every look.
+    upper: Vec<(u64, u64)>,
 }
+
+const UPPER_SLOTS: usize = 256;
 
 impl<P: PhysMemory> KernelSpace<P> {
     pub fn new(phys: P, paging: PagingConfig) -> Self {
-        KernelSpace { phys, paging, tlb: [(u64::MAX, 0); TLB_SLOTS] }
+        KernelSpace { phys, paging, tlb: [(u64::MAX, 0); TLB_SLOTS], upper: vec![(u64::MAX, 0); UPPER_SLOTS] }
     }
 
     pub fn phys(&mut self) -> &mut P {
@@ -51,6 +59,31 @@ impl<P: PhysMemory> KernelSpace<P> {
 
     pub fn paging(&self) -> PagingConfig {
         self.paging
+    }
+
+    /// Forgets cached translations and the source's cached bytes: a live
+    /// kernel remaps (a freed vmalloc'd stack) and rewrites memory. The
+    /// upper page-table levels stay (see [`KernelSpace::invalidate_all`]).
+    pub fn invalidate(&mut self) {
+        self.tlb = [(u64::MAX, 0); TLB_SLOTS];
+        self.phys.invalidate();
+    }
+
+    /// As [`KernelSpace::invalidate`], and the upper page-table levels too.
+    pub fn invalidate_all(&mut self) {
+        self.upper.fill((u64::MAX, 0));
+        self.invalidate();
+    }
+
+    fn upper_entry(&mut self, table: u64, index: u64) -> Result<u64, MemoryError> {
+        let at = table + index * 8;
+        let slot = ((at / 8) as usize) % UPPER_SLOTS;
+        if self.upper[slot].0 == at {
+            return Ok(self.upper[slot].1);
+        }
+        let e = self.entry(table, index)?;
+        self.upper[slot] = (at, e);
+        Ok(e)
     }
 
     fn entry(&mut self, table: u64, index: u64) -> Result<u64, MemoryError> {
@@ -66,6 +99,10 @@ impl<P: PhysMemory> KernelSpace<P> {
         if self.tlb[slot].0 == vpage {
             return Ok(self.tlb[slot].1 | (va & (PAGE - 1)));
         }
+        if let Some(pa) = self.phys.fixed_translation(va) {
+            self.tlb[slot] = (vpage, pa & !(PAGE - 1));
+            return Ok(pa);
+        }
         let unmapped = MemoryError::new(va, MemoryErrorKind::Unmapped);
         // Canonical addresses only.
         let bits = if self.paging.levels == 5 { 57 } else { 48 };
@@ -76,9 +113,9 @@ impl<P: PhysMemory> KernelSpace<P> {
         let mut table = self.paging.root & ADDR_MASK;
         let mut shift = if self.paging.levels == 5 { 48 } else { 39 };
         loop {
-            let e = self
-                .entry(table, (va >> shift) & 511)
-                .map_err(|e| MemoryError::new(va, e.kind))?;
+            let index = (va >> shift) & 511;
+            let e = if shift >= 30 { self.upper_entry(table, index) } else { self.entry(table, index) };
+            let e = e.map_err(|e| MemoryError::new(va, e.kind))?;
             if e & PRESENT == 0 {
                 return Err(unmapped);
             }
@@ -100,6 +137,20 @@ impl<P: PhysMemory> KernelSpace<P> {
 }
 
 impl<P: PhysMemory> Memory for KernelSpace<P> {
+    /// Reads `len` bytes at `addr` ahead in one request when they are
+    /// physically contiguous (see [`PhysMemory::prefetch`]); else nothing.
+    fn prefetch(&mut self, addr: u64, len: u64) {
+        let va = addr;
+        let Ok(pa) = self.translate(va) else { return };
+        let mut page = va & !(PAGE - 1);
+        while page.wrapping_add(PAGE) < va.wrapping_add(len) {
+            page = page.wrapping_add(PAGE);
+            if self.translate(page) != Ok(pa.wrapping_add(page - va)) {
+                return;
+            }
+        }
+        self.phys.prefetch(pa, len);
+    }
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         let mut done = 0usize;
         while done < buf.len() {
@@ -166,6 +217,44 @@ mod tests {
         // A read across into an unmapped page fails naming that page.
         let e = ks.read(va | 0xffc, &mut [0u8; 8]).unwrap_err();
         assert_eq!(e.addr, (va | 0xfff) + 1);
+    }
+
+    /// Physical memory over a Vec that the test rewrites between looks.
+    struct Live(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+    impl PhysMemory for Live {
+        fn read_phys(&mut self, pa: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+            SliceMemory::new(0, &self.0.borrow()).read(pa, buf)
+        }
+    }
+
+    #[test]
+    fn invalidate_rereads_pmd_and_pte_but_keeps_upper_levels() {
+        let mut b = Builder { mem: vec![0; 1 << 20] };
+        let (pgd, pud, pmd, pte) = (0x1000u64, 0x2000, 0x3000, 0x4000);
+        let va = 0xffff_c900_0001_0000_u64;
+        b.set(pgd + idx(va, 39) * 8, pud | 0x63);
+        b.set(pud + idx(va, 30) * 8, pmd | 0x63);
+        b.set(pmd + idx(va, 21) * 8, pte | 0x63);
+        b.set(pte + idx(va, 12) * 8, 0x8000 | 0x63);
+        let mem = std::rc::Rc::new(std::cell::RefCell::new(b.mem));
+        let set = |pa: u64, v: u64| mem.borrow_mut()[pa as usize..pa as usize + 8].copy_from_slice(&v.to_le_bytes());
+        let mut ks = KernelSpace::new(Live(mem.clone()), PagingConfig { root: pgd, levels: 4, sme_mask: 0 });
+        assert_eq!(ks.translate(va).unwrap(), 0x8000);
+        // The stack is remapped: seen after invalidate, not before.
+        set(pte + idx(va, 12) * 8, 0x9000 | 0x63);
+        assert_eq!(ks.translate(va).unwrap(), 0x8000, "translation cached");
+        ks.invalidate();
+        assert_eq!(ks.translate(va).unwrap(), 0x9000);
+        set(pmd + idx(va, 21) * 8, 0);
+        ks.invalidate();
+        assert!(ks.translate(va).is_err(), "PMD read fresh");
+        // A PUD change is only seen after invalidate_all.
+        set(pmd + idx(va, 21) * 8, pte | 0x63);
+        set(pud + idx(va, 30) * 8, 0);
+        ks.invalidate();
+        assert_eq!(ks.translate(va).unwrap(), 0x9000);
+        ks.invalidate_all();
+        assert!(ks.translate(va).is_err());
     }
 
     #[test]

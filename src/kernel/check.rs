@@ -141,3 +141,121 @@ pub fn check_kernel<'set, P: PhysMemory>(
     progress(total, total);
     Ok(out)
 }
+
+/// How hard to look at a moving task.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveConfig {
+    /// Read-walk-reread passes before a task is given up on.
+    pub max_passes: u32,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig { max_passes: 5 }
+    }
+}
+
+/// What must not change while a live task's stack is read: if any of
+/// these differs between the reads before and after the walk, the task ran
+/// in between and the walk may have mixed two stacks.
+fn same_snapshot(a: &TaskInfo, b: &TaskInfo) -> bool {
+    (a.pid, a.state, a.exit_state, a.on_cpu, a.cpu, a.switches, a.thread_sp, a.stack, a.unreadable.is_some())
+        == (b.pid, b.state, b.exit_state, b.on_cpu, b.cpu, b.switches, b.thread_sp, b.stack, b.unreadable.is_some())
+}
+
+/// Checks every task of a running kernel against `set`, the kernel running
+/// on while it is read. Each task is read (state, on_cpu, context-switch
+/// counts), walked and read again, with cached memory dropped before each
+/// read; a task that changed is walked again, up to `live.max_passes`
+/// times. A task on a CPU is Running (no registers are known for it); one
+/// that never holds still is Running if last seen on a CPU, else
+/// Unreliable with [`UnreliableReason::ChangedWhileReading`]. `keep` picks
+/// the tasks to check (all with `|_| true`).
+///
+/// [`UnreliableReason::ChangedWhileReading`]: crate::walk::UnreliableReason::ChangedWhileReading
+pub fn check_kernel_live<'set, P: PhysMemory>(
+    kernel: &mut Kernel<P>,
+    set: &'set PatchSet,
+    config: &WalkConfig,
+    live: &LiveConfig,
+    mut keep: impl FnMut(&TaskInfo) -> bool,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<TaskReport<'set>>, TaskListError> {
+    // The task list itself moves (exits unlink tasks): retry a failed read.
+    let mut listed = Err(TaskListError::TooLong);
+    for _ in 0..live.max_passes.max(1) {
+        kernel.mem.invalidate_all();
+        listed = kernel.tasks();
+        if listed.is_ok() {
+            break;
+        }
+    }
+    let tasks: Vec<TaskInfo> = listed?.into_iter().filter(|t| keep(t)).collect();
+    let total = tasks.len();
+    let mut frames = Vec::with_capacity(config.max_frames);
+    let mut hits = Vec::new();
+    let mut out = Vec::with_capacity(total);
+    for (i, listed) in tasks.into_iter().enumerate() {
+        progress(i, total);
+        let reread = |k: &mut Kernel<P>, t: &TaskInfo| {
+            k.mem.invalidate();
+            let mut fresh = read_task(&mut k.mem, &k.layout, t.addr).unwrap_or_else(|e| unreadable_task(t.addr, e));
+            fresh.idle = t.idle;
+            fresh
+        };
+        // The listing is the first look before the walk: a task that did
+        // not move between the listing and the look after is consistent.
+        let mut task = listed.clone();
+        let mut settled = None;
+        let mut passes = 0;
+        while passes < live.max_passes.max(1) {
+            passes += 1;
+            if task.on_cpu || task.unreadable.is_some() {
+                frames.clear();
+                let reliability = kernel.walk_task(&task, &[], config, &mut frames);
+                settled = Some(reliability);
+                break;
+            }
+            let reliability = kernel.walk_task(&task, &[], config, &mut frames);
+            let after = reread(kernel, &listed);
+            if same_snapshot(&task, &after) {
+                settled = Some(reliability);
+                break;
+            }
+            task = after;
+        }
+        let verdict;
+        let reliability = match settled {
+            Some(r) => {
+                verdict = match &r {
+                    _ if task.on_cpu => Verdict::Running,
+                    Some(r) => {
+                        find_hits(&frames, r, set, &mut hits);
+                        decide(r, set, &hits)
+                    }
+                    None => Verdict::Running,
+                };
+                if task.on_cpu {
+                    hits.clear();
+                }
+                r
+            }
+            None => {
+                // Moved on every pass: what was walked is not one stack.
+                frames.clear();
+                hits.clear();
+                let reason = crate::walk::UnreliableReason::ChangedWhileReading { task: task.addr, passes };
+                if task.on_cpu {
+                    verdict = Verdict::Running;
+                    None
+                } else {
+                    verdict = Verdict::Unreliable { reason, frame: 0 };
+                    Some(Reliability::Unreliable { reason, frame: 0 })
+                }
+            }
+        };
+        out.push(TaskReport { task, frames: frames.clone(), reliability, hits: hits.clone(), verdict });
+    }
+    progress(total, total);
+    Ok(out)
+}

@@ -29,6 +29,8 @@ pub enum KernelError {
     Kallsyms(#[from] KallsymsError),
     #[error("BTF at {addr:#x}: {msg}")]
     Btf { addr: u64, msg: String },
+    #[error("BTF file: {0}")]
+    BtfFile(String),
     #[error(transparent)]
     Layout(#[from] LayoutError),
     #[error("ORC table of {object}: {err}")]
@@ -70,6 +72,21 @@ fn relocate(table: &SymbolTable, offset: u64) -> SymbolTable {
 
 fn mem_err(what: &'static str) -> impl Fn(MemoryError) -> KernelError {
     move |err| KernelError::Memory { what, err }
+}
+
+/// The page-table root and depth VMCOREINFO describes.
+pub fn paging_from_vmcoreinfo(vi: &VmcoreInfo) -> Result<PagingConfig, KernelError> {
+    let phys_base = vi.number("phys_base").ok_or(KernelError::MissingVmcoreinfo("NUMBER(phys_base)"))?;
+    let root_sym = vi
+        .symbol("init_top_pgt")
+        .or_else(|| vi.symbol("swapper_pg_dir"))
+        .ok_or(KernelError::MissingVmcoreinfo("SYMBOL(init_top_pgt)"))?;
+    let levels = if vi.number("pgtable_l5_enabled") == Some(1) { 5 } else { 4 };
+    Ok(PagingConfig {
+        root: PagingConfig::image_phys(root_sym, phys_base),
+        levels,
+        sme_mask: vi.number("sme_mask").unwrap_or(0) as u64,
+    })
 }
 
 /// What the caller can tell about the CPUs: each CPU's registers.
@@ -118,18 +135,7 @@ impl<P: PhysMemory> Kernel<P> {
     /// As [`Kernel::open`], with symbols from `source`.
     pub fn open_with(phys: P, vi: &VmcoreInfo, source: SymbolSource<'_>) -> Result<Self, KernelError> {
         let release = vi.osrelease().unwrap_or("unknown").to_string();
-        let phys_base = vi.number("phys_base").ok_or(KernelError::MissingVmcoreinfo("NUMBER(phys_base)"))?;
-        let root_sym = vi
-            .symbol("init_top_pgt")
-            .or_else(|| vi.symbol("swapper_pg_dir"))
-            .ok_or(KernelError::MissingVmcoreinfo("SYMBOL(init_top_pgt)"))?;
-        let levels = if vi.number("pgtable_l5_enabled") == Some(1) { 5 } else { 4 };
-        let paging = PagingConfig {
-            root: PagingConfig::image_phys(root_sym, phys_base),
-            levels,
-            sme_mask: vi.number("sme_mask").unwrap_or(0) as u64,
-        };
-        let mut mem = KernelSpace::new(phys, paging);
+        let mut mem = KernelSpace::new(phys, paging_from_vmcoreinfo(vi)?);
 
         let table = match source {
             SymbolSource::Kallsyms => None,
@@ -178,17 +184,38 @@ impl<P: PhysMemory> Kernel<P> {
     }
 
     /// Sets up the kernel once vmlinux symbols are known.
-    pub fn from_symbols(mut mem: KernelSpace<P>, release: String, table: SymbolTable) -> Result<Self, KernelError> {
+    pub fn from_symbols(mem: KernelSpace<P>, release: String, table: SymbolTable) -> Result<Self, KernelError> {
+        Self::from_parts(mem, release, table, None)
+    }
+
+    /// As [`Kernel::from_symbols`], with the vmlinux BTF given (a running
+    /// kernel's /sys/kernel/btf/vmlinux) instead of read from
+    /// `__start_BTF..__stop_BTF` in memory.
+    pub fn from_parts(
+        mut mem: KernelSpace<P>,
+        release: String,
+        table: SymbolTable,
+        btf: Option<&[u8]>,
+    ) -> Result<Self, KernelError> {
         let sym = |name: &'static str| -> Result<u64, KernelError> {
             table.find_by_name(name).next().map(|s| s.address).ok_or(KernelError::MissingSymbol(name))
         };
         let opt = |name: &str| table.find_by_name(name).next().map(|s| s.address);
 
         // Types.
-        let (btf_start, btf_stop) = (sym("__start_BTF")?, sym("__stop_BTF")?);
-        let btf_bytes = read_bytes(&mut mem, btf_start, btf_stop.saturating_sub(btf_start), "BTF")?;
-        let btf = Btf::parse(&btf_bytes).map_err(|e| KernelError::Btf { addr: btf_start, msg: e.to_string() })?;
-        let layout = Layout::from_btf(&btf)?;
+        let layout = match btf {
+            Some(bytes) => {
+                let btf = Btf::parse(bytes).map_err(|e| KernelError::BtfFile(e.to_string()))?;
+                Layout::from_btf(&btf)?
+            }
+            None => {
+                let (btf_start, btf_stop) = (sym("__start_BTF")?, sym("__stop_BTF")?);
+                let btf_bytes = read_bytes(&mut mem, btf_start, btf_stop.saturating_sub(btf_start), "BTF")?;
+                let btf =
+                    Btf::parse(&btf_bytes).map_err(|e| KernelError::Btf { addr: btf_start, msg: e.to_string() })?;
+                Layout::from_btf(&btf)?
+            }
+        };
 
         // vmlinux ORC.
         let ip_start = sym("__start_orc_unwind_ip")?;

@@ -7,5 +7,6 @@ pub mod check;
 pub mod kallsyms;
 pub mod image;
 pub mod layout;
+pub mod live;
 pub mod modules;
 pub mod tasks;

@@ -73,6 +73,7 @@ pub enum TaskListError {
 /// Reads one task.
 pub fn read_task<M: Memory>(mem: &mut M, l: &Layout, addr: u64) -> Result<TaskInfo, MemoryError> {
     let t = &l.task;
+    mem.prefetch(addr, t.size);
     let mut comm = [0u8; 16];
     let n = (t.comm.size as usize).min(16);
     mem.read(addr + t.comm.offset, &mut comm[..n])?;

@@ -10,7 +10,7 @@ mod system_map;
 mod table;
 
 pub use elf::symbols_from_elf;
-pub use system_map::parse_system_map;
+pub use system_map::{parse_proc_kallsyms, parse_system_map, ProcKallsyms};
 pub use table::{
     MAX_INFERRED_SIZE, Symbol, SymbolError, SymbolKind, SymbolRef, SymbolSize, SymbolTable,
     Symbolizer, symbols_from_list,

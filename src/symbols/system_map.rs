@@ -46,6 +46,57 @@ pub fn parse_system_map(object: &str, text: &str) -> Result<SymbolTable, SymbolE
     Ok(table)
 }
 
+/// `/proc/kallsyms` of a running kernel: vmlinux symbols in kallsyms order
+/// (which `sympos` counts in), at their run-time (KASLR) addresses.
+#[derive(Clone, Debug)]
+pub struct ProcKallsyms {
+    pub vmlinux: SymbolTable,
+    /// Lines with a `[module]` column (modules, bpf, ftrace trampolines):
+    /// counted, not kept; module symbols are read with the modules.
+    pub module_lines: usize,
+    /// Lines whose address is not zero. With `kptr_restrict` hiding
+    /// addresses from the reader, every address reads as zero.
+    pub nonzero: usize,
+}
+
+/// Parses `/proc/kallsyms` text: `addr type name [module]` per line.
+pub fn parse_proc_kallsyms(text: &str) -> Result<ProcKallsyms, SymbolError> {
+    let mut vmlinux = SymbolTable::new("vmlinux");
+    let (mut module_lines, mut nonzero) = (0, 0);
+    for (index, line) in text.lines().enumerate() {
+        let line_number = index + 1;
+        let mut fields = line.split_ascii_whitespace();
+        let (address, kind, name, module) = match (fields.next(), fields.next(), fields.next(), fields.next(), fields.next()) {
+            (None, ..) => continue,
+            (Some(a), Some(k), Some(n), m, None) => (a, k, n, m),
+            _ => return Err(SymbolError::MalformedLine { line: line_number }),
+        };
+        let address = parse_hex(address).ok_or(SymbolError::InvalidAddress { line: line_number })?;
+        if address != 0 {
+            nonzero += 1;
+        }
+        if module.is_some() {
+            module_lines += 1;
+            continue;
+        }
+        let mut kind_chars = kind.chars();
+        let kind = match (kind_chars.next(), kind_chars.next()) {
+            (Some(kind), None) => kind,
+            _ => return Err(SymbolError::MalformedLine { line: line_number }),
+        };
+        let kind = match kind {
+            'T' | 't' | 'W' | 'w' => SymbolKind::Text,
+            'A' | 'a' => SymbolKind::Absolute,
+            'U' => continue,
+            kind if kind.is_ascii_alphabetic() || kind == '?' => SymbolKind::Data,
+            kind => return Err(SymbolError::InvalidType { line: line_number, kind }),
+        };
+        vmlinux.push_symbol(name, address, SymbolSize::Unknown, kind);
+    }
+    vmlinux.finish();
+    Ok(ProcKallsyms { vmlinux, module_lines, nonzero })
+}
+
 /// Bare hex digits (no `0x`), at most 16 of them.
 fn parse_hex(digits: &str) -> Option<u64> {
     if digits.is_empty() || digits.len() > 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -110,6 +161,26 @@ ffffffff82000100 r some_rodata
         assert_eq!(table.symbols()[0].size, 0);
         assert_eq!(table.find_by_name("show_cpuinfo").count(), 2);
         assert_eq!(table.find_by_name("some_absolute").count(), 1);
+    }
+
+    #[test]
+    fn proc_kallsyms_modules_apart_and_hidden_addresses_counted() {
+        let text = "0000000000000000 A fixed_percpu_data\n\
+ffffffff9a000000 T _stext\n\
+ffffffff9a000100 t show_cpuinfo\n\
+ffffffffc0a01000 t park_here_a\t[lpstack_park]\n\
+ffffffffc0a01100 T park_here_b\t[lpstack_park]\n";
+        let k = parse_proc_kallsyms(text).unwrap();
+        assert_eq!((k.vmlinux.len(), k.module_lines, k.nonzero), (3, 2, 4));
+        assert_eq!(k.vmlinux.find_by_name("show_cpuinfo").next().map(|s| s.address), Some(0xffff_ffff_9a00_0100));
+        assert_eq!(k.vmlinux.find_by_name("park_here_a").count(), 0);
+        // kptr_restrict: same lines, all addresses zero.
+        let hidden: String = text.lines().map(|l| format!("0000000000000000{}\n", &l[16..])).collect();
+        assert_eq!(parse_proc_kallsyms(&hidden).unwrap().nonzero, 0);
+        assert_eq!(
+            parse_proc_kallsyms("ffffffff9a000000 T a [m] extra\n").err(),
+            Some(SymbolError::MalformedLine { line: 1 })
+        );
     }
 
     #[test]

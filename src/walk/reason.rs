@@ -49,6 +49,10 @@ pub enum UnreliableReason {
     KernelRegs { pc: u64 },
     #[error("starting sp {sp:#x} is not on a known stack")]
     StartNotOnStack { sp: u64 },
+    /// A live kernel's task ran between the reads of its state and stack
+    /// (state, on_cpu or context-switch count differed), every pass.
+    #[error("task_struct at {task:#x} changed while reading ({passes} passes)")]
+    ChangedWhileReading { task: u64, passes: u32 },
 }
 
 fn memory_text(kind: MemoryErrorKind) -> &'static str {
@@ -76,6 +80,7 @@ impl UnreliableReason {
             UnreliableReason::Trampoline { .. } => "trampoline",
             UnreliableReason::KernelRegs { .. } => "kernel-regs",
             UnreliableReason::StartNotOnStack { .. } => "start-not-on-stack",
+            UnreliableReason::ChangedWhileReading { .. } => "changed-while-reading",
         }
     }
 }

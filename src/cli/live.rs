@@ -1,0 +1,65 @@
+//! `lpstack check live --set funcs.txt [--pid PID...]`: the running kernel,
+//! read through /proc/kcore while it runs. Same report and exit codes as a
+//! vmcore check.
+
+use std::time::Instant;
+
+use lpstack::kernel::check::{check_kernel_live, LiveConfig};
+use lpstack::kernel::live::{euid, open_live, LiveSources};
+use lpstack::walk::{KernelRegsPolicy, WalkConfig};
+use serde_json::json;
+
+use super::check::{load_set, parse_models, task_row, CheckArgs};
+use super::report::{self, Row, Target};
+use super::CliError;
+
+pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
+    let t0 = Instant::now();
+    let sources = LiveSources::default();
+    let live = open_live(&sources, euid()).map_err(|e| CliError(e.to_string()))?;
+    let mut kernel = live.kernel;
+    let live_timings = live.timings;
+    let build_id = live.vmcoreinfo.build_id().map(str::to_string);
+    let set = load_set(args, &kernel.symbols, "vmlinux")?;
+    let t_open = t0.elapsed();
+    let config = WalkConfig {
+        max_frames: args.max_frames.max(1),
+        kernel_regs: if args.frame_pointer_rules { KernelRegsPolicy::Reject } else { KernelRegsPolicy::Accept },
+    };
+    let pids = &args.pids;
+    let keep = |t: &lpstack::kernel::tasks::TaskInfo| pids.is_empty() || pids.contains(&t.pid) || pids.contains(&t.tgid);
+    let live_config = LiveConfig { max_passes: args.max_passes.max(1) };
+    let reads_before = kernel.mem.phys().reads;
+    let t1 = Instant::now();
+    let reports = check_kernel_live(&mut kernel, &set, &config, &live_config, keep, |_, _| {})
+        .map_err(|e| CliError(format!("{}: {e}", sources.kcore.display())))?;
+    let t_check = t1.elapsed();
+    for w in &kernel.warnings {
+        eprintln!("lpstack: warning: {w}");
+    }
+    if args.timing {
+        let steps: Vec<String> =
+            live_timings.iter().map(|(what, d)| format!("{what} {:.1}", d.as_secs_f64() * 1e3)).collect();
+        eprintln!("lpstack: setup: {} ms", steps.join(", "));
+        eprintln!(
+            "lpstack: timing: open {:.1} ms, check {:.1} ms for {} tasks, {} kcore reads",
+            t_open.as_secs_f64() * 1e3,
+            t_check.as_secs_f64() * 1e3,
+            reports.len(),
+            kernel.mem.phys().reads - reads_before,
+        );
+    }
+    let models = parse_models(args)?;
+    let rows: Vec<Row<'_, '_>> = reports
+        .iter()
+        .map(|r| Row { running_detail: format!("on CPU {}", r.task.cpu), ..task_row(r) })
+        .collect();
+    let target = Target {
+        key: "kernel",
+        json: json!({"release": kernel.release, "build_id": build_id, "live": true}),
+        title: format!("kernel {} (live)", kernel.release),
+        noun: "tasks",
+        home_object: "vmlinux".into(),
+    };
+    report::print(args.format, &target, &rows, &set, &models, &kernel.symbols, args.all_frames)
+}
