@@ -15,10 +15,12 @@
 //! Measured:
 //! - warm: unwinders and caches set up, repeated walks of all threads;
 //! - cold: building the unwinder from the module bytes (lpstack:
-//!   `CfiTable::from_elf` per module; framehop: section lookup,
-//!   `Module::new` and `add_module`; gimli: section lookup and
-//!   `.eh_frame_hdr` parsing) plus the first walk of all threads;
-//! - lpstack's table build per module, reported per MB of `.eh_frame`.
+//!   `CfiTable::from_shared` per module, sharing the bytes; framehop:
+//!   section lookup, `Module::new` over borrowed section slices and
+//!   `add_module`; gimli: section lookup and `.eh_frame_hdr` parsing) plus
+//!   the first walk of all threads with a new cache;
+//! - per module: lpstack's table setup, and (for reference) compiling every
+//!   row at once, per MB of `.eh_frame`.
 //!
 //! "Cold" means the unwinder's state, not the CPU caches: module and stack
 //! bytes are already in memory. A summary table is printed at the end.
