@@ -495,12 +495,14 @@ impl ProcessMemory {
             // SAFETY: `local` covers `buf`, which outlives the call; the
             // remote side is only read by the kernel.
             let mut n = unsafe { libc::process_vm_readv(self.target, &local, 1, &remote, 1, 0) };
-            if n == -1 && errno() == libc::ESRCH && self.target == self.pid {
-                if let Ok(tid) = live_thread(self.pid) {
-                    self.target = tid;
-                    // SAFETY: as above.
-                    n = unsafe { libc::process_vm_readv(self.target, &local, 1, &remote, 1, 0) };
-                }
+            if n == -1
+                && errno() == libc::ESRCH
+                && self.target == self.pid
+                && let Ok(tid) = live_thread(self.pid)
+            {
+                self.target = tid;
+                // SAFETY: as above.
+                n = unsafe { libc::process_vm_readv(self.target, &local, 1, &remote, 1, 0) };
             }
             if n == buf.len() as isize {
                 return Ok(buf);
