@@ -23,27 +23,28 @@ pub fn parse_system_map(object: &str, text: &str) -> Result<SymbolTable, SymbolE
             };
         let address =
             parse_hex(address).ok_or(SymbolError::InvalidAddress { line: line_number })?;
-        let mut kind_chars = kind.chars();
-        let kind = match (kind_chars.next(), kind_chars.next()) {
-            (Some(kind), None) => kind,
-            _ => return Err(SymbolError::MalformedLine { line: line_number }),
-        };
-        let kind = match kind {
-            'T' | 't' | 'W' | 'w' => SymbolKind::Text,
-            'A' | 'a' => SymbolKind::Absolute,
-            'U' => continue,
-            kind if kind.is_ascii_alphabetic() || kind == '?' => SymbolKind::Data,
-            kind => {
-                return Err(SymbolError::InvalidType {
-                    line: line_number,
-                    kind,
-                });
-            }
-        };
+        let Some(kind) = symbol_kind(kind, line_number)? else { continue };
         table.push_symbol(name, address, SymbolSize::Unknown, kind);
     }
     table.finish();
     Ok(table)
+}
+
+/// The kind of an `nm` type letter; None for `U` (undefined: no address
+/// of its own).
+fn symbol_kind(kind: &str, line: usize) -> Result<Option<SymbolKind>, SymbolError> {
+    let mut chars = kind.chars();
+    let kind = match (chars.next(), chars.next()) {
+        (Some(kind), None) => kind,
+        _ => return Err(SymbolError::MalformedLine { line }),
+    };
+    Ok(Some(match kind {
+        'T' | 't' | 'W' | 'w' => SymbolKind::Text,
+        'A' | 'a' => SymbolKind::Absolute,
+        'U' => return Ok(None),
+        kind if kind.is_ascii_alphabetic() || kind == '?' => SymbolKind::Data,
+        kind => return Err(SymbolError::InvalidType { line, kind }),
+    }))
 }
 
 /// `/proc/kallsyms` of a running kernel: vmlinux symbols in kallsyms order
@@ -79,18 +80,7 @@ pub fn parse_proc_kallsyms(text: &str) -> Result<ProcKallsyms, SymbolError> {
             module_lines += 1;
             continue;
         }
-        let mut kind_chars = kind.chars();
-        let kind = match (kind_chars.next(), kind_chars.next()) {
-            (Some(kind), None) => kind,
-            _ => return Err(SymbolError::MalformedLine { line: line_number }),
-        };
-        let kind = match kind {
-            'T' | 't' | 'W' | 'w' => SymbolKind::Text,
-            'A' | 'a' => SymbolKind::Absolute,
-            'U' => continue,
-            kind if kind.is_ascii_alphabetic() || kind == '?' => SymbolKind::Data,
-            kind => return Err(SymbolError::InvalidType { line: line_number, kind }),
-        };
+        let Some(kind) = symbol_kind(kind, line_number)? else { continue };
         vmlinux.push_symbol(name, address, SymbolSize::Unknown, kind);
     }
     vmlinux.finish();
