@@ -133,6 +133,20 @@ fn btf_orc_and_vmcoreinfo_truncated_at_many_offsets() {
     }
     // A module: the same.
     let ko = common::read("vmcore/6.12.117+deb12-amd64/lpstack_park.ko");
+    // Found by fuzzing (orc_table): a relocation offset so large that
+    // offset / 4 * 6 wrapped (an overflow panic in debug builds, another
+    // slot's entry in release builds). Every huge offset is a named error.
+    {
+        use object::{Object, ObjectSection};
+        let f = object::File::parse(&*ko).unwrap();
+        let (rela_off, _) = f.section_by_name(".rela.orc_unwind_ip").unwrap().file_range().unwrap();
+        for huge in [u64::MAX, 0x8000_0000_0000_0004, (u64::MAX / 6) * 4 + 4] {
+            let mut b = ko.clone();
+            let at = rela_off as usize;
+            b[at..at + 8].copy_from_slice(&huge.to_le_bytes());
+            assert_eq!(module_entries(&b).unwrap_err(), OrcError::BadRelocation { index: 0 }, "r_offset {huge:#x}");
+        }
+    }
     let entries = module_entries(&ko).unwrap();
     for cut in cuts(ko.len(), 2048) {
         if let Ok(e) = module_entries(&ko[..cut]) {
