@@ -34,9 +34,11 @@ for t in "${targets[@]}"; do
     log=fuzz/logs/$t.log
     # The binary cargo fuzz built (cargo fuzz run would rebuild on every
     # source change). -timeout: an input running 10 s is a hang, a crash.
+    t0=$(date +%s)
     "$bin/$t" "fuzz/corpus/$t" -artifact_prefix="fuzz/artifacts/$t/" \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1
     rc=$?
+    took=$(($(date +%s) - t0))
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
     if [ -z "$execs" ]; then
         execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
@@ -48,7 +50,7 @@ for t in "${targets[@]}"; do
         result="CRASH (rc $rc, see $log, fuzz/artifacts/$t/)"
         failed+=("$t")
     fi
-    printf '%-18s %6s %12s %8s %s\n' "$t" "$secs" "${execs:-?}" "$corpus" "$result"
+    printf '%-18s %6s %12s %8s %s\n' "$t" "$took" "${execs:-?}" "$corpus" "$result"
 done
 if [ ${#failed[@]} -gt 0 ]; then
     echo "crashed: ${failed[*]}"
