@@ -66,11 +66,16 @@ impl<M: Memory + ?Sized> Memory for &mut M {
 }
 
 /// Reads `len` bytes at `addr` into a new buffer, page by page, so that an
-/// error names the first page that failed. The caller bounds `len`.
+/// error names the first page that failed. The caller bounds `len`; the
+/// buffer grows with what was read, so a length claimed by a dump over
+/// absent memory costs no more than the memory that is there.
 pub fn read_vec<M: Memory + ?Sized>(mem: &mut M, addr: u64, len: usize) -> Result<Vec<u8>, MemoryError> {
-    let mut v = vec![0u8; len];
-    for (i, chunk) in v.chunks_mut(4096).enumerate() {
-        mem.read(addr.wrapping_add((i * 4096) as u64), chunk)?;
+    let mut v = Vec::with_capacity(len.min(1 << 16));
+    let mut page = [0u8; 4096];
+    while v.len() < len {
+        let n = (len - v.len()).min(page.len());
+        mem.read(addr.wrapping_add(v.len() as u64), &mut page[..n])?;
+        v.extend_from_slice(&page[..n]);
     }
     Ok(v)
 }

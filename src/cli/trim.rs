@@ -131,6 +131,6 @@ fn max_pfn(dump: &Dump<'_>) -> u64 {
     }
     let ps = dump.page_size();
     dump.elf()
-        .map(|e| e.segments().iter().map(|s| (s.paddr + s.memsz).div_ceil(ps)).max().unwrap_or(0))
+        .map(|e| e.segments().iter().map(|s| s.paddr.saturating_add(s.memsz).div_ceil(ps)).max().unwrap_or(0))
         .unwrap_or(0)
 }

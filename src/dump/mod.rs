@@ -123,6 +123,8 @@ struct Slot {
 
 const CACHE_PAGES: usize = 16;
 const EMPTY: u64 = u64::MAX;
+/// The largest page size believed from VMCOREINFO (as kdump's block_size).
+const MAX_PAGE_SIZE: u64 = 1 << 18;
 
 impl PageCache {
     fn new() -> Self {
@@ -189,7 +191,12 @@ impl<'data> Dump<'data> {
             let summary = notes::summarize(e.notes(), e.machine() == elf::EM_X86_64);
             let format = if summary.has_qemu_notes { DumpFormat::ElfQemu } else { DumpFormat::ElfKdump };
             let (vi, vi_err) = parse_vmcoreinfo(summary.vmcoreinfo);
-            let page_size = vi.as_ref().and_then(VmcoreInfo::page_size).filter(|p| p.is_power_of_two()).unwrap_or(4096);
+            // PAGESIZE is claimed by the dump; buffers are sized by it.
+            let page_size = vi
+                .as_ref()
+                .and_then(VmcoreInfo::page_size)
+                .filter(|p| p.is_power_of_two() && (512..=MAX_PAGE_SIZE).contains(p))
+                .unwrap_or(4096);
             return Ok(Self::assemble(Backend::Elf(e), format, page_size, summary, vi, vi_err));
         }
         if kdump::is_kdump(data) {

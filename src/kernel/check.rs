@@ -116,7 +116,8 @@ pub fn check_kernel<'set, P: PhysMemory>(
 ) -> Result<Vec<TaskReport<'set>>, TaskListError> {
     let tasks = kernel.tasks()?;
     let total = tasks.len();
-    let mut frames = Vec::with_capacity(config.max_frames);
+    // --max-frames may be huge; the walk grows the buffer as it goes.
+    let mut frames = Vec::with_capacity(config.max_frames.min(1024));
     let mut out = Vec::with_capacity(total);
     for (i, task) in tasks.into_iter().enumerate() {
         progress(i, total);

@@ -125,7 +125,8 @@ pub fn read_kallsyms<M: Memory>(
     // Names, in kallsyms order (which is address order).
     // One string pool instead of a String per symbol: a kernel has ~200k.
     let mut pool = String::new();
-    let mut names: Vec<(u32, u32, u8)> = Vec::with_capacity(count as usize);
+    // The count is claimed by the dump: grow with the names actually read.
+    let mut names: Vec<(u32, u32, u8)> = Vec::with_capacity((count as usize).min(1 << 14));
     let mut r = Forward::new(mem, loc.names);
     let mut expanded = Vec::with_capacity(256);
     for index in 0..count {

@@ -137,8 +137,10 @@ pub fn module_entries(data: &[u8]) -> Result<Vec<RelocatedEntry>, OrcError> {
             sym.name().map_err(|_| bad)?.to_string()
         };
         let target = (sym.address() as i64).wrapping_add(reloc.addend());
-        let o = slot * ORC_ENTRY_SIZE;
-        let e = entries.get(o..o + ORC_ENTRY_SIZE).ok_or(bad)?;
+        // r_offset comes from the file: a huge one must not wrap onto a
+        // real entry.
+        let o = slot.checked_mul(ORC_ENTRY_SIZE).ok_or(bad)?;
+        let e = entries.get(o..o.checked_add(ORC_ENTRY_SIZE).ok_or(bad)?).ok_or(bad)?;
         let place = out.get_mut(slot).ok_or(bad)?;
         *place = Some(RelocatedEntry {
             symbol,

@@ -14,6 +14,8 @@ pub enum OrcError {
     CountMismatch { ips: u64, entries: u64 },
     #[error("ORC ip table not sorted: entry {index} at {ip:#x} is below the previous one")]
     Unsorted { index: u64, ip: u64 },
+    #[error("ORC ip table entry {index} (offset {rel} from {slot:#x}) lies outside the address space")]
+    Wraps { index: u64, slot: u64, rel: i32 },
     #[error("section {which} claims {claimed} bytes but the file holds {available}")]
     Truncated { which: &'static str, claimed: u64, available: u64 },
     #[error(".orc_header is {len} bytes, expected 20")]

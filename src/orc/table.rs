@@ -77,6 +77,14 @@ impl<'data> OrcTable<'data> {
             lookup_start: 0,
             lookup: Vec::new(),
         };
+        // `find_index` compares ips as offsets from ip_base: an entry that
+        // wraps around the address space would break that order.
+        for i in 0..len {
+            let (slot, rel) = (ip_base.wrapping_add(4 * i as u64), table.rel_at(i));
+            if slot < ip_base || slot.checked_add_signed(i64::from(rel)).is_none() {
+                return Err(OrcError::Wraps { index: i as u64, slot, rel });
+            }
+        }
         let mut prev = table.ip_at(0);
         for i in 1..len {
             let ip = table.ip_at(i);
@@ -144,6 +152,12 @@ impl<'data> OrcTable<'data> {
     }
 
     #[inline]
+    fn rel_at(&self, i: usize) -> i32 {
+        let b = &self.ips[i * 4..i * 4 + 4];
+        i32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    #[inline]
     fn ip_at(&self, i: usize) -> u64 {
         let o = i * 4;
         let b = &self.ips[o..o + 4];
@@ -179,7 +193,8 @@ impl<'data> OrcTable<'data> {
         let mut lookup = Vec::with_capacity(blocks as usize);
         let mut i = 0usize;
         for b in 0..blocks {
-            let block_ip = self.lookup_start + b * LOOKUP_BLOCK_SIZE;
+            // The block past the last may start beyond u64::MAX.
+            let block_ip = self.lookup_start.saturating_add(b * LOOKUP_BLOCK_SIZE);
             while i + 1 < self.len && self.ip_at(i + 1) <= block_ip {
                 i += 1;
             }
@@ -198,6 +213,9 @@ impl<'data> OrcTable<'data> {
             && (ip < start || ip >= end) {
                 return None;
             }
+        // Past the last entry the answer is the last entry; clamping keeps
+        // the offset from ip_base small (an ip far above would wrap it).
+        let ip = ip.min(self.last_ip);
         let (mut lo, mut hi) = (0usize, self.len);
         let block = ((ip - self.lookup_start) / LOOKUP_BLOCK_SIZE) as usize;
         if block + 1 < self.lookup.len() {
@@ -366,6 +384,63 @@ mod tests {
             OrcTable::new(&a[..0], &b[..0], base, OrcFormat::V3).unwrap_err(),
             OrcError::Empty
         );
+    }
+
+    #[test]
+    fn far_above_the_last_entry_is_the_last_entry() {
+        // Found by fuzzing (orc_table, a module placed at low addresses):
+        // u64::MAX minus ip_base wrapped negative and gave entry 0.
+        let base = 0x2000;
+        let (a, b) = sections(base, &[0x10, 0x40, 0x40], &[2, 2, 2]);
+        let t = OrcTable::new(&a[..], &b[..], base, OrcFormat::V3).unwrap();
+        for ip in [0x40, 0x41, 1 << 63, (1 << 63) + 0x2000, u64::MAX] {
+            assert_eq!(t.find_index(ip), Some(2), "{ip:#x}");
+        }
+        assert_eq!(t.find_index(0x3f), Some(0));
+        // The same from a table high in the address space, queried low.
+        let base = 0xffffffff82000000;
+        let (a, b) = sections(base, &[0xffffffff81000000, 0xffffffff81000100], &[2, 2]);
+        let t = OrcTable::new(&a[..], &b[..], base, OrcFormat::V3).unwrap();
+        assert_eq!(t.find_index(u64::MAX), Some(1));
+        assert_eq!(t.find_index(0x1000), None);
+    }
+
+    #[test]
+    fn table_at_the_top_of_the_address_space() {
+        // Found by fuzzing (c_api): the block index's closing block started
+        // past u64::MAX (an overflow panic in debug builds, a wrapped block
+        // and a wrong answer in release builds).
+        let base = u64::MAX - 0x400;
+        let ips = [u64::MAX - 0x300, u64::MAX - 0x10, u64::MAX - 2];
+        let (a, b) = sections(base, &ips, &[2, 2, 2]);
+        let t = OrcTable::new(&a[..], &b[..], base, OrcFormat::V3).unwrap();
+        for (ip, want) in [(u64::MAX - 0x300, 0), (u64::MAX - 0x11, 0), (u64::MAX - 0x10, 1), (u64::MAX - 3, 1), (u64::MAX - 2, 2), (u64::MAX, 2)] {
+            assert_eq!(t.find_index(ip), Some(want), "{ip:#x}");
+        }
+    }
+
+    #[test]
+    fn entries_wrapping_the_address_space_are_named_errors() {
+        // ip_base near the top, an entry that lands past u64::MAX.
+        let base = u64::MAX - 7;
+        let ips = [10i32, 0].iter().flat_map(|r| r.to_le_bytes()).collect::<Vec<u8>>();
+        let entries = [[0u8, 0, 0, 0, 5, 2]; 2].concat();
+        assert_eq!(
+            OrcTable::new(&ips[..], &entries[..], base, OrcFormat::V3).unwrap_err(),
+            OrcError::Wraps { index: 0, slot: base, rel: 10 }
+        );
+        // ip_base near 0, an entry below it.
+        let ips = [-16i32, 0].iter().flat_map(|r| r.to_le_bytes()).collect::<Vec<u8>>();
+        assert_eq!(
+            OrcTable::new(&ips[..], &entries[..], 8, OrcFormat::V3).unwrap_err(),
+            OrcError::Wraps { index: 0, slot: 8, rel: -16 }
+        );
+        // The slots themselves running past the top.
+        let ips = [0i32, 0].iter().flat_map(|r| r.to_le_bytes()).collect::<Vec<u8>>();
+        assert!(matches!(
+            OrcTable::new(&ips[..], &entries[..], u64::MAX - 1, OrcFormat::V3),
+            Err(OrcError::Wraps { index: 1, .. })
+        ));
     }
 
     #[test]
