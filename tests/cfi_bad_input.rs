@@ -124,3 +124,52 @@ fn stack_pointer_into_unmapped_memory() {
         }
     }
 }
+
+/// A corrupt `.eh_frame_hdr`: entries whose FDE pointers are swapped make
+/// those addresses find nothing (each FDE's own range is checked), never
+/// another function's rule; a count larger than the section makes the
+/// table fall back to reading `.eh_frame` itself, with the same answers.
+#[test]
+fn corrupt_eh_frame_hdr_finds_nothing_wrong() {
+    use object::{Object, ObjectSection};
+    let path = "/lib/x86_64-linux-gnu/libc.so.6";
+    let data = std::fs::read(path).unwrap();
+    let intact = CfiTable::from_elf(&data).unwrap();
+    let (hdr_off, hdr_addr) = {
+        let f = object::File::parse(&*data).unwrap();
+        let s = f.section_by_name(".eh_frame_hdr").unwrap();
+        (s.file_range().unwrap().0 as usize, s.address())
+    };
+    assert_eq!(&data[hdr_off..hdr_off + 4], &[1, 0x1b, 0x03, 0x3b], "the usual encodings");
+    let count = u32::from_le_bytes(data[hdr_off + 8..hdr_off + 12].try_into().unwrap()) as usize;
+    let table = hdr_off + 12;
+    let entry = |d: &[u8], i: usize| {
+        let at = table + i * 8;
+        let loc = i32::from_le_bytes(d[at..at + 4].try_into().unwrap()) as i64 as u64;
+        hdr_addr.wrapping_add(loc)
+    };
+    // Swap the FDE pointers of entries 100 and 101.
+    let mut swapped = data.clone();
+    let (a, b) = (table + 100 * 8 + 4, table + 101 * 8 + 4);
+    let (fa, fb) = (swapped[a..a + 4].to_vec(), swapped[b..b + 4].to_vec());
+    swapped[a..a + 4].copy_from_slice(&fb);
+    swapped[b..b + 4].copy_from_slice(&fa);
+    let bad = CfiTable::from_elf(&swapped).unwrap();
+    let (start100, start101, start102) = (entry(&data, 100), entry(&data, 101), entry(&data, 102));
+    let mut probes = 0;
+    for addr in (start100..start102).step_by(3) {
+        // Entry 100's address reaches FDE 101 and the other way round:
+        // neither covers it.
+        assert_eq!(bad.find(addr), None, "{addr:#x} (FDEs at {start100:#x}, {start101:#x})");
+        probes += usize::from(intact.find(addr).is_some());
+    }
+    assert!(probes > 10);
+    // A count past the end of the section: the header is not used.
+    let mut overcount = data.clone();
+    overcount[hdr_off + 8..hdr_off + 12].copy_from_slice(&(count as u32 * 4).to_le_bytes());
+    let scanned = CfiTable::from_elf(&overcount).unwrap();
+    for i in (0..count).step_by(37) {
+        let addr = entry(&data, i);
+        assert_eq!(scanned.find(addr), intact.find(addr), "{addr:#x}");
+    }
+}
