@@ -12,7 +12,7 @@ const WAYS: usize = 4;
 
 /// One cached rule, 24 bytes: what a step needs, packed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Entry {
+pub struct CachedRule {
     pc: u64,
     /// Simple: CFA offset; Complex: FDE offset.
     a: i32,
@@ -24,7 +24,7 @@ pub struct Entry {
     module: u16,
 }
 
-// Entry flags. KIND_* in the low two bits; 0 is an empty entry.
+// Flags. KIND_* in the low two bits; 0 is an empty entry.
 const KIND_MASK: u16 = 3;
 const KIND_SIMPLE: u16 = 1;
 const KIND_OUTERMOST: u16 = 2;
@@ -36,9 +36,9 @@ const BP_SAVED: u16 = 1 << 5;
 const OTHERS_UNCHANGED: u16 = 1 << 6;
 const DEBUG_FRAME: u16 = 1 << 7;
 
-impl Entry {
-    fn pack(pc: u64, exact: bool, rule: Rule, signal: bool, module: u16) -> Option<Entry> {
-        let mut e = Entry { pc, module, ..Default::default() };
+impl CachedRule {
+    fn pack(pc: u64, exact: bool, rule: Rule, signal: bool, module: u16) -> Option<CachedRule> {
+        let mut e = CachedRule { pc, module, ..Default::default() };
         let mut flags = 0u16;
         match rule {
             Rule::None => return None,
@@ -144,7 +144,7 @@ pub struct CfiCache {
     generation: u64,
     /// `SETS` sets of `WAYS` entries: the few pcs of a walk that share a
     /// set do not evict each other.
-    entries: Box<[Entry]>,
+    entries: Box<[CachedRule]>,
     /// Per set, the way the next new rule replaces (round robin).
     next_way: [u8; SETS],
 }
@@ -160,7 +160,7 @@ impl CfiCache {
         CfiCache {
             ctx: UnwindContext::new(),
             generation: 0,
-            entries: vec![Entry::default(); SETS * WAYS].into_boxed_slice(),
+            entries: vec![CachedRule::default(); SETS * WAYS].into_boxed_slice(),
             next_way: [0; SETS],
         }
     }
@@ -177,7 +177,7 @@ impl CfiCache {
     /// The rule found before for a frame at `pc` (`exact`, or a return
     /// address) in module set `generation`.
     #[inline(always)]
-    pub fn rule(&self, pc: u64, exact: bool, generation: u64) -> Option<&Entry> {
+    pub fn rule(&self, pc: u64, exact: bool, generation: u64) -> Option<&CachedRule> {
         if generation != self.generation {
             return None;
         }
@@ -193,12 +193,12 @@ impl CfiCache {
     /// `Rule::None`, or a module index past u16). Rules of another module
     /// set replace all the entries.
     #[inline]
-    pub fn remember(&mut self, pc: u64, exact: bool, generation: u64, rule: Rule, signal: bool, module: usize) -> Option<Entry> {
-        let entry = Entry::pack(pc, exact, rule, signal, u16::try_from(module).ok()?)?;
+    pub fn remember(&mut self, pc: u64, exact: bool, generation: u64, rule: Rule, signal: bool, module: usize) -> Option<CachedRule> {
+        let entry = CachedRule::pack(pc, exact, rule, signal, u16::try_from(module).ok()?)?;
         if generation != self.generation {
             // A new cache is empty already.
             if self.generation != 0 {
-                self.entries.fill(Entry::default());
+                self.entries.fill(CachedRule::default());
             }
             self.generation = generation;
         }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 pub use compile::CfiError;
 pub use entry::EntryError;
-pub use cache::{CfiCache, Entry as CachedRule};
+pub use cache::{CachedRule, CfiCache};
 pub use eval::evaluate_complex;
 
 /// How rbp is recovered in a simple row.
@@ -53,7 +53,7 @@ pub enum CfiSource {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rule {
-    /// No CFI covers this address.
+    /// No CFI covers this address (in compiled rows: the end of an FDE).
     None,
     Simple(SimpleRule),
     /// The return address is undefined: the outermost frame.
