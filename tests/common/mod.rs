@@ -47,41 +47,6 @@ pub fn check_pid_json(bin: &std::path::Path, funcs: &str) -> (Option<i32>, serde
     (out.status.code(), v)
 }
 
-/// A minimal x86-64 ELF (ET_DYN, section headers only) holding `cfi` as
-/// `.eh_frame` (or `.debug_frame`) at `cfi_addr` and a NOBITS `.text` at
-/// `text_addr`. The same as `elf_with_cfi` in fuzz/fuzz_targets/common.rs.
-pub fn elf_with_cfi(cfi: &[u8], debug_frame: bool, cfi_addr: u64, text_addr: u64, text_size: u64) -> Vec<u8> {
-    let shstrtab: &[u8] = b"\0.text\0.eh_frame\0.debug_frame\0.shstrtab\0";
-    let (text_name, cfi_name, shstr_name) = (1u32, if debug_frame { 17 } else { 7 }, 30u32);
-    let mut out = vec![0u8; 64];
-    let cfi_off = out.len() as u64;
-    out.extend_from_slice(cfi);
-    let str_off = out.len() as u64;
-    out.extend_from_slice(shstrtab);
-    while out.len() % 8 != 0 {
-        out.push(0);
-    }
-    let shoff = out.len() as u64;
-    let mut sh = |name: u32, ty: u32, flags: u64, addr: u64, off: u64, size: u64| {
-        for v in [u64::from(name) | (u64::from(ty) << 32), flags, addr, off, size, 0, 1, 0] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-    };
-    sh(0, 0, 0, 0, 0, 0);
-    sh(text_name, 8, 6, text_addr, 0, text_size);
-    sh(cfi_name, 1, if debug_frame { 0 } else { 2 }, if debug_frame { 0 } else { cfi_addr }, cfi_off, cfi.len() as u64);
-    sh(shstr_name, 3, 0, 0, str_off, shstrtab.len() as u64);
-    let mut h = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0".to_vec();
-    h.extend_from_slice(&3u16.to_le_bytes());
-    h.extend_from_slice(&62u16.to_le_bytes());
-    h.extend_from_slice(&1u32.to_le_bytes());
-    h.extend_from_slice(&0u64.to_le_bytes());
-    h.extend_from_slice(&0u64.to_le_bytes());
-    h.extend_from_slice(&shoff.to_le_bytes());
-    h.extend_from_slice(&0u32.to_le_bytes());
-    for v in [64u16, 56, 0, 64, 4, 3] {
-        h.extend_from_slice(&v.to_le_bytes());
-    }
-    out[..64].copy_from_slice(&h);
-    out
-}
+mod synth_elf;
+#[allow(unused_imports)]
+pub use synth_elf::elf_with_cfi;
