@@ -234,7 +234,7 @@ fn resolve_spec(spec: &FuncSpec, symbols: &Symbolizer) -> Result<(u64, u64), Pat
         object: spec.object.clone(),
         function: spec.function.clone(),
     };
-    let count = table.find_symbols(&spec.function).count();
+    let count = table.find_by_name(&spec.function).count();
     let position = match (count, spec.sympos) {
         (0, _) => return Err(unknown_function()),
         (1, 0) => 0,
@@ -261,12 +261,12 @@ fn resolve_spec(spec: &FuncSpec, symbols: &Symbolizer) -> Result<(u64, u64), Pat
         }
     };
     let symbol = table
-        .find_symbols(&spec.function)
+        .find_by_name(&spec.function)
         .nth(position)
         .ok_or_else(unknown_function)?;
     // Data and absolute symbols count for sympos (kallsyms lists them:
     // livepatch requires KALLSYMS_ALL), but only code can be patched.
-    if symbol.kind() != SymbolKind::Text {
+    if symbol.kind != SymbolKind::Text {
         return Err(PatchSetError::NotAFunction {
             line: spec.line,
             object: spec.object.clone(),

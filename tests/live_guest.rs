@@ -32,8 +32,10 @@ fn section<'a>(log: &'a str, name: &str) -> &'a str {
     &log[start..start + len]
 }
 
-fn parse_guest_run(log: &str) -> GuestRun {
-    let json: serde_json::Value = serde_json::from_str(section(log, "LPSTACK_JSON")).expect("lpstack JSON");
+/// (blocked with function, unreliable, running) in an lpstack JSON report.
+type Predictions = (BTreeSet<(String, i32, String)>, BTreeSet<(String, i32)>, BTreeSet<i32>);
+
+fn predictions(json: &serde_json::Value) -> Predictions {
     let mut predicted_blocked = BTreeSet::new();
     let mut predicted_unreliable = BTreeSet::new();
     let mut predicted_running = BTreeSet::new();
@@ -54,6 +56,12 @@ fn parse_guest_run(log: &str) -> GuestRun {
             _ => {}
         }
     }
+    (predicted_blocked, predicted_unreliable, predicted_running)
+}
+
+fn parse_guest_run(log: &str) -> GuestRun {
+    let json: serde_json::Value = serde_json::from_str(section(log, "LPSTACK_JSON")).expect("lpstack JSON");
+    let (predicted_blocked, predicted_unreliable, predicted_running) = predictions(&json);
     // The kernel's messages of its first transition attempt: the debug
     // lines after "starting patching transition", up to the first task
     // named twice (the retry a second later names every straggler again).
@@ -133,6 +141,17 @@ fn recorded_guest_run_prediction_equals_the_kernels_first_attempt() {
         let predicted: BTreeSet<i32> =
             run.predicted_blocked.iter().map(|(_, pid, _)| *pid).chain(run.predicted_unreliable.iter().map(|(_, pid)| *pid)).collect();
         assert_eq!(unpatched, predicted, "{}: patch_state 0 after the first attempt", path.display());
+        // Symbols read from kernel memory and from /proc/kallsyms give the
+        // same blocked and unreliable tasks.
+        let proc_json: serde_json::Value =
+            serde_json::from_str(section(&log, "LPSTACK_JSON_PROC")).expect("lpstack JSON, /proc/kallsyms");
+        let (proc_blocked, proc_unreliable, _) = predictions(&proc_json);
+        assert_eq!(proc_blocked, run.predicted_blocked, "{}: blocked, /proc/kallsyms symbols", path.display());
+        assert_eq!(proc_unreliable, run.predicted_unreliable, "{}: unreliable, /proc/kallsyms", path.display());
+        // kptr_restrict=2 refuses /proc/kallsyms but not symbols from memory
+        // (exit 1: tasks are blocked; 2 would be an error).
+        assert!(log.contains("@@REFUSAL kptr-restrict rc=2 "), "{}: kptr_restrict refusal", path.display());
+        assert!(log.contains("@@KPTR2_MEMORY rc=1"), "{}: kptr_restrict=2 with symbols from memory", path.display());
         runs += 1;
     }
     assert!(runs >= 1, "no recorded run under {}", dir.display());

@@ -56,6 +56,10 @@ for i in 1 2 3; do
     say "@@SETUP $i $(grep 'setup:' /tmp/timing.err)"
     grep -v 'timing:\|setup:' /tmp/timing.err | head -n 5 >&3
 done
+# The same with symbols from /proc/kallsyms instead of kernel memory.
+$LP --symbols-from proc-kallsyms --timing >/dev/null 2>/tmp/timing.err
+say "@@TIMING_PROC rc=$? $(grep 'timing:' /tmp/timing.err)"
+say "@@SETUP_PROC $(grep 'setup:' /tmp/timing.err)"
 t0=$(cut -d' ' -f1 /proc/uptime)
 cat /proc/kallsyms >/dev/null
 say "@@KALLSYMS_CAT $t0 $(cut -d' ' -f1 /proc/uptime)"
@@ -65,6 +69,8 @@ say "@@KALLSYMS_CAT $t0 $(cut -d' ' -f1 /proc/uptime)"
 $LP --format json >/tmp/live.json 2>/tmp/live.err
 RC=$?
 insmod /lib/lpstack/lpstack_lp.ko || both "@@ERROR insmod lpstack_lp"
+# The prediction again with symbols from /proc/kallsyms: same verdicts.
+$LP --symbols-from proc-kallsyms --format json >/tmp/live-proc.json 2>/dev/null
 say "@@LPSTACK_RC $RC"
 say "@@LPSTACK_STDERR_BEGIN"
 cat /tmp/live.err >&3
@@ -72,6 +78,9 @@ say "@@LPSTACK_STDERR_END"
 say "@@LPSTACK_JSON_BEGIN"
 cat /tmp/live.json >&3
 say "@@LPSTACK_JSON_END"
+say "@@LPSTACK_JSON_PROC_BEGIN"
+cat /tmp/live-proc.json >&3
+say "@@LPSTACK_JSON_PROC_END"
 sleep 3
 say "@@PATCH_STATE_BEGIN"
 for t in /proc/[0-9]*/task/[0-9]*; do
@@ -96,7 +105,10 @@ echo 'nobody:x:65534:' > /etc/group
 refusal not-root su -s /bin/sh nobody -c "$LP"
 old=$(cat /proc/sys/kernel/kptr_restrict)
 echo 2 > /proc/sys/kernel/kptr_restrict
-refusal kptr-restrict $LP
+refusal kptr-restrict $LP --symbols-from proc-kallsyms
+# Symbols from memory need no kallsyms addresses: this run works.
+$LP >/dev/null 2>/tmp/kptr.err
+say "@@KPTR2_MEMORY rc=$? $(head -c 300 /tmp/kptr.err)"
 echo "$old" > /proc/sys/kernel/kptr_restrict
 mount -t tmpfs none /sys/kernel/btf
 refusal no-btf $LP

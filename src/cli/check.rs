@@ -74,6 +74,18 @@ pub struct CheckArgs {
     /// `check live`: print setup and check times to stderr.
     #[arg(long)]
     pub(super) timing: bool,
+    /// `check live`: where vmlinux symbols come from. `memory` reads the
+    /// kernel's kallsyms tables in place (falling back to /proc/kallsyms on
+    /// kernels whose VMCOREINFO does not locate them); `proc-kallsyms`
+    /// parses /proc/kallsyms.
+    #[arg(long, value_enum, default_value_t = SymbolsFromArg::Memory)]
+    pub(super) symbols_from: SymbolsFromArg,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SymbolsFromArg {
+    Memory,
+    ProcKallsyms,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

@@ -5,17 +5,21 @@
 use std::time::Instant;
 
 use lpstack::kernel::check::{check_kernel_live, LiveConfig};
-use lpstack::kernel::live::{euid, open_live, LiveSources};
+use lpstack::kernel::live::{euid, open_live, LiveSources, SymbolsFrom};
 use lpstack::walk::{KernelRegsPolicy, WalkConfig};
 use serde_json::json;
 
-use super::check::{load_set, parse_models, task_row, CheckArgs};
+use super::check::{load_set, parse_models, task_row, CheckArgs, SymbolsFromArg};
 use super::report::{self, Row, Target};
 use super::CliError;
 
 pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
     let t0 = Instant::now();
-    let sources = LiveSources::default();
+    let symbols = match args.symbols_from {
+        SymbolsFromArg::Memory => SymbolsFrom::Memory,
+        SymbolsFromArg::ProcKallsyms => SymbolsFrom::ProcKallsyms,
+    };
+    let sources = LiveSources { symbols, ..LiveSources::default() };
     let live = open_live(&sources, euid()).map_err(|e| CliError(e.to_string()))?;
     let mut kernel = live.kernel;
     let live_timings = live.timings;

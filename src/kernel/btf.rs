@@ -29,6 +29,11 @@ const TYPE_LEN: usize = 12;
 /// it a cycle (libbpf's `MAX_RESOLVE_DEPTH` is 32 too).
 const MAX_DEPTH: u32 = 32;
 
+/// FNV-1a: names are looked up by hash, then compared.
+fn name_hash(name: &[u8]) -> u64 {
+    name.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+}
+
 /// A BTF type id. 0 is `void`; real types are numbered from 1 in order of
 /// appearance; split BTF continues after its base's last id.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -295,9 +300,9 @@ pub struct Btf<'data> {
     /// First string offset defined here: 0 for base, base's end for split.
     start_str: u32,
     base: Option<&'data Btf<'data>>,
-    /// Ids of this table's named types, sorted by (name, id). Built once at
+    /// (name hash, id) of this table's named types, sorted. Built once at
     /// parse (not lazily) so `Btf` stays covariant and `Sync` without locks.
-    by_name: Vec<u32>,
+    by_name: Vec<(u64, u32)>,
     pointer_size: u64,
 }
 
@@ -418,7 +423,7 @@ impl<'data> Btf<'data> {
     }
 
     fn build_index(&mut self) {
-        let mut named: Vec<(&'data [u8], u32)> = Vec::new();
+        let mut named: Vec<(u64, u32)> = Vec::new();
         let mut long_size = None;
         for i in 0..self.offsets.len() {
             let id = TypeId(self.start_id + i as u32);
@@ -438,10 +443,12 @@ impl<'data> Btf<'data> {
             {
                 long_size = Some(u64::from(raw.size_or_type));
             }
-            named.push((name, id.0));
+            named.push((name_hash(name), id.0));
         }
+        // By hash, not by name: sorting integers is several times cheaper
+        // than sorting ~100k strings, and lookups only need equality.
         named.sort_unstable();
-        self.by_name = named.into_iter().map(|(_, id)| id).collect();
+        self.by_name = named;
         if self.base.is_none() {
             self.pointer_size = long_size.unwrap_or(8);
         }
@@ -564,11 +571,13 @@ impl<'data> Btf<'data> {
                 .and_then(|r| self.str_bytes(r.name_off).ok())
                 .unwrap_or(b"")
         };
-        let first = self.by_name.partition_point(|&id| name_of(id) < key);
+        let hash = name_hash(key);
+        let first = self.by_name.partition_point(|&(h, _)| h < hash);
         self.by_name[first..]
             .iter()
-            .take_while(|&&id| name_of(id) == key)
-            .filter_map(|&id| self.raw(TypeId(id)))
+            .take_while(|&&(h, _)| h == hash)
+            .filter(|&&(_, id)| name_of(id) == key)
+            .filter_map(|&(_, id)| self.raw(TypeId(id)))
             .find_map(|raw| f(&raw))
     }
 

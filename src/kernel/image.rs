@@ -118,6 +118,26 @@ pub struct Kernel<P> {
     pub warnings: Vec<String>,
 }
 
+/// vmlinux symbols from the kernel's own kallsyms tables, located by
+/// VMCOREINFO (6.0+) and checked against the symbols it names.
+pub fn kallsyms_from_vmcoreinfo<M: Memory>(mem: &mut M, vi: &VmcoreInfo) -> Result<SymbolTable, KernelError> {
+    let need = |name: &'static str| vi.symbol(name).ok_or(KernelError::MissingVmcoreinfo(name));
+    let loc = KallsymsLocation {
+        num_syms: need("kallsyms_num_syms")?,
+        names: need("kallsyms_names")?,
+        token_table: need("kallsyms_token_table")?,
+        token_index: need("kallsyms_token_index")?,
+        offsets: vi.symbol("kallsyms_offsets"),
+        relative_base: vi.symbol("kallsyms_relative_base"),
+        addresses: vi.symbol("kallsyms_addresses"),
+    };
+    let known: Vec<KnownSymbol> = ["_stext", "init_uts_ns", "swapper_pg_dir", "init_top_pgt"]
+        .iter()
+        .filter_map(|&name| vi.symbol(name).map(|address| KnownSymbol { name, address }))
+        .collect();
+    Ok(read_kallsyms(mem, &loc, &known)?)
+}
+
 fn read_bytes<M: Memory>(mem: &mut M, addr: u64, len: u64, what: &'static str) -> Result<Vec<u8>, KernelError> {
     if len > 256 << 20 {
         return Err(KernelError::TooLarge { what, size: len });
@@ -165,21 +185,7 @@ impl<P: PhysMemory> Kernel<P> {
             return Self::from_symbols(mem, release, t);
         }
 
-        let need = |name: &'static str| vi.symbol(name).ok_or(KernelError::MissingVmcoreinfo(name));
-        let loc = KallsymsLocation {
-            num_syms: need("kallsyms_num_syms")?,
-            names: need("kallsyms_names")?,
-            token_table: need("kallsyms_token_table")?,
-            token_index: need("kallsyms_token_index")?,
-            offsets: vi.symbol("kallsyms_offsets"),
-            relative_base: vi.symbol("kallsyms_relative_base"),
-            addresses: vi.symbol("kallsyms_addresses"),
-        };
-        let known: Vec<KnownSymbol> = ["_stext", "init_uts_ns", "swapper_pg_dir", "init_top_pgt"]
-            .iter()
-            .filter_map(|&name| vi.symbol(name).map(|address| KnownSymbol { name, address }))
-            .collect();
-        let table = read_kallsyms(&mut mem, &loc, &known)?;
+        let table = kallsyms_from_vmcoreinfo(&mut mem, vi)?;
         Self::from_symbols(mem, release, table)
     }
 

@@ -12,7 +12,7 @@
 //! patched functions invisible.
 
 use crate::memory::{read_vec, Memory, MemoryError};
-use crate::symbols::{SymbolKind, SymbolSize, SymbolTable};
+use crate::symbols::{SymbolDecoder, SymbolKind, SymbolSize, SymbolTable};
 
 /// Where the tables are (runtime addresses, e.g. from VMCOREINFO).
 #[derive(Clone, Copy, Debug, Default)]
@@ -49,40 +49,6 @@ impl From<MemoryError> for KallsymsError {
     }
 }
 
-/// Reads forward through memory in blocks.
-struct Forward<'m, M> {
-    mem: &'m mut M,
-    next: u64,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl<'m, M: Memory> Forward<'m, M> {
-    const BLOCK: usize = 4096;
-
-    fn new(mem: &'m mut M, at: u64) -> Self {
-        Forward { mem, next: at, buf: Vec::with_capacity(Self::BLOCK), pos: 0 }
-    }
-
-    fn addr(&self) -> u64 {
-        self.next - (self.buf.len() - self.pos) as u64
-    }
-
-    fn byte(&mut self) -> Result<u8, MemoryError> {
-        if self.pos == self.buf.len() {
-            // Read up to the next page boundary so one bad page costs one block.
-            let n = Self::BLOCK - (self.next as usize % Self::BLOCK);
-            self.buf.resize(n, 0);
-            self.mem.read(self.next, &mut self.buf)?;
-            self.next += n as u64;
-            self.pos = 0;
-        }
-        let b = self.buf[self.pos];
-        self.pos += 1;
-        Ok(b)
-    }
-}
-
 /// A check: this symbol must decode at this address.
 #[derive(Clone, Copy, Debug)]
 pub struct KnownSymbol {
@@ -98,13 +64,87 @@ fn kind_of(type_char: u8) -> SymbolKind {
     }
 }
 
-/// Decodes every symbol. `known` symbols (at least one) choose the address
-/// encoding; see the module comment.
-pub fn read_kallsyms<M: Memory>(
-    mem: &mut M,
-    loc: &KallsymsLocation,
-    known: &[KnownSymbol],
-) -> Result<SymbolTable, KallsymsError> {
+/// The compressed names, indexed: `kallsyms_names` as read, where each
+/// symbol's name starts, the 256 tokens, and the name order when the
+/// kernel keeps one (`kallsyms_seqs_of_names`, 6.2+).
+struct KallsymsNames {
+    names: Vec<u8>,
+    /// Offset in `names` of each symbol's first token byte, and the count.
+    spans: Vec<(u32, u16)>,
+    tokens: Vec<u8>,
+    token_spans: Vec<(u32, u32)>,
+    /// Rank in name order -> symbol index; empty without a name order.
+    seqs: Vec<u32>,
+}
+
+impl KallsymsNames {
+    /// The expanded bytes of symbol `index`: type character, then name.
+    fn expand(&self, index: usize, out: &mut Vec<u8>) {
+        out.clear();
+        let Some(&(start, len)) = self.spans.get(index) else { return };
+        let codes = self.names.get(start as usize..start as usize + len as usize).unwrap_or(&[]);
+        for &code in codes {
+            if let Some(&(a, b)) = self.token_spans.get(code as usize) {
+                out.extend_from_slice(self.tokens.get(a as usize..b as usize).unwrap_or(&[]));
+            }
+        }
+    }
+
+    fn name_of(&self, index: usize) -> (SymbolKind, String) {
+        let mut bytes = Vec::with_capacity(64);
+        self.expand(index, &mut bytes);
+        match bytes.split_first() {
+            Some((&type_char, name)) => (kind_of(type_char), String::from_utf8_lossy(name).into_owned()),
+            None => (SymbolKind::Absolute, String::new()),
+        }
+    }
+
+    /// Indexes of the symbols named `name`, by binary search in name order.
+    fn named(&self, name: &str) -> Vec<usize> {
+        let ranks = crate::symbols::equal_range(self.seqs.len(), |rank| {
+            let index = self.seqs.get(rank).map_or(usize::MAX, |&i| i as usize);
+            self.name_of(index).1.as_str().cmp(name)
+        });
+        ranks.filter_map(|rank| self.seqs.get(rank)).map(|&i| i as usize).collect()
+    }
+}
+
+impl SymbolDecoder for KallsymsNames {
+    fn decode(&self, index: usize) -> (SymbolKind, String) {
+        self.name_of(index)
+    }
+
+    fn by_name_rank(&self, rank: usize) -> usize {
+        self.seqs.get(rank).map_or(usize::MAX, |&i| i as usize)
+    }
+}
+
+/// Reads `[at, at + len)` in blocks of up to 64 KiB (one request each for
+/// a source with read-ahead), falling back to pages so that a hole right
+/// after the tables does not fail a read that stops before it.
+fn read_block<M: Memory>(mem: &mut M, at: u64, len: usize, out: &mut Vec<u8>) -> Result<(), MemoryError> {
+    const BLOCK: u64 = 64 << 10;
+    const PAGE: u64 = 4096;
+    let mut done = 0u64;
+    while done < len as u64 {
+        let addr = at.wrapping_add(done);
+        let n = (BLOCK - addr % BLOCK).min(len as u64 - done);
+        let old = out.len();
+        out.resize(old + n as usize, 0);
+        mem.prefetch(addr, n);
+        if mem.read(addr, &mut out[old..]).is_err() {
+            // Page by page: the error then names the first page missing.
+            let n = (PAGE - addr % PAGE).min(len as u64 - done);
+            out.truncate(old + n as usize);
+            mem.read(addr, &mut out[old..])?;
+        }
+        done += (out.len() - old) as u64;
+    }
+    Ok(())
+}
+
+/// Reads the count, the tokens and every name's place (not its text).
+fn read_names<M: Memory>(mem: &mut M, loc: &KallsymsLocation) -> Result<KallsymsNames, KallsymsError> {
     let mut w = [0u8; 4];
     mem.read(loc.num_syms, &mut w)?;
     let count = u32::from_le_bytes(w) as u64;
@@ -114,58 +154,140 @@ pub fn read_kallsyms<M: Memory>(
     let index_bytes = read_vec(mem, loc.token_index, 512)?;
     let token_index: Vec<u16> = index_bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
     let max_index = token_index.iter().copied().max().unwrap_or(0) as usize;
-    let token_bytes = read_vec(mem, loc.token_table, max_index + 256)?;
-    let mut tokens: Vec<&[u8]> = Vec::with_capacity(256);
+    let tokens = read_vec(mem, loc.token_table, max_index + 256)?;
+    let mut token_spans = Vec::with_capacity(256);
     for (i, &start) in token_index.iter().enumerate() {
-        let rest = &token_bytes[start as usize..];
+        let rest = tokens.get(start as usize..).unwrap_or(&[]);
         let end = rest.iter().position(|&b| b == 0).ok_or(KallsymsError::BadToken { index: i as u32 })?;
-        tokens.push(&rest[..end]);
+        token_spans.push((start as u32, start as u32 + end as u32));
     }
 
-    // Names, in kallsyms order (which is address order).
-    // One string pool instead of a String per symbol: a kernel has ~200k.
-    let mut pool = String::new();
-    // The count is claimed by the dump: grow with the names actually read.
-    let mut names: Vec<(u32, u32, u8)> = Vec::with_capacity((count as usize).min(1 << 14));
-    let mut r = Forward::new(mem, loc.names);
-    let mut expanded = Vec::with_capacity(256);
+    // The names region's size is known only by walking it; it is read in
+    // blocks as the walk reaches them. The count is claimed by the dump,
+    // so nothing is sized by it up front.
+    let mut names = Vec::new();
+    let mut spans: Vec<(u32, u16)> = Vec::with_capacity((count as usize).min(1 << 14));
+    let mut pos = 0usize;
+    let mut need = |names: &mut Vec<u8>, upto: usize| -> Result<(), MemoryError> {
+        if upto > names.len() {
+            let want = (upto - names.len()).max(64 << 10);
+            let at = loc.names.wrapping_add(names.len() as u64);
+            // Read at least what is needed; more only if it is there.
+            let before = names.len();
+            if read_block(mem, at, want, names).is_err() {
+                names.truncate(before);
+                read_block(mem, at, upto - before, names)?;
+            }
+        }
+        Ok(())
+    };
     for index in 0..count {
-        let at = r.addr();
-        let bad = KallsymsError::BadName { index, addr: at };
-        let mut len = r.byte()? as usize;
+        let bad = KallsymsError::BadName { index, addr: loc.names.wrapping_add(pos as u64) };
+        need(&mut names, pos + 1)?;
+        let mut len = names[pos] as usize;
+        let mut header = 1;
         // Since 6.1, lengths of 128 and more take two bytes (ULEB128-like).
         if len & 0x80 != 0 {
-            len = (len & 0x7f) | ((r.byte()? as usize) << 7);
+            need(&mut names, pos + 2)?;
+            len = (len & 0x7f) | ((names[pos + 1] as usize) << 7);
+            header = 2;
         }
-        if len == 0 {
+        if len == 0 || pos + header + len > u32::MAX as usize {
             return Err(bad);
         }
-        expanded.clear();
-        for _ in 0..len {
-            expanded.extend_from_slice(tokens[r.byte()? as usize]);
-        }
-        let (&type_char, name) = expanded.split_first().ok_or(bad)?;
-        let name = std::str::from_utf8(name).map_err(|_| bad)?;
-        names.push((pool.len() as u32, name.len() as u32, type_char));
-        pool.push_str(name);
+        need(&mut names, pos + header + len)?;
+        spans.push(((pos + header) as u32, len as u16));
+        pos += header + len;
     }
+    names.truncate(pos);
+    Ok(KallsymsNames { names, spans, tokens, token_spans, seqs: Vec::new() })
+}
 
-    let name_of = |&(start, len, _): &(u32, u32, u8)| &pool[start as usize..(start + len) as usize];
-    let addresses = decode_addresses(mem, loc, count as usize, &|i| names.get(i).map(name_of), known)?;
+/// Finds `kallsyms_seqs_of_names`, which VMCOREINFO does not name: right
+/// after `kallsyms_relative_base` (6.12 layout) or right before
+/// `kallsyms_token_table`. A candidate is taken only if it is a
+/// permutation of the symbols and the names it orders are in order at
+/// evenly spread samples; otherwise there is no name order (and every name
+/// is decoded instead).
+fn find_name_order<M: Memory>(mem: &mut M, loc: &KallsymsLocation, names: &KallsymsNames) -> Vec<u32> {
+    let count = names.spans.len();
+    let size = count * 3;
+    let mut candidates = Vec::new();
+    if let Some(base) = loc.relative_base {
+        candidates.push(base.wrapping_add(8));
+    }
+    candidates.push(loc.token_table.wrapping_sub((size as u64).next_multiple_of(8)));
+    for at in candidates {
+        let mut raw = Vec::with_capacity(size);
+        if read_block(mem, at, size, &mut raw).is_err() {
+            continue;
+        }
+        let seqs: Vec<u32> =
+            raw.chunks_exact(3).map(|c| (c[0] as u32) << 16 | (c[1] as u32) << 8 | c[2] as u32).collect();
+        let mut seen = vec![false; count];
+        let permutation = seqs.iter().all(|&i| match seen.get_mut(i as usize) {
+            Some(slot) if !*slot => {
+                *slot = true;
+                true
+            }
+            _ => false,
+        });
+        if !permutation {
+            continue;
+        }
+        let name = |rank: usize| names.name_of(seqs[rank] as usize).1;
+        let step = (count / 64).max(1);
+        let ordered = (0..count.saturating_sub(1)).step_by(step).all(|rank| name(rank) <= name(rank + 1))
+            && (0..count).step_by(step).collect::<Vec<_>>().windows(2).all(|w| name(w[0]) <= name(w[1]));
+        if ordered {
+            return seqs;
+        }
+    }
+    Vec::new()
+}
+
+/// Reads the kernel's symbols. With a name order (6.2+) the table decodes
+/// names only as lookups need them; without one every name is decoded.
+/// `known` symbols (at least one) choose the address encoding; see the
+/// module comment.
+pub fn read_kallsyms<M: Memory>(
+    mem: &mut M,
+    loc: &KallsymsLocation,
+    known: &[KnownSymbol],
+) -> Result<SymbolTable, KallsymsError> {
+    let mut names = read_names(mem, loc)?;
+    names.seqs = find_name_order(mem, loc, &names);
+    let count = names.spans.len();
+    if !names.seqs.is_empty() {
+        let addresses = decode_addresses(mem, loc, count, &|name| names.named(name), known)?;
+        if addresses.is_sorted() {
+            return SymbolTable::lazy("vmlinux", addresses, Box::new(names)).ok_or(KallsymsError::NoAddresses);
+        }
+    }
+    // Every name, once, in one string pool (a kernel has ~200k).
+    let mut pool = String::new();
+    let mut entries: Vec<(u32, u32, SymbolKind)> = Vec::with_capacity(count);
+    for index in 0..count {
+        let (kind, name) = names.name_of(index);
+        entries.push((pool.len() as u32, name.len() as u32, kind));
+        pool.push_str(&name);
+    }
+    let name_of = |&(start, len, _): &(u32, u32, SymbolKind)| &pool[start as usize..(start + len) as usize];
+    let find = |name: &str| (0..count).filter(|&i| entries.get(i).map(name_of) == Some(name)).collect();
+    let addresses = decode_addresses(mem, loc, count, &find, known)?;
     let mut table = SymbolTable::new("vmlinux");
-    for (entry, addr) in names.iter().zip(addresses) {
-        let (name, type_char) = (name_of(entry), &entry.2);
-        table.push_symbol(name, addr, SymbolSize::Unknown, kind_of(*type_char));
+    for (entry, addr) in entries.iter().zip(addresses) {
+        table.push_symbol(name_of(entry), addr, SymbolSize::Unknown, entry.2);
     }
     table.finish();
     Ok(table)
 }
 
-fn decode_addresses<'n, M: Memory>(
+fn decode_addresses<M: Memory>(
     mem: &mut M,
     loc: &KallsymsLocation,
     count: usize,
-    name: &dyn Fn(usize) -> Option<&'n str>,
+    named: &dyn Fn(&str) -> Vec<usize>,
     known: &[KnownSymbol],
 ) -> Result<Vec<u64>, KallsymsError> {
     if let Some(at) = loc.addresses {
@@ -176,25 +298,21 @@ fn decode_addresses<'n, M: Memory>(
         return Err(KallsymsError::NoAddresses);
     };
     let base = mem.read_u64(base_at)?;
-    let raw = read_vec(mem, at, count * 4)?;
+    let mut raw = Vec::new();
+    read_block(mem, at, count * 4, &mut raw)?;
     let offsets: Vec<i32> = raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     let percpu = |o: i32| if o >= 0 { o as u64 } else { base.wrapping_sub(1).wrapping_sub(o as i64 as u64) };
     let relative = |o: i32| base.wrapping_add(o as u32 as u64);
     // Known symbols that kallsyms lacks are skipped: VMCOREINFO names
     // macros too (x86-64 `swapper_pg_dir` is `init_top_pgt`).
-    let present: Vec<(usize, u64)> = known
-        .iter()
-        .flat_map(|k| (0..count).filter(move |&i| name(i) == Some(k.name)).map(move |i| (i, k.address)))
-        .collect();
+    let present: Vec<(Vec<usize>, u64)> =
+        known.iter().map(|k| (named(k.name), k.address)).filter(|(found, _)| !found.is_empty()).collect();
     let first = known.first().copied().unwrap_or(KnownSymbol { name: "(none)", address: 0 });
     if present.is_empty() {
         return Err(KallsymsError::NoEncodingMatches { name_hint: first.name, want: first.address });
     }
     let check = |f: &dyn Fn(i32) -> u64| {
-        known.iter().all(|k| {
-            let mut found = present.iter().filter(|&&(i, _)| name(i) == Some(k.name)).peekable();
-            found.peek().is_none() || found.any(|&(i, want)| f(offsets[i]) == want)
-        })
+        present.iter().all(|(found, want)| found.iter().any(|&i| offsets.get(i).is_some_and(|&o| f(o) == *want)))
     };
     if check(&percpu) {
         Ok(offsets.iter().map(|&o| percpu(o)).collect())
@@ -211,7 +329,9 @@ mod tests {
     use crate::memory::SliceMemory;
 
     /// Lays out kallsyms tables for (type+name, address) in a byte image.
-    fn image(syms: &[(&str, u64)], percpu: bool) -> (Vec<u8>, KallsymsLocation) {
+    /// With `name_order`, `kallsyms_seqs_of_names` follows
+    /// `kallsyms_relative_base` (6.12 layout).
+    fn image(syms: &[(&str, u64)], percpu: bool, name_order: bool) -> (Vec<u8>, KallsymsLocation) {
         let base = 0x1000u64; // image address of byte 0
         let mut img = vec![0u8; 0x10000];
         // Tokens: token i is the single byte i for printable bytes, plus
@@ -267,6 +387,12 @@ mod tests {
         put(&mut img, 0x400, &table);
         put(&mut img, 0x1000, &offsets.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>());
         put(&mut img, 0x4000, &names);
+        if name_order {
+            let mut order: Vec<usize> = (0..syms.len()).collect();
+            order.sort_by_key(|&i| (&syms[i].0[1..], syms[i].1));
+            let seqs: Vec<u8> = order.iter().flat_map(|&i| [(i >> 16) as u8, (i >> 8) as u8, i as u8]).collect();
+            put(&mut img, 0x18, &seqs);
+        }
         let loc = KallsymsLocation {
             num_syms: base,
             names: base + 0x4000,
@@ -293,11 +419,12 @@ mod tests {
     #[test]
     fn both_encodings_decode_and_are_told_apart() {
         let known = [KnownSymbol { name: "_stext", address: 0xffffffff81000000 }];
-        for percpu in [true, false] {
+        for (percpu, name_order) in [(true, false), (false, false), (true, true), (false, true)] {
             let s = syms();
-            let (img, loc) = image(&s, percpu);
+            let (img, loc) = image(&s, percpu, name_order);
             let mut mem = SliceMemory::new(0x1000, &img);
             let t = read_kallsyms(&mut mem, &loc, &known).unwrap();
+            assert_eq!(t.is_lazy(), name_order);
             assert_eq!(t.len(), 6);
             let p = t.lookup(0xffffffff81465600).unwrap();
             assert_eq!((p.name, p.offset, p.size), ("pipe_read", 0x70, 0x470));
@@ -308,7 +435,7 @@ mod tests {
 
     #[test]
     fn wrong_known_address_is_an_error() {
-        let (img, loc) = image(&syms(), true);
+        let (img, loc) = image(&syms(), true, true);
         let mut mem = SliceMemory::new(0x1000, &img);
         let known = [KnownSymbol { name: "_stext", address: 0xffffffff81200000 }];
         assert!(matches!(read_kallsyms(&mut mem, &loc, &known), Err(KallsymsError::NoEncodingMatches { .. })));
@@ -318,22 +445,44 @@ mod tests {
     fn long_names_use_two_length_bytes() {
         let long: &'static str = Box::leak(format!("T{}", "x".repeat(200)).into_boxed_str());
         let s = vec![("T_stext", 0xffffffff81000000), (long, 0xffffffff81000100)];
-        let (img, loc) = image(&s, true);
+        let (img, loc) = image(&s, true, true);
         let mut mem = SliceMemory::new(0x1000, &img);
         let known = [KnownSymbol { name: "_stext", address: 0xffffffff81000000 }];
         let t = read_kallsyms(&mut mem, &loc, &known).unwrap();
+        assert!(t.is_lazy());
         assert_eq!(t.lookup(0xffffffff81000100).unwrap().name.len(), 200);
     }
 
     #[test]
     fn garbage_fails_cleanly() {
-        let (mut img, loc) = image(&syms(), true);
+        let (mut img, loc) = image(&syms(), true, false);
         img[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
         let mut mem = SliceMemory::new(0x1000, &img);
         assert!(matches!(read_kallsyms(&mut mem, &loc, &[]), Err(KallsymsError::TooMany(_))));
-        let (mut img, loc) = image(&syms(), true);
+        let (mut img, loc) = image(&syms(), true, false);
         img[0..4].copy_from_slice(&1000u32.to_le_bytes()); // more names than present
         let mut mem = SliceMemory::new(0x1000, &img);
         assert!(read_kallsyms(&mut mem, &loc, &[KnownSymbol { name: "_stext", address: 0 }]).is_err());
+    }
+
+    #[test]
+    fn a_name_order_that_is_wrong_is_not_used() {
+        let known = [KnownSymbol { name: "_stext", address: 0xffffffff81000000 }];
+        let (good, loc) = image(&syms(), true, true);
+        // Not a permutation: two ranks name symbol 0.
+        let mut repeated = good.clone();
+        repeated[0x18 + 3..0x18 + 6].copy_from_slice(&[0, 0, 0]);
+        // A permutation, but not in name order: ranks 0 and 5 swapped.
+        let mut unsorted = good.clone();
+        let (a, b) = (0x18, 0x18 + 15);
+        for k in 0..3 {
+            unsorted.swap(a + k, b + k);
+        }
+        for img in [repeated, unsorted] {
+            let mut mem = SliceMemory::new(0x1000, &img);
+            let t = read_kallsyms(&mut mem, &loc, &known).unwrap();
+            assert!(!t.is_lazy());
+            assert_eq!(t.find_by_name("pipe_write").next().unwrap().address, 0xffffffff81465a00);
+        }
     }
 }

@@ -1,7 +1,14 @@
 //! The running kernel as the address space: memory through /proc/kcore,
-//! vmlinux symbols through /proc/kallsyms, types through
-//! /sys/kernel/btf/vmlinux, and everything else (modules, ORC, tasks) read
+//! types through /sys/kernel/btf/vmlinux, and everything else (vmlinux
+//! symbols from the kernel's kallsyms tables, modules, ORC, tasks) read
 //! from memory as in a dump.
+//!
+//! vmlinux symbols come from the same tables /proc/kallsyms prints, read in
+//! place: /proc/kallsyms formats ~160k lines for every reader, which under
+//! emulation takes seconds, while the tables are a few MB read in large
+//! blocks and decoded on demand. /proc/kallsyms is the fallback when
+//! VMCOREINFO does not locate the tables (kernels before 6.0), or on
+//! request (`SymbolsFrom::ProcKallsyms`).
 //!
 //! The refusals (not root, no kcore, hidden kallsyms addresses, lockdown, no
 //! BTF) are decided by plain functions over file contents and errno, so they
@@ -12,7 +19,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use super::addrspace::KernelSpace;
-use super::image::{paging_from_vmcoreinfo, Kernel, KernelError};
+use super::image::{kallsyms_from_vmcoreinfo, paging_from_vmcoreinfo, Kernel, KernelError};
 use crate::dump::kcore::{KcoreError, KcoreHeaders, KcorePhys};
 use crate::dump::VmcoreInfo;
 use crate::symbols::{parse_proc_kallsyms, ProcKallsyms};
@@ -25,6 +32,18 @@ pub struct LiveSources {
     pub btf: PathBuf,
     pub lockdown: PathBuf,
     pub kptr_restrict: PathBuf,
+    pub symbols: SymbolsFrom,
+}
+
+/// Where vmlinux symbols are read from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SymbolsFrom {
+    /// The kallsyms tables in memory, located by VMCOREINFO; /proc/kallsyms
+    /// if VMCOREINFO does not name them.
+    #[default]
+    Memory,
+    /// /proc/kallsyms (refused when kptr_restrict hides its addresses).
+    ProcKallsyms,
 }
 
 impl Default for LiveSources {
@@ -35,6 +54,7 @@ impl Default for LiveSources {
             btf: "/sys/kernel/btf/vmlinux".into(),
             lockdown: "/sys/kernel/security/lockdown".into(),
             kptr_restrict: "/proc/sys/kernel/kptr_restrict".into(),
+            symbols: SymbolsFrom::default(),
         }
     }
 }
@@ -159,28 +179,37 @@ pub fn open_live(sources: &LiveSources, euid: u32) -> Result<LiveKernel, LiveErr
     let vi = headers.vmcoreinfo.clone().ok_or_else(|| LiveError::NoVmcoreinfo { kcore: kcore.clone() })?;
     lap("kcore headers");
 
-    let read_text = |p: &Path| std::fs::read_to_string(p).map_err(|err| LiveError::Io { path: path_text(p), err });
-    let kptr = std::fs::read_to_string(&sources.kptr_restrict).ok();
-    let kallsyms_text = read_text(&sources.kallsyms)?;
-    lap("kallsyms read");
-    let syms = kallsyms_symbols(sources, &kallsyms_text, kptr.as_deref())?;
-    drop(kallsyms_text);
-    lap("kallsyms parse");
-    // The symbols must be this kernel's (KASLR included).
-    for name in ["_stext", "init_uts_ns"] {
-        if let (Some(file), Some(mem)) = (syms.vmlinux.find_by_name(name).next().map(|s| s.address), vi.symbol(name))
-            && file != mem
-        {
-            return Err(KernelError::SymbolMismatch { name, file, dump: mem }.into());
+    let phys = KcorePhys::new(&kcore, file, &headers)?;
+    let mut mem = KernelSpace::new(phys, paging_from_vmcoreinfo(&vi)?);
+    let in_memory = sources.symbols == SymbolsFrom::Memory && vi.symbol("kallsyms_names").is_some();
+    let vmlinux = if in_memory {
+        let table = kallsyms_from_vmcoreinfo(&mut mem, &vi)?;
+        lap("kallsyms (kernel memory)");
+        table
+    } else {
+        let read_text = |p: &Path| std::fs::read_to_string(p).map_err(|err| LiveError::Io { path: path_text(p), err });
+        let kptr = std::fs::read_to_string(&sources.kptr_restrict).ok();
+        let kallsyms_text = read_text(&sources.kallsyms)?;
+        lap("kallsyms read");
+        let syms = kallsyms_symbols(sources, &kallsyms_text, kptr.as_deref())?;
+        drop(kallsyms_text);
+        lap("kallsyms parse");
+        // The symbols must be this kernel's (KASLR included).
+        for name in ["_stext", "init_uts_ns"] {
+            if let (Some(file), Some(mem)) =
+                (syms.vmlinux.find_by_name(name).next().map(|s| s.address), vi.symbol(name))
+                && file != mem
+            {
+                return Err(KernelError::SymbolMismatch { name, file, dump: mem }.into());
+            }
         }
-    }
+        syms.vmlinux
+    };
     let btf = std::fs::read(&sources.btf).map_err(|e| btf_error(sources, e))?;
     lap("btf read");
 
-    let phys = KcorePhys::new(&kcore, file, &headers)?;
-    let mem = KernelSpace::new(phys, paging_from_vmcoreinfo(&vi)?);
     let release = vi.osrelease().unwrap_or("unknown").to_string();
-    let kernel = Kernel::from_parts(mem, release, syms.vmlinux, Some(&btf)).map_err(|e| match e {
+    let kernel = Kernel::from_parts(mem, release, vmlinux, Some(&btf)).map_err(|e| match e {
         KernelError::BtfFile(msg) => LiveError::Format { path: path_text(&sources.btf), msg },
         e => e.into(),
     })?;

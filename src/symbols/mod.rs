@@ -6,10 +6,12 @@
 
 mod elf;
 pub mod inline;
+mod lazy;
 mod system_map;
 mod table;
 
 pub use elf::symbols_from_elf;
+pub use lazy::{equal_range, SymbolDecoder};
 pub use system_map::{parse_proc_kallsyms, parse_system_map, ProcKallsyms};
 pub use table::{
     MAX_INFERRED_SIZE, Symbol, SymbolError, SymbolKind, SymbolRef, SymbolSize, SymbolTable,

@@ -6,6 +6,9 @@
 //! text symbols by address (for stack PCs) and all symbols by name.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
+
+use super::lazy::{Lazy, SymbolDecoder};
 
 /// Errors from the symbol sources (System.map text, ELF files).
 ///
@@ -64,7 +67,7 @@ pub const MAX_INFERRED_SIZE: u64 = 1 << 20;
 /// be attributed to a real function whenever one contains it.
 const PREAMBLE_PREFIXES: [&str; 2] = ["__pfx_", "__cfi_"];
 
-fn is_preamble(name: &str) -> bool {
+pub(super) fn is_preamble(name: &str) -> bool {
     PREAMBLE_PREFIXES
         .iter()
         .any(|prefix| name.starts_with(prefix))
@@ -120,6 +123,7 @@ pub struct SymbolRef<'a> {
     /// Offset of the looked-up address from `address`; 0 from
     /// `find_by_name` and `iter`.
     pub offset: u64,
+    pub kind: SymbolKind,
 }
 
 /// The symbols of one object: "vmlinux", a module name ("ext4"), or a shared
@@ -140,6 +144,10 @@ pub struct SymbolTable {
     max_last: Vec<u64>,
     /// Indexes of all symbols sorted by name, source order within a name.
     by_name: Vec<usize>,
+    /// A table over a source decoded on demand (kallsyms): the fields
+    /// above stay empty, lookups go to `Lazy`, and whatever needs every
+    /// symbol decodes them all once ([`SymbolTable::eager`]).
+    lazy: Option<Arc<Lazy>>,
 }
 
 impl SymbolTable {
@@ -147,6 +155,37 @@ impl SymbolTable {
         SymbolTable {
             object: object.to_owned(),
             ..SymbolTable::default()
+        }
+    }
+
+    /// A table over `decoder`'s symbols, decoded only as lookups need them.
+    /// `addresses` are in source order, which must be address order, and
+    /// every size is inferred as [`SymbolTable::finish`] does. None (the
+    /// caller decodes every symbol instead) when the addresses are not
+    /// sorted or there are none.
+    pub fn lazy(object: &str, addresses: Vec<u64>, decoder: Box<dyn SymbolDecoder>) -> Option<Self> {
+        let lazy = Lazy::new(addresses, decoder)?;
+        Some(SymbolTable { object: object.to_owned(), lazy: Some(Arc::new(lazy)), ..SymbolTable::default() })
+    }
+
+    /// This table with every symbol decoded: itself, or for a lazy table
+    /// the one full decoding (made on first use).
+    fn eager(&self) -> &SymbolTable {
+        match &self.lazy {
+            None => self,
+            Some(lazy) => lazy.full(&self.object),
+        }
+    }
+
+    /// Whether names are decoded on demand (see [`SymbolTable::lazy`]).
+    pub fn is_lazy(&self) -> bool {
+        self.lazy.is_some()
+    }
+
+    /// Turns a lazy table into an ordinary one before it is changed.
+    fn make_eager(&mut self) {
+        if self.lazy.is_some() {
+            *self = self.eager().clone();
         }
     }
 
@@ -163,6 +202,7 @@ impl SymbolTable {
 
     /// Appends a symbol in source order.
     pub fn push_symbol(&mut self, name: &str, address: u64, size: SymbolSize, kind: SymbolKind) {
+        self.make_eager();
         let name_start = self.names.len();
         self.names.push_str(name);
         let (size, size_known) = match size {
@@ -189,6 +229,7 @@ impl SymbolTable {
     /// is no higher symbol; then it stays 0 and the symbol matches only its
     /// exact address.
     pub fn finish(&mut self) {
+        self.make_eager();
         let mut starts: Vec<u64> = self
             .symbols
             .iter()
@@ -235,6 +276,7 @@ impl SymbolTable {
     /// Adds `bias` (wrapping) to every address and re-finishes: for
     /// position-independent objects loaded at a runtime base.
     pub fn rebase(&mut self, bias: u64) {
+        self.make_eager();
         for symbol in &mut self.symbols {
             symbol.address = symbol.address.wrapping_add(bias);
         }
@@ -246,22 +288,26 @@ impl SymbolTable {
     }
 
     pub fn len(&self) -> usize {
-        self.symbols.len()
+        match &self.lazy {
+            Some(lazy) => lazy.len(),
+            None => self.symbols.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.symbols.is_empty()
+        self.len() == 0
     }
 
-    /// All symbols in source order.
+    /// All symbols in source order (a lazy table decodes them all).
     pub fn symbols(&self) -> &[Symbol] {
-        &self.symbols
+        &self.eager().symbols
     }
 
-    /// The name of a symbol of this table.
+    /// The name of a symbol of this table (from [`SymbolTable::symbols`]).
     pub fn name(&self, symbol: &Symbol) -> &str {
+        let table = self.eager();
         let end = symbol.name_start.saturating_add(symbol.name_len);
-        self.names.get(symbol.name_start..end).unwrap_or("")
+        table.names.get(symbol.name_start..end).unwrap_or("")
     }
 
     fn symbol_name(&self, index: usize) -> &str {
@@ -277,14 +323,14 @@ impl SymbolTable {
             address: symbol.address,
             size: symbol.size,
             offset,
+            kind: symbol.kind,
         }
     }
 
     /// The symbol at `index` in source order.
     pub fn get(&self, index: usize) -> Option<SymbolRef<'_>> {
-        self.symbols
-            .get(index)
-            .map(|symbol| self.symbol_ref(symbol, 0))
+        let table = self.eager();
+        table.symbols.get(index).map(|symbol| table.symbol_ref(symbol, 0))
     }
 
     /// The text symbol containing `address`: `[start, start + size)`, or
@@ -295,6 +341,9 @@ impl SymbolTable {
     /// Preamble symbols (`__pfx_`, `__cfi_`) win only if no other symbol
     /// contains the address.
     pub fn lookup(&self, address: u64) -> Option<SymbolRef<'_>> {
+        if let Some(lazy) = &self.lazy {
+            return lazy.lookup(&self.object, address);
+        }
         let mut position = self.by_address.partition_point(|&index| {
             self.symbols
                 .get(index)
@@ -343,33 +392,36 @@ impl SymbolTable {
 
     /// All symbols (any kind) named `name`, in source order.
     pub fn find_by_name<'t>(&'t self, name: &str) -> impl Iterator<Item = SymbolRef<'t>> + use<'t> {
-        self.find_symbols(name)
-            .map(|symbol| self.symbol_ref(symbol, 0))
-    }
-
-    /// Like `find_by_name`, but yields the symbols themselves (with their
-    /// kind).
-    pub fn find_symbols<'t>(&'t self, name: &str) -> impl Iterator<Item = &'t Symbol> + use<'t> {
-        let start = self
-            .by_name
-            .partition_point(|&index| self.symbol_name(index) < name);
-        let len = self.by_name.get(start..).map_or(0, |rest| {
-            rest.partition_point(|&index| self.symbol_name(index).cmp(name) == Ordering::Equal)
-        });
-        self.by_name
-            .get(start..start + len)
-            .unwrap_or(&[])
-            .iter()
-            .filter_map(|&index| self.symbols.get(index))
+        let found: Vec<SymbolRef<'t>> = match &self.lazy {
+            Some(lazy) => lazy.find_by_name(&self.object, name),
+            None => {
+                let start = self.by_name.partition_point(|&index| self.symbol_name(index) < name);
+                let len = self.by_name.get(start..).map_or(0, |rest| {
+                    rest.partition_point(|&index| self.symbol_name(index).cmp(name) == Ordering::Equal)
+                });
+                self.by_name
+                    .get(start..start + len)
+                    .unwrap_or(&[])
+                    .iter()
+                    .filter_map(|&index| self.symbols.get(index))
+                    .map(|symbol| self.symbol_ref(symbol, 0))
+                    .collect()
+            }
+        };
+        found.into_iter()
     }
 
     /// All symbols in source order.
     pub fn iter(&self) -> impl Iterator<Item = SymbolRef<'_>> {
-        self.symbols.iter().map(|symbol| self.symbol_ref(symbol, 0))
+        let table = self.eager();
+        table.symbols.iter().map(|symbol| table.symbol_ref(symbol, 0))
     }
 
     /// Quick rejection for `Symbolizer`: can any text symbol contain `address`?
     fn may_contain(&self, address: u64) -> bool {
+        if let Some(lazy) = &self.lazy {
+            return lazy.may_contain(address);
+        }
         let lowest = self.by_address.first().and_then(|&i| self.symbols.get(i));
         match (lowest, self.max_last.last()) {
             (Some(lowest), Some(&last)) => lowest.address <= address && address <= last,
@@ -488,7 +540,8 @@ mod tests {
                 name: "f",
                 address: 0x1000,
                 size: 0x10,
-                offset: 0xf
+                offset: 0xf,
+                kind: SymbolKind::Text,
             })
         );
         assert_eq!(

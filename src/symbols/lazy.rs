@@ -1,0 +1,257 @@
+//! A symbol table decoded on demand.
+//!
+//! A kernel's kallsyms holds ~160k compressed names. Decoding and sorting
+//! them all costs tens of milliseconds natively and seconds under
+//! emulation, while a check needs a few dozen names and the functions its
+//! stacks run through. The kernel itself answers both questions without
+//! decoding everything: addresses are in address order, and (since 6.2)
+//! `kallsyms_seqs_of_names` lists the symbols in name order. `Lazy` does
+//! the same, with the exact semantics of an eager [`SymbolTable`]: sizes
+//! inferred to the next distinct non-absolute address (at most
+//! [`MAX_INFERRED_SIZE`]), text symbols only for address lookups, the
+//! innermost start wins, preamble symbols only when nothing else fits,
+//! source order among aliases.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use super::table::{is_preamble, MAX_INFERRED_SIZE};
+use super::{SymbolKind, SymbolRef, SymbolSize, SymbolTable};
+
+/// Decodes one symbol at a time. Implemented by the kernel's kallsyms.
+pub trait SymbolDecoder: Send + Sync {
+    /// Kind and name of symbol `index` (source order, `index < len`).
+    fn decode(&self, index: usize) -> (SymbolKind, String);
+
+    /// The index of the symbol whose name has rank `rank` in byte order
+    /// of names (a permutation of `0..len`, checked by the decoder's maker).
+    fn by_name_rank(&self, rank: usize) -> usize;
+}
+
+/// The ranks `r` in `0..len` where `cmp(r)` is `Equal`, for a `cmp` that
+/// is `Less`, then `Equal`, then `Greater` over the ranks (a binary search
+/// for a name in name order).
+pub fn equal_range(len: usize, cmp: impl Fn(usize) -> Ordering) -> Range<usize> {
+    let (mut lo, mut hi) = (0, len);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if cmp(mid) == Ordering::Less { lo = mid + 1 } else { hi = mid }
+    }
+    let mut end = lo;
+    while end < len && cmp(end) == Ordering::Equal {
+        end += 1;
+    }
+    lo..end
+}
+
+/// How far a size inference looks past absolute symbols before giving up
+/// (the size then stays unknown, as for a symbol followed by a hole).
+/// Real tables have a handful of absolute symbols; the cap bounds the work
+/// a crafted table can cause per lookup.
+const MAX_ABSOLUTE_RUN: usize = 4096;
+
+pub(super) struct Lazy {
+    addresses: Vec<u64>,
+    decoder: Box<dyn SymbolDecoder>,
+    decoded: Vec<OnceLock<(SymbolKind, Box<str>)>>,
+    full: OnceLock<Box<SymbolTable>>,
+}
+
+impl fmt::Debug for Lazy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let decoded = self.decoded.iter().filter(|d| d.get().is_some()).count();
+        f.debug_struct("Lazy").field("symbols", &self.addresses.len()).field("decoded", &decoded).finish()
+    }
+}
+
+impl Lazy {
+    pub(super) fn new(addresses: Vec<u64>, decoder: Box<dyn SymbolDecoder>) -> Option<Lazy> {
+        if addresses.is_empty() || !addresses.is_sorted() {
+            return None;
+        }
+        let decoded = (0..addresses.len()).map(|_| OnceLock::new()).collect();
+        Some(Lazy { addresses, decoder, decoded, full: OnceLock::new() })
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.addresses.len()
+    }
+
+    fn entry(&self, index: usize) -> (SymbolKind, &str) {
+        match self.decoded.get(index) {
+            Some(cell) => {
+                let (kind, name) = cell.get_or_init(|| {
+                    let (kind, name) = self.decoder.decode(index);
+                    (kind, name.into_boxed_str())
+                });
+                (*kind, name)
+            }
+            None => (SymbolKind::Absolute, ""),
+        }
+    }
+
+    fn address(&self, index: usize) -> u64 {
+        self.addresses.get(index).copied().unwrap_or(0)
+    }
+
+    /// The inferred size of a non-absolute symbol at `address`: the
+    /// distance to the next higher non-absolute start.
+    fn size_at(&self, address: u64) -> u64 {
+        let first_above = self.addresses.partition_point(|&a| a <= address);
+        (first_above..self.len())
+            .take(MAX_ABSOLUTE_RUN)
+            .find(|&j| self.entry(j).0 != SymbolKind::Absolute)
+            .map(|j| self.address(j) - address)
+            .filter(|&gap| gap <= MAX_INFERRED_SIZE)
+            .unwrap_or(0)
+    }
+
+    fn size_of(&self, index: usize) -> u64 {
+        match self.entry(index).0 {
+            SymbolKind::Absolute => 0,
+            _ => self.size_at(self.address(index)),
+        }
+    }
+
+    fn symbol_ref<'a>(&'a self, object: &'a str, index: usize, offset: u64) -> SymbolRef<'a> {
+        let (kind, name) = self.entry(index);
+        SymbolRef { object, name, address: self.address(index), size: self.size_of(index), offset, kind }
+    }
+
+    pub(super) fn may_contain(&self, address: u64) -> bool {
+        let (first, last) = (self.address(0), self.address(self.len() - 1));
+        first <= address && address <= last.saturating_add(MAX_INFERRED_SIZE)
+    }
+
+    /// As [`SymbolTable::lookup`]. Text symbols' sizes end at the next
+    /// non-absolute start, so only the group at the highest non-absolute
+    /// start at or below `address` can contain it.
+    pub(super) fn lookup<'a>(&'a self, object: &'a str, address: u64) -> Option<SymbolRef<'a>> {
+        let end = self.addresses.partition_point(|&a| a <= address);
+        let top = (0..end).rev().take(MAX_ABSOLUTE_RUN).find(|&j| self.entry(j).0 != SymbolKind::Absolute)?;
+        let start = self.address(top);
+        let size = self.size_at(start);
+        if address - start >= size && address != start {
+            return None;
+        }
+        let group = self.addresses.partition_point(|&a| a < start)..=top;
+        let text = || group.clone().filter(|&j| self.entry(j).0 == SymbolKind::Text);
+        let best = text().find(|&j| !is_preamble(self.entry(j).1)).or_else(|| text().next())?;
+        Some(self.symbol_ref(object, best, address - start))
+    }
+
+    /// As [`SymbolTable::find_by_name`]: the names' rank order is searched
+    /// as the kernel's `kallsyms_lookup_names` does.
+    pub(super) fn find_by_name<'a>(&'a self, object: &'a str, name: &str) -> Vec<SymbolRef<'a>> {
+        let ranks = equal_range(self.len(), |rank| self.entry(self.decoder.by_name_rank(rank)).1.cmp(name));
+        let mut found: Vec<usize> = ranks.map(|rank| self.decoder.by_name_rank(rank)).collect();
+        found.sort_unstable();
+        found.into_iter().map(|index| self.symbol_ref(object, index, 0)).collect()
+    }
+
+    /// Every symbol decoded into an ordinary table, once.
+    pub(super) fn full(&self, object: &str) -> &SymbolTable {
+        self.full.get_or_init(|| {
+            let mut table = SymbolTable::new(object);
+            for (index, &address) in self.addresses.iter().enumerate() {
+                let (kind, name) = self.entry(index);
+                table.push_symbol(name, address, SymbolSize::Unknown, kind);
+            }
+            table.finish();
+            Box::new(table)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Symbols held as plain strings, with a name order made by sorting.
+    struct Listed {
+        symbols: Vec<(SymbolKind, String)>,
+        order: Vec<usize>,
+    }
+
+    impl SymbolDecoder for Listed {
+        fn decode(&self, index: usize) -> (SymbolKind, String) {
+            self.symbols[index].clone()
+        }
+        fn by_name_rank(&self, rank: usize) -> usize {
+            self.order[rank]
+        }
+    }
+
+    fn tables(symbols: &[(SymbolKind, &str, u64)]) -> (SymbolTable, SymbolTable) {
+        let mut eager = SymbolTable::new("k");
+        for &(kind, name, address) in symbols {
+            eager.push_symbol(name, address, SymbolSize::Unknown, kind);
+        }
+        eager.finish();
+        let mut order: Vec<usize> = (0..symbols.len()).collect();
+        order.sort_by(|&a, &b| symbols[a].1.cmp(symbols[b].1));
+        let listed = Listed { symbols: symbols.iter().map(|&(k, n, _)| (k, n.to_string())).collect(), order };
+        let lazy = SymbolTable::lazy("k", symbols.iter().map(|s| s.2).collect(), Box::new(listed)).unwrap();
+        (eager, lazy)
+    }
+
+    fn same(eager: &SymbolTable, lazy: &SymbolTable, probes: impl Iterator<Item = u64>, names: &[&str]) {
+        for pc in probes {
+            assert_eq!(lazy.lookup(pc), eager.lookup(pc), "lookup({pc:#x})");
+        }
+        for name in names {
+            let want: Vec<_> = eager.find_by_name(name).collect();
+            assert_eq!(lazy.find_by_name(name).collect::<Vec<_>>(), want, "find_by_name({name})");
+        }
+    }
+
+    #[test]
+    fn lazy_answers_as_eager_on_random_tables() {
+        use SymbolKind::*;
+        const NAMES: [&str; 8] = ["a", "b", "__pfx_a", "c", "a", "d", "__cfi_c", "e"];
+        let mut seed = 0x9e3779b97f4a7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..300 {
+            let n = 1 + (next() % 24) as usize;
+            let mut address = 0x1000u64;
+            let mut symbols = Vec::new();
+            for _ in 0..n {
+                // Aliases, small and huge gaps (past MAX_INFERRED_SIZE).
+                address += match next() % 5 {
+                    0 => 0,
+                    1 => 1 + next() % 0x40,
+                    2 => MAX_INFERRED_SIZE + next() % 3,
+                    _ => 0x10 * (1 + next() % 8),
+                };
+                let kind = [Text, Text, Text, Data, Absolute][(next() % 5) as usize];
+                symbols.push((kind, NAMES[(next() % 8) as usize], address));
+            }
+            let (eager, lazy) = tables(&symbols);
+            let probes = symbols.iter().flat_map(|s| [s.2.wrapping_sub(1), s.2, s.2 + 1, s.2 + 0x3f, s.2 + 0x40]);
+            same(&eager, &lazy, probes.chain([0, u64::MAX]), &NAMES);
+            assert_eq!(lazy.len(), eager.len(), "round {round}");
+        }
+    }
+
+    #[test]
+    fn unsorted_addresses_are_refused_and_changes_make_a_table_eager() {
+        let listed = || Box::new(Listed { symbols: vec![(SymbolKind::Text, "f".into()); 2], order: vec![0, 1] });
+        assert!(SymbolTable::lazy("k", vec![0x20, 0x10], listed()).is_none());
+        assert!(SymbolTable::lazy("k", vec![], listed()).is_none());
+        let mut table = SymbolTable::lazy("k", vec![0x10, 0x20], listed()).unwrap();
+        assert!(table.is_lazy());
+        assert_eq!(table.symbols().len(), 2);
+        table.push("g", 0x30, 0x10);
+        table.finish();
+        assert!(!table.is_lazy());
+        assert_eq!(table.lookup(0x35).map(|s| s.name), Some("g"));
+        assert_eq!(table.lookup(0x15).map(|s| (s.name, s.size)), Some(("f", 0x10)));
+    }
+}
