@@ -122,7 +122,7 @@ impl SymbolDecoder for KallsymsNames {
 /// Reads `[at, at + len)` in blocks of up to 64 KiB (one request each for
 /// a source with read-ahead), falling back to pages so that a hole right
 /// after the tables does not fail a read that stops before it.
-fn read_block<M: Memory>(mem: &mut M, at: u64, len: usize, out: &mut Vec<u8>) -> Result<(), MemoryError> {
+pub(crate) fn read_block<M: Memory>(mem: &mut M, at: u64, len: usize, out: &mut Vec<u8>) -> Result<(), MemoryError> {
     const BLOCK: u64 = 64 << 10;
     const PAGE: u64 = 4096;
     let mut done = 0u64;
