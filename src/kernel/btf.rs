@@ -300,9 +300,10 @@ pub struct Btf<'data> {
     /// First string offset defined here: 0 for base, base's end for split.
     start_str: u32,
     base: Option<&'data Btf<'data>>,
-    /// (name hash, id) of this table's named types, sorted. Built once at
+    /// Hash table of this table's named types: (id, high hash bits) slots,
+    /// id 0 = empty, linear probing. Built once at
     /// parse (not lazily) so `Btf` stays covariant and `Sync` without locks.
-    by_name: Vec<(u64, u32)>,
+    by_name: Vec<(u32, u32)>,
     pointer_size: u64,
 }
 
@@ -423,7 +424,11 @@ impl<'data> Btf<'data> {
     }
 
     fn build_index(&mut self) {
-        let mut named: Vec<(u64, u32)> = Vec::new();
+        // Open addressing, at most half full; ids are inserted in id order,
+        // so along a probe sequence one name's ids are in id order.
+        let slots = (self.offsets.len() * 2).next_power_of_two().max(16);
+        let mask = slots - 1;
+        let mut table = vec![(0u32, 0u32); slots];
         let mut long_size = None;
         for i in 0..self.offsets.len() {
             let id = TypeId(self.start_id + i as u32);
@@ -443,12 +448,14 @@ impl<'data> Btf<'data> {
             {
                 long_size = Some(u64::from(raw.size_or_type));
             }
-            named.push((name_hash(name), id.0));
+            let hash = name_hash(name);
+            let mut slot = hash as usize & mask;
+            while table[slot].0 != 0 {
+                slot = (slot + 1) & mask;
+            }
+            table[slot] = (id.0, (hash >> 32) as u32);
         }
-        // By hash, not by name: sorting integers is several times cheaper
-        // than sorting ~100k strings, and lookups only need equality.
-        named.sort_unstable();
-        self.by_name = named;
+        self.by_name = table;
         if self.base.is_none() {
             self.pointer_size = long_size.unwrap_or(8);
         }
@@ -572,13 +579,18 @@ impl<'data> Btf<'data> {
                 .unwrap_or(b"")
         };
         let hash = name_hash(key);
-        let first = self.by_name.partition_point(|&(h, _)| h < hash);
-        self.by_name[first..]
-            .iter()
-            .take_while(|&&(h, _)| h == hash)
-            .filter(|&&(_, id)| name_of(id) == key)
-            .filter_map(|&(_, id)| self.raw(TypeId(id)))
-            .find_map(|raw| f(&raw))
+        let mask = self.by_name.len().wrapping_sub(1);
+        let mut slot = hash as usize & mask;
+        // An empty slot (id 0) ends the probe sequence.
+        while let Some(&(id, high)) = self.by_name.get(slot).filter(|&&(id, _)| id != 0) {
+            if high == (hash >> 32) as u32 && name_of(id) == key
+                && let Some(found) = self.raw(TypeId(id)).and_then(|raw| f(&raw))
+            {
+                return Some(found);
+            }
+            slot = (slot + 1) & mask;
+        }
+        None
     }
 
     /// The struct or union called `name`: the first complete definition

@@ -3,7 +3,9 @@
 //! Symbols are kept in source order because livepatch's `sympos` counts
 //! occurrences of a name in that order (kallsyms order for vmlinux, symtab
 //! order for modules). Two indexes are built by [`SymbolTable::finish`]:
-//! text symbols by address (for stack PCs) and all symbols by name.
+//! text symbols by address (for stack PCs) and all symbols by name. A table
+//! over the kernel's kallsyms can instead decode names on demand
+//! ([`SymbolTable::lazy`], `lazy.rs`), with the same answers.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
