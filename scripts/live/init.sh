@@ -24,6 +24,15 @@ echo 8 > /proc/sys/kernel/printk
 echo 'file kernel/livepatch/transition.c +p' > /sys/kernel/debug/dynamic_debug/control
 insmod /lib/lpstack/lpstack_park.ko || both "@@ERROR insmod lpstack_park"
 
+# Calibration, before the workload: the vmcore check the host also times
+# (run-info.txt), to tell how much slower this emulated machine is.
+for i in 1 2 3; do
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    lpstack check /lib/lpstack/cal.kdump --set /lib/lpstack/cal-funcs.txt >/dev/null 2>&1
+    rc=$?
+    say "@@CALIBRATE $i rc=$rc $t0 $(cut -d' ' -f1 /proc/uptime)"
+done
+
 # Workload: threads parked in park_here_{a,b,c} (lpstack_park), a few
 # thousand more parked in park_here_c (not patched), and ordinary sleepers
 # and a busy loop.

@@ -77,6 +77,11 @@ chmod +x "$dir/init"
 cp "$VWORK/build-$REL/lpstack_park.ko" "$VWORK/build-$REL/lpstack_lp.ko" "$dir/lib/lpstack/"
 printf 'lpstack_park:park_here_a\ncmdline_proc_show\n' >"$dir/lib/lpstack/funcs.txt"
 echo "$MANY" >"$dir/lib/lpstack/many"
+# Calibration: a committed vmcore check, timed in the guest and on the host.
+CAL="$ROOT/tests/fixtures/vmcore/$REL/vmcore.trimmed.kdump"
+CALF="$ROOT/tests/fixtures/vmcore/$REL/funcs.txt"
+cp "$CAL" "$dir/lib/lpstack/cal.kdump"
+cp "$CALF" "$dir/lib/lpstack/cal-funcs.txt"
 (cd "$dir" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -1 -n >"$r/initramfs.cpio.gz"
 
 qemu=(qemu-system-x86_64 -accel "$ACCEL" -cpu "$QCPU" -smp 2 -m "$MEM"
@@ -102,6 +107,13 @@ sleep 2
 kill "$qpid" 2>/dev/null || true
 wait "$qpid" 2>/dev/null || true
 t1=$(date +%s)
+host_cal=""
+for i in 1 2 3; do
+    s0=$(date +%s%N)
+    "$BIN" check "$CAL" --set "$CALF" >/dev/null 2>&1 || true
+    s1=$(date +%s%N)
+    host_cal="$host_cal $(((s1 - s0) / 1000000))"
+done
 
 # The committed record: the report with lpstack's JSON cut down to what
 # the test compares (one line per task, no frames).
@@ -138,7 +150,8 @@ printf 'lpstack_park:park_here_a\ncmdline_proc_show\n' >"$FIX/funcs.txt"
     echo "lpstack: $(git -C "$ROOT" rev-parse HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src || echo '+dirty') release build, libraries: $(ldd "$BIN" | awk '{print $1}' | tr '\n' ' ')"
     echo "workload: parker mt a a a b b c; parker sa main-a; parker sb main-b; sleeps, a pipe, a busy loop; parker many with $MANY threads in park_here_c"
     echo "wall time: $((t1 - t0)) s"
-    grep -E '^@@(THREADS|TIMING|SETUP|KALLSYMS_CAT|LPSTACK_RC|REFUSAL|LOCKDOWN_BEFORE|NPROC)' "$r/report.log" | sed 's/^/  /'
+    echo "calibration: lpstack check tests/fixtures/vmcore/$REL/vmcore.trimmed.kdump on the host:$host_cal ms (guest: @@CALIBRATE, uptime before and after, s)"
+    grep -E '^@@(THREADS|TIMING|SETUP|KALLSYMS_CAT|LPSTACK_RC|REFUSAL|KPTR2_MEMORY|LOCKDOWN_BEFORE|NPROC|CALIBRATE)' "$r/report.log" | sed 's/^/  /'
 } >"$FIX/run-info.txt"
 log "done: $FIX"
 cat "$FIX/run-info.txt" >&2
