@@ -17,6 +17,7 @@ pub mod dump;
 pub mod kernel;
 pub mod memory;
 pub mod model;
+pub mod name_index;
 pub mod orc;
 pub mod patchset;
 pub mod process;

@@ -19,6 +19,8 @@
 
 use std::fmt;
 
+use crate::name_index::NameIndex;
+
 /// `BTF_MAGIC` as stored little-endian.
 pub const BTF_MAGIC: u16 = 0xeb9f;
 /// `sizeof(struct btf_header)` for version 1.
@@ -28,11 +30,6 @@ const TYPE_LEN: usize = 12;
 /// How many typedef/modifier/anonymous-member hops we follow before calling
 /// it a cycle (libbpf's `MAX_RESOLVE_DEPTH` is 32 too).
 const MAX_DEPTH: u32 = 32;
-
-/// FNV-1a: names are looked up by hash, then compared.
-fn name_hash(name: &[u8]) -> u64 {
-    name.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
-}
 
 /// A BTF type id. 0 is `void`; real types are numbered from 1 in order of
 /// appearance; split BTF continues after its base's last id.
@@ -300,10 +297,9 @@ pub struct Btf<'data> {
     /// First string offset defined here: 0 for base, base's end for split.
     start_str: u32,
     base: Option<&'data Btf<'data>>,
-    /// Hash table of this table's named types: (id, high hash bits) slots,
-    /// id 0 = empty, linear probing. Built once at
+    /// This table's named types by name. Built once at
     /// parse (not lazily) so `Btf` stays covariant and `Sync` without locks.
-    by_name: Vec<(u32, u32)>,
+    by_name: NameIndex,
     pointer_size: u64,
 }
 
@@ -416,7 +412,7 @@ impl<'data> Btf<'data> {
             start_id,
             start_str,
             base,
-            by_name: Vec::new(),
+            by_name: NameIndex::default(),
             pointer_size: base.map_or(8, |b| b.pointer_size),
         };
         btf.build_index();
@@ -424,11 +420,7 @@ impl<'data> Btf<'data> {
     }
 
     fn build_index(&mut self) {
-        // Open addressing, at most half full; ids are inserted in id order,
-        // so along a probe sequence one name's ids are in id order.
-        let slots = (self.offsets.len() * 2).next_power_of_two().max(16);
-        let mask = slots - 1;
-        let mut table = vec![(0u32, 0u32); slots];
+        let mut named: Vec<(u32, &'data [u8])> = Vec::with_capacity(self.offsets.len());
         let mut long_size = None;
         for i in 0..self.offsets.len() {
             let id = TypeId(self.start_id + i as u32);
@@ -448,14 +440,9 @@ impl<'data> Btf<'data> {
             {
                 long_size = Some(u64::from(raw.size_or_type));
             }
-            let hash = name_hash(name);
-            let mut slot = hash as usize & mask;
-            while table[slot].0 != 0 {
-                slot = (slot + 1) & mask;
-            }
-            table[slot] = (id.0, (hash >> 32) as u32);
+            named.push((id.0, name));
         }
-        self.by_name = table;
+        self.by_name = NameIndex::build(named.len(), named.into_iter());
         if self.base.is_none() {
             self.pointer_size = long_size.unwrap_or(8);
         }
@@ -578,19 +565,7 @@ impl<'data> Btf<'data> {
                 .and_then(|r| self.str_bytes(r.name_off).ok())
                 .unwrap_or(b"")
         };
-        let hash = name_hash(key);
-        let mask = self.by_name.len().wrapping_sub(1);
-        let mut slot = hash as usize & mask;
-        // An empty slot (id 0) ends the probe sequence.
-        while let Some(&(id, high)) = self.by_name.get(slot).filter(|&&(id, _)| id != 0) {
-            if high == (hash >> 32) as u32 && name_of(id) == key
-                && let Some(found) = self.raw(TypeId(id)).and_then(|raw| f(&raw))
-            {
-                return Some(found);
-            }
-            slot = (slot + 1) & mask;
-        }
-        None
+        self.by_name.find(key, name_of).filter_map(|id| self.raw(TypeId(id))).find_map(|raw| f(&raw))
     }
 
     /// The struct or union called `name`: the first complete definition

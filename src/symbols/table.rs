@@ -7,10 +7,10 @@
 //! over the kernel's kallsyms can instead decode names on demand
 //! ([`SymbolTable::lazy`], `lazy.rs`), with the same answers.
 
-use std::cmp::Ordering;
 use std::sync::Arc;
 
 use super::lazy::{Lazy, SymbolDecoder};
+use crate::name_index::NameIndex;
 
 /// Errors from the symbol sources (System.map text, ELF files).
 ///
@@ -144,8 +144,8 @@ pub struct SymbolTable {
     /// lookup walk back past nested/zero-size symbols to an enclosing one and
     /// stop as soon as nothing further back can contain the address.
     max_last: Vec<u64>,
-    /// Indexes of all symbols sorted by name, source order within a name.
-    by_name: Vec<usize>,
+    /// All symbols by name (source order within a name).
+    by_name: NameIndex,
     /// A table over a source decoded on demand (kallsyms): the fields
     /// above stay empty, lookups go to `Lazy`, and whatever needs every
     /// symbol decodes them all once ([`SymbolTable::eager`]).
@@ -270,9 +270,8 @@ impl SymbolTable {
             self.max_last.push(max_last);
         }
 
-        let mut by_name: Vec<usize> = (0..symbols.len()).collect();
-        by_name.sort_unstable_by(|&a, &b| self.symbol_name(a).cmp(self.symbol_name(b)).then(a.cmp(&b)));
-        self.by_name = by_name;
+        let names = (0..symbols.len() as u32).map(|i| (i, self.symbol_name(i as usize).as_bytes()));
+        self.by_name = NameIndex::build(symbols.len(), names);
     }
 
     /// Adds `bias` (wrapping) to every address and re-finishes: for
@@ -396,19 +395,12 @@ impl SymbolTable {
     pub fn find_by_name<'t>(&'t self, name: &str) -> impl Iterator<Item = SymbolRef<'t>> + use<'t> {
         let found: Vec<SymbolRef<'t>> = match &self.lazy {
             Some(lazy) => lazy.find_by_name(&self.object, name),
-            None => {
-                let start = self.by_name.partition_point(|&index| self.symbol_name(index) < name);
-                let len = self.by_name.get(start..).map_or(0, |rest| {
-                    rest.partition_point(|&index| self.symbol_name(index).cmp(name) == Ordering::Equal)
-                });
-                self.by_name
-                    .get(start..start + len)
-                    .unwrap_or(&[])
-                    .iter()
-                    .filter_map(|&index| self.symbols.get(index))
-                    .map(|symbol| self.symbol_ref(symbol, 0))
-                    .collect()
-            }
+            None => self
+                .by_name
+                .find(name.as_bytes(), |index| self.symbol_name(index as usize).as_bytes())
+                .filter_map(|index| self.symbols.get(index as usize))
+                .map(|symbol| self.symbol_ref(symbol, 0))
+                .collect(),
         };
         found.into_iter()
     }
