@@ -98,6 +98,12 @@ pub trait PhysMemory {
     /// Reads `len` bytes at `paddr` ahead into the source's cache in one
     /// request, when the source has a cache (a task_struct spans pages).
     fn prefetch(&mut self, _paddr: u64, _len: u64) {}
+
+    /// Requests made to the backing store so far (kcore preads), for
+    /// timing reports and read-count tests; 0 when the source does not count.
+    fn reads(&self) -> u64 {
+        0
+    }
 }
 
 impl<P: PhysMemory + ?Sized> PhysMemory for &mut P {
@@ -112,6 +118,9 @@ impl<P: PhysMemory + ?Sized> PhysMemory for &mut P {
     }
     fn prefetch(&mut self, paddr: u64, len: u64) {
         (**self).prefetch(paddr, len)
+    }
+    fn reads(&self) -> u64 {
+        (**self).reads()
     }
 }
 

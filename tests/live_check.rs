@@ -4,13 +4,14 @@
 
 mod common;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use lpstack::dump::kcore::{KcoreHeaders, KcorePhys, KcoreSegment, ReadAt};
 use lpstack::dump::Dump;
-use lpstack::kernel::check::{check_kernel, check_kernel_live, LiveConfig};
+use lpstack::kernel::check::{check_kernel, check_kernel_live, check_kernel_live_counted, LiveConfig, LiveReads};
 use lpstack::kernel::image::{CpuRegs, Kernel};
-use lpstack::memory::{MemoryError, PhysMemory};
+use lpstack::memory::{Memory, MemoryError, MemoryErrorKind, PhysMemory};
 use lpstack::patchset::{parse_funcs, PatchSet};
 use lpstack::verdict::Verdict;
 use lpstack::walk::{UnreliableReason, WalkConfig};
@@ -103,4 +104,94 @@ fn a_still_kernel_reads_as_its_dump_and_a_moving_task_is_never_switchable() {
             assert!(got[0].frames.is_empty() && got[0].hits.is_empty());
         }
     }
+}
+
+/// The dump's physical memory as the data of a kcore file (file offset =
+/// physical address): a [`KcorePhys`] over it caches and reads ahead as it
+/// does over /proc/kcore, and counts its preads. The trimmed dump holds
+/// only the pages lpstack reads; the others read as zeros here, as RAM
+/// that is there, so that a read-ahead over them is one request as on kcore.
+struct DumpAsKcore<'a>(RefCell<Dump<'a>>);
+
+impl ReadAt for DumpAsKcore<'_> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let mut dump = self.0.borrow_mut();
+        let mut done = 0;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let n = (4096 - (at % 4096) as usize).min(buf.len() - done);
+            match dump.read_phys(at, &mut buf[done..done + n]) {
+                Ok(()) => {}
+                Err(e) if e.kind == MemoryErrorKind::NotInDump => buf[done..done + n].fill(0),
+                Err(e) => return Err(std::io::Error::other(e.to_string())),
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// The kernel of the dump read through [`KcorePhys`], with kcore's direct
+/// map and kernel text segments (the fixed translations).
+fn open_as_kcore(bytes: &[u8]) -> Kernel<KcorePhys<DumpAsKcore<'_>>> {
+    let (mut plain, _, _) = open(bytes, 0);
+    let sym = |name| plain.symbol(name).unwrap_or_else(|| panic!("{name}"));
+    let (text, end) = (sym("_text"), sym("_end"));
+    // page_offset_base is not in the trimmed dump: the direct map is linear,
+    // so any slab address (the next task) and its physical address give it.
+    let next = plain.mem.read_u64(plain.init_task + plain.layout.task.tasks.offset).unwrap();
+    let page_offset = next - plain.mem.translate(next).unwrap();
+    let text_pa = plain.mem.translate(text).unwrap();
+    let dump = Dump::open(bytes).unwrap();
+    let vi = dump.vmcoreinfo().cloned().unwrap();
+    let ram_size = 64 << 30;
+    let headers = KcoreHeaders {
+        segments: vec![
+            KcoreSegment { vaddr: page_offset, paddr: 0, offset: 0, size: ram_size },
+            KcoreSegment { vaddr: text, paddr: text_pa, offset: text_pa, size: end - text },
+        ],
+        vmcoreinfo: Some(vi.clone()),
+    };
+    let phys = KcorePhys::new("vmcore as kcore", DumpAsKcore(RefCell::new(dump)), &headers).unwrap();
+    Kernel::open(phys, &vi).unwrap()
+}
+
+/// Each kcore pread is a syscall and a trip through the kernel's kcore
+/// code, slow under emulation: a whole-system check must stay at a few per
+/// task. Counted on the dump read as kcore; the verdicts stay the dump's.
+#[test]
+fn a_live_check_makes_few_kcore_reads_per_task() {
+    let bytes = common::read(&format!("vmcore/{DUMP}/vmcore.trimmed.kdump"));
+    let funcs = String::from_utf8(common::read(&format!("vmcore/{DUMP}/funcs.txt"))).unwrap();
+    let config = WalkConfig::default();
+    let (mut plain, _, cpus) = open(&bytes, 0);
+    let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &plain.symbols).unwrap();
+    let want = check_kernel(&mut plain, &set, &cpus, &config, |_, _| {}).unwrap();
+
+    let mut kernel = open_as_kcore(&bytes);
+    let mut reads = LiveReads::default();
+    let live = LiveConfig::default();
+    let got = check_kernel_live_counted(&mut kernel, &set, &config, &live, |_| true, |_, _| {}, &mut reads).unwrap();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.task.addr, w.task.addr);
+        if !w.task.on_cpu && w.task.unreadable.is_none() {
+            assert_eq!(g.verdict, w.verdict, "pid {} {}", g.task.pid, g.task.comm);
+            assert_eq!(g.frames, w.frames, "pid {}", g.task.pid);
+        }
+    }
+    let tasks = got.len() as f64;
+    let per = |n: u64| n as f64 / tasks;
+    eprintln!(
+        "{} tasks, {} walks: kcore reads per task {:.2} (listing {:.2}, walk start {:.2}, stack {:.2}, reread {:.2})",
+        got.len(),
+        reads.walks,
+        per(reads.total()),
+        per(reads.listing),
+        per(reads.walk_start),
+        per(reads.walk_stack),
+        per(reads.reread),
+    );
+    assert_eq!(reads.walks as usize, got.iter().filter(|r| !r.task.on_cpu && r.task.unreadable.is_none()).count());
+    assert!(per(reads.total()) <= 100.0, "{reads:?}");
 }

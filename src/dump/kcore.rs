@@ -252,6 +252,10 @@ impl<R: ReadAt> PhysMemory for KcorePhys<R> {
         (vaddr - start < size).then(|| paddr + (vaddr - start))
     }
 
+    fn reads(&self) -> u64 {
+        self.reads
+    }
+
     fn prefetch(&mut self, paddr: u64, len: u64) {
         const MAX_AHEAD: u64 = 64 << 10;
         let first = paddr & !(PAGE - 1);

@@ -80,6 +80,19 @@ impl<P: PhysMemory> Kernel<P> {
         config: &WalkConfig,
         frames: &mut Vec<Frame>,
     ) -> Option<Reliability> {
+        self.walk_task_counted(task, cpus, config, frames, None)
+    }
+
+    /// [`Kernel::walk_task`], adding the source's reads for the start and
+    /// for the rest of the walk to `reads`.
+    fn walk_task_counted(
+        &mut self,
+        task: &TaskInfo,
+        cpus: &[CpuRegs],
+        config: &WalkConfig,
+        frames: &mut Vec<Frame>,
+        reads: Option<&mut LiveReads>,
+    ) -> Option<Reliability> {
         frames.clear();
         if let Some(e) = task.unreadable {
             return Some(Reliability::Unreliable {
@@ -87,7 +100,10 @@ impl<P: PhysMemory> Kernel<P> {
                 frame: 0,
             });
         }
-        let start = match self.walk_start(task, cpus) {
+        let r0 = self.mem.phys().reads();
+        let start = self.walk_start(task, cpus);
+        let r1 = self.mem.phys().reads();
+        let start = match start {
             Some(s) => s,
             None if task.on_cpu => return None,
             None => {
@@ -102,7 +118,12 @@ impl<P: PhysMemory> Kernel<P> {
             }
         };
         let bounds = StackBounds::task(task.stack, task.stack.wrapping_add(self.thread_size));
-        Some(walk_orc(&self.orc, &mut self.mem, &mut self.code, &bounds, start, config, frames))
+        let r = walk_orc(&self.orc, &mut self.mem, &mut self.code, &bounds, start, config, frames);
+        if let Some(reads) = reads {
+            reads.walk_start += r1 - r0;
+            reads.walk_stack += self.mem.phys().reads() - r1;
+        }
+        Some(r)
     }
 }
 
@@ -156,6 +177,28 @@ impl Default for LiveConfig {
     }
 }
 
+/// Requests to the memory source (kcore preads) made by a live check, by
+/// what they were for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveReads {
+    /// Listing the tasks: task and thread lists, each task_struct.
+    pub listing: u64,
+    /// The start of each walk: the switch frame and its page tables.
+    pub walk_start: u64,
+    /// The rest of each walk: stack pages and their page tables.
+    pub walk_stack: u64,
+    /// Each task read again after its walk.
+    pub reread: u64,
+    /// Walks made; a task that moved is walked again.
+    pub walks: u64,
+}
+
+impl LiveReads {
+    pub fn total(&self) -> u64 {
+        self.listing + self.walk_start + self.walk_stack + self.reread
+    }
+}
+
 /// What must not change while a live task's stack is read: if any of
 /// these differs between the reads before and after the walk, the task ran
 /// in between and the walk may have mixed two stacks.
@@ -179,9 +222,23 @@ pub fn check_kernel_live<'set, P: PhysMemory>(
     set: &'set PatchSet,
     config: &WalkConfig,
     live: &LiveConfig,
+    keep: impl FnMut(&TaskInfo) -> bool,
+    progress: impl FnMut(usize, usize),
+) -> Result<Vec<TaskReport<'set>>, TaskListError> {
+    check_kernel_live_counted(kernel, set, config, live, keep, progress, &mut LiveReads::default())
+}
+
+/// [`check_kernel_live`], counting the source's reads by purpose into `reads`.
+pub fn check_kernel_live_counted<'set, P: PhysMemory>(
+    kernel: &mut Kernel<P>,
+    set: &'set PatchSet,
+    config: &WalkConfig,
+    live: &LiveConfig,
     mut keep: impl FnMut(&TaskInfo) -> bool,
     mut progress: impl FnMut(usize, usize),
+    reads: &mut LiveReads,
 ) -> Result<Vec<TaskReport<'set>>, TaskListError> {
+    let r0 = kernel.mem.phys().reads();
     // The task list itself moves (exits unlink tasks): retry a failed read.
     let mut listed = Err(TaskListError::TooLong);
     for _ in 0..live.max_passes.max(1) {
@@ -191,6 +248,7 @@ pub fn check_kernel_live<'set, P: PhysMemory>(
             break;
         }
     }
+    reads.listing += kernel.mem.phys().reads() - r0;
     let tasks: Vec<TaskInfo> = listed?.into_iter().filter(|t| keep(t)).collect();
     let total = tasks.len();
     let mut frames = Vec::with_capacity(config.max_frames);
@@ -213,12 +271,15 @@ pub fn check_kernel_live<'set, P: PhysMemory>(
             passes += 1;
             if task.on_cpu || task.unreadable.is_some() {
                 frames.clear();
-                let reliability = kernel.walk_task(&task, &[], config, &mut frames);
+                let reliability = kernel.walk_task_counted(&task, &[], config, &mut frames, Some(reads));
                 settled = Some(reliability);
                 break;
             }
-            let reliability = kernel.walk_task(&task, &[], config, &mut frames);
+            reads.walks += 1;
+            let reliability = kernel.walk_task_counted(&task, &[], config, &mut frames, Some(reads));
+            let r0 = kernel.mem.phys().reads();
             let after = reread(kernel, &listed);
+            reads.reread += kernel.mem.phys().reads() - r0;
             if same_snapshot(&task, &after) {
                 settled = Some(reliability);
                 break;
