@@ -3,8 +3,8 @@
 //! running CPU's registers), walk with ORC and judge against the patch set.
 
 use super::image::{CpuRegs, Kernel};
-use super::tasks::{list_threads, list_threads_by_pid, read_task, unreadable_task, TaskInfo, TaskListError};
-use crate::memory::{Memory, PhysMemory};
+use super::tasks::{list_threads, list_threads_by_pid, read_task, task_span, unreadable_task, TaskInfo, TaskListError};
+use crate::memory::{Memory, PhysMemory, SliceMemory};
 use crate::patchset::PatchSet;
 use crate::verdict::{decide, find_hits, PatchHit, Verdict};
 use crate::walk::{walk_orc, Frame, Reliability, StackBounds, WalkConfig, WalkStart};
@@ -249,6 +249,13 @@ pub fn check_kernel_live_counted<'set, P: PhysMemory>(
         }
     }
     reads.listing += kernel.mem.phys().reads() - r0;
+    // From here on, whatever is cached was read after every task's listed
+    // look. A task that is the same at its look after the walk did not run
+    // (nor exit) in between, so its stack stayed mapped and unchanged since
+    // the listing: page tables and pages cached since then still hold for
+    // it, and its first walk need not read them again.
+    kernel.mem.invalidate();
+    let mut buf = Vec::new();
     let tasks: Vec<TaskInfo> = listed?.into_iter().filter(|t| keep(t)).collect();
     let total = tasks.len();
     let mut frames = Vec::with_capacity(config.max_frames);
@@ -256,9 +263,20 @@ pub fn check_kernel_live_counted<'set, P: PhysMemory>(
     let mut out = Vec::with_capacity(total);
     for (i, listed) in tasks.into_iter().enumerate() {
         progress(i, total);
-        let reread = |k: &mut Kernel<P>, t: &TaskInfo| {
-            k.mem.invalidate();
-            let mut fresh = read_task(&mut k.mem, &k.layout, t.addr).unwrap_or_else(|e| unreadable_task(t.addr, e));
+        let mut reread = |k: &mut Kernel<P>, t: &TaskInfo| {
+            // The fields in one fresh request; on any failure, the fields
+            // one by one after dropping the whole cache, which names the
+            // field that failed.
+            let (lo, hi) = task_span(&k.layout);
+            buf.resize(hi.saturating_sub(lo).min(1 << 16) as usize, 0);
+            let mut fresh = match k.mem.read_fresh(t.addr.wrapping_add(lo), &mut buf) {
+                Ok(()) => read_task(&mut SliceMemory::new(t.addr.wrapping_add(lo), &buf), &k.layout, t.addr).ok(),
+                Err(_) => None,
+            }
+            .unwrap_or_else(|| {
+                k.mem.invalidate();
+                read_task(&mut k.mem, &k.layout, t.addr).unwrap_or_else(|e| unreadable_task(t.addr, e))
+            });
             fresh.idle = t.idle;
             fresh
         };
@@ -274,6 +292,11 @@ pub fn check_kernel_live_counted<'set, P: PhysMemory>(
                 let reliability = kernel.walk_task_counted(&task, &[], config, &mut frames, Some(reads));
                 settled = Some(reliability);
                 break;
+            }
+            if passes > 1 {
+                // `task` is the look after the last walk: only what is
+                // read after it belongs to the stack it describes.
+                kernel.mem.invalidate();
             }
             reads.walks += 1;
             let reliability = kernel.walk_task_counted(&task, &[], config, &mut frames, Some(reads));
