@@ -29,7 +29,7 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
     let pids = &args.pids;
     let keep = |t: &lpstack::kernel::tasks::TaskInfo| pids.is_empty() || pids.contains(&t.pid) || pids.contains(&t.tgid);
     let live_config = LiveConfig { max_passes: args.max_passes.max(1) };
-    let reads_before = kernel.mem.phys().reads;
+    let (reads_before, bytes_before) = (kernel.mem.phys().reads, kernel.mem.phys().bytes);
     let mut reads = LiveReads::default();
     let t1 = Instant::now();
     let reports = check_kernel_live_counted(&mut kernel, &set, &config, &live_config, keep, |_, _| {}, &mut reads)
@@ -43,12 +43,13 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
             live_timings.iter().map(|(what, d)| format!("{what} {:.1}", d.as_secs_f64() * 1e3)).collect();
         eprintln!("lpstack: setup: {} ms", steps.join(", "));
         eprintln!(
-            "lpstack: timing: open {:.1} ms, check {:.1} ms for {} tasks, {} kcore reads \
+            "lpstack: timing: open {:.1} ms, check {:.1} ms for {} tasks, {} kcore reads of {} KiB \
              (listing {}, walk start {}, stack {}, reread {}; {} walks)",
             t_open.as_secs_f64() * 1e3,
             t_check.as_secs_f64() * 1e3,
             reports.len(),
             kernel.mem.phys().reads - reads_before,
+            (kernel.mem.phys().bytes - bytes_before) >> 10,
             reads.listing,
             reads.walk_start,
             reads.walk_stack,

@@ -147,6 +147,8 @@ pub struct KcorePhys<R> {
     generation: u64,
     /// pread calls made, for the timing report.
     pub reads: u64,
+    /// Bytes they asked for: kcore copies page by page.
+    pub bytes: u64,
 }
 
 /// Reads file bytes at an offset (a `File`, or a buffer in tests).
@@ -193,7 +195,7 @@ impl<R: ReadAt> KcorePhys<R> {
             .collect();
         fixed.sort_unstable();
         let cache = (0..CACHE_SLOTS).map(|_| (u64::MAX, 0, Box::new([0u8; PAGE as usize]))).collect();
-        Ok(KcorePhys { reader, ram, fixed, ahead: Vec::new(), cache, generation: 1, reads: 0 })
+        Ok(KcorePhys { reader, ram, fixed, ahead: Vec::new(), cache, generation: 1, reads: 0, bytes: 0 })
     }
 
     /// File offset of physical address `paddr` and how many bytes the
@@ -227,6 +229,7 @@ impl<R: ReadAt> KcorePhys<R> {
                 return Err(MemoryError::new(ppage + left, MemoryErrorKind::Unmapped));
             }
             self.reads += 1;
+            self.bytes += PAGE;
             let entry = &mut self.cache[slot];
             self.reader
                 .read_at(offset, &mut entry.2[..])
@@ -281,6 +284,7 @@ impl<R: ReadAt> PhysMemory for KcorePhys<R> {
             }
             self.ahead.resize(n as usize, 0);
             self.reads += 1;
+            self.bytes += n;
             self.reader.read_at(offset, &mut self.ahead).map_err(|_| MemoryError::new(at, MemoryErrorKind::Backend))?;
             for (i, bytes) in self.ahead.chunks_exact(PAGE as usize).enumerate() {
                 let ppage = first + i as u64 * PAGE;
@@ -308,6 +312,7 @@ impl<R: ReadAt> PhysMemory for KcorePhys<R> {
         }
         self.ahead.resize(n as usize, 0);
         self.reads += 1;
+        self.bytes += n;
         if self.reader.read_at(offset, &mut self.ahead).is_err() {
             return; // the page-by-page reads will name the failure
         }

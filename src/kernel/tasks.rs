@@ -73,7 +73,7 @@ pub enum TaskListError {
 /// Reads one task.
 pub fn read_task<M: Memory>(mem: &mut M, l: &Layout, addr: u64) -> Result<TaskInfo, MemoryError> {
     let t = &l.task;
-    mem.prefetch(addr, t.size);
+    prefetch_task(mem, l, addr);
     let mut comm = [0u8; 16];
     let n = (t.comm.size as usize).min(16);
     mem.read(addr + t.comm.offset, &mut comm[..n])?;
@@ -117,6 +117,20 @@ pub fn task_span(l: &Layout) -> (u64, u64) {
     let optional = [t.exit_state, t.patch_state, t.nvcsw, t.nivcsw].into_iter().flatten();
     let fields = words.chain(optional).map(|f| Field { size: f.size.clamp(1, 8), ..f }).chain([comm]);
     fields.fold((u64::MAX, 0), |(lo, hi), f| (lo.min(f.offset), hi.max(f.offset.saturating_add(f.size))))
+}
+
+/// [`task_span`] and the list links the listing follows: what one request
+/// should fetch of a task_struct (not its tail, the FPU state).
+fn listing_span(l: &Layout) -> (u64, u64) {
+    let t = &l.task;
+    let links = [Some(t.tasks), Some(t.signal), t.thread_node, t.thread_group].into_iter().flatten();
+    links.fold(task_span(l), |(lo, hi), f| (lo.min(f.offset), hi.max(f.offset.saturating_add(f.size))))
+}
+
+/// Reads `addr`'s task_struct ahead: see [`listing_span`].
+fn prefetch_task<M: Memory>(mem: &mut M, l: &Layout, addr: u64) {
+    let (lo, hi) = listing_span(l);
+    mem.prefetch(addr.wrapping_add(lo), hi.saturating_sub(lo));
 }
 
 /// A task whose fields could not be read: only its address is known.
@@ -233,7 +247,7 @@ pub fn list_threads<M: Memory>(mem: &mut M, l: &Layout, init_task: u64) -> Resul
     walk_list(mem, init_task + t.tasks.offset, l.list_next, |mem, node| {
         let leader = node.wrapping_sub(t.tasks.offset);
         // The leader's list links, signal pointer and fields in one request.
-        mem.prefetch(leader, t.size);
+        prefetch_task(mem, l, leader);
         // A process whose thread list cannot be read still appears, as its
         // leader marked unreadable: its threads are unknown, so nothing
         // about it can be called switchable.
