@@ -113,6 +113,20 @@ pub trait PhysMemory {
     fn reads(&self) -> u64 {
         0
     }
+
+    /// Bytes those requests asked for.
+    fn bytes_read(&self) -> u64 {
+        0
+    }
+
+    /// A second reader of the same memory with its own (empty) cache, for a
+    /// second thread; None when the source cannot open one.
+    fn split(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 impl<P: PhysMemory + ?Sized> PhysMemory for &mut P {
@@ -133,6 +147,9 @@ impl<P: PhysMemory + ?Sized> PhysMemory for &mut P {
     }
     fn reads(&self) -> u64 {
         (**self).reads()
+    }
+    fn bytes_read(&self) -> u64 {
+        (**self).bytes_read()
     }
 }
 

@@ -4,12 +4,15 @@
 
 mod common;
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use lpstack::dump::kcore::{KcoreHeaders, KcorePhys, KcoreSegment, ReadAt};
 use lpstack::dump::Dump;
-use lpstack::kernel::check::{check_kernel, check_kernel_live, check_kernel_live_counted, LiveConfig, LiveReads};
+use lpstack::kernel::check::{
+    check_kernel, check_kernel_live, check_kernel_live_counted, check_kernel_live_parallel, LiveConfig, LiveReads,
+};
 use lpstack::kernel::image::{CpuRegs, Kernel};
 use lpstack::memory::{Memory, MemoryError, MemoryErrorKind, PhysMemory};
 use lpstack::patchset::{parse_funcs, PatchSet};
@@ -111,7 +114,11 @@ fn a_still_kernel_reads_as_its_dump_and_a_moving_task_is_never_switchable() {
 /// does over /proc/kcore, and counts its preads. The trimmed dump holds
 /// only the pages lpstack reads; the others read as zeros here, as RAM
 /// that is there, so that a read-ahead over them is one request as on kcore.
-struct DumpAsKcore<'a>(RefCell<Dump<'a>>, Rc<Cell<Option<Switching>>>);
+#[derive(Clone)]
+struct DumpAsKcore<'a>(Arc<Mutex<Dump<'a>>>, SwitchingAt);
+
+/// The task that switches, if any (shared by the readers of a split).
+type SwitchingAt = Arc<Mutex<Option<Switching>>>;
 
 /// A task that context-switches under a kcore reader: each pread of its
 /// nvcsw, for the first `moves` ones, finds it counted up; from the second
@@ -128,7 +135,8 @@ struct Switching {
 impl ReadAt for DumpAsKcore<'_> {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
         self.read_dump(offset, buf)?;
-        if let Some(mut sw) = self.1.get() {
+        let mut switching = self.1.lock().unwrap();
+        if let Some(sw) = switching.as_mut() {
             let end = offset + buf.len() as u64;
             let mut put = |at: u64, v: &dyn Fn(u64) -> u64| {
                 if at >= offset && at + 8 <= end {
@@ -143,17 +151,21 @@ impl ReadAt for DumpAsKcore<'_> {
             let bump = sw.preads.min(sw.moves);
             put(sw.nvcsw, &|v| v + bump);
             if sw.preads >= 2 && sw.moves >= 2 {
-                put(sw.ret, &|_| sw.new_ret);
+                let new_ret = sw.new_ret;
+                put(sw.ret, &|_| new_ret);
             }
-            self.1.set(Some(sw));
         }
         Ok(())
+    }
+
+    fn split_reader(&self) -> Option<Self> {
+        Some(self.clone())
     }
 }
 
 impl DumpAsKcore<'_> {
     fn read_dump(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        let mut dump = self.0.borrow_mut();
+        let mut dump = self.0.lock().unwrap();
         let mut done = 0;
         while done < buf.len() {
             let at = offset + done as u64;
@@ -171,7 +183,7 @@ impl DumpAsKcore<'_> {
 
 /// The kernel of the dump read through [`KcorePhys`], with kcore's direct
 /// map and kernel text segments (the fixed translations).
-fn open_as_kcore(bytes: &[u8], switching: Rc<Cell<Option<Switching>>>) -> Kernel<KcorePhys<DumpAsKcore<'_>>> {
+fn open_as_kcore(bytes: &[u8], switching: SwitchingAt) -> Kernel<KcorePhys<DumpAsKcore<'_>>> {
     let (mut plain, _, _) = open(bytes, 0);
     let sym = |name| plain.symbol(name).unwrap_or_else(|| panic!("{name}"));
     let (text, end) = (sym("_text"), sym("_end"));
@@ -190,7 +202,7 @@ fn open_as_kcore(bytes: &[u8], switching: Rc<Cell<Option<Switching>>>) -> Kernel
         ],
         vmcoreinfo: Some(vi.clone()),
     };
-    let phys = KcorePhys::new("vmcore as kcore", DumpAsKcore(RefCell::new(dump), switching), &headers).unwrap();
+    let phys = KcorePhys::new("vmcore as kcore", DumpAsKcore(Arc::new(Mutex::new(dump)), switching), &headers).unwrap();
     Kernel::open(phys, &vi).unwrap()
 }
 
@@ -206,7 +218,7 @@ fn a_live_check_makes_few_kcore_reads_per_task() {
     let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &plain.symbols).unwrap();
     let want = check_kernel(&mut plain, &set, &cpus, &config, |_, _| {}).unwrap();
 
-    let mut kernel = open_as_kcore(&bytes, Rc::default());
+    let mut kernel = open_as_kcore(&bytes, SwitchingAt::default());
     let bytes_before = kernel.mem.phys().bytes;
     let mut reads = LiveReads::default();
     let live = LiveConfig::default();
@@ -239,6 +251,22 @@ fn a_live_check_makes_few_kcore_reads_per_task() {
     assert!(per(reads.listing) <= 1.6, "{reads:?}");
     assert!(reads.reread <= reads.walks, "one request per look after a walk: {reads:?}");
     eprintln!("{:.1} KiB read per task", (kernel.mem.phys().bytes - bytes_before) as f64 / 1024.0 / tasks);
+    // On two threads: the same reports in the same order, and about as
+    // many reads (the second reader starts with an empty cache).
+    let mut kernel2 = open_as_kcore(&bytes, SwitchingAt::default());
+    let main_before = kernel2.mem.phys().reads;
+    let mut reads2 = LiveReads::default();
+    let par = check_kernel_live_parallel(&mut kernel2, &set, &config, &live, |_| true, &mut reads2).unwrap();
+    assert_eq!(par.len(), got.len());
+    for (p, g) in par.iter().zip(&got) {
+        assert_eq!((p.task.addr, &p.verdict, &p.frames), (g.task.addr, &g.verdict, &g.frames));
+    }
+    let main = kernel2.mem.phys().reads - main_before;
+    eprintln!("two threads: {reads2:?}; {main} requests by the first");
+    assert!(main < reads2.total() * 3 / 4, "the second thread did its half");
+    assert_eq!(reads2.walks, reads.walks);
+    assert!(reads2.total() <= reads.total() + 4, "{reads2:?} against {reads:?}");
+    assert!(reads2.bytes > 0 && reads2.bytes <= reads.bytes + 4 * 16384, "{reads2:?} against {reads:?}");
     let (lo, hi) = lpstack::kernel::tasks::task_span(&kernel.layout);
     eprintln!("task_struct {} bytes, fields read after a walk {lo:#x}..{hi:#x}", kernel.layout.task.size);
 }
@@ -262,8 +290,11 @@ fn under_kcore_a_moving_task_is_walked_afresh() {
     // (moves, walks): never still; still from the third look after the
     // listing's, blocked elsewhere (returning to 0x1, not code: unreliable);
     // moved once before the listing, still since (blocked as in the dump).
-    for (moves, passes) in [(u64::MAX, None), (3, Some(3)), (1, Some(1))] {
-        let switching = Rc::new(Cell::new(None));
+    let at = want.iter().position(|r| r.task.addr == target.task.addr).unwrap();
+    let other = want[..at].iter().rev().find(|r| matches!(r.verdict, Verdict::Blocked { .. } | Verdict::Switchable)).unwrap().task.addr;
+    let cases = [(u64::MAX, None), (3, Some(3)), (1, Some(1))];
+    for (parallel, (moves, passes)) in [false, true].into_iter().flat_map(|p| cases.map(|c| (p, c))) {
+        let switching = SwitchingAt::default();
         let mut kernel = open_as_kcore(&bytes, switching.clone());
         let sw = Switching {
             nvcsw: kernel.mem.translate(target.task.addr + nvcsw).unwrap(),
@@ -272,10 +303,19 @@ fn under_kcore_a_moving_task_is_walked_afresh() {
             moves,
             preads: 0,
         };
-        switching.set(Some(sw));
+        *switching.lock().unwrap() = Some(sw);
         let only = |t: &lpstack::kernel::tasks::TaskInfo| t.addr == target.task.addr;
         let mut reads = LiveReads::default();
-        let got = check_kernel_live_counted(&mut kernel, &set, &config, &live, only, |_, _| {}, &mut reads).unwrap();
+        let got = if parallel {
+            // The target is the second thread's, after a still task.
+            let pair = |t: &lpstack::kernel::tasks::TaskInfo| t.addr == target.task.addr || t.addr == other;
+            let got = check_kernel_live_parallel(&mut kernel, &set, &config, &live, pair, &mut reads).unwrap();
+            assert_eq!(got.len(), 2);
+            reads.walks -= 1;
+            got[1..].to_vec()
+        } else {
+            check_kernel_live_counted(&mut kernel, &set, &config, &live, only, |_, _| {}, &mut reads).unwrap()
+        };
         assert_eq!(got.len(), 1);
         let v = &got[0].verdict;
         match passes {
@@ -284,7 +324,7 @@ fn under_kcore_a_moving_task_is_walked_afresh() {
                 assert_eq!(*v, Verdict::Unreliable { reason: want, frame: 0 });
             }
             Some(n) => {
-                assert_eq!(reads.walks, n, "moves {moves}");
+                assert_eq!(reads.walks, n, "moves {moves}, parallel {parallel}");
                 if moves >= 2 {
                     assert!(matches!(v, Verdict::Unreliable { .. }), "moves {moves}: the new stack, {v:?}");
                 } else {

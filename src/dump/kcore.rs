@@ -154,15 +154,32 @@ pub struct KcorePhys<R> {
 /// Reads file bytes at an offset (a `File`, or a buffer in tests).
 pub trait ReadAt {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
+
+    /// A second reader of the same bytes, for a second thread.
+    fn split_reader(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 impl ReadAt for File {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
         self.read_exact_at(buf, offset)
     }
+
+    /// The same open file (pread has no file position to share).
+    fn split_reader(&self) -> Option<Self> {
+        self.try_clone().ok()
+    }
 }
 
 impl ReadAt for Vec<u8> {
+    fn split_reader(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
         let start = usize::try_from(offset).map_err(|_| std::io::ErrorKind::UnexpectedEof)?;
         let src = start
@@ -267,6 +284,25 @@ impl<R: ReadAt> PhysMemory for KcorePhys<R> {
 
     fn reads(&self) -> u64 {
         self.reads
+    }
+
+    fn bytes_read(&self) -> u64 {
+        self.bytes
+    }
+
+    fn split(&self) -> Option<Self> {
+        let reader = self.reader.split_reader()?;
+        let cache = (0..CACHE_SLOTS).map(|_| (u64::MAX, 0, Box::new([0u8; PAGE as usize]))).collect();
+        Some(KcorePhys {
+            reader,
+            ram: self.ram.clone(),
+            fixed: self.fixed.clone(),
+            ahead: Vec::new(),
+            cache,
+            generation: 1,
+            reads: 0,
+            bytes: 0,
+        })
     }
 
     /// One pread per run of pages within one segment (a task_struct in the
@@ -515,6 +551,21 @@ pub(crate) mod tests {
         p.invalidate();
         p.prefetch(0x10_0000, 0x1000);
         assert_eq!(p.reads, 3);
+    }
+
+    #[test]
+    fn a_split_reads_the_same_bytes_with_its_own_cache() {
+        let ram = pages(0x10, 2);
+        let img = kcore_image("OSRELEASE=x\n", &[(0xffff_8880_0010_0000, 0x10_0000, &ram)]);
+        let h = KcoreHeaders::read("kcore", |o, b| img.read_at(o, b)).unwrap();
+        let mut p = KcorePhys::new("kcore", img, &h).unwrap();
+        let mut b = [0u8; 1];
+        p.read_phys(0x10_1000, &mut b).unwrap();
+        let mut q = p.split().unwrap();
+        assert_eq!(q.fixed_translation(0xffff_8880_0010_1000), Some(0x10_1000));
+        q.read_phys(0x10_1000, &mut b).unwrap();
+        assert_eq!((b[0], p.reads, q.reads), (0x11, 1, 1), "not from the first one's cache");
+        assert!(q.read_phys(0x10_2000, &mut b).is_err());
     }
 
     #[test]

@@ -53,6 +53,12 @@ impl<P: PhysMemory> KernelSpace<P> {
         KernelSpace { phys, paging, tlb: [(u64::MAX, 0); TLB_SLOTS], upper: vec![(u64::MAX, 0); UPPER_SLOTS] }
     }
 
+    /// A second view of the same memory with empty caches (see
+    /// [`PhysMemory::split`]).
+    pub fn split(&self) -> Option<Self> {
+        Some(KernelSpace::new(self.phys.split()?, self.paging))
+    }
+
     pub fn phys(&mut self) -> &mut P {
         &mut self.phys
     }
