@@ -158,7 +158,7 @@ impl ReadAt for DumpAsKcore<'_> {
         Ok(())
     }
 
-    fn split_reader(&self) -> Option<Self> {
+    fn split_reader(&self, _path: &str) -> Option<Self> {
         Some(self.clone())
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use lpstack::kernel::check::{check_kernel_live_counted, check_kernel_live_parallel, LiveConfig, LiveReads};
+use lpstack::kernel::check::{check_kernel_live_counted, LiveConfig, LiveReads};
 use lpstack::kernel::live::{euid, open_live, LiveSources};
 use lpstack::walk::{KernelRegsPolicy, WalkConfig};
 use serde_json::json;
@@ -30,16 +30,11 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
     let keep = |t: &lpstack::kernel::tasks::TaskInfo| pids.is_empty() || pids.contains(&t.pid) || pids.contains(&t.tgid);
     let live_config = LiveConfig { max_passes: args.max_passes.max(1) };
     let mut reads = LiveReads::default();
-    // Two readers of kcore halve the time spent waiting in preads (one
-    // syscall and a trip through kcore's page copy per request).
-    let two = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    // check_kernel_live_parallel (two kcore readers) is not used yet: it
+    // has not been run in a real kernel since each reader opens kcore anew.
     let t1 = Instant::now();
-    let reports = if two {
-        check_kernel_live_parallel(&mut kernel, &set, &config, &live_config, keep, &mut reads)
-    } else {
-        check_kernel_live_counted(&mut kernel, &set, &config, &live_config, keep, |_, _| {}, &mut reads)
-    }
-    .map_err(|e| CliError(format!("{}: {e}", sources.kcore.display())))?;
+    let reports = check_kernel_live_counted(&mut kernel, &set, &config, &live_config, keep, |_, _| {}, &mut reads)
+        .map_err(|e| CliError(format!("{}: {e}", sources.kcore.display())))?;
     let t_check = t1.elapsed();
     for w in &kernel.warnings {
         eprintln!("lpstack: warning: {w}");
@@ -50,7 +45,7 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
         eprintln!("lpstack: setup: {} ms", steps.join(", "));
         eprintln!(
             "lpstack: timing: open {:.1} ms, check {:.1} ms for {} tasks, {} kcore reads of {} KiB \
-             (listing {}, walk start {}, stack {}, reread {}; {} walks; {} threads)",
+             (listing {}, walk start {}, stack {}, reread {}; {} walks)",
             t_open.as_secs_f64() * 1e3,
             t_check.as_secs_f64() * 1e3,
             reports.len(),
@@ -61,7 +56,6 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
             reads.walk_stack,
             reads.reread,
             reads.walks,
-            if two { 2 } else { 1 },
         );
     }
     let models = parse_models(args)?;

@@ -134,6 +134,8 @@ impl KcoreHeaders {
 /// Physical memory of the running kernel, read from kcore segments that
 /// carry `p_paddr`.
 pub struct KcorePhys<R> {
+    /// The file, to open it again for a second thread.
+    path: String,
     reader: R,
     /// (paddr, size, file offset), sorted by paddr.
     ram: Vec<(u64, u64, u64)>,
@@ -155,8 +157,8 @@ pub struct KcorePhys<R> {
 pub trait ReadAt {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
 
-    /// A second reader of the same bytes, for a second thread.
-    fn split_reader(&self) -> Option<Self>
+    /// A second reader of the same bytes (at `path`), for a second thread.
+    fn split_reader(&self, _path: &str) -> Option<Self>
     where
         Self: Sized,
     {
@@ -169,14 +171,16 @@ impl ReadAt for File {
         self.read_exact_at(buf, offset)
     }
 
-    /// The same open file (pread has no file position to share).
-    fn split_reader(&self) -> Option<Self> {
-        self.try_clone().ok()
+    /// The file opened again, not a dup of this descriptor: kcore copies
+    /// through a bounce buffer of the open file (`filp->private_data`), so
+    /// two threads reading through one open file get each other's bytes.
+    fn split_reader(&self, path: &str) -> Option<Self> {
+        File::open(path).ok()
     }
 }
 
 impl ReadAt for Vec<u8> {
-    fn split_reader(&self) -> Option<Self> {
+    fn split_reader(&self, _path: &str) -> Option<Self> {
         Some(self.clone())
     }
 
@@ -212,7 +216,7 @@ impl<R: ReadAt> KcorePhys<R> {
             .collect();
         fixed.sort_unstable();
         let cache = (0..CACHE_SLOTS).map(|_| (u64::MAX, 0, Box::new([0u8; PAGE as usize]))).collect();
-        Ok(KcorePhys { reader, ram, fixed, ahead: Vec::new(), cache, generation: 1, reads: 0, bytes: 0 })
+        Ok(KcorePhys { path: path.into(), reader, ram, fixed, ahead: Vec::new(), cache, generation: 1, reads: 0, bytes: 0 })
     }
 
     /// File offset of physical address `paddr` and how many bytes the
@@ -291,9 +295,10 @@ impl<R: ReadAt> PhysMemory for KcorePhys<R> {
     }
 
     fn split(&self) -> Option<Self> {
-        let reader = self.reader.split_reader()?;
+        let reader = self.reader.split_reader(&self.path)?;
         let cache = (0..CACHE_SLOTS).map(|_| (u64::MAX, 0, Box::new([0u8; PAGE as usize]))).collect();
         Some(KcorePhys {
+            path: self.path.clone(),
             reader,
             ram: self.ram.clone(),
             fixed: self.fixed.clone(),
@@ -566,6 +571,28 @@ pub(crate) mod tests {
         q.read_phys(0x10_1000, &mut b).unwrap();
         assert_eq!((b[0], p.reads, q.reads), (0x11, 1, 1), "not from the first one's cache");
         assert!(q.read_phys(0x10_2000, &mut b).is_err());
+    }
+
+    /// Not a dup: a flag set on one open file does not show on the other.
+    #[test]
+    fn a_split_file_is_opened_again() {
+        use std::os::fd::AsRawFd;
+        let ram = pages(0x10, 1);
+        let img = kcore_image("OSRELEASE=x\n", &[(0xffff_8880_0010_0000, 0x10_0000, &ram)]);
+        let path = std::env::temp_dir().join(format!("lpstack-kcore-split-{}", std::process::id()));
+        std::fs::write(&path, &img).unwrap();
+        let name = path.to_str().unwrap();
+        let h = KcoreHeaders::read(name, |o, b| img.read_at(o, b)).unwrap();
+        let p = KcorePhys::new(name, File::open(&path).unwrap(), &h).unwrap();
+        let mut q = p.split().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let flags = |f: &File| unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(unsafe { libc::fcntl(p.reader.as_raw_fd(), libc::F_SETFL, flags(&p.reader) | libc::O_NONBLOCK) }, 0);
+        assert_ne!(flags(&p.reader) & libc::O_NONBLOCK, 0);
+        assert_eq!(flags(&q.reader) & libc::O_NONBLOCK, 0, "a dup of the first reader's open file");
+        let mut b = [0u8; 1];
+        q.read_phys(0x10_0000, &mut b).unwrap();
+        assert_eq!(b[0], 0x10);
     }
 
     #[test]

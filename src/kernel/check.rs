@@ -290,7 +290,8 @@ pub fn check_kernel_live_counted<'set, P: PhysMemory>(
 /// [`check_kernel_live_counted`] on two threads when the source can open a
 /// second reader of itself ([`PhysMemory::split`], kcore): each checks half
 /// of the tasks with its own cache, as one would alone; the reports come
-/// in task order.
+/// in task order. Each kcore reader must be its own open file: the kernel
+/// copies through a bounce buffer per open file.
 pub fn check_kernel_live_parallel<'set, P: PhysMemory + Send>(
     kernel: &mut Kernel<P>,
     set: &'set PatchSet,
