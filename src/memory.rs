@@ -98,6 +98,35 @@ pub trait PhysMemory {
     /// Reads `len` bytes at `paddr` ahead into the source's cache in one
     /// request, when the source has a cache (a task_struct spans pages).
     fn prefetch(&mut self, _paddr: u64, _len: u64) {}
+
+    /// Reads bytes as they are now, not from a cache, leaving them cached
+    /// for the reads that follow: a live task's fields after its walk,
+    /// without dropping what else is cached. The default drops the whole
+    /// cache first (a dump never changes; a cache-less source is fresh).
+    fn read_phys_fresh(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.invalidate();
+        self.read_phys(paddr, buf)
+    }
+
+    /// Requests made to the backing store so far (kcore preads), for
+    /// timing reports and read-count tests; 0 when the source does not count.
+    fn reads(&self) -> u64 {
+        0
+    }
+
+    /// Bytes those requests asked for.
+    fn bytes_read(&self) -> u64 {
+        0
+    }
+
+    /// A second reader of the same memory with its own (empty) cache, for a
+    /// second thread; None when the source cannot open one.
+    fn split(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 impl<P: PhysMemory + ?Sized> PhysMemory for &mut P {
@@ -112,6 +141,15 @@ impl<P: PhysMemory + ?Sized> PhysMemory for &mut P {
     }
     fn prefetch(&mut self, paddr: u64, len: u64) {
         (**self).prefetch(paddr, len)
+    }
+    fn read_phys_fresh(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        (**self).read_phys_fresh(paddr, buf)
+    }
+    fn reads(&self) -> u64 {
+        (**self).reads()
+    }
+    fn bytes_read(&self) -> u64 {
+        (**self).bytes_read()
     }
 }
 

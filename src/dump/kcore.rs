@@ -134,6 +134,8 @@ impl KcoreHeaders {
 /// Physical memory of the running kernel, read from kcore segments that
 /// carry `p_paddr`.
 pub struct KcorePhys<R> {
+    /// The file, to open it again for a second thread.
+    path: String,
     reader: R,
     /// (paddr, size, file offset), sorted by paddr.
     ram: Vec<(u64, u64, u64)>,
@@ -147,20 +149,41 @@ pub struct KcorePhys<R> {
     generation: u64,
     /// pread calls made, for the timing report.
     pub reads: u64,
+    /// Bytes they asked for: kcore copies page by page.
+    pub bytes: u64,
 }
 
 /// Reads file bytes at an offset (a `File`, or a buffer in tests).
 pub trait ReadAt {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
+
+    /// A second reader of the same bytes (at `path`), for a second thread.
+    fn split_reader(&self, _path: &str) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 impl ReadAt for File {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
         self.read_exact_at(buf, offset)
     }
+
+    /// The file opened again, not a dup of this descriptor: kcore copies
+    /// through a bounce buffer of the open file (`filp->private_data`), so
+    /// two threads reading through one open file get each other's bytes.
+    fn split_reader(&self, path: &str) -> Option<Self> {
+        File::open(path).ok()
+    }
 }
 
 impl ReadAt for Vec<u8> {
+    fn split_reader(&self, _path: &str) -> Option<Self> {
+        Some(self.clone())
+    }
+
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
         let start = usize::try_from(offset).map_err(|_| std::io::ErrorKind::UnexpectedEof)?;
         let src = start
@@ -193,7 +216,7 @@ impl<R: ReadAt> KcorePhys<R> {
             .collect();
         fixed.sort_unstable();
         let cache = (0..CACHE_SLOTS).map(|_| (u64::MAX, 0, Box::new([0u8; PAGE as usize]))).collect();
-        Ok(KcorePhys { reader, ram, fixed, ahead: Vec::new(), cache, generation: 1, reads: 0 })
+        Ok(KcorePhys { path: path.into(), reader, ram, fixed, ahead: Vec::new(), cache, generation: 1, reads: 0, bytes: 0 })
     }
 
     /// File offset of physical address `paddr` and how many bytes the
@@ -209,6 +232,16 @@ impl<R: ReadAt> KcorePhys<R> {
             .map(|&(start, size, offset)| (offset + (paddr - start), size - (paddr - start)))
     }
 
+    /// Whether every page of `len` bytes at page `first` is in the cache,
+    /// read since the last invalidate.
+    fn all_cached(&self, first: u64, len: u64) -> bool {
+        (0..len / PAGE).all(|i| {
+            let ppage = first + i * PAGE;
+            let entry = &self.cache[((ppage / PAGE) as usize) % CACHE_SLOTS];
+            entry.0 == ppage && entry.1 == self.generation
+        })
+    }
+
     fn page(&mut self, ppage: u64) -> Result<&[u8; PAGE as usize], MemoryError> {
         let slot = ((ppage / PAGE) as usize) % CACHE_SLOTS;
         if self.cache[slot].0 != ppage || self.cache[slot].1 != self.generation {
@@ -217,6 +250,7 @@ impl<R: ReadAt> KcorePhys<R> {
                 return Err(MemoryError::new(ppage + left, MemoryErrorKind::Unmapped));
             }
             self.reads += 1;
+            self.bytes += PAGE;
             let entry = &mut self.cache[slot];
             self.reader
                 .read_at(offset, &mut entry.2[..])
@@ -252,17 +286,74 @@ impl<R: ReadAt> PhysMemory for KcorePhys<R> {
         (vaddr - start < size).then(|| paddr + (vaddr - start))
     }
 
+    fn reads(&self) -> u64 {
+        self.reads
+    }
+
+    fn bytes_read(&self) -> u64 {
+        self.bytes
+    }
+
+    fn split(&self) -> Option<Self> {
+        let reader = self.reader.split_reader(&self.path)?;
+        let cache = (0..CACHE_SLOTS).map(|_| (u64::MAX, 0, Box::new([0u8; PAGE as usize]))).collect();
+        Some(KcorePhys {
+            path: self.path.clone(),
+            reader,
+            ram: self.ram.clone(),
+            fixed: self.fixed.clone(),
+            ahead: Vec::new(),
+            cache,
+            generation: 1,
+            reads: 0,
+            bytes: 0,
+        })
+    }
+
+    /// One pread per run of pages within one segment (a task_struct in the
+    /// direct map: one), whatever is cached; the pages are cached afresh.
+    fn read_phys_fresh(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let unmapped = |a| MemoryError::new(a, MemoryErrorKind::Unmapped);
+        let end = paddr.checked_add(buf.len() as u64).ok_or(unmapped(paddr))?;
+        let mut at = paddr;
+        while at < end {
+            let first = at & !(PAGE - 1);
+            let (offset, left) = self.locate(first).ok_or(unmapped(at))?;
+            let n = (end.next_multiple_of(PAGE).saturating_sub(first)).min(left - left % PAGE);
+            if n == 0 {
+                return Err(unmapped(first + left)); // the segment ends inside this page
+            }
+            self.ahead.resize(n as usize, 0);
+            self.reads += 1;
+            self.bytes += n;
+            self.reader.read_at(offset, &mut self.ahead).map_err(|_| MemoryError::new(at, MemoryErrorKind::Backend))?;
+            for (i, bytes) in self.ahead.chunks_exact(PAGE as usize).enumerate() {
+                let ppage = first + i as u64 * PAGE;
+                let entry = &mut self.cache[((ppage / PAGE) as usize) % CACHE_SLOTS];
+                entry.2.copy_from_slice(bytes);
+                entry.0 = ppage;
+                entry.1 = self.generation;
+            }
+            let upto = end.min(first + n);
+            let (from, to) = ((at - paddr) as usize, (upto - paddr) as usize);
+            buf[from..to].copy_from_slice(&self.ahead[(at - first) as usize..(upto - first) as usize]);
+            at = upto;
+        }
+        Ok(())
+    }
+
     fn prefetch(&mut self, paddr: u64, len: u64) {
         const MAX_AHEAD: u64 = 64 << 10;
         let first = paddr & !(PAGE - 1);
         let end = paddr.saturating_add(len.min(MAX_AHEAD)).next_multiple_of(PAGE);
         let Some((offset, left)) = self.locate(first) else { return };
         let n = (end - first).min(left - left % PAGE);
-        if n == 0 {
+        if n == 0 || self.all_cached(first, n) {
             return;
         }
         self.ahead.resize(n as usize, 0);
         self.reads += 1;
+        self.bytes += n;
         if self.reader.read_at(offset, &mut self.ahead).is_err() {
             return; // the page-by-page reads will name the failure
         }
@@ -412,6 +503,96 @@ pub(crate) mod tests {
         p.prefetch(0x10_3000, 0x4000);
         p.read_phys(0x10_3000, &mut b[..1]).unwrap();
         assert_eq!((b[0], p.reads), (0x13, 1 + 1));
+    }
+
+    #[test]
+    fn fresh_reads_one_request_per_segment_run_and_recache() {
+        let ram = pages(0x10, 4);
+        let more = pages(0x40, 1);
+        let mut img = kcore_image(
+            "OSRELEASE=x\n",
+            &[(0xffff_8880_0010_0000, 0x10_0000, &ram), (0xffff_8880_0010_4000, 0x10_4000, &more)],
+        );
+        let h = KcoreHeaders::read("kcore", |o, b| img.read_at(o, b)).unwrap();
+        let data_at = h.segments[0].offset as usize;
+        let mut p = KcorePhys::new("kcore", img.clone(), &h).unwrap();
+        let mut b = [0u8; 1];
+        p.read_phys(0x10_1000, &mut b).unwrap();
+        assert_eq!((b[0], p.reads), (0x11, 1));
+        // The page changes; a fresh read across three pages sees it in one
+        // request, without invalidate, and caches the new bytes.
+        img[data_at + 0x1000] = 0x99;
+        p.reader = img.clone();
+        let mut span = vec![0u8; 0x2000];
+        p.read_phys_fresh(0x10_0800, &mut span).unwrap();
+        assert_eq!((span[0], span[0x800], span[0x801], span[0x1800]), (0x10, 0x99, 0x11, 0x12));
+        assert_eq!(p.reads, 2);
+        p.read_phys(0x10_1000, &mut b).unwrap();
+        p.read_phys(0x10_2fff, &mut b).unwrap();
+        assert_eq!(p.reads, 2, "served from the refreshed cache");
+        // Across two segments: one request each.
+        let mut span = vec![0u8; 0x1000];
+        p.read_phys_fresh(0x10_3800, &mut span).unwrap();
+        assert_eq!((span[0], span[0x800], p.reads), (0x13, 0x40, 4));
+        // Past the last segment: an error naming the first missing byte,
+        // never zeros.
+        let e = p.read_phys_fresh(0x10_4ff0, &mut [0u8; 0x20]).unwrap_err();
+        assert_eq!((e.addr, e.kind), (0x10_5000, MemoryErrorKind::Unmapped));
+        let e = p.read_phys_fresh(0x20_0000, &mut b).unwrap_err();
+        assert_eq!((e.addr, e.kind), (0x20_0000, MemoryErrorKind::Unmapped));
+    }
+
+    #[test]
+    fn read_ahead_of_cached_pages_makes_no_request() {
+        let ram = pages(0x10, 4);
+        let img = kcore_image("OSRELEASE=x\n", &[(0xffff_8880_0010_0000, 0x10_0000, &ram)]);
+        let h = KcoreHeaders::read("kcore", |o, b| img.read_at(o, b)).unwrap();
+        let mut p = KcorePhys::new("kcore", img, &h).unwrap();
+        p.prefetch(0x10_0000, 0x3000);
+        p.prefetch(0x10_0100, 0x2000);
+        assert_eq!(p.reads, 1);
+        // One more page than cached: read again. After invalidate: again.
+        p.prefetch(0x10_0000, 0x4000);
+        p.invalidate();
+        p.prefetch(0x10_0000, 0x1000);
+        assert_eq!(p.reads, 3);
+    }
+
+    #[test]
+    fn a_split_reads_the_same_bytes_with_its_own_cache() {
+        let ram = pages(0x10, 2);
+        let img = kcore_image("OSRELEASE=x\n", &[(0xffff_8880_0010_0000, 0x10_0000, &ram)]);
+        let h = KcoreHeaders::read("kcore", |o, b| img.read_at(o, b)).unwrap();
+        let mut p = KcorePhys::new("kcore", img, &h).unwrap();
+        let mut b = [0u8; 1];
+        p.read_phys(0x10_1000, &mut b).unwrap();
+        let mut q = p.split().unwrap();
+        assert_eq!(q.fixed_translation(0xffff_8880_0010_1000), Some(0x10_1000));
+        q.read_phys(0x10_1000, &mut b).unwrap();
+        assert_eq!((b[0], p.reads, q.reads), (0x11, 1, 1), "not from the first one's cache");
+        assert!(q.read_phys(0x10_2000, &mut b).is_err());
+    }
+
+    /// Not a dup: a flag set on one open file does not show on the other.
+    #[test]
+    fn a_split_file_is_opened_again() {
+        use std::os::fd::AsRawFd;
+        let ram = pages(0x10, 1);
+        let img = kcore_image("OSRELEASE=x\n", &[(0xffff_8880_0010_0000, 0x10_0000, &ram)]);
+        let path = std::env::temp_dir().join(format!("lpstack-kcore-split-{}", std::process::id()));
+        std::fs::write(&path, &img).unwrap();
+        let name = path.to_str().unwrap();
+        let h = KcoreHeaders::read(name, |o, b| img.read_at(o, b)).unwrap();
+        let p = KcorePhys::new(name, File::open(&path).unwrap(), &h).unwrap();
+        let mut q = p.split().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let flags = |f: &File| unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(unsafe { libc::fcntl(p.reader.as_raw_fd(), libc::F_SETFL, flags(&p.reader) | libc::O_NONBLOCK) }, 0);
+        assert_ne!(flags(&p.reader) & libc::O_NONBLOCK, 0);
+        assert_eq!(flags(&q.reader) & libc::O_NONBLOCK, 0, "a dup of the first reader's open file");
+        let mut b = [0u8; 1];
+        q.read_phys(0x10_0000, &mut b).unwrap();
+        assert_eq!(b[0], 0x10);
     }
 
     #[test]

@@ -53,6 +53,12 @@ impl<P: PhysMemory> KernelSpace<P> {
         KernelSpace { phys, paging, tlb: [(u64::MAX, 0); TLB_SLOTS], upper: vec![(u64::MAX, 0); UPPER_SLOTS] }
     }
 
+    /// A second view of the same memory with empty caches (see
+    /// [`PhysMemory::split`]).
+    pub fn split(&self) -> Option<Self> {
+        Some(KernelSpace::new(self.phys.split()?, self.paging))
+    }
+
     pub fn phys(&mut self) -> &mut P {
         &mut self.phys
     }
@@ -73,6 +79,36 @@ impl<P: PhysMemory> KernelSpace<P> {
     pub fn invalidate_all(&mut self) {
         self.upper.fill((u64::MAX, 0));
         self.invalidate();
+    }
+
+    /// Reads `buf.len()` bytes at `va` as they are now (see
+    /// [`PhysMemory::read_phys_fresh`]) when the source maps them at fixed
+    /// physical addresses (kcore's direct map: a task_struct), leaving the
+    /// rest of the cache. Else drops every cached byte and translation and
+    /// reads through the page tables afresh.
+    pub fn read_fresh(&mut self, va: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let len = buf.len() as u64;
+        let fixed = self.phys.fixed_translation(va).filter(|&pa| {
+            // One linear run, page by page.
+            let mut page = va & !(PAGE - 1);
+            while page.wrapping_add(PAGE) < va.wrapping_add(len) {
+                page = page.wrapping_add(PAGE);
+                if self.phys.fixed_translation(page) != Some(pa.wrapping_add(page.wrapping_sub(va))) {
+                    return false;
+                }
+            }
+            true
+        });
+        match fixed {
+            Some(pa) => self
+                .phys
+                .read_phys_fresh(pa, buf)
+                .map_err(|e| MemoryError::new(va.wrapping_add(e.addr.wrapping_sub(pa)), e.kind)),
+            None => {
+                self.invalidate();
+                self.read(va, buf)
+            }
+        }
     }
 
     fn upper_entry(&mut self, table: u64, index: u64) -> Result<u64, MemoryError> {
@@ -255,6 +291,63 @@ mod tests {
         assert_eq!(ks.translate(va).unwrap(), 0x9000);
         ks.invalidate_all();
         assert!(ks.translate(va).is_err());
+    }
+
+    /// A cache over `Live` that keeps the bytes of its first look until
+    /// invalidated, with a fixed (direct) mapping of va 0xffff_8880_0000_0000.
+    struct Stale {
+        live: Live,
+        seen: Option<Vec<u8>>,
+        invalidates: u32,
+    }
+    const DIRECT: u64 = 0xffff_8880_0000_0000;
+    impl PhysMemory for Stale {
+        fn read_phys(&mut self, pa: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+            let seen = self.seen.get_or_insert_with(|| self.live.0.borrow().clone());
+            SliceMemory::new(0, seen).read(pa, buf)
+        }
+        fn invalidate(&mut self) {
+            self.seen = None;
+            self.invalidates += 1;
+        }
+        fn read_phys_fresh(&mut self, pa: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+            self.live.read_phys(pa, buf)
+        }
+        fn fixed_translation(&self, va: u64) -> Option<u64> {
+            va.checked_sub(DIRECT).filter(|&pa| pa < 0x10_0000)
+        }
+    }
+
+    #[test]
+    fn fresh_reads_of_fixed_mappings_keep_the_cache() {
+        let mut b = Builder { mem: vec![0; 1 << 20] };
+        let (pgd, pud, pmd, pte) = (0x1000u64, 0x2000, 0x3000, 0x4000);
+        let va = 0xffff_c900_0001_0000_u64;
+        b.set(pgd + idx(va, 39) * 8, pud | 0x63);
+        b.set(pud + idx(va, 30) * 8, pmd | 0x63);
+        b.set(pmd + idx(va, 21) * 8, pte | 0x63);
+        b.set(pte + idx(va, 12) * 8, 0x8000 | 0x63);
+        b.set(0x9ff8, 7);
+        let mem = std::rc::Rc::new(std::cell::RefCell::new(b.mem));
+        let live = Live(mem.clone());
+        let mut ks = KernelSpace::new(Stale { live, seen: None, invalidates: 0 }, PagingConfig { root: pgd, levels: 4, sme_mask: 0 });
+        assert_eq!(ks.read_u64(DIRECT + 0x9ff8).unwrap(), 7);
+        mem.borrow_mut()[0x9ff8] = 8;
+        mem.borrow_mut()[0xa000] = 9;
+        assert_eq!(ks.read_u64(DIRECT + 0x9ff8).unwrap(), 7, "cached");
+        // Across two pages of the direct map: fresh, and nothing dropped.
+        let mut two = [0u8; 16];
+        ks.read_fresh(DIRECT + 0x9ff8, &mut two).unwrap();
+        assert_eq!((two[0], two[8]), (8, 9));
+        assert_eq!(ks.phys().invalidates, 0);
+        // Through the page tables: everything dropped, then read.
+        mem.borrow_mut()[0x8000] = 5;
+        let mut one = [0u8; 1];
+        ks.read_fresh(va, &mut one).unwrap();
+        assert_eq!((one[0], ks.phys().invalidates), (5, 1));
+        // Errors name the virtual address.
+        let e = ks.read_fresh(DIRECT + 0xf_fff8, &mut two).unwrap_err();
+        assert_eq!(e.addr, DIRECT + 0x10_0000);
     }
 
     #[test]

@@ -2,12 +2,15 @@
 //! start each walk where the kernel would (a blocked task's switch frame, a
 //! running CPU's registers), walk with ORC and judge against the patch set.
 
+use super::addrspace::KernelSpace;
 use super::image::{CpuRegs, Kernel};
-use super::tasks::{list_threads, list_threads_by_pid, read_task, unreadable_task, TaskInfo, TaskListError};
-use crate::memory::{Memory, PhysMemory};
+use super::layout::Layout;
+use super::tasks::{list_threads, list_threads_by_pid, read_task, task_span, unreadable_task, TaskInfo, TaskListError};
+use crate::memory::{Memory, PhysMemory, SliceMemory};
 use crate::patchset::PatchSet;
+use crate::orc::OrcTables;
 use crate::verdict::{decide, find_hits, PatchHit, Verdict};
-use crate::walk::{walk_orc, Frame, Reliability, StackBounds, WalkConfig, WalkStart};
+use crate::walk::{walk_orc, CodeRanges, Frame, Reliability, StackBounds, WalkConfig, WalkStart};
 
 /// One task's outcome.
 #[derive(Clone, Debug)]
@@ -61,6 +64,45 @@ impl<P: PhysMemory> Kernel<P> {
 
     /// Where a task's walk starts, or None when it cannot be walked.
     pub fn walk_start(&mut self, task: &TaskInfo, cpus: &[CpuRegs]) -> Option<WalkStart> {
+        self.walker().start(task, cpus)
+    }
+
+    /// Walks one task into `frames`.
+    pub fn walk_task(
+        &mut self,
+        task: &TaskInfo,
+        cpus: &[CpuRegs],
+        config: &WalkConfig,
+        frames: &mut Vec<Frame>,
+    ) -> Option<Reliability> {
+        self.walker().walk(task, cpus, config, frames, None)
+    }
+
+    fn walker(&mut self) -> Walker<'_, P> {
+        Walker {
+            mem: &mut self.mem,
+            code: &mut self.code,
+            orc: &self.orc,
+            layout: &self.layout,
+            thread_size: self.thread_size,
+            ret_from_fork: self.ret_from_fork,
+        }
+    }
+}
+
+/// What a task walk needs of a kernel: a view of its memory, and its
+/// tables. A second worker of a live check has its own memory and code map.
+struct Walker<'k, P> {
+    mem: &'k mut KernelSpace<P>,
+    code: &'k mut CodeRanges,
+    orc: &'k OrcTables<'static>,
+    layout: &'k Layout,
+    thread_size: u64,
+    ret_from_fork: u64,
+}
+
+impl<P: PhysMemory> Walker<'_, P> {
+    fn start(&mut self, task: &TaskInfo, cpus: &[CpuRegs]) -> Option<WalkStart> {
         if task.on_cpu {
             let regs = cpus.iter().find(|c| c.cpu == task.cpu)?.regs;
             return Some(WalkStart::from_regs(regs));
@@ -72,13 +114,15 @@ impl<P: PhysMemory> Kernel<P> {
         Some(WalkStart::blocked(ip, sp + f.size, bp, ip == self.ret_from_fork))
     }
 
-    /// Walks one task into `frames`.
-    pub fn walk_task(
+    /// Walks one task into `frames`, adding the source's reads for the
+    /// start and for the rest of the walk to `reads`.
+    fn walk(
         &mut self,
         task: &TaskInfo,
         cpus: &[CpuRegs],
         config: &WalkConfig,
         frames: &mut Vec<Frame>,
+        reads: Option<&mut LiveReads>,
     ) -> Option<Reliability> {
         frames.clear();
         if let Some(e) = task.unreadable {
@@ -87,7 +131,10 @@ impl<P: PhysMemory> Kernel<P> {
                 frame: 0,
             });
         }
-        let start = match self.walk_start(task, cpus) {
+        let r0 = self.mem.phys().reads();
+        let start = self.start(task, cpus);
+        let r1 = self.mem.phys().reads();
+        let start = match start {
             Some(s) => s,
             None if task.on_cpu => return None,
             None => {
@@ -102,7 +149,12 @@ impl<P: PhysMemory> Kernel<P> {
             }
         };
         let bounds = StackBounds::task(task.stack, task.stack.wrapping_add(self.thread_size));
-        Some(walk_orc(&self.orc, &mut self.mem, &mut self.code, &bounds, start, config, frames))
+        let r = walk_orc(self.orc, &mut *self.mem, &mut *self.code, &bounds, start, config, frames);
+        if let Some(reads) = reads {
+            reads.walk_start += r1 - r0;
+            reads.walk_stack += self.mem.phys().reads() - r1;
+        }
+        Some(r)
     }
 }
 
@@ -156,6 +208,39 @@ impl Default for LiveConfig {
     }
 }
 
+/// Requests to the memory source (kcore preads) made by a live check, by
+/// what they were for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveReads {
+    /// Listing the tasks: task and thread lists, each task_struct.
+    pub listing: u64,
+    /// The start of each walk: the switch frame and its page tables.
+    pub walk_start: u64,
+    /// The rest of each walk: stack pages and their page tables.
+    pub walk_stack: u64,
+    /// Each task read again after its walk.
+    pub reread: u64,
+    /// Walks made; a task that moved is walked again.
+    pub walks: u64,
+    /// Bytes all these requests asked for.
+    pub bytes: u64,
+}
+
+impl LiveReads {
+    pub fn total(&self) -> u64 {
+        self.listing + self.walk_start + self.walk_stack + self.reread
+    }
+
+    fn add(&mut self, o: &LiveReads) {
+        self.listing += o.listing;
+        self.walk_start += o.walk_start;
+        self.walk_stack += o.walk_stack;
+        self.reread += o.reread;
+        self.walks += o.walks;
+        self.bytes += o.bytes;
+    }
+}
+
 /// What must not change while a live task's stack is read: if any of
 /// these differs between the reads before and after the walk, the task ran
 /// in between and the walk may have mixed two stacks.
@@ -179,9 +264,78 @@ pub fn check_kernel_live<'set, P: PhysMemory>(
     set: &'set PatchSet,
     config: &WalkConfig,
     live: &LiveConfig,
-    mut keep: impl FnMut(&TaskInfo) -> bool,
-    mut progress: impl FnMut(usize, usize),
+    keep: impl FnMut(&TaskInfo) -> bool,
+    progress: impl FnMut(usize, usize),
 ) -> Result<Vec<TaskReport<'set>>, TaskListError> {
+    check_kernel_live_counted(kernel, set, config, live, keep, progress, &mut LiveReads::default())
+}
+
+/// [`check_kernel_live`], counting the source's reads by purpose into `reads`.
+pub fn check_kernel_live_counted<'set, P: PhysMemory>(
+    kernel: &mut Kernel<P>,
+    set: &'set PatchSet,
+    config: &WalkConfig,
+    live: &LiveConfig,
+    keep: impl FnMut(&TaskInfo) -> bool,
+    mut progress: impl FnMut(usize, usize),
+    reads: &mut LiveReads,
+) -> Result<Vec<TaskReport<'set>>, TaskListError> {
+    let tasks = live_listing(kernel, live, keep, reads)?;
+    let total = tasks.len();
+    let out = live_tasks(&mut kernel.walker(), set, config, live, tasks, &mut |i| progress(i, total), reads);
+    progress(total, total);
+    Ok(out)
+}
+
+/// [`check_kernel_live_counted`] on two threads when the source can open a
+/// second reader of itself ([`PhysMemory::split`], kcore): each checks half
+/// of the tasks with its own cache, as one would alone; the reports come
+/// in task order. Each kcore reader must be its own open file: the kernel
+/// copies through a bounce buffer per open file.
+pub fn check_kernel_live_parallel<'set, P: PhysMemory + Send>(
+    kernel: &mut Kernel<P>,
+    set: &'set PatchSet,
+    config: &WalkConfig,
+    live: &LiveConfig,
+    keep: impl FnMut(&TaskInfo) -> bool,
+    reads: &mut LiveReads,
+) -> Result<Vec<TaskReport<'set>>, TaskListError> {
+    let mut tasks = live_listing(kernel, live, keep, reads)?;
+    let second = match kernel.mem.split() {
+        Some(mem) if tasks.len() >= 2 => Some((mem, tasks.split_off(tasks.len() / 2))),
+        _ => None,
+    };
+    let Some((mut mem2, second)) = second else {
+        return Ok(live_tasks(&mut kernel.walker(), set, config, live, tasks, &mut |_| {}, reads));
+    };
+    let mut code2 = kernel.code.clone();
+    let mut reads2 = LiveReads::default();
+    let (orc, layout, thread_size, ret_from_fork) = (&kernel.orc, &kernel.layout, kernel.thread_size, kernel.ret_from_fork);
+    let mut w1 = Walker { mem: &mut kernel.mem, code: &mut kernel.code, orc, layout, thread_size, ret_from_fork };
+    let mut w2 = Walker { mem: &mut mem2, code: &mut code2, orc, layout, thread_size, ret_from_fork };
+    let (mut out, rest) = std::thread::scope(|s| {
+        let worker = s.spawn(|| live_tasks(&mut w2, set, config, live, second, &mut |_| {}, &mut reads2));
+        let first = live_tasks(&mut w1, set, config, live, tasks, &mut |_| {}, reads);
+        (first, worker.join())
+    });
+    let rest = match rest {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    out.extend(rest);
+    reads.add(&reads2);
+    Ok(out)
+}
+
+/// The tasks a live check looks at, listed afresh (the listing is each
+/// task's first look).
+fn live_listing<P: PhysMemory>(
+    kernel: &mut Kernel<P>,
+    live: &LiveConfig,
+    mut keep: impl FnMut(&TaskInfo) -> bool,
+    reads: &mut LiveReads,
+) -> Result<Vec<TaskInfo>, TaskListError> {
+    let (r0, b0) = (kernel.mem.phys().reads(), kernel.mem.phys().bytes_read());
     // The task list itself moves (exits unlink tasks): retry a failed read.
     let mut listed = Err(TaskListError::TooLong);
     for _ in 0..live.max_passes.max(1) {
@@ -191,16 +345,48 @@ pub fn check_kernel_live<'set, P: PhysMemory>(
             break;
         }
     }
-    let tasks: Vec<TaskInfo> = listed?.into_iter().filter(|t| keep(t)).collect();
-    let total = tasks.len();
-    let mut frames = Vec::with_capacity(config.max_frames);
+    reads.listing += kernel.mem.phys().reads() - r0;
+    reads.bytes += kernel.mem.phys().bytes_read() - b0;
+    // From here on, whatever is cached was read after every task's listed
+    // look. A task that is the same at its look after the walk did not run
+    // (nor exit) in between, so its stack stayed mapped and unchanged since
+    // the listing: page tables and pages cached since then still hold for
+    // it, and its first walk need not read them again.
+    kernel.mem.invalidate();
+    Ok(listed?.into_iter().filter(|t| keep(t)).collect())
+}
+
+/// Checks `tasks` of a running kernel in order (see [`check_kernel_live`]).
+fn live_tasks<'set, P: PhysMemory>(
+    w: &mut Walker<'_, P>,
+    set: &'set PatchSet,
+    config: &WalkConfig,
+    live: &LiveConfig,
+    tasks: Vec<TaskInfo>,
+    progress: &mut dyn FnMut(usize),
+    reads: &mut LiveReads,
+) -> Vec<TaskReport<'set>> {
+    let b0 = w.mem.phys().bytes_read();
+    let mut buf = Vec::new();
+    let mut frames = Vec::with_capacity(config.max_frames.min(1024));
     let mut hits = Vec::new();
-    let mut out = Vec::with_capacity(total);
+    let mut out = Vec::with_capacity(tasks.len());
     for (i, listed) in tasks.into_iter().enumerate() {
-        progress(i, total);
-        let reread = |k: &mut Kernel<P>, t: &TaskInfo| {
-            k.mem.invalidate();
-            let mut fresh = read_task(&mut k.mem, &k.layout, t.addr).unwrap_or_else(|e| unreadable_task(t.addr, e));
+        progress(i);
+        let mut reread = |w: &mut Walker<'_, P>, t: &TaskInfo| {
+            // The fields in one fresh request; on any failure, the fields
+            // one by one after dropping the whole cache, which names the
+            // field that failed.
+            let (lo, hi) = task_span(w.layout);
+            buf.resize(hi.saturating_sub(lo).min(1 << 16) as usize, 0);
+            let mut fresh = match w.mem.read_fresh(t.addr.wrapping_add(lo), &mut buf) {
+                Ok(()) => read_task(&mut SliceMemory::new(t.addr.wrapping_add(lo), &buf), w.layout, t.addr).ok(),
+                Err(_) => None,
+            }
+            .unwrap_or_else(|| {
+                w.mem.invalidate();
+                read_task(&mut *w.mem, w.layout, t.addr).unwrap_or_else(|e| unreadable_task(t.addr, e))
+            });
             fresh.idle = t.idle;
             fresh
         };
@@ -213,13 +399,23 @@ pub fn check_kernel_live<'set, P: PhysMemory>(
             passes += 1;
             if task.on_cpu || task.unreadable.is_some() {
                 frames.clear();
-                let reliability = kernel.walk_task(&task, &[], config, &mut frames);
+                let reliability = w.walk(&task, &[], config, &mut frames, Some(reads));
                 settled = Some(reliability);
                 break;
             }
-            let reliability = kernel.walk_task(&task, &[], config, &mut frames);
-            let after = reread(kernel, &listed);
-            if same_snapshot(&task, &after) {
+            if passes > 1 {
+                // `task` is the look after the last walk: only what is
+                // read after it belongs to the stack it describes.
+                w.mem.invalidate();
+            }
+            reads.walks += 1;
+            let reliability = w.walk(&task, &[], config, &mut frames, Some(reads));
+            let r0 = w.mem.phys().reads();
+            let after = reread(w, &listed);
+            reads.reread += w.mem.phys().reads() - r0;
+            // Still the listed task (a freed and reused task_struct, or a
+            // bad read, holds another pid) and unchanged across the walk.
+            if after.pid == listed.pid && same_snapshot(&task, &after) {
                 settled = Some(reliability);
                 break;
             }
@@ -257,6 +453,6 @@ pub fn check_kernel_live<'set, P: PhysMemory>(
         };
         out.push(TaskReport { task, frames: frames.clone(), reliability, hits: hits.clone(), verdict });
     }
-    progress(total, total);
-    Ok(out)
+    reads.bytes += w.mem.phys().bytes_read() - b0;
+    out
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::layout::Layout;
+use super::layout::{Field, Layout};
 use crate::memory::{Memory, MemoryError};
 
 /// `PF_KTHREAD`.
@@ -73,7 +73,7 @@ pub enum TaskListError {
 /// Reads one task.
 pub fn read_task<M: Memory>(mem: &mut M, l: &Layout, addr: u64) -> Result<TaskInfo, MemoryError> {
     let t = &l.task;
-    mem.prefetch(addr, t.size);
+    prefetch_task(mem, l, addr);
     let mut comm = [0u8; 16];
     let n = (t.comm.size as usize).min(16);
     mem.read(addr + t.comm.offset, &mut comm[..n])?;
@@ -107,6 +107,32 @@ pub fn read_task<M: Memory>(mem: &mut M, l: &Layout, addr: u64) -> Result<TaskIn
     })
 }
 
+/// The bytes [`read_task`] reads, as offsets into the task_struct: from the
+/// first field it reads to the end of the last, so that one request at
+/// `addr + start` fetches them all.
+pub fn task_span(l: &Layout) -> (u64, u64) {
+    let t = &l.task;
+    let comm = Field { offset: t.comm.offset, size: t.comm.size.min(16) };
+    let words = [t.pid, t.tgid, t.state, t.flags, t.on_cpu, t.cpu, t.stack, t.thread_sp].into_iter();
+    let optional = [t.exit_state, t.patch_state, t.nvcsw, t.nivcsw].into_iter().flatten();
+    let fields = words.chain(optional).map(|f| Field { size: f.size.clamp(1, 8), ..f }).chain([comm]);
+    fields.fold((u64::MAX, 0), |(lo, hi), f| (lo.min(f.offset), hi.max(f.offset.saturating_add(f.size))))
+}
+
+/// [`task_span`] and the list links the listing follows: what one request
+/// should fetch of a task_struct (not its tail, the FPU state).
+fn listing_span(l: &Layout) -> (u64, u64) {
+    let t = &l.task;
+    let links = [Some(t.tasks), Some(t.signal), t.thread_node, t.thread_group].into_iter().flatten();
+    links.fold(task_span(l), |(lo, hi), f| (lo.min(f.offset), hi.max(f.offset.saturating_add(f.size))))
+}
+
+/// Reads `addr`'s task_struct ahead: see [`listing_span`].
+fn prefetch_task<M: Memory>(mem: &mut M, l: &Layout, addr: u64) {
+    let (lo, hi) = listing_span(l);
+    mem.prefetch(addr.wrapping_add(lo), hi.saturating_sub(lo));
+}
+
 /// A task whose fields could not be read: only its address is known.
 pub fn unreadable_task(addr: u64, err: MemoryError) -> TaskInfo {
     TaskInfo {
@@ -129,11 +155,18 @@ pub fn unreadable_task(addr: u64, err: MemoryError) -> TaskInfo {
 }
 
 /// Follows a circular `list_head` from `head`, returning each node address
-/// (not the head). A node whose page cannot be read (filtered out of a
-/// dump) is bridged by walking back from the head through `prev`: the
-/// unreadable node is still returned (its task will be judged unreliable),
-/// and the walk fails only when a second hole leaves nodes unknown.
-fn walk_list<M: Memory>(mem: &mut M, head: u64, next_off: u64) -> Result<Vec<u64>, TaskListError> {
+/// (not the head). `visit` sees each node, in list order, before its next
+/// pointer is read: it may read the node's struct ahead in one request.
+/// A node whose page cannot be read (filtered out of a dump) is bridged by
+/// walking back from the head through `prev`: the unreadable node is still
+/// returned (its task will be judged unreliable), and the walk fails only
+/// when a second hole leaves nodes unknown.
+fn walk_list<M: Memory>(
+    mem: &mut M,
+    head: u64,
+    next_off: u64,
+    mut visit: impl FnMut(&mut M, u64) -> Result<(), TaskListError>,
+) -> Result<Vec<u64>, TaskListError> {
     let prev_off = next_off + 8;
     let mut seen = HashSet::new();
     let mut nodes = Vec::new();
@@ -147,6 +180,7 @@ fn walk_list<M: Memory>(mem: &mut M, head: u64, next_off: u64) -> Result<Vec<u64
             return Err(TaskListError::TooLong);
         }
         nodes.push(node);
+        visit(mem, node)?;
         match mem.read_u64(node + next_off) {
             Ok(next) => node = next,
             Err(e) => {
@@ -171,57 +205,74 @@ fn walk_list<M: Memory>(mem: &mut M, head: u64, next_off: u64) -> Result<Vec<u64
         // A second hole: what lies between is unknown.
         node = mem.read_u64(node + prev_off).map_err(|_| TaskListError::Memory(err))?;
     }
+    for &node in back.iter().rev() {
+        visit(mem, node)?;
+    }
     nodes.extend(back.into_iter().rev());
     Ok(nodes)
 }
 
-/// The threads of the process led by `leader`.
-fn process_threads<M: Memory>(mem: &mut M, l: &Layout, leader: u64) -> Result<Vec<u64>, TaskListError> {
+/// The threads of the process led by `leader`, each read as its list is
+/// followed (one request per task_struct, while its page is fresh in the
+/// source's cache).
+fn process_threads<M: Memory>(mem: &mut M, l: &Layout, leader: u64) -> Result<Vec<TaskInfo>, TaskListError> {
     let t = &l.task;
     let mut threads = Vec::new();
+    let read = |mem: &mut M, addr: u64| read_task(mem, l, addr).unwrap_or_else(|e| unreadable_task(addr, e));
     if let (Some(node_f), Some(head_f)) = (t.thread_node, t.signal_thread_head) {
         // 6.7+: signal->thread_head lists every thread via thread_node.
         let signal = t.signal.read_uint(mem, leader)?;
-        threads.extend(walk_list(mem, signal + head_f.offset, l.list_next)?.into_iter().map(|n| n - node_f.offset));
+        walk_list(mem, signal + head_f.offset, l.list_next, |mem, n| {
+            threads.push(read(mem, n.wrapping_sub(node_f.offset)));
+            Ok(())
+        })?;
     } else if let Some(group) = t.thread_group {
         // Before 6.7: a circular list through the leader itself.
-        threads.push(leader);
-        threads.extend(walk_list(mem, leader + group.offset, l.list_next)?.into_iter().map(|n| n - group.offset));
+        threads.push(read(mem, leader));
+        walk_list(mem, leader + group.offset, l.list_next, |mem, n| {
+            threads.push(read(mem, n.wrapping_sub(group.offset)));
+            Ok(())
+        })?;
     }
     Ok(threads)
 }
 
 /// Every thread of every process, in the kernel's order: processes from
-/// `init_task.tasks`, and each process's threads.
+/// `init_task.tasks`, and each process's threads. Each process is read as
+/// the process list reaches it, so that each task_struct is fetched once.
 pub fn list_threads<M: Memory>(mem: &mut M, l: &Layout, init_task: u64) -> Result<Vec<TaskInfo>, TaskListError> {
     let t = &l.task;
-    let leaders: Vec<u64> =
-        walk_list(mem, init_task + t.tasks.offset, l.list_next)?.into_iter().map(|n| n - t.tasks.offset).collect();
     let mut out = Vec::new();
     let mut seen = HashSet::new();
-    for leader in leaders {
+    walk_list(mem, init_task + t.tasks.offset, l.list_next, |mem, node| {
+        let leader = node.wrapping_sub(t.tasks.offset);
+        // The leader's list links, signal pointer and fields in one request.
+        prefetch_task(mem, l, leader);
         // A process whose thread list cannot be read still appears, as its
         // leader marked unreadable: its threads are unknown, so nothing
         // about it can be called switchable.
-        let (threads, list_error) = match process_threads(mem, l, leader) {
-            Ok(t) => (t, None),
-            Err(TaskListError::Memory(e)) => (vec![leader], Some(e)),
+        let threads = match process_threads(mem, l, leader) {
+            Ok(t) => t,
+            Err(TaskListError::Memory(e)) => {
+                let mut task = read_task(mem, l, leader).unwrap_or_else(|e| unreadable_task(leader, e));
+                if task.unreadable.is_none() {
+                    task.unreadable = Some(e);
+                }
+                vec![task]
+            }
             Err(e) => return Err(e),
         };
-        for addr in threads {
-            if !seen.insert(addr) {
-                return Err(TaskListError::Loop { addr });
+        for task in threads {
+            if !seen.insert(task.addr) {
+                return Err(TaskListError::Loop { addr: task.addr });
             }
             if seen.len() > MAX_TASKS {
                 return Err(TaskListError::TooLong);
             }
-            let mut task = read_task(mem, l, addr).unwrap_or_else(|e| unreadable_task(addr, e));
-            if task.unreadable.is_none() {
-                task.unreadable = list_error;
-            }
             out.push(task);
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -420,6 +471,20 @@ mod tests {
         assert!(ts[0].unreadable.is_some(), "A cannot be read");
         assert_eq!(ts[1].pid, 20);
         assert!(ts[1].unreadable.is_none());
+    }
+
+    /// A task read from its span alone reads as from all of memory.
+    #[test]
+    fn a_task_reads_from_its_span() {
+        let (m, l) = world(true);
+        let (lo, hi) = task_span(&l);
+        assert_eq!((lo, hi), (0x20, 0x64), "pid to patch_state");
+        let addr = BASE + 0x3000;
+        let mut mem = SliceMemory::new(BASE, &m.0);
+        let want = read_task(&mut mem, &l, addr).unwrap();
+        let span = &m.0[(addr + lo - BASE) as usize..(addr + hi - BASE) as usize];
+        assert_eq!(read_task(&mut SliceMemory::new(addr + lo, span), &l, addr).unwrap(), want);
+        assert!(read_task(&mut SliceMemory::new(addr + lo, &span[..span.len() - 1]), &l, addr).is_err());
     }
 
     #[test]
