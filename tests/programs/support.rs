@@ -77,6 +77,9 @@ pub struct Parked {
     pub pid: i32,
     /// role -> tid
     pub tids: HashMap<String, i32>,
+    /// The first argument ("churn", "zombie") or "": kept from the command,
+    /// since a zombie main thread's /proc/PID/cmdline reads empty.
+    mode: String,
 }
 
 impl Parked {
@@ -89,6 +92,7 @@ impl Parked {
         let mut cmd = Command::new(&b.exe);
         cmd.current_dir(cwd).stdout(Stdio::piped()).stdin(Stdio::null());
         setup(&mut cmd);
+        let mode = cmd.get_args().next().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
         let mut child = cmd.spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
@@ -100,7 +104,7 @@ impl Parked {
             .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
             .collect();
         let pid = tids["main"];
-        let p = Parked { child, pid, tids };
+        let p = Parked { child, pid, tids, mode };
         match p.mode().as_str() {
             "churn" => {}
             "zombie" => p.wait_state(|s| s == 'S' || s == 'Z', "parked (S) or a zombie main thread"),
@@ -111,9 +115,7 @@ impl Parked {
 
     /// The argument it was started with ("churn", "zombie"), or "".
     pub fn mode(&self) -> String {
-        let c = std::fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
-        let args: Vec<&[u8]> = c.split(|&b| b == 0).collect();
-        args.get(1).map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default()
+        self.mode.clone()
     }
 
     pub fn churns(&self) -> bool {
