@@ -148,6 +148,12 @@ fn recorded_guest_run_prediction_equals_the_kernels_first_attempt() {
         let (proc_blocked, proc_unreliable, _) = predictions(&proc_json);
         assert_eq!(proc_blocked, run.predicted_blocked, "{}: blocked, /proc/kallsyms symbols", path.display());
         assert_eq!(proc_unreliable, run.predicted_unreliable, "{}: unreliable, /proc/kallsyms", path.display());
+        // Two threads, each with its own kcore reader: the same verdicts.
+        let two: serde_json::Value =
+            serde_json::from_str(section(&log, "LPSTACK_JSON_2THREADS")).expect("lpstack JSON, two threads");
+        let (two_blocked, two_unreliable, _) = predictions(&two);
+        assert_eq!(two_blocked, run.predicted_blocked, "{}: blocked, two threads", path.display());
+        assert_eq!(two_unreliable, run.predicted_unreliable, "{}: unreliable, two threads", path.display());
         // kptr_restrict=2 refuses /proc/kallsyms but not symbols from memory
         // (exit 1: tasks are blocked; 2 would be an error).
         assert!(log.contains("@@REFUSAL kptr-restrict rc=2 "), "{}: kptr_restrict refusal", path.display());

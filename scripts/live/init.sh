@@ -65,6 +65,12 @@ for i in 1 2 3; do
     say "@@SETUP $i $(grep 'setup:' /tmp/timing.err)"
     grep -v 'timing:\|setup:' /tmp/timing.err | head -n 5 >&3
 done
+# The same on two threads.
+for i in 1 2 3; do
+    $LP --threads 2 --timing >/dev/null 2>/tmp/timing.err
+    say "@@TIMING_2THREADS $i rc=$? $(grep 'timing:' /tmp/timing.err)"
+    say "@@SETUP_2THREADS $i $(grep 'setup:' /tmp/timing.err)"
+done
 # The same with symbols from /proc/kallsyms instead of kernel memory.
 $LP --symbols-from proc-kallsyms --timing >/dev/null 2>/tmp/timing.err
 say "@@TIMING_PROC rc=$? $(grep 'timing:' /tmp/timing.err)"
@@ -80,6 +86,8 @@ RC=$?
 insmod /lib/lpstack/lpstack_lp.ko || both "@@ERROR insmod lpstack_lp"
 # The prediction again with symbols from /proc/kallsyms: same verdicts.
 $LP --symbols-from proc-kallsyms --format json >/tmp/live-proc.json 2>/dev/null
+# And on two threads: same verdicts.
+$LP --threads 2 --format json >/tmp/live-2threads.json 2>/dev/null
 say "@@LPSTACK_RC $RC"
 say "@@LPSTACK_STDERR_BEGIN"
 cat /tmp/live.err >&3
@@ -90,6 +98,9 @@ say "@@LPSTACK_JSON_END"
 say "@@LPSTACK_JSON_PROC_BEGIN"
 cat /tmp/live-proc.json >&3
 say "@@LPSTACK_JSON_PROC_END"
+say "@@LPSTACK_JSON_2THREADS_BEGIN"
+cat /tmp/live-2threads.json >&3
+say "@@LPSTACK_JSON_2THREADS_END"
 sleep 3
 say "@@PATCH_STATE_BEGIN"
 for t in /proc/[0-9]*/task/[0-9]*; do

@@ -80,6 +80,10 @@ pub struct CheckArgs {
     /// parses /proc/kallsyms.
     #[arg(long, value_enum, default_value_t = SymbolsFromArg::Memory)]
     pub(super) symbols_from: SymbolsFromArg,
+    /// `check live`: walk tasks on 1 or 2 threads, each with its own kcore
+    /// reader.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub(super) threads: u8,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use lpstack::kernel::check::{check_kernel_live_counted, LiveConfig, LiveReads};
+use lpstack::kernel::check::{check_kernel_live_counted, check_kernel_live_parallel, LiveConfig, LiveReads};
 use lpstack::kernel::live::{euid, open_live, LiveSources, SymbolsFrom};
 use lpstack::walk::{KernelRegsPolicy, WalkConfig};
 use serde_json::json;
@@ -37,8 +37,12 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
     // check_kernel_live_parallel (two kcore readers) is not used yet: it
     // has not been run in a real kernel since each reader opens kcore anew.
     let t1 = Instant::now();
-    let reports = check_kernel_live_counted(&mut kernel, &set, &config, &live_config, keep, |_, _| {}, &mut reads)
-        .map_err(|e| CliError(format!("{}: {e}", sources.kcore.display())))?;
+    let reports = if args.threads > 1 {
+        check_kernel_live_parallel(&mut kernel, &set, &config, &live_config, keep, &mut reads)
+    } else {
+        check_kernel_live_counted(&mut kernel, &set, &config, &live_config, keep, |_, _| {}, &mut reads)
+    }
+    .map_err(|e| CliError(format!("{}: {e}", sources.kcore.display())))?;
     let t_check = t1.elapsed();
     for w in &kernel.warnings {
         eprintln!("lpstack: warning: {w}");
@@ -49,7 +53,7 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
         eprintln!("lpstack: setup: {} ms", steps.join(", "));
         eprintln!(
             "lpstack: timing: open {:.1} ms, check {:.1} ms for {} tasks, {} kcore reads of {} KiB \
-             (listing {}, walk start {}, stack {}, reread {}; {} walks)",
+             (listing {}, walk start {}, stack {}, reread {}; {} walks; {} thread(s))",
             t_open.as_secs_f64() * 1e3,
             t_check.as_secs_f64() * 1e3,
             reports.len(),
@@ -60,6 +64,7 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
             reads.walk_stack,
             reads.reread,
             reads.walks,
+            args.threads,
         );
     }
     let models = parse_models(args)?;
