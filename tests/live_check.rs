@@ -107,6 +107,19 @@ fn a_still_kernel_reads_as_its_dump_and_a_moving_task_is_never_switchable() {
             assert!(got[0].frames.is_empty() && got[0].hits.is_empty());
         }
     }
+
+    // Its pid reads differently after the listing (the second drop of the
+    // cache), then holds: the task_struct now holds another task (or reads
+    // wrong), so however still it is, it is not the listed task.
+    let pid_at = kernel.layout.task.pid.offset;
+    let (mut kernel, at, _) = open(&bytes, 2);
+    at.set(Some(kernel.mem.translate(target.task.addr + pid_at).unwrap()));
+    let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &kernel.symbols).unwrap();
+    let only = |t: &lpstack::kernel::tasks::TaskInfo| t.addr == target.task.addr;
+    let got = check_kernel_live(&mut kernel, &set, &config, &live, only, |_, _| {}).unwrap();
+    assert_eq!(got.len(), 1);
+    let want = UnreliableReason::ChangedWhileReading { task: target.task.addr, passes: 4 };
+    assert_eq!(got[0].verdict, Verdict::Unreliable { reason: want, frame: 0 });
 }
 
 /// The dump's physical memory as the data of a kcore file (file offset =
