@@ -276,8 +276,10 @@ fn cfi_seed(dir: &std::path::Path) -> Vec<u8> {
 }
 
 /// The first `n` kallsyms names of the 6.12 dump, laid out as the
-/// kallsyms target reads them.
-fn kallsyms_seed() -> Vec<u8> {
+/// kallsyms target reads them; with `name_order`, their
+/// `kallsyms_seqs_of_names` follows `kallsyms_relative_base`, so the table
+/// decodes names on demand.
+fn kallsyms_seed(name_order: bool) -> Vec<u8> {
     let bytes = common::read("vmcore/6.12.117+deb12-amd64/vmcore.trimmed.kdump");
     let dump = Dump::open(&bytes).unwrap();
     let vi = dump.vmcoreinfo().cloned().unwrap();
@@ -307,6 +309,15 @@ fn kallsyms_seed() -> Vec<u8> {
     let mut img = vec![0u8; 32];
     img[0..4].copy_from_slice(&n.to_le_bytes());
     img[16..24].copy_from_slice(&mem.read_u64(at("kallsyms_relative_base")).unwrap().to_le_bytes());
+    if name_order {
+        let table = &kernel.symbols.tables()[0];
+        let mut order: Vec<usize> = (0..n as usize).collect();
+        order.sort_by_key(|&i| table.get(i).unwrap().name);
+        img.truncate(24);
+        img.extend(order.iter().flat_map(|&i| [(i >> 16) as u8, (i >> 8) as u8, i as u8]));
+        img.resize(img.len().next_multiple_of(8), 0);
+    }
+    let index_off = img.len();
     img.extend_from_slice(&token_index);
     let table_off = img.len();
     img.extend_from_slice(&token_table);
@@ -316,7 +327,7 @@ fn kallsyms_seed() -> Vec<u8> {
     img.extend_from_slice(&names_all[..len]);
     img.resize(img.len().next_multiple_of(4096), 0);
     let mut out = vec![0u8];
-    for o in [0, names_off, table_off, 32, offsets_off, 16] {
+    for o in [0, names_off, table_off, index_off, offsets_off, 16] {
         le32(&mut out, o as u32);
     }
     le64(&mut out, stext);
@@ -327,13 +338,14 @@ fn kallsyms_seed() -> Vec<u8> {
         num_syms: base,
         names: base + names_off as u64,
         token_table: base + table_off as u64,
-        token_index: base + 32,
+        token_index: base + index_off as u64,
         offsets: Some(base + offsets_off as u64),
         relative_base: Some(base + 16),
         addresses: None,
     };
     let t = read_kallsyms(&mut SliceMemory::new(base, &img), &loc, &[KnownSymbol { name: "_stext", address: stext }])
         .unwrap();
+    assert_eq!(t.is_lazy(), name_order);
     assert_eq!(t.len(), n as usize);
     assert_eq!(t.find_by_name("_stext").next().unwrap().address, stext);
     out
@@ -458,7 +470,8 @@ fn build_seeds() -> Seeds {
         seeds.add("btf", &format!("{version}-cut"), btf_seed(release));
     }
     seeds.add("cfi_walk", "libparked", cfi_seed(&dir));
-    seeds.add("kallsyms", "6.12.117", kallsyms_seed());
+    seeds.add("kallsyms", "6.12.117", kallsyms_seed(false));
+    seeds.add("kallsyms", "6.12.117-name-order", kallsyms_seed(true));
     for dir in ["6.12.117+deb12-amd64", "6.1.0-57-amd64", "6.12.117+deb12-amd64-la57"] {
         seeds.add("vmcoreinfo", dir, vmcoreinfo(dir));
     }

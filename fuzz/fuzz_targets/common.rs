@@ -101,6 +101,8 @@ pub fn regs(input: &mut Input<'_>) -> Regs {
 
 #[path = "../../tests/common/synth_elf.rs"]
 mod synth_elf;
+// Each target includes this module; only some build ELFs.
+#[allow(unused_imports)]
 pub use synth_elf::elf_with_cfi;
 
 use lpstack::dump::Dump;

@@ -38,5 +38,9 @@ fuzz_target!(|data: &[u8]| {
         // Every symbol took at least two name bytes of the image.
         assert!(table.len() <= image.len() / 2 + 1, "{} symbols from {} bytes", table.len(), image.len());
         let _ = table.lookup(stext);
+        // The on-demand paths (a table with a name order), then every name.
+        let _ = table.find_by_name("_stext").count();
+        let _ = table.lookup(stext.wrapping_add(1));
+        assert_eq!(table.symbols().len(), table.len());
     }
 });
