@@ -255,6 +255,19 @@ mod tests {
         assert_eq!(e.addr, (va | 0xfff) + 1);
     }
 
+    /// Tables at 0x1000 (PGD), 0x2000, 0x3000, 0x4000 (PTE) mapping a vmalloc
+    /// page `va` to 0x8000.
+    fn one_mapped_page() -> (Builder, u64) {
+        let mut b = Builder { mem: vec![0; 1 << 20] };
+        let (pgd, pud, pmd, pte) = (0x1000u64, 0x2000, 0x3000, 0x4000);
+        let va = 0xffff_c900_0001_0000_u64;
+        b.set(pgd + idx(va, 39) * 8, pud | 0x63);
+        b.set(pud + idx(va, 30) * 8, pmd | 0x63);
+        b.set(pmd + idx(va, 21) * 8, pte | 0x63);
+        b.set(pte + idx(va, 12) * 8, 0x8000 | 0x63);
+        (b, va)
+    }
+
     /// Physical memory over a Vec that the test rewrites between looks.
     struct Live(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
     impl PhysMemory for Live {
@@ -265,13 +278,8 @@ mod tests {
 
     #[test]
     fn invalidate_rereads_pmd_and_pte_but_keeps_upper_levels() {
-        let mut b = Builder { mem: vec![0; 1 << 20] };
+        let (b, va) = one_mapped_page();
         let (pgd, pud, pmd, pte) = (0x1000u64, 0x2000, 0x3000, 0x4000);
-        let va = 0xffff_c900_0001_0000_u64;
-        b.set(pgd + idx(va, 39) * 8, pud | 0x63);
-        b.set(pud + idx(va, 30) * 8, pmd | 0x63);
-        b.set(pmd + idx(va, 21) * 8, pte | 0x63);
-        b.set(pte + idx(va, 12) * 8, 0x8000 | 0x63);
         let mem = std::rc::Rc::new(std::cell::RefCell::new(b.mem));
         let set = |pa: u64, v: u64| mem.borrow_mut()[pa as usize..pa as usize + 8].copy_from_slice(&v.to_le_bytes());
         let mut ks = KernelSpace::new(Live(mem.clone()), PagingConfig { root: pgd, levels: 4, sme_mask: 0 });
@@ -320,13 +328,8 @@ mod tests {
 
     #[test]
     fn fresh_reads_of_fixed_mappings_keep_the_cache() {
-        let mut b = Builder { mem: vec![0; 1 << 20] };
-        let (pgd, pud, pmd, pte) = (0x1000u64, 0x2000, 0x3000, 0x4000);
-        let va = 0xffff_c900_0001_0000_u64;
-        b.set(pgd + idx(va, 39) * 8, pud | 0x63);
-        b.set(pud + idx(va, 30) * 8, pmd | 0x63);
-        b.set(pmd + idx(va, 21) * 8, pte | 0x63);
-        b.set(pte + idx(va, 12) * 8, 0x8000 | 0x63);
+        let (mut b, va) = one_mapped_page();
+        let pgd = 0x1000u64;
         b.set(0x9ff8, 7);
         let mem = std::rc::Rc::new(std::cell::RefCell::new(b.mem));
         let live = Live(mem.clone());
