@@ -65,19 +65,41 @@ impl<M: Memory + ?Sized> Memory for &mut M {
     }
 }
 
-/// Reads `len` bytes at `addr` into a new buffer, page by page, so that an
-/// error names the first page that failed. The caller bounds `len`; the
-/// buffer grows with what was read, so a length claimed by a dump over
-/// absent memory costs no more than the memory that is there.
+/// Reads `len` bytes at `addr` into a new buffer (see [`read_into`]).
 pub fn read_vec<M: Memory + ?Sized>(mem: &mut M, addr: u64, len: usize) -> Result<Vec<u8>, MemoryError> {
     let mut v = Vec::with_capacity(len.min(1 << 16));
-    let mut page = [0u8; 4096];
-    while v.len() < len {
-        let n = (len - v.len()).min(page.len());
-        mem.read(addr.wrapping_add(v.len() as u64), &mut page[..n])?;
-        v.extend_from_slice(&page[..n]);
-    }
+    read_into(mem, addr, len, &mut v)?;
     Ok(v)
+}
+
+/// Appends `len` bytes at `addr` to `out`, in blocks of up to 64 KiB, each
+/// announced with [`Memory::prefetch`] so that a caching source (kcore)
+/// serves it with one request. A block that fails is read again one page
+/// at a time, so an error names the first page that failed and a hole
+/// right after the bytes wanted costs nothing. The caller bounds `len`;
+/// `out` grows with what was read, so a length claimed by a dump over
+/// absent memory costs no more than the memory that is there.
+pub fn read_into<M: Memory + ?Sized>(mem: &mut M, addr: u64, len: usize, out: &mut Vec<u8>) -> Result<(), MemoryError> {
+    const BLOCK: u64 = 64 << 10;
+    const PAGE: u64 = 4096;
+    let mut done = 0u64;
+    while done < len as u64 {
+        let at = addr.wrapping_add(done);
+        let n = (BLOCK - at % BLOCK).min(len as u64 - done);
+        let old = out.len();
+        out.resize(old + n as usize, 0);
+        mem.prefetch(at, n);
+        if mem.read(at, &mut out[old..]).is_err() {
+            let n = (PAGE - at % PAGE).min(len as u64 - done);
+            out.truncate(old + n as usize);
+            if let Err(e) = mem.read(at, &mut out[old..]) {
+                out.truncate(old);
+                return Err(e);
+            }
+        }
+        done += (out.len() - old) as u64;
+    }
+    Ok(())
 }
 
 /// Physical memory: a dump's pages, before any page-table walk.

@@ -142,10 +142,7 @@ fn read_bytes<M: Memory>(mem: &mut M, addr: u64, len: u64, what: &'static str) -
     if len > 256 << 20 {
         return Err(KernelError::TooLarge { what, size: len });
     }
-    // Large blocks: kcore serves each with one read, not one per page.
-    let mut out = Vec::new();
-    super::kallsyms::read_block(mem, addr, len as usize, &mut out).map_err(mem_err(what))?;
-    Ok(out)
+    crate::memory::read_vec(mem, addr, len as usize).map_err(mem_err(what))
 }
 
 impl<P: PhysMemory> Kernel<P> {

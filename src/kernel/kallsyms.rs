@@ -11,7 +11,7 @@
 //! says is taken. Neither matching is an error: wrong symbols would make
 //! patched functions invisible.
 
-use crate::memory::{read_vec, Memory, MemoryError};
+use crate::memory::{read_into, read_vec, Memory, MemoryError};
 use crate::symbols::{SymbolDecoder, SymbolKind, SymbolSize, SymbolTable};
 
 /// Where the tables are (runtime addresses, e.g. from VMCOREINFO).
@@ -119,30 +119,6 @@ impl SymbolDecoder for KallsymsNames {
     }
 }
 
-/// Reads `[at, at + len)` in blocks of up to 64 KiB (one request each for
-/// a source with read-ahead), falling back to pages so that a hole right
-/// after the tables does not fail a read that stops before it.
-pub(crate) fn read_block<M: Memory>(mem: &mut M, at: u64, len: usize, out: &mut Vec<u8>) -> Result<(), MemoryError> {
-    const BLOCK: u64 = 64 << 10;
-    const PAGE: u64 = 4096;
-    let mut done = 0u64;
-    while done < len as u64 {
-        let addr = at.wrapping_add(done);
-        let n = (BLOCK - addr % BLOCK).min(len as u64 - done);
-        let old = out.len();
-        out.resize(old + n as usize, 0);
-        mem.prefetch(addr, n);
-        if mem.read(addr, &mut out[old..]).is_err() {
-            // Page by page: the error then names the first page missing.
-            let n = (PAGE - addr % PAGE).min(len as u64 - done);
-            out.truncate(old + n as usize);
-            mem.read(addr, &mut out[old..])?;
-        }
-        done += (out.len() - old) as u64;
-    }
-    Ok(())
-}
-
 /// Reads the count, the tokens and every name's place (not its text).
 fn read_names<M: Memory>(mem: &mut M, loc: &KallsymsLocation) -> Result<KallsymsNames, KallsymsError> {
     let mut w = [0u8; 4];
@@ -174,9 +150,9 @@ fn read_names<M: Memory>(mem: &mut M, loc: &KallsymsLocation) -> Result<Kallsyms
             let at = loc.names.wrapping_add(names.len() as u64);
             // Read at least what is needed; more only if it is there.
             let before = names.len();
-            if read_block(mem, at, want, names).is_err() {
+            if read_into(mem, at, want, names).is_err() {
                 names.truncate(before);
-                read_block(mem, at, upto - before, names)?;
+                read_into(mem, at, upto - before, names)?;
             }
         }
         Ok(())
@@ -218,10 +194,7 @@ fn find_name_order<M: Memory>(mem: &mut M, loc: &KallsymsLocation, names: &Kalls
     }
     candidates.push(loc.token_table.wrapping_sub((size as u64).next_multiple_of(8)));
     for at in candidates {
-        let mut raw = Vec::with_capacity(size);
-        if read_block(mem, at, size, &mut raw).is_err() {
-            continue;
-        }
+        let Ok(raw) = read_vec(mem, at, size) else { continue };
         let seqs: Vec<u32> =
             raw.chunks_exact(3).map(|c| (c[0] as u32) << 16 | (c[1] as u32) << 8 | c[2] as u32).collect();
         let mut seen = vec![false; count];
@@ -298,8 +271,7 @@ fn decode_addresses<M: Memory>(
         return Err(KallsymsError::NoAddresses);
     };
     let base = mem.read_u64(base_at)?;
-    let mut raw = Vec::new();
-    read_block(mem, at, count * 4, &mut raw)?;
+    let raw = read_vec(mem, at, count * 4)?;
     let offsets: Vec<i32> = raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     let percpu = |o: i32| if o >= 0 { o as u64 } else { base.wrapping_sub(1).wrapping_sub(o as i64 as u64) };
     let relative = |o: i32| base.wrapping_add(o as u32 as u64);
