@@ -258,16 +258,7 @@ fn flipped_bytes_in_btf_and_orc_headers() {
 /// A real chain (the deepest task of stacks-6.12.117.txt) on a stack image.
 fn real_chain() -> (Vec<u8>, SynthStack, Vec<u64>) {
     let elf = common::read("orc/vmlinux-6.12.117+deb12-amd64.orc.elf");
-    let text = String::from_utf8(common::read("stacks/stacks-6.12.117.txt")).unwrap();
-    let mut chains: Vec<Vec<u64>> = Vec::new();
-    for l in text.lines() {
-        match l.split_whitespace().collect::<Vec<_>>()[..] {
-            ["task", ..] => chains.push(vec![]),
-            [a, _] => chains.last_mut().unwrap().push(u64::from_str_radix(a, 16).unwrap()),
-            _ => panic!("{l}"),
-        }
-    }
-    let chain = chains.into_iter().max_by_key(Vec::len).unwrap();
+    let chain = common::stack_chains("stacks-6.12.117.txt").into_iter().max_by_key(Vec::len).unwrap();
     let table = vmlinux_table(&elf, None, None).unwrap();
     let s = SynthStack::build(&table, &chain, 0xffffc90000010000, 0x4000).unwrap();
     (elf, s, chain)
@@ -287,6 +278,23 @@ fn overlapping_orc_tables_never_turn_switchable() {
     let mid = chain[chain.len() / 2];
     let mut code = CodeRanges::new();
     code.add(real.first_ip(), real.last_ip() + 1);
+    // The task's walk over `tables`, judged against the set.
+    let judge = |tables: &OrcTables<'_>, code: &mut CodeRanges| {
+        let mut mem = SliceMemory::new(s.base, &s.bytes);
+        let mut frames = Vec::new();
+        let r = walk_orc(
+            tables,
+            &mut mem,
+            code,
+            &StackBounds::task(s.base, s.base + s.bytes.len() as u64),
+            WalkStart::blocked(s.start_ip, s.start_sp, s.start_bp, false),
+            &WalkConfig::default(),
+            &mut frames,
+        );
+        let mut hits = Vec::new();
+        find_hits(&frames, &r, &set, &mut hits);
+        (decide(&r, &set, &hits), r, frames)
+    };
     let mut outcomes = BTreeMap::new();
     // v3 entry types: 0 UNDEFINED, 2 CALL with a CFA of sp+0 (going
     // nowhere), 3 REGS at an sp that holds no pt_regs, 2 CALL sp+4096.
@@ -300,20 +308,7 @@ fn overlapping_orc_tables_never_turn_switchable() {
         let mut tables = OrcTables::new();
         tables.push(vmlinux_table(&elf, None, None).unwrap());
         tables.push(bogus);
-        let mut mem = SliceMemory::new(s.base, &s.bytes);
-        let mut frames = Vec::new();
-        let r = walk_orc(
-            &tables,
-            &mut mem,
-            &mut code,
-            &StackBounds::task(s.base, s.base + s.bytes.len() as u64),
-            WalkStart::blocked(s.start_ip, s.start_sp, s.start_bp, false),
-            &WalkConfig::default(),
-            &mut frames,
-        );
-        let mut hits = Vec::new();
-        find_hits(&frames, &r, &set, &mut hits);
-        let v = decide(&r, &set, &hits);
+        let (v, r, frames) = judge(&tables, &mut code);
         assert!(!v.is_switchable(), "{label}: {r:?} {frames:?}");
         outcomes.insert(label, v.name());
     }
@@ -325,20 +320,7 @@ fn overlapping_orc_tables_never_turn_switchable() {
     // Without the bogus table the same walk is blocked on it.
     let mut tables = OrcTables::new();
     tables.push(real);
-    let mut mem = SliceMemory::new(s.base, &s.bytes);
-    let mut frames = Vec::new();
-    let r = walk_orc(
-        &tables,
-        &mut mem,
-        &mut code,
-        &StackBounds::task(s.base, s.base + s.bytes.len() as u64),
-        WalkStart::blocked(s.start_ip, s.start_sp, s.start_bp, false),
-        &WalkConfig::default(),
-        &mut frames,
-    );
-    let mut hits = Vec::new();
-    find_hits(&frames, &r, &set, &mut hits);
-    assert!(matches!(decide(&r, &set, &hits), Verdict::Blocked { .. }));
+    assert!(matches!(judge(&tables, &mut code).0, Verdict::Blocked { .. }));
 }
 
 /// `.eh_frame` with one CIE (CFA = rsp+8, ra at CFA-8) and one FDE per

@@ -60,16 +60,7 @@ fn real_walks(release: &str, version: &str, format: OrcFormat, take: usize) -> V
     let elf = common::read(&format!("orc/vmlinux-{release}.orc.elf"));
     let s = orc_sections(&elf).unwrap();
     let table = OrcTable::new(s.ips, s.entries, s.ips_addr, format).unwrap();
-    let text = String::from_utf8(common::read(&format!("stacks/stacks-{version}.txt"))).unwrap();
-    let mut chains: Vec<Vec<u64>> = Vec::new();
-    for line in text.lines() {
-        let w: Vec<&str> = line.split_whitespace().collect();
-        match w.as_slice() {
-            ["task", ..] => chains.push(Vec::new()),
-            [addr, _] => chains.last_mut().unwrap().push(u64::from_str_radix(addr, 16).unwrap()),
-            _ => panic!("{line:?}"),
-        }
-    }
+    let mut chains = common::stack_chains(&format!("stacks-{version}.txt"));
     // Deep chains first: they reach most entry types.
     chains.sort_by_key(|c| std::cmp::Reverse(c.len()));
     let mut out = Vec::new();

@@ -179,15 +179,7 @@ fn real() -> &'static Real {
         let table = vmlinux_table(elf, None, None).unwrap();
         let mut symbols = Symbolizer::new();
         symbols.add(parse_system_map("vmlinux", &common::read_gz("orc/System.map-6.12.117+deb12-amd64.gz")).unwrap());
-        let text = String::from_utf8(common::read("stacks/stacks-6.12.117.txt")).unwrap();
-        let mut chains: Vec<Vec<u64>> = Vec::new();
-        for l in text.lines() {
-            match l.split_whitespace().collect::<Vec<_>>()[..] {
-                ["task", ..] => chains.push(vec![]),
-                [a, _] => chains.last_mut().unwrap().push(u64::from_str_radix(a, 16).unwrap()),
-                _ => panic!("{l}"),
-            }
-        }
+        let chains = common::stack_chains("stacks-6.12.117.txt");
         let stacks: Vec<(Vec<u64>, SynthStack)> = chains
             .into_iter()
             .filter(|c| c.len() >= 3)

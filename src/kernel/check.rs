@@ -251,9 +251,9 @@ fn same_snapshot(a: &TaskInfo, b: &TaskInfo) -> bool {
 
 /// Checks every task of a running kernel against `set`, the kernel running
 /// on while it is read. Each task is read (state, on_cpu, context-switch
-/// counts), walked and read again, with cached memory dropped before each
-/// read; a task that changed is walked again, up to `live.max_passes`
-/// times. A task on a CPU is Running (no registers are known for it); one
+/// counts) in the listing, walked, and read again fresh; a task that
+/// changed is walked again on memory read after that look, up to
+/// `live.max_passes` times. A task on a CPU is Running (no registers are known for it); one
 /// that never holds still is Running if last seen on a CPU, else
 /// Unreliable with [`UnreliableReason::ChangedWhileReading`]. `keep` picks
 /// the tasks to check (all with `|_| true`).

@@ -21,6 +21,21 @@ pub fn read_gz(name: &str) -> String {
     s
 }
 
+/// The return-address chains of tests/fixtures/stacks/<name>: a `task`
+/// line starts each, then one `<hex pc> <symbol>` line per frame.
+pub fn stack_chains(name: &str) -> Vec<Vec<u64>> {
+    let text = String::from_utf8(read(&format!("stacks/{name}"))).expect("stack fixture text");
+    let mut chains: Vec<Vec<u64>> = Vec::new();
+    for l in text.lines() {
+        match l.split_whitespace().collect::<Vec<_>>()[..] {
+            ["task", ..] => chains.push(vec![]),
+            [a, _] => chains.last_mut().expect("a task line first").push(u64::from_str_radix(a, 16).expect("hex pc")),
+            _ => panic!("{name}: {l}"),
+        }
+    }
+    chains
+}
+
 /// Starts `bin` (which prints "ready" once parked), runs
 /// `lpstack check pid PID --set <funcs> --format json` on it, kills it, and
 /// returns the exit code and the JSON (Null if none).
