@@ -10,6 +10,10 @@ use lpstack::dump::Dump;
 use lpstack::kernel::check::{check_kernel, TaskReport};
 use lpstack::kernel::image::{CpuRegs, Kernel, SymbolSource};
 use lpstack::model::Model;
+use lpstack::kernel::klp::KlpTarget;
+use lpstack::kernel::stall::stall_info;
+use lpstack::memory::PhysMemory;
+use lpstack::patchset::klp::{from_transition, resolve_in_kernel, KernelSet, KlpKnowledge};
 use lpstack::patchset::{parse_funcs, Direction, PatchSet};
 use lpstack::symbols::Symbolizer;
 use lpstack::walk::{KernelRegsPolicy, Reliability, WalkConfig};
@@ -30,9 +34,15 @@ pub struct CheckArgs {
     /// are found, for a core from another machine.
     #[arg(long)]
     pub(super) sysroot: Option<PathBuf>,
-    /// The patched functions: `[object:]function[,sympos]` per line.
-    #[arg(long)]
-    pub(super) set: PathBuf,
+    /// The patched functions: `[object:]function[,sympos]` per line. For a
+    /// kernel it may be left out: the patch in transition is then read
+    /// from the kernel's memory.
+    #[arg(long, conflicts_with = "patch")]
+    pub(super) set: Option<PathBuf>,
+    /// A livepatch module file (.ko from klp-build, kpatch-build or a
+    /// source-built `struct klp_patch`): its functions are the set.
+    #[arg(long, conflicts_with = "new_set")]
+    pub(super) patch: Option<PathBuf>,
     /// Unpatching: check the replacement functions named in --new-set.
     #[arg(long, requires = "new_set")]
     pub(super) unpatch: bool,
@@ -140,7 +150,11 @@ fn run_vmcore(args: &CheckArgs, path: &std::path::Path) -> Result<i32, CliError>
     };
     let mut kernel = Kernel::open_with(dump, &vi, source).map_err(|e| named(&e))?;
     let cpus = if cpus.is_empty() { kernel.crash_notes_regs() } else { cpus };
-    let set = load_set(args, &kernel.symbols, "vmlinux")?;
+    let (kernel_set, transition) = kernel_set(args, &mut kernel, &path.display().to_string())?;
+    for n in &kernel_set.notes {
+        eprintln!("lpstack: note: {n}");
+    }
+    let set = kernel_set.set;
     let config = WalkConfig {
         max_frames: args.max_frames.max(1),
         kernel_regs: if args.frame_pointer_rules { KernelRegsPolicy::Reject } else { KernelRegsPolicy::Accept },
@@ -163,13 +177,15 @@ fn run_vmcore(args: &CheckArgs, path: &std::path::Path) -> Result<i32, CliError>
     }
 
     let models = parse_models(args)?;
-    let rows: Vec<Row<'_, '_>> = reports.iter().map(task_row).collect();
+    let rows = kernel_rows(&reports, transition.as_ref(), &kernel.symbols);
     let target = Target {
         key: "kernel",
         json: json!({"release": kernel.release, "build_id": build_id}),
         title: format!("kernel {}", kernel.release),
         noun: "tasks",
         home_object: "vmlinux".into(),
+        transition,
+        notes: kernel_set.notes,
     };
     report::print(args.format, &target, &rows, &set, &models, &kernel.symbols, args.all_frames)
 }
@@ -180,6 +196,18 @@ pub(super) fn parse_models(args: &CheckArgs) -> Result<Vec<Model>, CliError> {
         Some("all") => Model::all().collect(),
         Some(m) => vec![m.parse::<Model>().map_err(|e| CliError(e.to_string()))?],
     })
+}
+
+/// One row per task, each placed in the transition when there is one.
+pub(super) fn kernel_rows<'a, 'set>(
+    reports: &'a [TaskReport<'set>],
+    transition: Option<&(String, KlpTarget)>,
+    symbols: &Symbolizer,
+) -> Vec<Row<'a, 'set>> {
+    reports
+        .iter()
+        .map(|r| Row { stall: transition.map(|(_, target)| stall_info(r, *target, symbols)), ..task_row(r) })
+        .collect()
 }
 
 pub(super) fn task_row<'a, 'set>(r: &'a TaskReport<'set>) -> Row<'a, 'set> {
@@ -206,6 +234,7 @@ pub(super) fn task_row<'a, 'set>(r: &'a TaskReport<'set>) -> Row<'a, 'set> {
             ("idle", json!(t.idle)),
             ("patch_state", json!(t.patch_state)),
         ],
+        stall: None,
     }
 }
 
@@ -216,13 +245,81 @@ pub(super) fn load_set(args: &CheckArgs, symbols: &Symbolizer, default_object: &
     fn at(p: &std::path::Path) -> impl Fn(lpstack::patchset::PatchSetError) -> CliError + '_ {
         move |e| CliError(format!("{}: {e}", p.display()))
     }
-    let old = parse_funcs(&read(&args.set)?, default_object).map_err(at(&args.set))?;
+    if args.patch.is_some() {
+        return Err(CliError("--patch reads kernel livepatch modules; a process takes --set funcs.txt".into()));
+    }
+    let set_path = args.set.as_ref().ok_or_else(|| CliError("a process check needs --set funcs.txt".into()))?;
+    let old = parse_funcs(&read(set_path)?, default_object).map_err(at(set_path))?;
     let new = match &args.new_set {
         Some(p) => Some(parse_funcs(&read(p)?, default_object).map_err(at(p))?),
         None => None,
     };
     let direction = if args.unpatch { Direction::Unpatch } else { Direction::Patch };
-    PatchSet::resolve_for(direction, &old, new.as_deref(), symbols).map_err(at(&args.set))
+    PatchSet::resolve_for(direction, &old, new.as_deref(), symbols).map_err(at(set_path))
+}
+
+/// The patched set of a kernel, with livepatch's rules (objects not
+/// loaded, stacked patches, direction; see `lpstack::patchset::klp`), from
+/// --set, --patch or the patch in transition; and the transition itself.
+/// `what` names the target in messages.
+pub(super) fn kernel_set<P: PhysMemory>(
+    args: &CheckArgs,
+    kernel: &mut Kernel<P>,
+    what: &str,
+) -> Result<(KernelSet, Option<(String, KlpTarget)>), CliError> {
+    let (state, unreadable) = match kernel.klp_state() {
+        Ok(s) => (s, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let knowledge = match (&state, unreadable) {
+        (Some(s), _) => KlpKnowledge::State(s),
+        (None, Some(error)) => KlpKnowledge::Unreadable { error, livepatch_modules: kernel.livepatch_modules() },
+        (None, None) => KlpKnowledge::None,
+    };
+    let transition = state.as_ref().and_then(|s| {
+        let t = s.transition?;
+        Some((s.patches.get(t.patch)?.module.clone(), t.target))
+    });
+    let read = |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| CliError(format!("{}: {e}", p.display())));
+    let at = |p: &PathBuf| {
+        let p = p.display().to_string();
+        move |e: lpstack::patchset::PatchSetError| CliError(format!("{p}: {e}"))
+    };
+    let mut ks = match (&args.set, &args.patch) {
+        (Some(path), _) if args.new_set.is_some() => {
+            // Explicit replacements: the user said which range to check.
+            KernelSet { set: load_set(args, &kernel.symbols, "vmlinux")?, notes: vec![] }
+        }
+        (Some(path), _) => {
+            let specs = parse_funcs(&read(path)?, "vmlinux").map_err(at(path))?;
+            resolve_in_kernel(&specs, &kernel.symbols, &knowledge, args.unpatch).map_err(at(path))?
+        }
+        (None, Some(path)) => patch_module_set(path, kernel, &knowledge, args.unpatch)?,
+        (None, None) => {
+            if args.unpatch {
+                return Err(CliError("--unpatch needs --set or --patch".into()));
+            }
+            let Some(state) = &state else {
+                return Err(CliError(match &knowledge {
+                    KlpKnowledge::Unreadable { error, .. } => format!("{what}: {error}; give the patched set with --set funcs.txt or --patch FILE.ko"),
+                    _ => format!("{what}: this kernel has no livepatch support; give the patched set with --set funcs.txt or --patch FILE.ko"),
+                }));
+            };
+            let mut ks = from_transition(state, &kernel.symbols).ok_or_else(|| {
+                CliError(format!(
+                    "{what}: no livepatch transition in progress; give the patched set with --set funcs.txt or --patch FILE.ko"
+                ))
+            })?;
+            if let Some((module, target)) = &transition {
+                ks.notes.insert(0, format!("patched set from the kernel's memory: livepatch {module} in transition to {target:?}"));
+            }
+            ks
+        }
+    };
+    if ks.set.is_empty() {
+        ks.notes.push("no patched function is loaded in the target: nothing to check".into());
+    }
+    Ok((ks, transition))
 }
 
 fn progress_bar() -> Option<indicatif::ProgressBar> {
@@ -238,4 +335,14 @@ fn progress_bar() -> Option<indicatif::ProgressBar> {
 /// `crash_notes` instead, once the kernel is open.
 pub fn qemu_cpu_regs(dump: &Dump<'_>) -> Vec<CpuRegs> {
     dump.cpus().iter().filter_map(|c| c.index_hint.map(|cpu| CpuRegs { cpu, regs: c.regs })).collect()
+}
+
+/// The set a livepatch module file names, with livepatch's rules.
+fn patch_module_set<P: PhysMemory>(
+    path: &std::path::Path,
+    _kernel: &mut Kernel<P>,
+    _knowledge: &KlpKnowledge<'_>,
+    _unpatch: bool,
+) -> Result<KernelSet, CliError> {
+    Err(CliError(format!("{}: reading livepatch modules is not built yet", path.display())))
 }

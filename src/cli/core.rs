@@ -63,6 +63,7 @@ pub(super) fn print_process(
             },
             in_kernel: inspection.in_patched_object(r, set),
             extra: vec![],
+            stall: None,
         })
         .collect();
     let modules: Vec<_> = inspection
@@ -78,6 +79,8 @@ pub(super) fn print_process(
         title: format!("{title} ({})", s.comm),
         noun: "threads",
         home_object: inspection.main_object.clone(),
+        transition: None,
+        notes: vec![],
     };
     report::print(args.format, &target, &rows, set, models, &inspection.symbols, args.all_frames)
 }

@@ -9,7 +9,7 @@ use lpstack::kernel::live::{euid, open_live, LiveSources, SymbolsFrom};
 use lpstack::walk::{KernelRegsPolicy, WalkConfig};
 use serde_json::json;
 
-use super::check::{load_set, parse_models, task_row, CheckArgs, SymbolsFromArg};
+use super::check::{kernel_rows, kernel_set, parse_models, CheckArgs, SymbolsFromArg};
 use super::report::{self, Row, Target};
 use super::CliError;
 
@@ -24,7 +24,11 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
     let mut kernel = live.kernel;
     let live_timings = live.timings;
     let build_id = live.vmcoreinfo.build_id().map(str::to_string);
-    let set = load_set(args, &kernel.symbols, "vmlinux")?;
+    let (kernel_set, transition) = kernel_set(args, &mut kernel, "the running kernel")?;
+    for n in &kernel_set.notes {
+        eprintln!("lpstack: note: {n}");
+    }
+    let set = kernel_set.set;
     let t_open = t0.elapsed();
     let config = WalkConfig {
         max_frames: args.max_frames.max(1),
@@ -68,9 +72,10 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
         );
     }
     let models = parse_models(args)?;
-    let rows: Vec<Row<'_, '_>> = reports
-        .iter()
-        .map(|r| Row { running_detail: format!("on CPU {}", r.task.cpu), ..task_row(r) })
+    let rows: Vec<Row<'_, '_>> = kernel_rows(&reports, transition.as_ref(), &kernel.symbols)
+        .into_iter()
+        .zip(&reports)
+        .map(|(row, r)| Row { running_detail: format!("on CPU {}", r.task.cpu), ..row })
         .collect();
     let target = Target {
         key: "kernel",
@@ -78,6 +83,8 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
         title: format!("kernel {} (live)", kernel.release),
         noun: "tasks",
         home_object: "vmlinux".into(),
+        transition,
+        notes: kernel_set.notes,
     };
     report::print(args.format, &target, &rows, &set, &models, &kernel.symbols, args.all_frames)
 }

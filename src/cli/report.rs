@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use lpstack::kernel::klp::KlpTarget;
+use lpstack::kernel::stall::StallInfo;
 use lpstack::model::{Blocker, Model, ThreadFacts, Unit, evaluate};
 use lpstack::patchset::PatchSet;
 use lpstack::symbols::Symbolizer;
@@ -25,6 +27,12 @@ pub struct Target {
     pub noun: &'static str,
     /// Objects whose symbols print bare; others get ` [object]`.
     pub home_object: String,
+    /// The livepatch transition in progress in the target: the patch
+    /// module and where it goes.
+    pub transition: Option<(String, KlpTarget)>,
+    /// What the user should know about the patched set (skipped objects,
+    /// stacked patches, where the set came from).
+    pub notes: Vec<String>,
 }
 
 /// One thread, as the report needs it.
@@ -43,6 +51,8 @@ pub struct Row<'a, 'set> {
     pub in_kernel: bool,
     /// Front-end specific JSON fields of the thread.
     pub extra: Vec<(&'static str, Value)>,
+    /// The task's place in the transition in progress, if any.
+    pub stall: Option<StallInfo>,
 }
 
 fn symbolize(symbols: &Symbolizer, home: &str, pc: u64) -> (Option<String>, Option<u64>) {
@@ -64,7 +74,12 @@ fn verdict_detail(r: &Row<'_, '_>, symbols: &Symbolizer, home: &str) -> String {
     match r.verdict {
         Verdict::Switchable => String::new(),
         Verdict::Blocked { function, frame, pc, .. } => {
-            format!("{}:{} at frame #{frame} {}", function.object, function.function, frame_text(symbols, home, *pc))
+            let mut s =
+                format!("{}:{} at frame #{frame} {}", function.object, function.function, frame_text(symbols, home, *pc));
+            if function.version != lpstack::patchset::CheckedVersion::Original {
+                s += &format!(" ({})", function.version.name());
+            }
+            s
         }
         Verdict::Unreliable { reason, frame } => format!("{reason} (frame #{frame})"),
         Verdict::Running => r.running_detail.clone(),
@@ -105,11 +120,37 @@ pub fn table_report(
         writeln!(out, "    {n:>6}  {f}")?;
     }
     writeln!(out, "  running     {running}")?;
-    let stuck: Vec<&Row<'_, '_>> = rows.iter().filter(|r| !r.verdict.is_switchable()).collect();
+    // During a transition the tasks the kernel already switched are
+    // counted, not listed; every other task is, with the kernel's words.
+    let stuck: Vec<&Row<'_, '_>> = match &target.transition {
+        Some((module, direction)) => {
+            let switched = rows.iter().filter(|r| r.stall.as_ref().is_some_and(|s| s.switched)).count();
+            let verb = match direction {
+                KlpTarget::Patched => "patching",
+                KlpTarget::Unpatched => "unpatching",
+            };
+            writeln!(
+                out,
+                "livepatch {module} in transition ({verb}): {switched} {} switched, {} pending",
+                target.noun,
+                rows.len() - switched
+            )?;
+            rows.iter().filter(|r| r.stall.as_ref().is_none_or(|s| !s.switched)).collect()
+        }
+        None => rows.iter().filter(|r| !r.verdict.is_switchable()).collect(),
+    };
     if !stuck.is_empty() {
         writeln!(out)?;
         writeln!(out, "{:>7} {:>7} {:<16} {:>2}  {:<10}  detail", "PID", "TGID", "COMM", "ST", "VERDICT")?;
         for r in &stuck {
+            let mut detail = verdict_detail(r, symbols, home);
+            if let Some(s) = &r.stall {
+                let words = s.kernel_reason.as_deref().unwrap_or("");
+                detail = if detail.is_empty() { words.to_string() } else { format!("{words}: {detail}") };
+                if let Some(never) = s.never_converges {
+                    detail += &format!("; will not converge: {never}");
+                }
+            }
             writeln!(
                 out,
                 "{:>7} {:>7} {:<16} {:>2}  {:<10}  {}",
@@ -118,7 +159,7 @@ pub fn table_report(
                 r.comm,
                 r.state,
                 r.verdict.name(),
-                verdict_detail(r, symbols, home)
+                detail
             )?;
         }
     }
@@ -213,7 +254,8 @@ pub fn json_report(target: &Target, rows: &[Row<'_, '_>], set: &PatchSet, models
             "pid": r.pid, "tgid": r.tgid, "comm": r.comm, "state": r.state.to_string(),
             "verdict": r.verdict.name(),
             "blocking": match r.verdict {
-                Verdict::Blocked { function, frame, pc, inlined } => json!({"function": function.function, "object": function.object, "frame": frame, "pc": pc, "inlined": inlined}),
+                Verdict::Blocked { function, frame, pc, inlined } => json!({"function": function.function, "object": function.object, "frame": frame, "pc": pc, "inlined": inlined,
+                    "checked": format!("{}:{}", function.checked_object, function.checked_function), "version": function.version}),
                 _ => Value::Null,
             },
             "unreliable": match r.verdict {
@@ -226,7 +268,15 @@ pub fn json_report(target: &Target, rows: &[Row<'_, '_>], set: &PatchSet, models
         for (k, v) in &r.extra {
             task[*k] = v.clone();
         }
+        if let Some(s) = &r.stall {
+            task["transition"] = json!(s);
+        }
         tasks.push(task);
+    }
+    if target.transition.is_some() {
+        let switched = rows.iter().filter(|r| r.stall.as_ref().is_some_and(|s| s.switched)).count();
+        summary["switched_by_kernel"] = json!(switched);
+        summary["pending"] = json!(rows.len() - switched);
     }
     let facts = facts(rows);
     let models: Vec<Value> = models
@@ -241,7 +291,9 @@ pub fn json_report(target: &Target, rows: &[Row<'_, '_>], set: &PatchSet, models
         .collect();
     json!({
         target.key: target.json,
-        "patched": set.funcs().iter().map(|f| json!({"object": f.object, "function": f.function, "address": f.address, "size": f.size, "checked": format!("{}:{}", f.checked_object, f.checked_function)})).collect::<Vec<_>>(),
+        "patched": set.funcs().iter().map(|f| json!({"object": f.object, "function": f.function, "sympos": f.sympos, "address": f.address, "size": f.size, "checked": format!("{}:{}", f.checked_object, f.checked_function), "version": f.version})).collect::<Vec<_>>(),
+        "transition": target.transition.as_ref().map(|(module, target)| json!({"patch": module, "target": target})),
+        "notes": target.notes,
         "summary": summary,
         "models": models,
         "tasks": tasks,

@@ -76,6 +76,11 @@ pub fn run(args: TrimArgs) -> Result<i32, CliError> {
     {
         let mut kernel = Kernel::open(&mut rec, &vi).map_err(|e| named(&e))?;
         let cpus = if cpus.is_empty() { kernel.crash_notes_regs() } else { cpus };
+        // The livepatch state too (a dump without it reads as unreadable);
+        // a kernel without livepatch has none to keep.
+        if let Err(e) = kernel.klp_state() {
+            eprintln!("lpstack: warning: {}: {e}", path.display());
+        }
         let set = PatchSet::default();
         check_kernel(&mut kernel, &set, &cpus, &WalkConfig::default(), |_, _| {}).map_err(|e| named(&e))?;
         // Keep what the pid-IDR fallback reads too, so that a trimmed dump

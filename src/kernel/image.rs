@@ -355,6 +355,28 @@ impl<P: PhysMemory> Kernel<P> {
         out
     }
 
+    /// The kernel's livepatch state: every registered patch and the
+    /// transition in progress. None when the kernel has no livepatch
+    /// (no `klp_patches` symbol, or BTF without `struct klp_patch`).
+    pub fn klp_state(&mut self) -> Result<Option<super::klp::KlpState>, super::klp::KlpError> {
+        let (Some(l), Some(patches), Some(transition_patch), Some(target_state)) = (
+            self.layout.klp,
+            self.symbol("klp_patches"),
+            self.symbol("klp_transition_patch"),
+            self.symbol("klp_target_state"),
+        ) else {
+            return Ok(None);
+        };
+        let syms = super::klp::KlpSymbols { patches, transition_patch, target_state };
+        super::klp::read_klp_state(&mut self.mem, &l, self.layout.list_next, syms).map(Some)
+    }
+
+    /// Modules that are (or, with `mod->klp` unreadable, may be) livepatch
+    /// modules, with their text ranges: where any replacement lives.
+    pub fn livepatch_modules(&self) -> Vec<(String, Vec<(u64, u64)>)> {
+        self.modules.iter().filter(|m| m.livepatch != Some(false)).map(|m| (m.name.clone(), m.text.clone())).collect()
+    }
+
     pub fn symbol(&self, name: &str) -> Option<u64> {
         self.symbols.table("vmlinux").and_then(|t| t.find_by_name(name).next()).map(|s| s.address)
     }

@@ -101,6 +101,8 @@ pub struct ModuleLayout {
     pub list: Field,
     pub name: Field,
     pub state: Field,
+    /// `klp` (CONFIG_LIVEPATCH): a livepatch module.
+    pub klp: Option<Field>,
     /// 6.4+: `mem[MOD_TEXT]` (`struct module_memory`, base and size).
     pub mem_text_base: Option<Field>,
     pub mem_text_size: Option<Field>,
@@ -142,9 +144,43 @@ pub struct PidIdrLayout {
     pub pid_nr: Field,
 }
 
+/// Livepatch's own structures (kernel/livepatch, 5.1+: patches, objects and
+/// functions on lists), for the patched set the kernel itself checks.
+#[derive(Clone, Copy, Debug)]
+pub struct KlpLayout {
+    /// `klp_patch`
+    pub patch_mod: Field,
+    pub patch_list: Field,
+    pub patch_obj_list: Field,
+    pub patch_enabled: Field,
+    pub patch_replace: Field,
+    /// `klp_object`
+    pub obj_name: Field,
+    pub obj_node: Field,
+    pub obj_func_list: Field,
+    pub obj_patched: Field,
+    pub obj_dynamic: Option<Field>,
+    /// `klp_func`
+    pub func_old_name: Field,
+    pub func_new_func: Field,
+    pub func_old_sympos: Field,
+    pub func_old_func: Field,
+    pub func_node: Field,
+    pub func_stack_node: Field,
+    pub func_old_size: Field,
+    pub func_new_size: Field,
+    pub func_nop: Option<Field>,
+    pub func_patched: Field,
+    pub func_transition: Field,
+    /// `module.name`, for the patch module's name.
+    pub module_name: Field,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Layout {
     pub task: TaskLayout,
+    /// None without CONFIG_LIVEPATCH or before 5.1 (no `klp_patch.obj_list`).
+    pub klp: Option<KlpLayout>,
     pub pid_idr: Option<PidIdrLayout>,
     pub frame: SwitchFrameLayout,
     pub module: Option<ModuleLayout>,
@@ -193,7 +229,36 @@ impl Layout {
             _ => None,
         };
         let pid_idr = Self::pid_idr(btf).ok();
-        Ok(Layout { task, pid_idr, frame, module, rq, list_next: member(btf, "list_head", "next")?.offset })
+        let klp = Self::klp(btf).ok();
+        Ok(Layout { task, klp, pid_idr, frame, module, rq, list_next: member(btf, "list_head", "next")?.offset })
+    }
+
+    fn klp(btf: &Btf<'_>) -> Result<KlpLayout, LayoutError> {
+        let (p, o, f) = ("klp_patch", "klp_object", "klp_func");
+        Ok(KlpLayout {
+            patch_mod: member(btf, p, "mod")?,
+            patch_list: member(btf, p, "list")?,
+            patch_obj_list: member(btf, p, "obj_list")?,
+            patch_enabled: member(btf, p, "enabled")?,
+            patch_replace: member(btf, p, "replace")?,
+            obj_name: member(btf, o, "name")?,
+            obj_node: member(btf, o, "node")?,
+            obj_func_list: member(btf, o, "func_list")?,
+            obj_patched: member(btf, o, "patched")?,
+            obj_dynamic: optional(btf, o, "dynamic"),
+            func_old_name: member(btf, f, "old_name")?,
+            func_new_func: member(btf, f, "new_func")?,
+            func_old_sympos: member(btf, f, "old_sympos")?,
+            func_old_func: member(btf, f, "old_func")?,
+            func_node: member(btf, f, "node")?,
+            func_stack_node: member(btf, f, "stack_node")?,
+            func_old_size: member(btf, f, "old_size")?,
+            func_new_size: member(btf, f, "new_size")?,
+            func_nop: optional(btf, f, "nop"),
+            func_patched: member(btf, f, "patched")?,
+            func_transition: member(btf, f, "transition")?,
+            module_name: member(btf, "module", "name")?,
+        })
     }
 
     fn pid_idr(btf: &Btf<'_>) -> Result<PidIdrLayout, LayoutError> {
@@ -225,6 +290,7 @@ impl Layout {
             list: member(btf, m, "list")?,
             name: member(btf, m, "name")?,
             state: member(btf, m, "state")?,
+            klp: optional(btf, m, "klp"),
             mem_text_base,
             mem_text_size: optional(btf, m, "mem[0].size"),
             mem_stride: stride,

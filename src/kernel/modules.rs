@@ -21,6 +21,9 @@ pub struct LoadedModule {
     pub text: Vec<(u64, u64)>,
     pub orc: Option<OrcTable<'static>>,
     pub symbols: SymbolTable,
+    /// `mod->klp`: a livepatch module. None when the kernel has no such
+    /// field or it could not be read.
+    pub livepatch: Option<bool>,
 }
 
 /// Reads every module; a module that cannot be read is skipped with a
@@ -79,6 +82,7 @@ fn read_module<M: Memory>(
     let end = name.iter().position(|&b| b == 0).unwrap_or(n);
     let name = String::from_utf8_lossy(&name[..end]).into_owned();
     let state = l.state.read_uint(mem, addr)? as u32;
+    let livepatch = l.klp.and_then(|f| f.read_uint(mem, addr).ok()).map(|v| v != 0);
 
     let mut text = Vec::new();
     if let (Some(base), Some(size)) = (l.mem_text_base, l.mem_text_size) {
@@ -158,5 +162,5 @@ fn read_module<M: Memory>(
         }
     }
     symbols.finish();
-    Ok((LoadedModule { addr, name, state, text, orc, symbols }, problems))
+    Ok((LoadedModule { addr, name, state, text, orc, symbols, livepatch }, problems))
 }

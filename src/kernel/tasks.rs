@@ -364,6 +364,7 @@ mod tests {
                 nivcsw: None,
             },
             pid_idr: None,
+            klp: None,
             frame: SwitchFrameLayout { size: 56, bp: f(40, 8), ret_addr: f(48, 8) },
             module: None,
             rq: None,

@@ -13,6 +13,8 @@ use serde::Serialize;
 
 use crate::symbols::{SymbolKind, Symbolizer};
 
+pub mod klp;
+
 /// Errors in a `funcs.txt` or while resolving it. `line` is 1-based in the
 /// file the spec came from; the caller adds the path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +74,14 @@ pub enum PatchSetError {
     CountMismatch { old: usize, new: usize },
     #[error("unpatching checks the new (replacement) functions, but none were given")]
     MissingNewFunctions,
+    #[error("--unpatch, but the kernel is applying livepatch {module}, not removing it")]
+    DirectionConflict { module: String },
+    #[error("line {line}: --unpatch, but no livepatch replaces `{function}` in `{object}`")]
+    NotPatched {
+        line: usize,
+        object: String,
+        function: String,
+    },
     #[error("range {number} (`{function}` in `{object}`) has size 0")]
     ZeroSizeRange {
         number: usize,
@@ -188,6 +198,37 @@ pub struct PatchedFunc {
     /// replacement for unpatching / stacked patches.
     pub checked_object: String,
     pub checked_function: String,
+    /// Which code of the function that range is.
+    pub version: CheckedVersion,
+}
+
+/// Which code of a patched function a task is checked against
+/// (`klp_check_stack_func`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CheckedVersion {
+    /// The original function: no earlier livepatch replaces it.
+    Original,
+    /// An earlier livepatch's replacement, live under the patch being
+    /// applied (stacked patches), from livepatch module `module`.
+    PreviousPatch { module: String },
+    /// The patch's own replacement, checked when it is being removed.
+    Replacement { module: String },
+    /// Any code of livepatch module `module`: the kernel's livepatch state
+    /// could not be read, so any of its functions may be the live version.
+    AnyOfModule { module: String },
+}
+
+impl CheckedVersion {
+    /// "original", "previous patch", "replacement" or "livepatch module".
+    pub fn name(&self) -> &'static str {
+        match self {
+            CheckedVersion::Original => "original",
+            CheckedVersion::PreviousPatch { .. } => "previous patch",
+            CheckedVersion::Replacement { .. } => "replacement",
+            CheckedVersion::AnyOfModule { .. } => "livepatch module",
+        }
+    }
 }
 
 impl PatchedFunc {
@@ -301,6 +342,7 @@ impl PatchSet {
                 size,
                 checked_object: spec.object.clone(),
                 checked_function: spec.function.clone(),
+                version: CheckedVersion::Original,
             });
         }
         Ok(PatchSet::from_funcs(funcs))
@@ -315,6 +357,15 @@ impl PatchSet {
         old_specs: &[FuncSpec],
         new_specs: &[FuncSpec],
         symbols: &Symbolizer,
+    ) -> Result<PatchSet, PatchSetError> {
+        Self::resolve_new_as(old_specs, new_specs, symbols, Direction::Patch)
+    }
+
+    fn resolve_new_as(
+        old_specs: &[FuncSpec],
+        new_specs: &[FuncSpec],
+        symbols: &Symbolizer,
+        direction: Direction,
     ) -> Result<PatchSet, PatchSetError> {
         if old_specs.len() != new_specs.len() {
             return Err(PatchSetError::CountMismatch {
@@ -335,6 +386,10 @@ impl PatchSet {
                 size,
                 checked_object: new.object.clone(),
                 checked_function: new.function.clone(),
+                version: match direction {
+                    Direction::Patch => CheckedVersion::PreviousPatch { module: new.object.clone() },
+                    Direction::Unpatch => CheckedVersion::Replacement { module: new.object.clone() },
+                },
             });
         }
         Ok(PatchSet::from_funcs(funcs))
@@ -353,7 +408,7 @@ impl PatchSet {
     ) -> Result<PatchSet, PatchSetError> {
         match (direction, new_specs) {
             (Direction::Patch, None) => PatchSet::resolve(old_specs, symbols),
-            (_, Some(new_specs)) => PatchSet::resolve_new(old_specs, new_specs, symbols),
+            (_, Some(new_specs)) => PatchSet::resolve_new_as(old_specs, new_specs, symbols, direction),
             (Direction::Unpatch, None) => Err(PatchSetError::MissingNewFunctions),
         }
     }
@@ -381,13 +436,14 @@ impl PatchSet {
                 size,
                 checked_object: object.to_owned(),
                 checked_function: function.to_owned(),
+                version: CheckedVersion::Original,
             });
         }
         Ok(PatchSet::from_funcs(funcs))
     }
 
     /// `funcs` all have a non-zero size.
-    fn from_funcs(funcs: Vec<PatchedFunc>) -> PatchSet {
+    pub(crate) fn from_funcs(funcs: Vec<PatchedFunc>) -> PatchSet {
         let mut by_address: Vec<usize> = (0..funcs.len()).collect();
         by_address.sort_by_key(|&index| funcs.get(index).map_or(0, |func| func.address));
         let mut max_last = Vec::with_capacity(by_address.len());
