@@ -59,3 +59,94 @@ fn never_converges(r: &TaskReport<'_>, symbols: &Symbolizer) -> Option<&'static 
     let name = symbols.lookup(caller.pc)?.name;
     (name == "kthread").then_some("a kthread whose main function is patched: it never returns from it")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::tasks::{TaskInfo, PF_KTHREAD};
+    use crate::patchset::PatchSet;
+    use crate::symbols::symbols_from_list;
+    use crate::walk::{CleanEnd, Frame, FrameKind, Reliability};
+
+    const SCHEDULE: u64 = 0x1000;
+    const LOOP: u64 = 0x2000;
+    const KTHREAD: u64 = 0x3000;
+    const WORKER: u64 = 0x4000;
+
+    fn symbols() -> Symbolizer {
+        let mut s = Symbolizer::new();
+        s.add(symbols_from_list(
+            "vmlinux",
+            [("schedule", SCHEDULE, 0x100), ("my_loop", LOOP, 0x100), ("kthread", KTHREAD, 0x100), ("worker", WORKER, 0x100)],
+        ));
+        s
+    }
+
+    fn task(flags: u64, idle: bool, patch_state: i32) -> TaskInfo {
+        TaskInfo {
+            addr: 0,
+            pid: 7,
+            tgid: 7,
+            comm: "t".into(),
+            state: 1,
+            exit_state: 0,
+            flags,
+            on_cpu: false,
+            cpu: 0,
+            stack: 0,
+            thread_sp: 0,
+            patch_state: Some(patch_state),
+            idle,
+            switches: None,
+            unreadable: None,
+        }
+    }
+
+    fn frames(pcs: &[u64]) -> Vec<Frame> {
+        pcs.iter()
+            .map(|&pc| Frame { pc, sp: 0, kind: FrameKind::Call, kernel_regs: false, reliable: true })
+            .collect()
+    }
+
+    fn report<'s>(set: &'s PatchSet, t: TaskInfo, pcs: &[u64], blocked_at: Option<usize>) -> TaskReport<'s> {
+        let verdict = match blocked_at {
+            Some(frame) => Verdict::Blocked { function: &set.funcs()[0], frame, pc: pcs[frame], inlined: false },
+            None => Verdict::Switchable,
+        };
+        TaskReport {
+            task: t,
+            frames: frames(pcs),
+            reliability: Some(Reliability::Reliable(CleanEnd::EndOfStack)),
+            hits: vec![],
+            verdict,
+        }
+    }
+
+    #[test]
+    fn kernel_words_and_predictions() {
+        let set = PatchSet::from_ranges([("vmlinux", "my_loop", LOOP, 0x100)]).unwrap();
+        let s = symbols();
+        // A kthread whose main function is the patched loop never converges.
+        let r = report(&set, task(PF_KTHREAD, false, 0), &[SCHEDULE + 8, LOOP + 0x10, KTHREAD + 0x20], Some(1));
+        let info = stall_info(&r, KlpTarget::Patched, &s);
+        assert_eq!(info.kernel_reason.as_deref(), Some("is sleeping on function my_loop"));
+        assert_eq!(info.version, Some("original"));
+        assert!(info.never_converges.is_some_and(|n| n.contains("kthread")));
+        // Called from another function: it may return.
+        let r = report(&set, task(PF_KTHREAD, false, 0), &[SCHEDULE + 8, LOOP + 0x10, WORKER + 4, KTHREAD + 0x20], Some(1));
+        assert_eq!(stall_info(&r, KlpTarget::Patched, &s).never_converges, None);
+        // A user task: no prediction; an idle task: never.
+        let r = report(&set, task(0, false, 0), &[SCHEDULE + 8, LOOP + 0x10, KTHREAD + 0x20], Some(1));
+        assert_eq!(stall_info(&r, KlpTarget::Patched, &s).never_converges, None);
+        let r = report(&set, task(PF_KTHREAD, true, 0), &[LOOP + 0x10], Some(0));
+        assert!(stall_info(&r, KlpTarget::Patched, &s).never_converges.is_some_and(|n| n.contains("idle")));
+        // Already switched (patch_state == target): nothing to say.
+        let r = report(&set, task(0, false, 1), &[SCHEDULE + 8], None);
+        let info = stall_info(&r, KlpTarget::Patched, &s);
+        assert!(info.switched && info.kernel_reason.is_none());
+        // Unpatching: 1 is the state not yet switched.
+        let r = report(&set, task(0, false, 1), &[SCHEDULE + 8], None);
+        let info = stall_info(&r, KlpTarget::Unpatched, &s);
+        assert_eq!((info.switched, info.kernel_reason.as_deref()), (false, Some("would switch at the next try")));
+    }
+}
