@@ -135,7 +135,12 @@ fn read_module<M: Memory>(
         } else {
             let raw = read_vec(mem, symtab, (num * 24) as usize)?;
             let max_name = raw.chunks_exact(24).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]])).max().unwrap_or(0);
-            let strings = read_vec(mem, strtab, (max_name as u64 + 512) as usize)?;
+            // The names up to the last one's start, then the last one up to
+            // its NUL: the strtab may end right at an unmapped page.
+            let mut strings = read_vec(mem, strtab, max_name as usize)?;
+            let last = super::klp::read_c_string(mem, strtab.wrapping_add(u64::from(max_name)), 512)?;
+            strings.extend_from_slice(last.as_bytes());
+            strings.push(0);
             for s in raw.chunks_exact(24) {
                 let name_off = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize;
                 let info = s[4];

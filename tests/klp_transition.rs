@@ -1,0 +1,187 @@
+//! The patched set the kernel itself checks, on real dumps of livepatch
+//! transitions that stall in each of livepatch's harder cases (Debian 6.12
+//! and 6.1 under QEMU, scripts/vmcore/make-vmcores.sh BASE:SCENARIO):
+//!
+//! - stacked: a second patch of park_here_a over a first one, threads
+//!   asleep in the first patch's replacement; plus an object for a module
+//!   that is not loaded;
+//! - replace: an atomic-replace patch over one that replaced a and b
+//!   (nop functions);
+//! - unpatch: the first patch being disabled, threads asleep in its
+//!   replacements.
+//!
+//! The set read from the kernel's memory, the run's funcs.txt and the
+//! livepatch module file must give the same ranges and the same verdict for
+//! every task, and those verdicts must be the kernel's (`patch_state` in the
+//! dump and the guest's /proc, "is sleeping on function" lines).
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use lpstack::dump::Dump;
+use lpstack::kernel::check::{check_kernel, TaskReport};
+use lpstack::kernel::image::{CpuRegs, Kernel};
+use lpstack::kernel::klp::{KlpState, KlpTarget};
+use lpstack::patchset::klp::{from_transition, resolve_in_kernel, KernelSet, KlpKnowledge};
+use lpstack::patchset::{parse_funcs, PatchSet};
+use lpstack::verdict::Verdict;
+use lpstack::walk::WalkConfig;
+
+const RUNS: &[&str] = &[
+    "6.12.117+deb12-amd64-stacked",
+    "6.12.117+deb12-amd64-replace",
+    "6.12.117+deb12-amd64-unpatch",
+    "6.1.0-57-amd64-stacked",
+    "6.1.0-57-amd64-replace",
+    "6.1.0-57-amd64-unpatch",
+];
+
+/// What the guest said.
+struct GroundTruth {
+    target_state: i32,
+    transition_patch: String,
+    /// tid -> patch_state, from /proc.
+    patch_state: Vec<(i32, i32)>,
+    /// (tid, comm, function) the kernel named "is sleeping on function" in
+    /// its last retry before the dump.
+    sleeping: BTreeSet<(i32, String, String)>,
+}
+
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split(' ').find_map(|w| w.strip_prefix(key)).unwrap_or_else(|| panic!("{key} in {line}"))
+}
+
+fn ground_truth(dir: &str) -> GroundTruth {
+    let text = String::from_utf8(common::read(&format!("vmcore/{dir}/ground-truth.txt"))).unwrap();
+    let mut gt = GroundTruth { target_state: -2, transition_patch: String::new(), patch_state: vec![], sleeping: BTreeSet::new() };
+    for line in text.lines() {
+        if line.starts_with("GT target_state=") {
+            gt.target_state = field(line, "target_state=").parse().unwrap();
+            gt.transition_patch = field(line, "transition_patch=").to_string();
+        } else if line.starts_with("GT tid=") {
+            gt.patch_state.push((field(line, "tid=").parse().unwrap(), field(line, "patch_state=").parse().unwrap()));
+        } else if line.starts_with("KLP tid=") && field(line, "in_last_round=") == "yes" {
+            if let Some(function) = field(line, "last=").strip_prefix("sleeping_on=") {
+                gt.sleeping.insert((field(line, "tid=").parse().unwrap(), field(line, "comm=").to_string(), function.to_string()));
+            }
+        }
+    }
+    assert!(gt.target_state >= 0 && !gt.transition_patch.is_empty(), "{dir}: GT target_state line");
+    gt
+}
+
+fn open(dir: &str) -> (Kernel<Dump<'static>>, Vec<CpuRegs>) {
+    let bytes: &'static [u8] = common::read(&format!("vmcore/{dir}/vmcore.trimmed.kdump")).leak();
+    let dump = Dump::open(bytes).unwrap();
+    let vi = dump.vmcoreinfo().cloned().expect("VMCOREINFO");
+    let cpus = dump.cpus().iter().filter_map(|c| c.index_hint.map(|cpu| CpuRegs { cpu, regs: c.regs })).collect();
+    (Kernel::open(dump, &vi).unwrap(), cpus)
+}
+
+/// Each checked range, in a comparable form.
+fn ranges(set: &PatchSet) -> BTreeSet<(String, String, u64, u64, String)> {
+    set.funcs()
+        .iter()
+        .map(|f| (f.object.clone(), f.function.clone(), f.address, f.size, format!("{:?}", f.version)))
+        .collect()
+}
+
+/// Each task's verdict: (pid, verdict, blocking function).
+fn verdicts(reports: &[TaskReport<'_>]) -> Vec<(i32, &'static str, String)> {
+    reports
+        .iter()
+        .map(|r| {
+            let f = match r.verdict {
+                Verdict::Blocked { function, .. } => function.function.clone(),
+                _ => String::new(),
+            };
+            (r.task.pid, r.verdict.name(), f)
+        })
+        .collect()
+}
+
+/// The three ways to name the set, each with the kernel's rules.
+fn sets(dir: &str, kernel: &Kernel<Dump<'static>>, state: &KlpState) -> Vec<(&'static str, KernelSet)> {
+    let memory = from_transition(state, &kernel.symbols).expect("a transition in progress");
+    let funcs = String::from_utf8(common::read(&format!("vmcore/{dir}/funcs.txt"))).unwrap();
+    let specs = parse_funcs(&funcs, "vmlinux").unwrap();
+    let written = resolve_in_kernel(&specs, &kernel.symbols, &KlpKnowledge::State(state), false).unwrap();
+    vec![("memory", memory), ("funcs.txt", written)]
+}
+
+#[test]
+fn memory_funcs_txt_and_module_agree_with_the_kernel() {
+    for dir in RUNS {
+        let gt = ground_truth(dir);
+        let (mut kernel, cpus) = open(dir);
+        let state = kernel.klp_state().unwrap().expect("livepatch in this kernel");
+        let t = state.transition.expect("a transition in progress");
+        assert_eq!(state.patches[t.patch].module, gt.transition_patch, "{dir}");
+        let target = if gt.target_state == 1 { KlpTarget::Patched } else { KlpTarget::Unpatched };
+        assert_eq!(t.target, target, "{dir}");
+
+        let sets = sets(dir, &kernel, &state);
+        let (first_name, first) = &sets[0];
+        let mut first_verdicts = None;
+        for (name, ks) in &sets {
+            assert_eq!(ranges(&ks.set), ranges(&first.set), "{dir}: {name} vs {first_name}");
+            let reports = check_kernel(&mut kernel, &ks.set, &cpus, &WalkConfig::default(), |_, _| {}).unwrap();
+            let v = verdicts(&reports);
+            match &first_verdicts {
+                None => first_verdicts = Some(v),
+                Some(f) => assert_eq!(&v, f, "{dir}: verdicts from {name} vs {first_name}"),
+            }
+        }
+
+        // Against the kernel.
+        let reports = check_kernel(&mut kernel, &first.set, &cpus, &WalkConfig::default(), |_, _| {}).unwrap();
+        let mut blocked = BTreeSet::new();
+        let mut compared = 0;
+        for r in reports.iter().filter(|r| !r.task.idle) {
+            let state = r.task.patch_state.unwrap_or_else(|| panic!("{dir}: no patch_state"));
+            if let Some(&(_, listed)) = gt.patch_state.iter().find(|(tid, _)| *tid == r.task.pid) {
+                assert_eq!(listed, state, "{dir}: pid {} /proc vs dump", r.task.pid);
+            }
+            let switched = state == gt.target_state;
+            match &r.verdict {
+                Verdict::Switchable => assert!(switched, "{dir}: {} {} switchable, not switched", r.task.pid, r.task.comm),
+                Verdict::Blocked { function, .. } => {
+                    assert!(!switched, "{dir}: {} {} blocked but switched", r.task.pid, r.task.comm);
+                    blocked.insert((r.task.pid, r.task.comm.clone(), function.function.clone()));
+                }
+                Verdict::Unreliable { .. } => assert!(!switched, "{dir}: {} unreliable", r.task.pid),
+                Verdict::Running => continue,
+            }
+            compared += 1;
+        }
+        assert!(compared >= 55, "{dir}: {compared} tasks compared");
+        assert!(blocked.len() >= 4, "{dir}: {blocked:?}");
+        assert_eq!(blocked, gt.sleeping, "{dir}: the kernel's 'is sleeping on function' lines");
+    }
+}
+
+/// What the issue found: the first patch's rule (check the original) on a
+/// stacked or unpatching transition calls the sleepers switchable. The
+/// kernel's rule does not; this proves the fixtures tell them apart.
+#[test]
+fn original_functions_alone_would_call_blocked_tasks_switchable() {
+    for dir in RUNS.iter().filter(|d| !d.ends_with("-replace")) {
+        let gt = ground_truth(dir);
+        let (mut kernel, cpus) = open(dir);
+        let funcs = String::from_utf8(common::read(&format!("vmcore/{dir}/funcs.txt"))).unwrap();
+        let loaded: Vec<_> = parse_funcs(&funcs, "vmlinux")
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.object == "vmlinux" || kernel.symbols.table(&s.object).is_some())
+            .collect();
+        let naive = PatchSet::resolve(&loaded, &kernel.symbols).unwrap();
+        let reports = check_kernel(&mut kernel, &naive, &cpus, &WalkConfig::default(), |_, _| {}).unwrap();
+        let wrongly_switchable = reports
+            .iter()
+            .filter(|r| r.verdict.is_switchable())
+            .filter(|r| gt.sleeping.iter().any(|(tid, _, _)| *tid == r.task.pid))
+            .count();
+        assert!(wrongly_switchable >= 4, "{dir}: {wrongly_switchable}");
+    }
+}
