@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT OR Apache-2.0
 """Post-process one lpstack vmcore run.
 
-usage: extract.py RUNDIR FIXTUREDIR RELEASE
+usage: extract.py RUNDIR FIXTUREDIR RELEASE [FUNCS]
 
 RUNDIR holds what the run produced (console.log = guest ttyS0 with the
 kernel console, report.log = guest ttyS1 with /init's report, qmp.log,
@@ -10,6 +10,13 @@ vmcore.*). Writes into FIXTUREDIR (committed, small text only):
 ground-truth.txt, console-tail.txt, guest-report.txt, stacks.txt,
 vmcoreinfo.txt, funcs.txt, and appends to run-info.txt. Also reassembles
 QEMU's flattened kdump files into RUNDIR/vmcore.<fmt>.reassembled.
+
+funcs.txt is a copy of FUNCS when given (the livepatch scenarios), else the
+default scenario's set. A livepatch scenario's report (scripts/vmcore/
+init-klp.sh) names itself (@@SCENARIO), the patch in transition and its
+target state (GT target_state=N transition_patch=P) and every patch's state
+(GT patch=P enabled=E transition=T); the default one (init.sh) has the
+single patch lpstack_lp, target state 1.
 """
 import hashlib
 import os
@@ -38,14 +45,19 @@ def section(lines, begin, end):
 
 
 def parse_gt(lines):
-    tasks, trans = {}, None
+    """GT lines of one pass -> (tasks, transition line, target line, patch lines)."""
+    tasks, trans, target, patches = {}, None, None, []
     for ln in lines:
         if ln.startswith("GT tid="):
             kv = dict(re.findall(r"(\w+)=(\S*)", ln))
             tasks[int(kv["tid"])] = (ln, kv)
         elif ln.startswith("GT transition="):
             trans = ln
-    return tasks, trans
+        elif ln.startswith("GT target_state="):
+            target = ln
+        elif ln.startswith("GT patch="):
+            patches.append(ln)
+    return tasks, trans, target, patches
 
 
 def elf_notes(path):
@@ -137,6 +149,7 @@ def sha256(path):
 
 def main():
     rundir, fixdir, release = sys.argv[1:4]
+    funcs_file = sys.argv[4] if len(sys.argv) > 4 else None
     os.makedirs(fixdir, exist_ok=True)
     rep = read_log(os.path.join(rundir, "report.log"))
     con = read_log(os.path.join(rundir, "console.log"))
@@ -147,8 +160,16 @@ def main():
     if "READY-FOR-DUMP" not in rep:
         raise SystemExit("guest never printed READY-FOR-DUMP")
 
-    gt1, tr1 = parse_gt(section(rep, "@@GT_BEGIN 1", "@@GT_END 1"))
-    gt2, tr2 = parse_gt(section(rep, "@@GT_BEGIN 2", "@@GT_END 2"))
+    gt1, tr1, _, _ = parse_gt(section(rep, "@@GT_BEGIN 1", "@@GT_END 1"))
+    gt2, tr2, target2, patches2 = parse_gt(section(rep, "@@GT_BEGIN 2", "@@GT_END 2"))
+    scenario = next((l.split()[1] for l in rep if l.startswith("@@SCENARIO ")), None)
+    tkv = dict(re.findall(r"(\w+)=(\S*)", target2 or ""))
+    tpatch = tkv.get("transition_patch", "lpstack_lp")
+    target = tkv.get("target_state", "1")
+    stalled = dict(re.findall(r"(\w+)=(\S*)", tr2 or "")).get("transition") == "1"
+    if not stalled:
+        print(f"WARNING: {tpatch} is not in transition at the last GT pass: {tr2}",
+              file=sys.stderr)
     dmesg = section(rep, "@@DMESG_BEGIN", "@@DMESG_END")
     busy = next((l.split()[1] for l in rep if l.startswith("@@BUSY_PID ")), "?")
     initpid = next((l.split()[1] for l in rep if l.startswith("@@INIT_PID ")), "?")
@@ -175,7 +196,16 @@ def main():
     vre = re.compile(r"^\[\s*([0-9.]+)\] livepatch: klp_try_switch_task: (.*):(\d+) "
                      r"(is sleeping on function (\S+)|is running|has an unreliable stack|Unknown.*)$")
     stamps = []
-    for l in kmsg:
+    verdict_lines = kmsg
+    if scenario is not None:
+        # Several transitions in one boot (lpstack_lp1's came first): the
+        # verdicts of the one in transition at the dump start at its last
+        # "starting ... transition" line.
+        sre = re.compile(r"livepatch: '" + re.escape(tpatch) + r"': starting (un)?patching transition")
+        starts = [i for i, l in enumerate(kmsg) if sre.search(l)]
+        verdict_lines = kmsg[starts[-1]:] if starts else kmsg
+        tstart = verdict_lines[0] if starts else "(no start line found)"
+    for l in verdict_lines:
         m = vre.match(l)
         if not m:
             continue
@@ -196,7 +226,21 @@ def main():
     out = []
     out.append(f"# lpstack vmcore ground truth, kernel {release}")
     out.append("# Written by scripts/vmcore/make-vmcores.sh from the guest's own report")
-    out.append("# (ttyS1) while the livepatch lpstack_lp was in transition.")
+    if scenario is None:
+        out.append("# (ttyS1) while the livepatch lpstack_lp was in transition.")
+    else:
+        out.append(f"# (ttyS1) while the livepatch {tpatch} was in transition; scenario {scenario}")
+        out.append(f"# (scripts/vmcore/init-klp.sh). Target state of the transition: {target}"
+                   f" ({'PATCHED' if target == '1' else 'UNPATCHED' if target == '0' else '?'}).")
+        if target == "0":
+            out.append("# This is an UNPATCH transition: a task the kernel has switched has")
+            out.append("# patch_state 0; patch_state 1 = not switched yet (still runs the patch).")
+        else:
+            out.append("# A task the kernel has switched has patch_state 1; 0 = not switched yet.")
+        out.append("# GT target_state/transition_patch and GT patch= (every patch in")
+        out.append("# /sys/kernel/livepatch: enabled, transition) are of pass 2.")
+        if not stalled:
+            out.append(f"# WARNING: {tpatch} was NOT in transition at pass 2: {tr2}")
     out.append("# GT lines: pass 2 (the last one before READY-FOR-DUMP; the VM was stopped")
     out.append("# and dumped right after). patch_state: 0 = unpatched (KLP_TRANSITION_UNPATCHED),")
     out.append("# 1 = patched, -1 = no transition. stat_state: the state letter of")
@@ -204,6 +248,11 @@ def main():
     out.append(f"# busy-loop pid: {busy}   init (/init shell) pid: {initpid}")
     out.append(f"# patch_state counts (pass 2): " +
                ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    if scenario is not None:
+        pending = sorted((tid, kv["comm"]) for tid, (_, kv) in gt2.items()
+                         if kv["patch_state"] != target)
+        out.append(f"# not switched to the target state (pass 2): {len(pending)}: " +
+                   " ".join(f"{c}:{t}" for t, c in pending))
     if changed:
         out.append("# tasks whose patch_state differs between pass 1 and pass 2 "
                    "(or that exist in only one pass):")
@@ -211,6 +260,9 @@ def main():
     else:
         out.append("# pass 1 (2 s earlier) has identical patch_state for every task.")
     out.append("")
+    if scenario is not None:
+        out.append(target2 or "GT target_state=?")
+        out.extend(patches2)
     for tid in sorted(gt2):
         out.append(gt2[tid][0])
     out.append(tr2 or "GT transition=?")
@@ -220,6 +272,12 @@ def main():
     out.append("# retry. last = verdict of the task's last line; in_last_round = yes if that")
     out.append("# line belongs to the last retry before the VM was stopped (within 0.5 s of the last")
     out.append(f"# such line, [{last_round:.6f}]); no = the task switched afterwards.")
+    if scenario is not None:
+        out.append(f"# Only the lines of {tpatch}'s transition, from: {tstart}")
+        out.append("# (earlier transitions' lines are in the KMSG section). The function named")
+        out.append("# is the klp_func's old_name, also when the code found on the stack is an")
+        out.append("# earlier patch's replacement (a stacked patch or an atomic replace's nop)")
+        out.append("# or, when unpatching, this patch's own replacement.")
     for tid in sorted(verdicts):
         v = verdicts[tid]
         hist = ",".join(f"{k}:{n}" for k, n in sorted(v["hist"].items()))
@@ -247,7 +305,11 @@ def main():
         f.write("\n".join(tail).rstrip("\n") + "\n")
 
     with open(os.path.join(fixdir, "funcs.txt"), "w") as f:
-        f.write("lpstack_park:park_here_a\ncmdline_proc_show\n")
+        if funcs_file:
+            with open(funcs_file) as src:
+                f.write(src.read())
+        else:
+            f.write("lpstack_park:park_here_a\ncmdline_proc_show\n")
 
     # VMCOREINFO and CPU notes from the ELF dump.
     info = []
@@ -324,7 +386,8 @@ def main():
     with open(os.path.join(fixdir, "run-info.txt"), "a") as f:
         f.write("\n".join(info) + "\n")
 
-    print(f"ground truth: {len(gt2)} tasks; patch_state counts {counts}; "
+    print(f"ground truth: {len(gt2)} tasks; transition patch {tpatch}, target state {target}, "
+          f"{'stalled' if stalled else 'NOT STALLED'}; patch_state counts {counts}; "
           f"klp verdicts {len(verdicts)}; pass1/pass2 changes {len(changed)}; "
           f"VMCOREINFO {'present' if vmcoreinfo else 'ABSENT'}")
 

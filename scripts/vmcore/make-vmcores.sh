@@ -4,8 +4,15 @@
 # Make real vmcores of Debian kernels taken while a livepatch transition is
 # stalled, with the kernel's own per-task verdicts as ground truth.
 #
-# usage: scripts/vmcore/make-vmcores.sh [6.12|6.12-4level|6.12-la57|6.1|all]...
-#        (default: all = 6.12-4level 6.12-la57 6.1; "6.12" = both 6.12 runs)
+# usage: scripts/vmcore/make-vmcores.sh [RUN|GROUP]...
+#   RUN:   6.12-4level | 6.12-la57 | 6.1           (the default scenario)
+#          BASE:SCENARIO, SCENARIO one of stacked, replace, unpatch
+#          (the livepatch scenarios, e.g. 6.12-4level:stacked; directory
+#          <release>-<scenario>, e.g. 6.12.117+deb12-amd64-stacked)
+#   GROUP: all = 6.12-4level 6.12-la57 6.1 (the default when no argument);
+#          6.12 = 6.12-4level 6.12-la57;
+#          klp = klp-6.12 klp-6.1; klp-6.12 = 6.12-4level:{stacked,replace,unpatch};
+#          klp-6.1 = 6.1:{stacked,replace,unpatch}
 #
 # Per run (see tests/fixtures/vmcore/README.md):
 #   - builds lpstack_park.ko and lpstack_lp.ko (scripts/vmcore/modules/)
@@ -14,6 +21,12 @@
 #     initramfs whose /init (scripts/vmcore/init.sh) parks threads in
 #     park_here_{a,b,c}, loads the livepatch, waits, and reports per-task
 #     patch_state on the guest's ttyS1;
+#   - a livepatch scenario (stacked, replace, unpatch) instead builds
+#     lpstack_park with an export (modules/park_wait) and the livepatches
+#     lpstack_lp1/2/3, and boots with scripts/vmcore/init-klp.sh as /init:
+#     lpstack_lp1 is applied first, then the parkers start, then a second
+#     transition (lpstack_lp2 on top, lpstack_lp3 atomic replace, or
+#     lpstack_lp1 disabled) stalls on them;
 #   - stops the VM over QMP and dumps its memory (ELF and kdump-*) with
 #     scripts/vmcore/qmp.py; then scripts/vmcore/extract.py writes the
 #     committed text fixtures.
@@ -39,17 +52,42 @@ FORCE="${FORCE:-0}"
 # shellcheck source=../lib/debian-guest.sh
 . "$ROOT/scripts/lib/debian-guest.sh"
 
+# SCENARIO (empty = the default one) -> INIT (the guest's /init), KOS (the
+# modules the guest loads, file names), KODIR (where they were built),
+# FUNCS (funcs.txt of the patch in transition; empty: extract.py's default).
+scenario_params() {
+    case "$SCENARIO" in
+    "")
+        INIT=init.sh; KODIR="$VWORK/build-$REL"; FUNCS=""
+        KOS=(lpstack_park.ko lpstack_lp.ko) ;;
+    stacked)
+        INIT=init-klp.sh; KODIR="$VWORK/build-$REL/klp"
+        KOS=(lpstack_park.ko lpstack_lp1.ko lpstack_lp2.ko)
+        FUNCS=$'lpstack_park:park_here_a\nlpstack_park:park_here_c\ncmdline_proc_show\nlpstack_absent:absent_fn\n' ;;
+    replace)
+        INIT=init-klp.sh; KODIR="$VWORK/build-$REL/klp"
+        KOS=(lpstack_park.ko lpstack_lp1.ko lpstack_lp3.ko)
+        FUNCS=$'lpstack_park:park_here_c\n' ;;
+    unpatch)
+        INIT=init-klp.sh; KODIR="$VWORK/build-$REL/klp"
+        KOS=(lpstack_park.ko lpstack_lp1.ko)
+        FUNCS=$'lpstack_park:park_here_a\nlpstack_park:park_here_b\n' ;;
+    *) die "unknown scenario $SCENARIO (stacked, replace, unpatch)" ;;
+    esac
+}
+
 build_initramfs() {  # OUT
-    local dir="$VWORK/initramfs-$REL"
+    local dir="$VWORK/initramfs-$REL" ko
     rm -rf "$dir"
     mkdir -p "$dir"/{bin,proc,sys,dev,tmp,lib/lpstack}
     cp /bin/busybox "$dir/bin/busybox"
     ln -s busybox "$dir/bin/sh"
     cp "$VWORK/parker" "$dir/bin/parker"
-    cp "$HERE/init.sh" "$dir/init"
+    cp "$HERE/$INIT" "$dir/init"
     chmod +x "$dir/init"
-    cp "$VWORK/image-$REL/qemu_fw_cfg.ko" "$VWORK/build-$REL/lpstack_park.ko" \
-       "$VWORK/build-$REL/lpstack_lp.ko" "$dir/lib/lpstack/"
+    cp "$VWORK/image-$REL/qemu_fw_cfg.ko" "$dir/lib/lpstack/"
+    for ko in "${KOS[@]}"; do cp "$KODIR/$ko" "$dir/lib/lpstack/"; done
+    [ -z "$SCENARIO" ] || echo "$SCENARIO" >"$dir/lib/lpstack/scenario"
     (cd "$dir" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -9 -n >"$1"
 }
 
@@ -60,25 +98,32 @@ run_done() {
 }
 
 run_one() {
-    run_params "$1"
+    SCENARIO=""
+    case "$1" in *:*) SCENARIO="${1#*:}" ;; esac
+    run_params "${1%%:*}"
+    scenario_params
+    [ -z "$SCENARIO" ] || DIR="$DIR-$SCENARIO"
     if [ "$FORCE" != 1 ] && run_done; then
         log "$1: complete in $VWORK/$DIR (FORCE=1 to redo)"
         return
     fi
     local r="$VWORK/$DIR" f="$FIX/$DIR" t0 t1 t2 t3
-    log "$1: kernel $REL, -cpu $CPU -> $r"
+    log "$1: kernel $REL, -cpu $CPU${SCENARIO:+, scenario $SCENARIO} -> $r"
     prepare_image
     grep -q '^CONFIG_LIVEPATCH=y' "$VWORK/image-$REL/config" \
         || die "$REL: CONFIG_LIVEPATCH is not y: no livepatch possible"
-    build_modules
+    if [ -z "$SCENARIO" ]; then build_modules; else build_klp_modules; fi
     build_parker
     rm -rf "$r" && mkdir -p "$r" "$f"
     # Only our own files: others may keep derived files here (never touched).
     rm -f "$f"/{ground-truth.txt,console-tail.txt,guest-report.txt,stacks.txt} \
           "$f"/{vmcoreinfo.txt,funcs.txt,run-info.txt,lpstack_park.ko,lpstack_lp.ko}
+    [ -z "$SCENARIO" ] || rm -f "$f"/lpstack_lp{1,2,3}.ko
     build_initramfs "$r/initramfs.cpio.gz"
     cp "$VWORK/image-$REL/vmlinuz" "$r/vmlinuz"
-    cp "$VWORK/build-$REL/lpstack_park.ko" "$VWORK/build-$REL/lpstack_lp.ko" "$r/"
+    local ko
+    for ko in "${KOS[@]}"; do cp "$KODIR/$ko" "$r/"; done
+    [ -z "$FUNCS" ] || printf '%s' "$FUNCS" >"$r/funcs.txt"
 
     local sock="$r/qmp.sock"
     local qemu=(qemu-system-x86_64 -accel tcg -cpu "$CPU" -smp 2 -m "$MEM"
@@ -89,6 +134,7 @@ run_one() {
     {
         echo "# lpstack vmcore run $1 ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
         echo "kernel: $REL ($IMG_PKG $VER)"
+        [ -z "$SCENARIO" ] || echo "scenario: $SCENARIO (/init: scripts/vmcore/$INIT; modules loaded: ${KOS[*]})"
         echo "host: $(qemu-system-x86_64 --version | head -n1); $(nproc) host cores"
         echo "qemu: ${qemu[*]}"
         echo "modules: built with make -C /usr/src/linux-headers-$REL M=...; gcc: $(gcc-12 --version | head -n1)"
@@ -125,9 +171,8 @@ run_one() {
         echo "qmp.py:"
         sed 's/^/  /' "$r/qmp.log"
     } >>"$f/run-info.txt"
-    python3 "$HERE/extract.py" "$r" "$f" "$REL"
-    local ko
-    for ko in lpstack_park.ko lpstack_lp.ko; do
+    python3 "$HERE/extract.py" "$r" "$f" "$REL" ${FUNCS:+"$r/funcs.txt"}
+    for ko in "${KOS[@]}"; do
         if [ "$(stat -c %s "$r/$ko")" -lt 204800 ]; then
             cp "$r/$ko" "$f/$ko"
         else
@@ -144,7 +189,13 @@ for a in "$@"; do
     all) runs+=(6.12-4level 6.12-la57 6.1) ;;
     6.12) runs+=(6.12-4level 6.12-la57) ;;
     6.12-4level|6.12-la57|6.1) runs+=("$a") ;;
-    *) die "usage: $0 [6.12|6.12-4level|6.12-la57|6.1|all]..." ;;
+    klp) runs+=(6.12-4level:{stacked,replace,unpatch} 6.1:{stacked,replace,unpatch}) ;;
+    klp-6.12) runs+=(6.12-4level:{stacked,replace,unpatch}) ;;
+    klp-6.1) runs+=(6.1:{stacked,replace,unpatch}) ;;
+    6.12-4level:*|6.12-la57:*|6.1:*)
+        case "${a#*:}" in stacked|replace|unpatch) runs+=("$a") ;;
+        *) die "unknown scenario in $a (stacked, replace, unpatch)" ;; esac ;;
+    *) die "usage: $0 [6.12|6.12-4level|6.12-la57|6.1|all|klp|klp-6.12|klp-6.1|BASE:SCENARIO]..." ;;
     esac
 done
 install_packages

@@ -1,0 +1,173 @@
+#!/bin/sh
+# /init of the lpstack vmcore initramfs for the livepatch scenarios
+# (busybox sh): stacked, replace, unpatch; the name is in
+# /lib/lpstack/scenario. The default scenario has its own /init (init.sh),
+# which this one follows step by step. See "Livepatch scenarios" in
+# tests/fixtures/vmcore/README.md. Kernel messages go to ttyS0 (console);
+# everything this script reports goes to ttyS1.
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+mount -t debugfs debugfs /sys/kernel/debug
+mkdir -p /tmp && mount -t tmpfs tmp /tmp
+
+OUT=/dev/ttyS1
+[ -c "$OUT" ] || OUT=/dev/console
+exec 3>"$OUT"
+say() { echo "$*" >&3; }
+both() { echo "$*" >&3; echo "$*" >/dev/console; }
+
+read -r SCENARIO < /lib/lpstack/scenario
+LP=/sys/kernel/livepatch
+case "$SCENARIO" in
+stacked) TP=lpstack_lp2; TARGET=1 ;;   # lpstack_lp2 on top of lpstack_lp1
+replace) TP=lpstack_lp3; TARGET=1 ;;   # atomic replace of lpstack_lp1
+unpatch) TP=lpstack_lp1; TARGET=0 ;;   # lpstack_lp1 disabled
+*) TP=?; TARGET=? ;;
+esac
+
+both "@@UNAME $(uname -r)"
+both "@@SCENARIO $SCENARIO"
+say "@@TRANSITION_PATCH $TP"
+say "@@TARGET_STATE $TARGET"
+echo 8 > /proc/sys/kernel/printk
+
+# QEMU's -device vmcoreinfo only gets the guest's VMCOREINFO through the
+# fw_cfg driver.
+insmod /lib/lpstack/qemu_fw_cfg.ko && say "@@FW_CFG loaded"
+if [ -e /sys/firmware/qemu_fw_cfg/by_name/etc/vmcoreinfo ]; then
+    say "@@FW_CFG etc/vmcoreinfo present"
+else
+    say "@@FW_CFG etc/vmcoreinfo MISSING"
+fi
+
+echo 'file kernel/livepatch/transition.c +p' > /sys/kernel/debug/dynamic_debug/control
+echo 'file kernel/livepatch/core.c +p' > /sys/kernel/debug/dynamic_debug/control
+
+# klp_enable_patch refuses while another transition runs: wait for it.
+wait_transition() {  # PATCH
+    i=0
+    while [ "$i" -lt 120 ]; do
+        read -r tr < "$LP/$1/transition" 2>/dev/null || tr=?
+        if [ "$tr" = 0 ]; then
+            say "@@TRANSITION_DONE $1 $(cat /proc/uptime) after $i x 0.5 s"
+            return 0
+        fi
+        sleep 0.5
+        i=$((i + 1))
+    done
+    both "@@ERROR $1 still in transition (transition=$tr) after 60 s"
+    return 1
+}
+
+klp_state() {  # TAG: every patch in /sys/kernel/livepatch, and its objects
+    for p in "$LP"/*; do
+        [ -d "$p" ] || continue
+        read -r en < "$p/enabled"
+        read -r tr < "$p/transition"
+        rp=$(cat "$p/replace" 2>/dev/null || echo ?)
+        say "$1 patch=${p##*/} enabled=$en transition=$tr replace=$rp"
+        for o in "$p"/*/; do
+            [ -e "$o/patched" ] || continue
+            o=${o%/}
+            say "$1   object=${o##*/} patched=$(cat "$o/patched")"
+        done
+    done
+}
+
+insmod /lib/lpstack/lpstack_park.ko || both "@@ERROR insmod lpstack_park"
+
+# lpstack_lp1 first, while nothing is parked: its transition completes.
+say "@@INSMOD_LP1 $(cat /proc/uptime)"
+insmod /lib/lpstack/lpstack_lp1.ko || both "@@ERROR insmod lpstack_lp1"
+wait_transition lpstack_lp1
+klp_state "@@KLP_AFTER_LP1"
+
+# Workload, as in init.sh; now park_here_a/b run lpstack_lp1's
+# livepatch_park_here_a/b, which park the thread in turn.
+/bin/parker mt a a a b b c &         # 1 process, 6 parked threads + main in futex
+/bin/parker sa main-a &              # single-threaded, parks in park_here_a
+/bin/parker sb main-b &              # single-threaded, parks in park_here_b
+sleep 1000 &                         # nanosleep
+sleep 1000 | cat &                   # cat blocked reading an empty pipe
+sh -c 'while :; do :; done' &        # busy loop: running at dump time
+BUSY=$!
+sleep 2
+
+say "@@PARKED_BEFORE_PATCH"
+for t in /proc/[0-9]*/task/[0-9]*; do
+    read -r c < "$t/comm" 2>/dev/null || continue
+    case "$c" in mt*|sa*|sb*) say "@@PARKED ${t##*/} $c $(cat $t/wchan 2>/dev/null)";; esac
+done
+
+case "$SCENARIO" in
+stacked)
+    say "@@INSMOD_LP2 $(cat /proc/uptime)"
+    insmod /lib/lpstack/lpstack_lp2.ko || both "@@ERROR insmod lpstack_lp2" ;;
+replace)
+    say "@@INSMOD_LP3 $(cat /proc/uptime)"
+    insmod /lib/lpstack/lpstack_lp3.ko || both "@@ERROR insmod lpstack_lp3" ;;
+unpatch)
+    say "@@DISABLE_LP1 $(cat /proc/uptime)"
+    echo 0 > "$LP/lpstack_lp1/enabled" || both "@@ERROR disable lpstack_lp1" ;;
+*)
+    both "@@ERROR unknown scenario '$SCENARIO'" ;;
+esac
+sleep 4
+
+gt_pass() {  # N
+    say "@@GT_BEGIN $1 $(cat /proc/uptime)"
+    say "GT target_state=$TARGET transition_patch=$TP"
+    for p in "$LP"/*; do
+        [ -d "$p" ] || continue
+        read -r en < "$p/enabled"
+        read -r tr < "$p/transition"
+        say "GT patch=${p##*/} enabled=$en transition=$tr"
+    done
+    for t in /proc/[0-9]*/task/[0-9]*; do
+        tid="${t##*/}"
+        pid="${t#/proc/}"; pid="${pid%%/*}"
+        read -r comm < "$t/comm" 2>/dev/null || continue
+        read -r ps < "$t/patch_state" 2>/dev/null || ps=?
+        read -r st < "$t/stat" 2>/dev/null || st=
+        st="${st##*) }"; st="${st%% *}"
+        say "GT tid=$tid tgid=$pid comm=$comm patch_state=$ps stat_state=$st"
+    done
+    read -r tr < "$LP/$TP/transition"
+    read -r en < "$LP/$TP/enabled"
+    say "GT transition=$tr enabled=$en"
+    say "@@GT_END $1"
+}
+
+gt_pass 1
+say "@@BUSY_PID $BUSY"
+say "@@INIT_PID $$"
+say "@@CMDLINE $(cat /proc/cmdline)"
+klp_state "@@KLP_STATE"
+say "@@MODULES_BEGIN"
+cat /proc/modules >&3
+say "@@MODULES_END"
+say "@@CPUINFO_FLAGS $(grep -m1 '^flags' /proc/cpuinfo)"
+say "@@STACKS_BEGIN"
+for t in /proc/[0-9]*/task/[0-9]*; do
+    read -r comm < "$t/comm" 2>/dev/null || continue
+    say "@@TASK ${t##*/} $comm"
+    cat "$t/stack" >&3 2>/dev/null
+done
+say "@@STACKS_END"
+sleep 2
+gt_pass 2
+say "@@DMESG_BEGIN"
+dmesg >&3
+say "@@DMESG_END"
+# The last look before the dump: the transition must still be stalled.
+klp_state "@@KLP_FINAL"
+read -r tr < "$LP/$TP/transition"
+if [ "$tr" = 1 ]; then
+    say "@@STALLED yes $TP transition=1 $(cat /proc/uptime)"
+else
+    both "@@STALLED NO $TP transition=$tr"
+fi
+both "READY-FOR-DUMP"
+while :; do sleep 1000; done
