@@ -23,7 +23,7 @@ use lpstack::dump::Dump;
 use lpstack::kernel::check::{check_kernel, TaskReport};
 use lpstack::kernel::image::{CpuRegs, Kernel};
 use lpstack::kernel::klp::{KlpState, KlpTarget};
-use lpstack::patchset::klp::{from_transition, resolve_in_kernel, KernelSet, KlpKnowledge};
+use lpstack::patchset::klp::{from_transition, resolve_in_kernel, KernelSet, KlpKnowledge, ResolveOptions};
 use lpstack::patchset::{parse_funcs, PatchSet};
 use lpstack::verdict::Verdict;
 use lpstack::walk::WalkConfig;
@@ -106,7 +106,7 @@ fn sets(dir: &str, kernel: &Kernel<Dump<'static>>, state: &KlpState) -> Vec<(&'s
     let memory = from_transition(state, &kernel.symbols).expect("a transition in progress");
     let funcs = String::from_utf8(common::read(&format!("vmcore/{dir}/funcs.txt"))).unwrap();
     let specs = parse_funcs(&funcs, "vmlinux").unwrap();
-    let written = resolve_in_kernel(&specs, &kernel.symbols, &KlpKnowledge::State(state), false).unwrap();
+    let written = resolve_in_kernel(&specs, &kernel.symbols, &KlpKnowledge::State(state), ResolveOptions::default()).unwrap();
     vec![("memory", memory), ("funcs.txt", written)]
 }
 

@@ -13,7 +13,7 @@ use lpstack::model::Model;
 use lpstack::kernel::klp::KlpTarget;
 use lpstack::kernel::stall::stall_info;
 use lpstack::memory::PhysMemory;
-use lpstack::patchset::klp::{from_transition, resolve_in_kernel, KernelSet, KlpKnowledge};
+use lpstack::patchset::klp::{from_transition, resolve_in_kernel, KernelSet, KlpKnowledge, ResolveOptions};
 use lpstack::patchset::{parse_funcs, Direction, PatchSet};
 use lpstack::symbols::Symbolizer;
 use lpstack::walk::{KernelRegsPolicy, Reliability, WalkConfig};
@@ -46,6 +46,11 @@ pub struct CheckArgs {
     /// Unpatching: check the replacement functions named in --new-set.
     #[arg(long, requires = "new_set")]
     pub(super) unpatch: bool,
+    /// The --set is an atomic-replace patch: functions that live patches
+    /// replace and the set does not name get nop functions, checked too
+    /// (a --patch module says so itself).
+    #[arg(long)]
+    pub(super) replace: bool,
     /// The new (replacement) functions, line by line with --set. Without
     /// --unpatch this is a stacked patch: the previous patch's replacements
     /// are what is checked.
@@ -292,7 +297,8 @@ pub(super) fn kernel_set<P: PhysMemory>(
         }
         (Some(path), _) => {
             let specs = parse_funcs(&read(path)?, "vmlinux").map_err(at(path))?;
-            resolve_in_kernel(&specs, &kernel.symbols, &knowledge, args.unpatch).map_err(at(path))?
+            resolve_in_kernel(&specs, &kernel.symbols, &knowledge, ResolveOptions { unpatch: args.unpatch, replace: args.replace })
+                .map_err(at(path))?
         }
         (None, Some(path)) => patch_module_set(path, kernel, &knowledge, args.unpatch)?,
         (None, None) => {

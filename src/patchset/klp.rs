@@ -31,6 +31,15 @@ pub enum KlpKnowledge<'a> {
     Unreadable { error: String, livepatch_modules: Vec<(String, Vec<(u64, u64)>)> },
 }
 
+/// What the user says of the set beyond its functions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResolveOptions {
+    /// The patch that replaces these functions is being removed.
+    pub unpatch: bool,
+    /// The set is an atomic-replace patch (`klp_patch.replace`).
+    pub replace: bool,
+}
+
 /// A patched set for a kernel, with what the user should be told about it:
 /// skipped objects, and which version of each function was checked where
 /// that is not the original.
@@ -155,14 +164,20 @@ pub fn from_transition(state: &KlpState, symbols: &Symbolizer) -> Option<KernelS
 /// Resolves `specs` (funcs.txt lines, a livepatch module's functions) for
 /// a kernel, as livepatch would: an object that is not loaded is skipped
 /// with a note, and each function is checked at the version the kernel
-/// checks (see the module doc). `unpatch` says the user is removing the
-/// patch that replaces these functions.
+/// checks (see the module doc).
+///
+/// During a transition the kernel checks every function of the patch in
+/// transition, so those the specs leave out (an atomic replace's nops, a
+/// short funcs.txt) are added from its memory, with a note. With no
+/// transition, `replace` adds what an atomic replace would: a nop for each
+/// function a live patch replaces and the specs do not name.
 pub fn resolve_in_kernel(
     specs: &[FuncSpec],
     symbols: &Symbolizer,
     klp: &KlpKnowledge<'_>,
-    unpatch: bool,
+    options: ResolveOptions,
 ) -> Result<KernelSet, PatchSetError> {
+    let ResolveOptions { unpatch, replace } = options;
     let mut skipped: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut funcs = Vec::new();
     let mut notes = Vec::new();
@@ -234,17 +249,45 @@ pub fn resolve_in_kernel(
     if let (Some(t), KlpKnowledge::State(state)) = (transition, klp)
         && let Some(patch) = state.patches.get(t.patch)
     {
-        let missing: Vec<String> = state
-            .funcs()
-            .filter(|(r, f)| r.patch == t.patch && f.patched && !covered.contains(r))
-            .filter_map(|(r, f)| state.object(r).map(|o| format!("{}:{}", o.object_name(), f.old_name)))
-            .collect();
-        if !missing.is_empty() {
+        let mut added = Vec::new();
+        for (r, f) in state.funcs().filter(|(r, f)| r.patch == t.patch && f.patched && !covered.contains(r)) {
+            let (Some(obj), Some(range)) = (state.object(r), checked_range(state, r, t.target)) else { continue };
+            let sympos = u32::try_from(f.old_sympos).unwrap_or(u32::MAX);
+            let pf = patched_func(symbols, (obj.object_name(), &f.old_name, sympos, 0), range);
+            added.push(format!("{}:{}{}", pf.object, pf.function, if f.nop { " (nop)" } else { "" }));
+            funcs.push(pf);
+        }
+        if !added.is_empty() {
             notes.push(format!(
-                "the patch in transition ({}) also patches {} not in the set: {}",
+                "the patch in transition ({}) also patches {} not in the set, checked as the kernel does: {}",
                 patch.module,
-                missing.len(),
-                missing.join(", ")
+                added.len(),
+                added.join(", ")
+            ));
+        }
+    } else if let (true, KlpKnowledge::State(state)) = (replace, klp) {
+        // An atomic replace adds a nop for each live function it does not
+        // name: the task must leave that patch's replacement too.
+        let named: Vec<u64> = funcs.iter().map(|f| f.address).collect();
+        let mut added = Vec::new();
+        for (r, f) in state.funcs().filter(|(r, f)| f.patched && state.top(f.old_func) == Some(*r)) {
+            let covered_old = specs.iter().any(|s| {
+                symbols.table(&s.object).and_then(|t| t.find_by_name(&s.function).next()).is_some_and(|x| x.address == f.old_func)
+            });
+            if covered_old || named.contains(&f.new_func) {
+                continue;
+            }
+            let (Some(obj), Some(p)) = (state.object(r), state.patch(r)) else { continue };
+            let version = CheckedVersion::PreviousPatch { module: p.module.clone() };
+            let pf = patched_func(symbols, (obj.object_name(), &f.old_name, 0, 0), (f.new_func, f.new_size, version));
+            added.push(format!("{}:{}", pf.object, pf.function));
+            funcs.push(pf);
+        }
+        if !added.is_empty() {
+            notes.push(format!(
+                "atomic replace: nop functions for {} function(s) live patches replace: {}",
+                added.len(),
+                added.join(", ")
             ));
         }
     }
@@ -411,6 +454,9 @@ mod tests {
         assert!(from_transition(&state, &symbols()).is_none());
     }
 
+    const NO: ResolveOptions = ResolveOptions { unpatch: false, replace: false };
+    const UNPATCH: ResolveOptions = ResolveOptions { unpatch: true, replace: false };
+
     fn specs(text: &str) -> Vec<FuncSpec> {
         parse_funcs(text, "vmlinux").unwrap()
     }
@@ -423,7 +469,7 @@ mod tests {
             &specs("park:park_here_a\npark:park_here_c\nabsent:absent_fn\nabsent:other\ncmdline_proc_show"),
             &s,
             &KlpKnowledge::State(&state),
-            false,
+            NO,
         )
         .unwrap();
         assert_eq!(
@@ -440,40 +486,75 @@ mod tests {
         assert_eq!(skipped.len(), 1, "{:?}", ks.notes);
         assert!(skipped[0].contains("2 functions (absent_fn, other)"));
         // The transition patch's functions the set leaves out are named.
-        let ks = resolve_in_kernel(&specs("park:park_here_a"), &s, &KlpKnowledge::State(&state), false).unwrap();
-        assert!(ks.notes.iter().any(|n| n.contains("also patches 1 not in the set: park:park_here_c")), "{:?}", ks.notes);
+        let ks = resolve_in_kernel(&specs("park:park_here_a"), &s, &KlpKnowledge::State(&state), NO).unwrap();
+        assert_eq!(checked(&ks)[1], ("park_here_c".into(), C, "original"));
+        assert!(ks.notes.iter().any(|n| n.contains("also patches 1 not in the set, checked as the kernel does: park:park_here_c")), "{:?}", ks.notes);
     }
 
     #[test]
     fn a_written_set_outside_the_transition_checks_the_live_version() {
-        // b is not in lp2; lp1's replacement is what runs.
+        // b is not in lp2; lp1's replacement is what runs. lp2's own
+        // functions are what the kernel checks: added.
         let state = stacked(KlpTarget::Patched);
-        let ks = resolve_in_kernel(&specs("park:park_here_b"), &symbols(), &KlpKnowledge::State(&state), false).unwrap();
-        assert_eq!(checked(&ks), [("park_here_b".into(), LP1_B, "previous patch")]);
+        let ks = resolve_in_kernel(&specs("park:park_here_b"), &symbols(), &KlpKnowledge::State(&state), NO).unwrap();
+        assert_eq!(
+            checked(&ks),
+            [
+                ("park_here_b".into(), LP1_B, "previous patch"),
+                ("park_here_a".into(), LP1_A, "previous patch"),
+                ("park_here_c".into(), C, "original"),
+            ]
+        );
         // No transition at all: the top of the stack (lp2's a).
         let idle = KlpState { transition: None, ..stacked(KlpTarget::Patched) };
-        let ks = resolve_in_kernel(&specs("park:park_here_a"), &symbols(), &KlpKnowledge::State(&idle), false).unwrap();
+        let ks = resolve_in_kernel(&specs("park:park_here_a"), &symbols(), &KlpKnowledge::State(&idle), NO).unwrap();
         assert_eq!(checked(&ks), [("park_here_a".into(), LP2_A, "previous patch")]);
-        let ks = resolve_in_kernel(&specs("park:park_here_a"), &symbols(), &KlpKnowledge::State(&idle), true).unwrap();
+        let ks = resolve_in_kernel(&specs("park:park_here_a"), &symbols(), &KlpKnowledge::State(&idle), UNPATCH).unwrap();
         assert_eq!(checked(&ks), [("park_here_a".into(), LP2_A, "replacement")]);
     }
 
     #[test]
     fn unpatch_must_agree_with_the_kernel() {
         let state = stacked(KlpTarget::Patched);
-        let e = resolve_in_kernel(&specs("park:park_here_a"), &symbols(), &KlpKnowledge::State(&state), true);
+        let e = resolve_in_kernel(&specs("park:park_here_a"), &symbols(), &KlpKnowledge::State(&state), UNPATCH);
         assert!(matches!(e, Err(PatchSetError::DirectionConflict { ref module }) if module == "lp2"));
         let idle = KlpState { transition: None, ..stacked(KlpTarget::Patched) };
-        let e = resolve_in_kernel(&specs("cmdline_proc_show"), &symbols(), &KlpKnowledge::State(&idle), true);
+        let e = resolve_in_kernel(&specs("cmdline_proc_show"), &symbols(), &KlpKnowledge::State(&idle), UNPATCH);
         assert!(matches!(e, Err(PatchSetError::NotPatched { line: 1, .. })), "{e:?}");
-        let e = resolve_in_kernel(&specs("cmdline_proc_show"), &symbols(), &KlpKnowledge::None, true);
+        let e = resolve_in_kernel(&specs("cmdline_proc_show"), &symbols(), &KlpKnowledge::None, UNPATCH);
         assert!(matches!(e, Err(PatchSetError::MissingNewFunctions)));
         // Unpatching in the kernel: the set's functions are checked at lp2's code.
         let state = stacked(KlpTarget::Unpatched);
         for unpatch in [false, true] {
-            let ks = resolve_in_kernel(&specs("park:park_here_c"), &symbols(), &KlpKnowledge::State(&state), unpatch).unwrap();
-            assert_eq!(checked(&ks), [("park_here_c".into(), LP2_C, "replacement")]);
+            let ks = resolve_in_kernel(&specs("park:park_here_c"), &symbols(), &KlpKnowledge::State(&state), ResolveOptions { unpatch, replace: false }).unwrap();
+            assert_eq!(
+                checked(&ks),
+                [("park_here_c".into(), LP2_C, "replacement"), ("park_here_a".into(), LP2_A, "replacement")]
+            );
         }
+    }
+
+    #[test]
+    fn atomic_replace_set_gets_nops_for_live_functions() {
+        // No transition; lp1 and lp2 live. A replace patch of c alone
+        // leaves a (top: lp2) and b (top: lp1) as nops.
+        let idle = KlpState { transition: None, ..stacked(KlpTarget::Patched) };
+        let options = ResolveOptions { unpatch: false, replace: true };
+        let ks = resolve_in_kernel(&specs("park:park_here_c"), &symbols(), &KlpKnowledge::State(&idle), options).unwrap();
+        let mut got = checked(&ks);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("park_here_a".into(), LP2_A, "previous patch"),
+                ("park_here_b".into(), LP1_B, "previous patch"),
+                ("park_here_c".into(), LP2_C, "previous patch"),
+            ]
+        );
+        assert!(ks.notes.iter().any(|n| n.contains("atomic replace")), "{:?}", ks.notes);
+        // Without replace: c alone.
+        let ks = resolve_in_kernel(&specs("park:park_here_c"), &symbols(), &KlpKnowledge::State(&idle), NO).unwrap();
+        assert_eq!(ks.set.len(), 1);
     }
 
     #[test]
@@ -482,7 +563,7 @@ mod tests {
             error: "memory at 0x1000: page not in dump".into(),
             livepatch_modules: vec![("lp1".into(), vec![(LP1_A, LP1_A + 0x1000)])],
         };
-        let ks = resolve_in_kernel(&specs("park:park_here_a"), &symbols(), &knowledge, false).unwrap();
+        let ks = resolve_in_kernel(&specs("park:park_here_a"), &symbols(), &knowledge, NO).unwrap();
         assert_eq!(checked(&ks)[0], ("park_here_a".into(), A, "original"));
         assert_eq!(ks.set.find(LP1_B + 4).map(|i| ks.set.funcs()[i].version.name()), Some("livepatch module"));
         assert!(ks.notes.iter().any(|n| n.contains("page not in dump")));
@@ -490,11 +571,11 @@ mod tests {
 
     #[test]
     fn no_livepatch_kernel_checks_originals() {
-        let ks = resolve_in_kernel(&specs("park:park_here_a\nnot_loaded:f"), &symbols(), &KlpKnowledge::None, false).unwrap();
+        let ks = resolve_in_kernel(&specs("park:park_here_a\nnot_loaded:f"), &symbols(), &KlpKnowledge::None, NO).unwrap();
         assert_eq!(checked(&ks), [("park_here_a".into(), A, "original")]);
         assert_eq!(ks.notes.len(), 1);
         // A typo in a loaded object is still an error.
-        let e = resolve_in_kernel(&specs("park:park_here_z"), &symbols(), &KlpKnowledge::None, false);
+        let e = resolve_in_kernel(&specs("park:park_here_z"), &symbols(), &KlpKnowledge::None, NO);
         assert!(matches!(e, Err(PatchSetError::UnknownFunction { .. })));
     }
 }
