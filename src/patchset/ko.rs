@@ -103,6 +103,12 @@ const KPATCH_SYMPOS: u64 = 32;
 const KPATCH_NAME: u64 = 40;
 const KPATCH_OBJNAME: u64 = 48;
 
+/// `KSYM_NAME_LEN` since 6.1: no symbol or module name is longer.
+const MAX_STRING: usize = 512;
+/// More places than this that look like a static `klp_patch` is not a
+/// module anyone wrote (and reading each costs a walk of its arrays).
+const MAX_PATCH_CANDIDATES: usize = 64;
+
 /// `MODULE_NAME_LEN` on 64-bit: 64 - sizeof(unsigned long).
 const MODULE_NAME_LEN: u64 = 56;
 /// `offsetof(struct module, name)` on x86-64 when no BTF is given: `enum
@@ -300,6 +306,12 @@ pub enum KoError {
     },
     #[error("string at {at} has no NUL before the end of its section")]
     UnterminatedString { at: String },
+    #[error("string at {at} is longer than 512 bytes (KSYM_NAME_LEN)")]
+    LongString { at: String },
+    #[error(
+        "{count} places look like a struct klp_patch (more than 64); not a module anyone wrote"
+    )]
+    TooManyPatchCandidates { count: usize },
     #[error("string at {at} is not UTF-8")]
     NonUtf8String { at: String },
     #[error("string at {at} is empty")]
@@ -841,10 +853,14 @@ impl<'a> Image<'a> {
             .and_then(|s| bytes.get(s..))
             .unwrap_or(&[]);
         let at = || self.loc(target, start);
-        let len = rest
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or_else(|| KoError::UnterminatedString { at: at() })?;
+        // Only the first KSYM_NAME_LEN bytes are searched: many pointers
+        // into one long string must not each scan (and copy) all of it.
+        let window = rest.get(..rest.len().min(MAX_STRING + 1)).unwrap_or(rest);
+        let len = match window.iter().position(|&b| b == 0) {
+            Some(len) => len,
+            None if window.len() > MAX_STRING => return Err(KoError::LongString { at: at() }),
+            None => return Err(KoError::UnterminatedString { at: at() }),
+        };
         let text = std::str::from_utf8(rest.get(..len).unwrap_or(&[]))
             .map_err(|_| KoError::NonUtf8String { at: at() })?;
         if text.is_empty() {
@@ -1376,6 +1392,11 @@ fn read_source_built(
     layout: &SourceLayout,
 ) -> Result<(Vec<PatchObject>, bool), KoError> {
     let candidates = patch_candidates(image, layout);
+    if candidates.len() > MAX_PATCH_CANDIDATES {
+        return Err(KoError::TooManyPatchCandidates {
+            count: candidates.len(),
+        });
+    }
     let mut found = Vec::new();
     let mut first_error = None;
     for &candidate in &candidates {
@@ -1989,6 +2010,43 @@ mod tests {
         let mut b = kpatch();
         b.sec(".kpatch.funcs").relocs[1].3 = 7; // the NUL after "vmlinux"
         assert_eq!(message(read(&b)), "string at .kpatch.strings+0x7 is empty");
+    }
+
+    #[test]
+    fn long_strings_and_many_candidates_are_bounded() {
+        let mut b = kpatch();
+        let mut long = vec![b'a'; 600];
+        long.push(0);
+        b.write(".kpatch.strings", 44, &long);
+        b.sec(".kpatch.funcs").relocs[1].3 = 44;
+        assert_eq!(
+            message(read(&b)),
+            "string at .kpatch.strings+0x2c is longer than 512 bytes (KSYM_NAME_LEN)"
+        );
+        // 512 bytes exactly is a name.
+        let mut b = kpatch();
+        b.write(".kpatch.strings", 44, &[vec![b'a'; 512], vec![0]].concat());
+        b.sec(".kpatch.funcs").relocs[1].3 = 44;
+        assert_eq!(
+            read(&b).map(|m| m.objects[0].funcs[0].old_name.len()),
+            Ok(512)
+        );
+
+        let mut b = source_built();
+        b.sec(".data").data.resize(0xf0 + 65 * 32, 0);
+        for i in 0..65u64 {
+            let at = 0xf0 + i * 32;
+            b.reloc(".data", at, To::Section(".data"), 0x20).reloc(
+                ".data",
+                at + 8,
+                To::Symbol("__this_module"),
+                0,
+            );
+        }
+        assert_eq!(
+            message(read_btf(&b)),
+            "66 places look like a struct klp_patch (more than 64); not a module anyone wrote"
+        );
     }
 
     #[test]
