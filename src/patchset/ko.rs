@@ -31,7 +31,8 @@
 //!   klp_func_ext *funcs; struct klp_callbacks callbacks; unsigned int
 //!   nr_funcs; }` (64 bytes: `klp_callbacks` is four pointers and a bool,
 //!   40 bytes): include/linux/livepatch_external.h, torvalds/linux commit
-//!   5add3c3c280a35f7e258e9cef7607db5a2e56fdc (as released in v6.19).
+//!   5add3c3c280a35f7e258e9cef7607db5a2e56fdc (the layout klp-build was
+//!   merged with for v6.19).
 //!   Strings and pointers by relocation, `sympos` and `nr_funcs` written as
 //!   literals, `name` left NULL for vmlinux: `create_klp_sections()` in
 //!   tools/objtool/klp-diff.c, torvalds/linux commit
@@ -49,11 +50,12 @@
 //! - `klp_patch` / `klp_object` / `klp_func`: from BTF. The terminators are
 //!   the kernel's (`klp_for_each_object_static`: `funcs` and `name` both
 //!   NULL; `klp_for_each_func_static`: `old_name`, `new_func` and
-//!   `old_sympos` all zero; include/linux/livepatch.h, the same conditions
-//!   from torvalds/linux 0430f78bf38f9972f0cf0522709cc63d49fa164c, where the
-//!   macros had no `_static` suffix, to 6.x). `klp_init_patch_early()` and
-//!   `klp_init_func()` refuse an object with a name but no `funcs` and a
-//!   function without `old_name` or `new_func`; so does this reader.
+//!   `old_sympos` all zero; include/linux/livepatch.h of 6.12.117, Debian
+//!   linux-source-6.12, and the same conditions back to torvalds/linux
+//!   0430f78bf38f9972f0cf0522709cc63d49fa164c, where the macros had no
+//!   `_static` suffix). `klp_enable_patch()` refuses an object without
+//!   `funcs` and `klp_init_func()` a function without `old_name` or
+//!   `new_func` (kernel/livepatch/core.c, 6.12.117); so does this reader.
 //!
 //! Atomic replace ([`LivepatchModule::replace`]) is in the file only for
 //! source-built modules (the `replace` field of the static `klp_patch`). The
@@ -2195,6 +2197,9 @@ mod tests {
         bytes[18] = 183; // EM_AARCH64
         assert!(message(read_livepatch_module(&bytes, None)).contains("expected EM_X86_64"));
         bytes[18] = 62;
+        bytes[5] = 2; // big-endian
+        assert!(message(read_livepatch_module(&bytes, None)).contains("not an ELF64 little-endian"));
+        bytes[5] = 1;
         bytes[16] = 3; // ET_DYN
         assert!(message(read_livepatch_module(&bytes, None)).contains("expected ET_REL"));
     }
