@@ -372,6 +372,70 @@ fn btf_seed(release: &str) -> Vec<u8> {
     panic!("{release}: no parseable cut");
 }
 
+/// The BTF the livepatch_ko target reads a source-built module with: only
+/// `klp_patch`, `klp_object` and `klp_func` with `release`'s real sizes and
+/// the offsets of the members the reader uses (a cut of the 4 MB vmlinux
+/// BTF would lose them).
+fn klp_layout_btf(release: &str) -> Vec<u8> {
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(&common::read(&format!("btf/vmlinux-{release}.btf.gz"))[..])
+        .read_to_end(&mut raw)
+        .unwrap();
+    let real = Btf::parse(&raw).unwrap();
+    let size = |s: &str| real.type_size(real.find_struct(s).unwrap()).unwrap() as u32;
+    let bits = |s: &str, m: &str| (real.member(s, m).unwrap().offset * 8) as u32;
+    let mut strs = vec![0u8];
+    let mut name = |n: &str| {
+        let off = strs.len() as u32;
+        strs.extend_from_slice(n.as_bytes());
+        strs.push(0);
+        off
+    };
+    let mut types: Vec<u32> = Vec::new();
+    // [1] unsigned long, [2] char, [3] char *, [4] _Bool
+    types.extend([name("unsigned long"), 1 << 24, 8, 64]);
+    types.extend([name("char"), 1 << 24, 1, 8]);
+    types.extend([0, 2 << 24, 2]);
+    types.extend([name("_Bool"), 1 << 24, 1, 8]);
+    let strukt = |types: &mut Vec<u32>, n: u32, size: u32, members: &[(u32, u32, u32)]| {
+        types.extend([n, (4 << 24) | members.len() as u32, size]);
+        for &(m, t, off) in members {
+            types.extend([m, t, off]);
+        }
+    };
+    // [5] klp_func, [6] klp_object, [7] klp_patch (pointers typed char *)
+    let f = [(name("old_name"), 3, bits("klp_func", "old_name")), (name("new_func"), 3, bits("klp_func", "new_func")), (name("old_sympos"), 1, bits("klp_func", "old_sympos"))];
+    strukt(&mut types, name("klp_func"), size("klp_func"), &f);
+    let o = [(name("name"), 3, bits("klp_object", "name")), (name("funcs"), 3, bits("klp_object", "funcs"))];
+    strukt(&mut types, name("klp_object"), size("klp_object"), &o);
+    let p = [(name("mod"), 3, bits("klp_patch", "mod")), (name("objs"), 3, bits("klp_patch", "objs")), (name("replace"), 4, bits("klp_patch", "replace"))];
+    strukt(&mut types, name("klp_patch"), size("klp_patch"), &p);
+    let types: Vec<u8> = types.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let mut out = vec![0x9f, 0xeb, 1, 0];
+    for w in [24u32, 0, types.len() as u32, types.len() as u32, strs.len() as u32] {
+        le32(&mut out, w);
+    }
+    out.extend_from_slice(&types);
+    out.extend_from_slice(&strs);
+    // It reads the real modules as the whole BTF does.
+    let small = Btf::parse(&out).unwrap();
+    for ko in [format!("vmcore/{release}/lpstack_lp.ko"), "livepatch/samples/livepatch-callbacks-demo.ko".into()] {
+        let ko = common::read(&ko);
+        let whole = lpstack::patchset::ko::read_livepatch_module(&ko, Some(&real)).unwrap();
+        assert_eq!(lpstack::patchset::ko::read_livepatch_module(&ko, Some(&small)), Ok(whole), "{release}");
+    }
+    out
+}
+
+/// `[u32 BTF length][BTF][module]`, as the livepatch_ko target reads it.
+fn livepatch_seed(btf: &[u8], ko: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    le32(&mut out, btf.len() as u32);
+    out.extend_from_slice(btf);
+    out.extend_from_slice(&common::read(ko));
+    out
+}
+
 /// A fixture's VMCOREINFO text without its leading `#` comment.
 fn vmcoreinfo(dir: &str) -> Vec<u8> {
     let text = String::from_utf8(common::read(&format!("vmcore/{dir}/vmcoreinfo.txt"))).unwrap();
@@ -460,6 +524,16 @@ fn build_seeds() -> Seeds {
         seeds.add("orc_table", &format!("{version}-raw"), orc_table_seed(release, format, 1000, 96));
         seeds.add("btf", &format!("{version}-cut"), btf_seed(release));
     }
+    for (release, version) in [("6.12.117+deb12-amd64", "6.12.117"), ("6.1.0-57-amd64", "6.1.192")] {
+        let btf = klp_layout_btf(release);
+        seeds.add("livepatch_ko", &format!("{version}-lpstack_lp"), livepatch_seed(&btf, &format!("vmcore/{release}/lpstack_lp.ko")));
+        if version == "6.12.117" {
+            for ko in ["samples/livepatch-callbacks-demo", "forms/lp_replace", "forms/lp_two_patches"] {
+                let name = ko.rsplit('/').next().unwrap();
+                seeds.add("livepatch_ko", &format!("{version}-{name}"), livepatch_seed(&btf, &format!("livepatch/{ko}.ko")));
+            }
+        }
+    }
     seeds.add("cfi_walk", "libparked", cfi_seed(&dir));
     seeds.add("kallsyms", "6.12.117", kallsyms_seed(false));
     seeds.add("kallsyms", "6.12.117-name-order", kallsyms_seed(true));
@@ -484,7 +558,7 @@ fn build_seeds() -> Seeds {
 fn seeds_reach_deep_into_their_readers() {
     let seeds = build_seeds();
     let per_target = |t: &str| seeds.0.iter().filter(|(n, _)| n.starts_with(&format!("{t}/"))).count();
-    for t in ["vmcoreinfo", "orc_walk", "c_api", "funcs_txt", "orc_table", "btf", "cfi_walk", "kallsyms", "kdump_compressed", "flattened"] {
+    for t in ["vmcoreinfo", "orc_walk", "c_api", "funcs_txt", "orc_table", "btf", "cfi_walk", "kallsyms", "kdump_compressed", "flattened", "livepatch_ko"] {
         assert!(per_target(t) > 0, "{t}");
     }
     let total: usize = seeds.0.iter().map(|(_, b)| b.len()).sum();

@@ -22,3 +22,4 @@ add kdump_compressed $fx/dump/mdf-lzo-d31-cut.kdump
 add flattened $fx/dump/qemu-zlib-cut.flat
 add orc_table $fx/vmcore/*/lpstack_*.ko
 add btf $fx/btf/*.btf
+add livepatch_ko $fx/vmcore/*/lpstack_*.ko $fx/livepatch/forms/*.o $fx/livepatch/forms/*.ko $fx/livepatch/samples/*.ko

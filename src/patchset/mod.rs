@@ -7,6 +7,8 @@
 //! see [`Direction`]. Matching a PC is `start <= pc < start + size` on the
 //! raw address, exactly as the kernel compares return addresses.
 
+pub mod ko;
+
 use std::collections::HashMap;
 
 use serde::Serialize;
