@@ -24,6 +24,8 @@ use lpstack::kernel::check::{check_kernel, TaskReport};
 use lpstack::kernel::image::{CpuRegs, Kernel};
 use lpstack::kernel::klp::{KlpState, KlpTarget};
 use lpstack::patchset::klp::{from_transition, resolve_in_kernel, KernelSet, KlpKnowledge, ResolveOptions};
+use lpstack::kernel::btf::Btf;
+use lpstack::patchset::ko::read_livepatch_module;
 use lpstack::patchset::{parse_funcs, PatchSet};
 use lpstack::verdict::Verdict;
 use lpstack::walk::WalkConfig;
@@ -102,12 +104,19 @@ fn verdicts(reports: &[TaskReport<'_>]) -> Vec<(i32, &'static str, String)> {
 }
 
 /// The three ways to name the set, each with the kernel's rules.
-fn sets(dir: &str, kernel: &Kernel<Dump<'static>>, state: &KlpState) -> Vec<(&'static str, KernelSet)> {
+fn sets(dir: &str, kernel: &mut Kernel<Dump<'static>>, state: &KlpState, patch_module: &str) -> Vec<(&'static str, KernelSet)> {
     let memory = from_transition(state, &kernel.symbols).expect("a transition in progress");
     let funcs = String::from_utf8(common::read(&format!("vmcore/{dir}/funcs.txt"))).unwrap();
     let specs = parse_funcs(&funcs, "vmlinux").unwrap();
     let written = resolve_in_kernel(&specs, &kernel.symbols, &KlpKnowledge::State(state), ResolveOptions::default()).unwrap();
-    vec![("memory", memory), ("funcs.txt", written)]
+    let btf_bytes = kernel.read_btf().unwrap();
+    let btf = Btf::parse(&btf_bytes).unwrap();
+    let ko = common::read(&format!("vmcore/{dir}/{patch_module}.ko"));
+    let module = read_livepatch_module(&ko, Some(&btf)).unwrap();
+    assert_eq!(module.name, patch_module);
+    let options = ResolveOptions { unpatch: false, replace: module.replace.unwrap_or(true) };
+    let from_ko = resolve_in_kernel(&module.func_specs(), &kernel.symbols, &KlpKnowledge::State(state), options).unwrap();
+    vec![("memory", memory), ("funcs.txt", written), ("module", from_ko)]
 }
 
 #[test]
@@ -121,7 +130,8 @@ fn memory_funcs_txt_and_module_agree_with_the_kernel() {
         let target = if gt.target_state == 1 { KlpTarget::Patched } else { KlpTarget::Unpatched };
         assert_eq!(t.target, target, "{dir}");
 
-        let sets = sets(dir, &kernel, &state);
+        let sets = sets(dir, &mut kernel, &state, &gt.transition_patch);
+        assert_eq!(sets.len(), 3);
         let (first_name, first) = &sets[0];
         let mut first_verdicts = None;
         for (name, ks) in &sets {
@@ -184,4 +194,62 @@ fn original_functions_alone_would_call_blocked_tasks_switchable() {
             .count();
         assert!(wrongly_switchable >= 4, "{dir}: {wrongly_switchable}");
     }
+}
+
+/// The command itself, with no set: the transition from memory, and the
+/// stall report lists exactly the tasks the kernel holds back, in its words.
+#[test]
+fn check_without_a_set_reports_the_stall_in_the_kernels_words() {
+    for dir in ["6.12.117+deb12-amd64-stacked", "6.1.0-57-amd64-unpatch"] {
+        let gt = ground_truth(dir);
+        let dump = common::fixture(&format!("vmcore/{dir}/vmcore.trimmed.kdump"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lpstack"))
+            .args(["check", dump.to_str().unwrap(), "--format", "json"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{dir}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["transition"]["patch"], gt.transition_patch.as_str(), "{dir}");
+        let mut words = BTreeSet::new();
+        for t in v["tasks"].as_array().unwrap() {
+            let s = &t["transition"];
+            if s["switched"] == false && s["kernel_reason"].as_str().is_some_and(|r| r.starts_with("is sleeping")) {
+                let reason = s["kernel_reason"].as_str().unwrap();
+                let function = reason.trim_start_matches("is sleeping on function ").to_string();
+                words.insert((t["pid"].as_i64().unwrap() as i32, t["comm"].as_str().unwrap().to_string(), function));
+                assert!(s["version"].is_string(), "{dir}: {t}");
+            }
+        }
+        assert_eq!(words, gt.sleeping, "{dir}");
+        let pending = v["summary"]["pending"].as_u64().unwrap();
+        let switched = v["summary"]["switched_by_kernel"].as_u64().unwrap();
+        assert_eq!(pending + switched, v["summary"]["tasks"].as_u64().unwrap());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("patched set from the kernel's memory"), "{dir}: {stderr}");
+    }
+}
+
+/// A dump whose livepatch state pages were left out (these fixtures were
+/// trimmed before lpstack read them): every function of the loaded
+/// livepatch module is checked too, and the user is told why.
+#[test]
+fn unreadable_state_is_said_and_checks_the_livepatch_module() {
+    let dir = "6.12.117+deb12-amd64";
+    let dump = common::fixture(&format!("vmcore/{dir}/vmcore.trimmed.kdump"));
+    let set = common::fixture(&format!("vmcore/{dir}/funcs.txt"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lpstack"))
+        .args(["check", dump.to_str().unwrap(), "--set", set.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot read the kernel's livepatch state") && stderr.contains("page not in dump"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let any = v["patched"].as_array().unwrap().iter().filter(|p| p["version"]["kind"] == "any_of_module").count();
+    assert!(any >= 1, "{}", v["patched"]);
+    // Without a set there is nothing to go on: exit 2, naming both options.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lpstack")).args(["check", dump.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--set") && stderr.contains("--patch"), "{stderr}");
 }

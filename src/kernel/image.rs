@@ -371,6 +371,13 @@ impl<P: PhysMemory> Kernel<P> {
         super::klp::read_klp_state(&mut self.mem, &l, self.layout.list_next, syms).map(Some)
     }
 
+    /// The vmlinux BTF, read again from `__start_BTF..__stop_BTF`.
+    pub fn read_btf(&mut self) -> Result<Vec<u8>, KernelError> {
+        let start = self.symbol("__start_BTF").ok_or(KernelError::MissingSymbol("__start_BTF"))?;
+        let stop = self.symbol("__stop_BTF").ok_or(KernelError::MissingSymbol("__stop_BTF"))?;
+        read_bytes(&mut self.mem, start, stop.saturating_sub(start), "BTF")
+    }
+
     /// Modules that are (or, with `mod->klp` unreadable, may be) livepatch
     /// modules, with their text ranges: where any replacement lives.
     pub fn livepatch_modules(&self) -> Vec<(String, Vec<(u64, u64)>)> {
