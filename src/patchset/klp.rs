@@ -204,7 +204,7 @@ pub fn resolve_in_kernel(
                 let in_transition = transition.and_then(|t| {
                     state
                         .funcs()
-                        .find(|(r, f)| r.patch == t.patch && f.patched && f.old_func == address)
+                        .find(|(r, f)| r.patch == t.patch && state.object(*r).is_some_and(|o| o.patched) && f.old_func == address)
                         .map(|(r, _)| (r, t.target))
                 });
                 match (in_transition, state.top(address)) {
@@ -250,7 +250,10 @@ pub fn resolve_in_kernel(
         && let Some(patch) = state.patches.get(t.patch)
     {
         let mut added = Vec::new();
-        for (r, f) in state.funcs().filter(|(r, f)| r.patch == t.patch && f.patched && !covered.contains(r)) {
+        for (r, f) in state.funcs().filter(|(r, _)| {
+            // klp_check_stack: every function of every patched object.
+            r.patch == t.patch && state.object(*r).is_some_and(|o| o.patched) && !covered.contains(r)
+        }) {
             let (Some(obj), Some(range)) = (state.object(r), checked_range(state, r, t.target)) else { continue };
             let sympos = u32::try_from(f.old_sympos).unwrap_or(u32::MAX);
             let pf = patched_func(symbols, (obj.object_name(), &f.old_name, sympos, 0), range);
