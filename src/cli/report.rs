@@ -146,7 +146,17 @@ pub fn table_report(
             let mut detail = verdict_detail(r, symbols, home);
             if let Some(s) = &r.stall {
                 let words = s.kernel_reason.as_deref().unwrap_or("");
-                detail = if detail.is_empty() { words.to_string() } else { format!("{words}: {detail}") };
+                detail = match r.verdict {
+                    // The kernel names the function; the frame shows the code found.
+                    Verdict::Blocked { function, frame, pc, .. } => format!(
+                        "{words} [{}]: frame #{frame} {} ({})",
+                        function.object,
+                        frame_text(symbols, home, *pc),
+                        function.version.name()
+                    ),
+                    _ if detail.is_empty() => words.to_string(),
+                    _ => format!("{words}: {detail}"),
+                };
                 if let Some(never) = s.never_converges {
                     detail += &format!("; will not converge: {never}");
                 }
