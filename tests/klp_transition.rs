@@ -253,3 +253,29 @@ fn unreadable_state_is_said_and_checks_the_livepatch_module() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--set") && stderr.contains("--patch"), "{stderr}");
 }
+
+/// `--unpatch` must agree with the kernel's direction: accepted during an
+/// unpatch (the replacements are found in memory, no --new-set needed),
+/// refused during a patching transition.
+#[test]
+fn unpatch_flag_follows_the_kernels_direction() {
+    let run = |dir: &str| {
+        let dump = common::fixture(&format!("vmcore/{dir}/vmcore.trimmed.kdump"));
+        let set = common::fixture(&format!("vmcore/{dir}/funcs.txt"));
+        std::process::Command::new(env!("CARGO_BIN_EXE_lpstack"))
+            .args(["check", dump.to_str().unwrap(), "--set", set.to_str().unwrap(), "--unpatch", "--format", "json"])
+            .output()
+            .unwrap()
+    };
+    let out = run("6.12.117+deb12-amd64-unpatch");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for p in v["patched"].as_array().unwrap() {
+        assert_eq!(p["version"]["kind"], "replacement", "{p}");
+        assert!(p["checked"].as_str().unwrap().starts_with("lpstack_lp1:livepatch_park_here_"), "{p}");
+    }
+    let out = run("6.12.117+deb12-amd64-stacked");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--unpatch, but the kernel is applying livepatch lpstack_lp2"), "{stderr}");
+}

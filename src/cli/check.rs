@@ -44,8 +44,10 @@ pub struct CheckArgs {
     /// source-built `struct klp_patch`): its functions are the set.
     #[arg(long, conflicts_with = "new_set")]
     pub(super) patch: Option<PathBuf>,
-    /// Unpatching: check the replacement functions named in --new-set.
-    #[arg(long, requires = "new_set")]
+    /// Unpatching: check the replacements. For a kernel they are read from
+    /// its livepatch state (the patch that replaces the set's functions);
+    /// for a process, name them in --new-set.
+    #[arg(long)]
     pub(super) unpatch: bool,
     /// The --set is an atomic-replace patch: functions that live patches
     /// replace and the set does not name get nop functions, checked too
