@@ -357,15 +357,16 @@ impl<P: PhysMemory> Kernel<P> {
 
     /// The kernel's livepatch state: every registered patch and the
     /// transition in progress. None when the kernel has no livepatch
-    /// (no `klp_patches` symbol, or BTF without `struct klp_patch`).
+    /// (no `klp_patches` symbol); an error when it has one but its state
+    /// cannot be read (no 5.1+ layout in BTF, memory missing).
     pub fn klp_state(&mut self) -> Result<Option<super::klp::KlpState>, super::klp::KlpError> {
-        let (Some(l), Some(patches), Some(transition_patch), Some(target_state)) = (
-            self.layout.klp,
-            self.symbol("klp_patches"),
-            self.symbol("klp_transition_patch"),
-            self.symbol("klp_target_state"),
-        ) else {
-            return Ok(None);
+        let Some(patches) = self.symbol("klp_patches") else { return Ok(None) };
+        // Livepatch is there: whatever else is missing makes it unknown,
+        // never absent.
+        let (Some(l), Some(transition_patch), Some(target_state)) =
+            (self.layout.klp, self.symbol("klp_transition_patch"), self.symbol("klp_target_state"))
+        else {
+            return Err(super::klp::KlpError::NoLayout);
         };
         let syms = super::klp::KlpSymbols { patches, transition_patch, target_state };
         super::klp::read_klp_state(&mut self.mem, &l, self.layout.list_next, syms).map(Some)

@@ -29,6 +29,8 @@ pub enum KlpError {
     BadList { what: &'static str, addr: u64, limit: usize },
     #[error("livepatch state: klp_transition_patch {addr:#x} is not on the klp_patches list")]
     UnknownTransitionPatch { addr: u64 },
+    #[error("livepatch state: the kernel has klp_patches, but not the 5.1+ layout in BTF (klp_patch.obj_list...) or not klp_transition_patch / klp_target_state")]
+    NoLayout,
     #[error("livepatch state: klp_target_state is {value}, neither patched (1) nor unpatched (0)")]
     BadTargetState { value: i64 },
 }
