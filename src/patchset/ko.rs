@@ -1445,15 +1445,7 @@ fn read_patch(
     let mut objects = Vec::new();
     let mut ordinal = 0;
     for index in 0u64.. {
-        let Some(record) = index
-            .checked_mul(layout.obj_size)
-            .and_then(|o| o.checked_add(first))
-            .filter(|&record| {
-                record
-                    .checked_add(layout.obj_size)
-                    .is_some_and(|end| end <= objs_size)
-            })
-        else {
+        let Some(record) = nth_record(first, index, layout.obj_size, objs_size) else {
             return Err(KoError::NoTerminator {
                 what: "klp_object",
                 at: image.loc(objs, first),
@@ -1486,6 +1478,13 @@ fn read_patch(
     Ok((objects, replace))
 }
 
+/// Offset of record `index` of `size` bytes from `first`, if it ends
+/// within `limit`.
+fn nth_record(first: u64, index: u64, size: u64, limit: u64) -> Option<u64> {
+    let at = index.checked_mul(size)?.checked_add(first)?;
+    at.checked_add(size).is_some_and(|end| end <= limit).then_some(at)
+}
+
 fn read_funcs(
     image: &Image<'_>,
     layout: &SourceLayout,
@@ -1497,14 +1496,7 @@ fn read_funcs(
     let size = image.size(section)?;
     let mut funcs = Vec::new();
     for index in 0u64.. {
-        let Some(func) = index
-            .checked_mul(layout.func_size)
-            .and_then(|o| o.checked_add(first))
-            .filter(|&func| {
-                func.checked_add(layout.func_size)
-                    .is_some_and(|end| end <= size)
-            })
-        else {
+        let Some(func) = nth_record(first, index, layout.func_size, size) else {
             return Err(KoError::NoTerminator {
                 what: "klp_func",
                 at: image.loc(section, first),
