@@ -1,7 +1,9 @@
 #!/bin/sh
 # /init of the `lpstack check live` guest (busybox sh); see
 # scripts/live/run-live-guest.sh. Kernel messages go to ttyS0, this
-# script's report to ttyS1.
+# script's report to ttyS1. /lib/lpstack/scenario, if present, names a
+# scenario: "stacked" checks the system while a second livepatch's
+# transition is stalled (stacked_run below) instead of the default run.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -16,13 +18,121 @@ exec 3>"$OUT"
 say() { echo "$*" >&3; }
 both() { echo "$*" >&3; echo "$*" >/dev/console; }
 LP="lpstack check live --set /lib/lpstack/funcs.txt"
+SCENARIO=
+[ -r /lib/lpstack/scenario ] && read -r SCENARIO < /lib/lpstack/scenario
 
 both "@@UNAME $(uname -r)"
+[ -z "$SCENARIO" ] || both "@@SCENARIO $SCENARIO"
 say "@@CMDLINE $(cat /proc/cmdline)"
 say "@@NPROC $(nproc)"
 echo 8 > /proc/sys/kernel/printk
 echo 'file kernel/livepatch/transition.c +p' > /sys/kernel/debug/dynamic_debug/control
 insmod /lib/lpstack/lpstack_park.ko || both "@@ERROR insmod lpstack_park"
+
+# Workload: threads parked in park_here_{a,b,c} (lpstack_park), MANY more
+# parked in park_here_c, and ordinary sleepers and a busy loop.
+workload() {
+    /bin/parker mt a a a b b c &
+    /bin/parker sa main-a &
+    /bin/parker sb main-b &
+    sleep 1000 &
+    sleep 1000 | cat &
+    sh -c 'while :; do :; done' &
+    MANY=${MANY:-0}
+    [ -r /lib/lpstack/many ] && read -r MANY < /lib/lpstack/many
+    if [ "$MANY" -gt 0 ]; then
+        ulimit -n $((MANY + 64))  # one open /dev/lpstack_park per thread
+        # shellcheck disable=SC2046
+        /bin/parker many $(yes c | head -n "$MANY") &
+        MANYPID=$!
+        tries=0
+        while [ "$(ls /proc/$MANYPID/task 2>/dev/null | wc -l)" -lt $((MANY + 1)) ] && [ $tries -lt 600 ]; do
+            sleep 1; tries=$((tries + 1))
+        done
+    fi
+}
+
+# Every patch in /sys/kernel/livepatch: enabled, transition.
+klp_state() {  # TAG
+    for p in /sys/kernel/livepatch/*; do
+        [ -d "$p" ] || continue
+        say "$1 patch=${p##*/} enabled=$(cat "$p/enabled") transition=$(cat "$p/transition")"
+    done
+}
+
+# The stacked scenario: lpstack_lp1 (park_here_a, park_here_b, with
+# sleeping replacements) is applied while nothing is parked, then the
+# workload parks in it, then lpstack_lp2 (park_here_a, park_here_c,
+# cmdline_proc_show, lpstack_absent:absent_fn) is loaded on top and its
+# transition stalls. While it is stalled, three checks: from the kernel's
+# memory (no set), from lpstack_lp2.ko, from funcs.txt. Then the kernel's
+# next retries (markers in the kernel log around the checks) and every
+# task's patch_state.
+stacked_run() {
+    echo 'file kernel/livepatch/core.c +p' > /sys/kernel/debug/dynamic_debug/control
+    say "@@INSMOD_LP1 $(cat /proc/uptime)"
+    insmod /lib/lpstack/lpstack_lp1.ko || both "@@ERROR insmod lpstack_lp1"
+    i=0
+    while [ "$(cat /sys/kernel/livepatch/lpstack_lp1/transition 2>/dev/null)" != 0 ] && [ $i -lt 120 ]; do
+        sleep 0.5; i=$((i + 1))
+    done
+    say "@@TRANSITION_DONE lpstack_lp1 $(cat /proc/uptime) after $i x 0.5 s"
+    workload
+    sleep 2
+    say "@@THREADS $(ls -d /proc/[0-9]*/task/[0-9]* | wc -l)"
+    say "@@INSMOD_LP2 $(cat /proc/uptime)"
+    insmod /lib/lpstack/lpstack_lp2.ko || both "@@ERROR insmod lpstack_lp2"
+    # Let the transition stall: its first retries name the sleepers.
+    sleep 3
+    klp_state "@@KLP_BEFORE_RUNS"
+    echo "lpstack-live: checks begin" > /dev/kmsg
+    say "@@RUNS_BEGIN $(cat /proc/uptime)"
+    lpstack check live --format json >/tmp/memory.json 2>/tmp/memory.err
+    say "@@LPSTACK_RC memory $? $(cat /proc/uptime)"
+    lpstack check live --patch /lib/lpstack/lpstack_lp2.ko --format json >/tmp/patch.json 2>/tmp/patch.err
+    say "@@LPSTACK_RC patch $? $(cat /proc/uptime)"
+    lpstack check live --set /lib/lpstack/funcs.txt --format json >/tmp/set.json 2>/tmp/set.err
+    say "@@LPSTACK_RC set $? $(cat /proc/uptime)"
+    echo "lpstack-live: checks end" > /dev/kmsg
+    # At least two retries (about one a second) after the checks.
+    sleep 3
+    say "@@PATCH_STATE_BEGIN"
+    for t in /proc/[0-9]*/task/[0-9]*; do
+        read -r ps < "$t/patch_state" 2>/dev/null || continue
+        read -r comm < "$t/comm" 2>/dev/null
+        say "PATCH_STATE ${t##*/} $ps $comm"
+    done
+    say "@@PATCH_STATE_END"
+    klp_state "@@KLP_AFTER_RUNS"
+    say "@@CMDLINE_AFTER $(cat /proc/cmdline)"
+    for run in memory patch set; do
+        R=$(echo "$run" | tr a-z A-Z)
+        say "@@LPSTACK_STDERR_${R}_BEGIN"
+        cat "/tmp/$run.err" >&3
+        say "@@LPSTACK_STDERR_${R}_END"
+        say "@@LPSTACK_JSON_${R}_BEGIN"
+        cat "/tmp/$run.json" >&3
+        say "@@LPSTACK_JSON_${R}_END"
+    done
+    say "@@STACKS_BEGIN"
+    for t in /proc/[0-9]*/task/[0-9]*; do
+        read -r comm < "$t/comm" 2>/dev/null || continue
+        say "@@TASK ${t##*/} $comm"
+        cat "$t/stack" >&3 2>/dev/null
+    done
+    say "@@STACKS_END"
+    say "@@DMESG_BEGIN"
+    dmesg >&3
+    say "@@DMESG_END"
+    klp_state "@@KLP_FINAL"
+}
+
+if [ "$SCENARIO" = stacked ]; then
+    stacked_run
+    both "LIVE-GUEST-DONE"
+    sync
+    poweroff -f
+fi
 
 # Calibration, before the workload: the vmcore check the host also times
 # (run-info.txt), to tell how much slower this emulated machine is.
@@ -33,27 +143,9 @@ for i in 1 2 3; do
     say "@@CALIBRATE $i rc=$rc $t0 $(cut -d' ' -f1 /proc/uptime)"
 done
 
-# Workload: threads parked in park_here_{a,b,c} (lpstack_park), a few
-# thousand more parked in park_here_c (not patched), and ordinary sleepers
-# and a busy loop.
-/bin/parker mt a a a b b c &
-/bin/parker sa main-a &
-/bin/parker sb main-b &
-sleep 1000 &
-sleep 1000 | cat &
-sh -c 'while :; do :; done' &
-MANY=${MANY:-0}
-[ -r /lib/lpstack/many ] && read -r MANY < /lib/lpstack/many
-if [ "$MANY" -gt 0 ]; then
-    ulimit -n $((MANY + 64))  # one open /dev/lpstack_park per thread
-    # shellcheck disable=SC2046
-    /bin/parker many $(yes c | head -n "$MANY") &
-    MANYPID=$!
-    tries=0
-    while [ "$(ls /proc/$MANYPID/task 2>/dev/null | wc -l)" -lt $((MANY + 1)) ] && [ $tries -lt 600 ]; do
-        sleep 1; tries=$((tries + 1))
-    done
-fi
+# Workload (a few thousand more threads parked in park_here_c, which
+# lpstack_lp does not patch).
+workload
 sleep 3
 say "@@THREADS $(ls -d /proc/[0-9]*/task/[0-9]* | wc -l)"
 

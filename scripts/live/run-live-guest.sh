@@ -11,12 +11,21 @@
 # messages and the refusals (not root, kptr_restrict, no BTF, no kcore,
 # lockdown).
 #
-# usage: scripts/live/run-live-guest.sh
-# Env: MANY (extra parked threads, default 3000), MEM (MiB, default 1024),
-#      ACCEL (tcg, the default, or kvm), QEMU_TIMEOUT.
+# usage: scripts/live/run-live-guest.sh [stacked]
+#   stacked: instead of the default run, the guest applies lpstack_lp1,
+#   parks the workload in its replacements, loads lpstack_lp2 on top and,
+#   while lpstack_lp2's transition is stalled, runs `lpstack check live
+#   --format json` three times: with no set (the transition from the
+#   kernel's memory), with --patch lpstack_lp2.ko and with --set funcs.txt;
+#   then records every task's patch_state and the kernel's retries (the
+#   modules and steps of the vmcore "stacked" scenario,
+#   tests/fixtures/vmcore/README.md). No calibration, timings or refusals.
+# Env: MANY (extra parked threads, default 3000; 0 for stacked), MEM (MiB,
+#      default 1024), ACCEL (tcg, the default, or kvm), QEMU_TIMEOUT,
+#      SCENARIO (same as the argument).
 # Output: target/live-guest/ (big, ignored); the committed record is
-# tests/fixtures/live/<release>/ (guest-report.txt.gz, run-info.txt,
-# funcs.txt), checked by tests/live_check.rs.
+# tests/fixtures/live/<release>[-stacked]/ (guest-report.txt.gz,
+# run-info.txt, funcs.txt), checked by tests/live_guest.rs.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -25,7 +34,12 @@ WORK="${WORK:-$ROOT/tests/fixtures/work}"
 DEBS="$WORK/debs"
 # Our own outputs; the shared cache ($WORK) is only read.
 VWORK="$ROOT/target/live-guest"
-MANY="${MANY:-3000}"
+SCENARIO="${1:-${SCENARIO:-}}"
+case "$SCENARIO" in
+"") MANY="${MANY:-3000}" ;;
+stacked) MANY="${MANY:-0}" ;;
+*) printf 'error: unknown scenario %s (stacked)\n' "$SCENARIO" >&2; exit 1 ;;
+esac
 MEM="${MEM:-1024}"
 QEMU_TIMEOUT="${QEMU_TIMEOUT:-900}"
 
@@ -33,7 +47,7 @@ QEMU_TIMEOUT="${QEMU_TIMEOUT:-900}"
 . "$ROOT/scripts/lib/debian-guest.sh"
 
 run_params 6.12-4level
-FIX="$ROOT/tests/fixtures/live/$REL"
+FIX="$ROOT/tests/fixtures/live/$REL${SCENARIO:+-$SCENARIO}"
 mkdir -p "$VWORK" "$FIX"
 # A kernel image already extracted by make-vmcores.sh is reused.
 if [ ! -e "$VWORK/image-$REL" ] && [ -s "$WORK/vmcore/image-$REL/vmlinuz" ]; then
@@ -41,7 +55,16 @@ if [ ! -e "$VWORK/image-$REL" ] && [ -s "$WORK/vmcore/image-$REL/vmlinuz" ]; the
 fi
 install_packages
 prepare_image
-build_modules
+if [ -z "$SCENARIO" ]; then
+    build_modules
+    KODIR="$VWORK/build-$REL"; KOS=(lpstack_park.ko lpstack_lp.ko)
+    FUNCS=$'lpstack_park:park_here_a\ncmdline_proc_show\n'
+else
+    build_klp_modules
+    KODIR="$VWORK/build-$REL/klp"; KOS=(lpstack_park.ko lpstack_lp1.ko lpstack_lp2.ko)
+    # lpstack_lp2's functions, as in the vmcore stacked scenario.
+    FUNCS=$'lpstack_park:park_here_a\nlpstack_park:park_here_c\ncmdline_proc_show\nlpstack_absent:absent_fn\n'
+fi
 build_parker
 
 log "cargo build --release --bin lpstack"
@@ -58,9 +81,9 @@ else
     QCPU=$CPU
 fi
 
-r="$VWORK/run"
+r="$VWORK/run${SCENARIO:+-$SCENARIO}"
 rm -rf "$r" && mkdir -p "$r"
-dir="$VWORK/initramfs-live"
+dir="$VWORK/initramfs-live${SCENARIO:+-$SCENARIO}"
 rm -rf "$dir"
 mkdir -p "$dir"/{bin,proc,sys,dev,tmp,etc,lib/lpstack}
 cp /bin/busybox "$dir/bin/busybox"
@@ -74,14 +97,17 @@ ldd "$BIN" | grep -o '/[^ ]*' | while read -r lib; do
 done
 cp "$HERE/init.sh" "$dir/init"
 chmod +x "$dir/init"
-cp "$VWORK/build-$REL/lpstack_park.ko" "$VWORK/build-$REL/lpstack_lp.ko" "$dir/lib/lpstack/"
-printf 'lpstack_park:park_here_a\ncmdline_proc_show\n' >"$dir/lib/lpstack/funcs.txt"
+for ko in "${KOS[@]}"; do cp "$KODIR/$ko" "$dir/lib/lpstack/"; done
+printf '%s' "$FUNCS" >"$dir/lib/lpstack/funcs.txt"
 echo "$MANY" >"$dir/lib/lpstack/many"
+[ -z "$SCENARIO" ] || echo "$SCENARIO" >"$dir/lib/lpstack/scenario"
 # Calibration: a committed vmcore check, timed in the guest and on the host.
 CAL="$ROOT/tests/fixtures/vmcore/$REL/vmcore.trimmed.kdump"
 CALF="$ROOT/tests/fixtures/vmcore/$REL/funcs.txt"
-cp "$CAL" "$dir/lib/lpstack/cal.kdump"
-cp "$CALF" "$dir/lib/lpstack/cal-funcs.txt"
+if [ -z "$SCENARIO" ]; then
+    cp "$CAL" "$dir/lib/lpstack/cal.kdump"
+    cp "$CALF" "$dir/lib/lpstack/cal-funcs.txt"
+fi
 (cd "$dir" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -1 -n >"$r/initramfs.cpio.gz"
 
 qemu=(qemu-system-x86_64 -accel "$ACCEL" -cpu "$QCPU" -smp 2 -m "$MEM"
@@ -107,6 +133,28 @@ sleep 2
 kill "$qpid" 2>/dev/null || true
 wait "$qpid" 2>/dev/null || true
 t1=$(date +%s)
+if [ "$SCENARIO" = stacked ]; then
+    # The whole report (serial CRLF line ends made LF), compressed: the
+    # three JSON outputs in full.
+    tr -d '\r' <"$r/report.log" | gzip -9 -n >"$FIX/guest-report.txt.gz"
+    printf '%s' "$FUNCS" >"$FIX/funcs.txt"
+    {
+        echo "# lpstack check live guest run, scenario stacked ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+        echo "kernel: $REL ($IMG_PKG $VER)"
+        echo "host: $(qemu-system-x86_64 --version | head -n1); $(nproc) host cores; accel $ACCEL"
+        echo "qemu: ${qemu[*]}"
+        echo "lpstack: $(git -C "$ROOT" rev-parse HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src || echo '+dirty') release build, libraries: $(ldd "$BIN" | awk '{print $1}' | tr '\n' ' ')"
+        echo "modules: ${KOS[*]} (scripts/vmcore/modules: park_wait, lp1, lp2), debug-stripped"
+        echo "workload: parker mt a a a b b c; parker sa main-a; parker sb main-b; sleeps, a pipe, a busy loop$([ "$MANY" -gt 0 ] && echo "; parker many with $MANY threads in park_here_c")"
+        echo "wall time: $((t1 - t0)) s"
+        grep -E '^@@(THREADS|INSMOD|TRANSITION_DONE|KLP_|RUNS_BEGIN|LPSTACK_RC)' "$r/report.log" | sed 's/^/  /'
+        echo "kernel log around the checks:"
+        grep -E 'lpstack-live|lpstack_lp2|signaling' "$r/console.log" | sed 's/^/  /'
+    } >"$FIX/run-info.txt"
+    log "done: $FIX"
+    cat "$FIX/run-info.txt" >&2
+    exit 0
+fi
 host_cal=""
 for i in 1 2 3; do
     s0=$(date +%s%N)

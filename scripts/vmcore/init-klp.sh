@@ -1,6 +1,6 @@
 #!/bin/sh
 # /init of the lpstack vmcore initramfs for the livepatch scenarios
-# (busybox sh): stacked, replace, unpatch; the name is in
+# (busybox sh): stacked, replace, unpatch, kthread; the name is in
 # /lib/lpstack/scenario. The default scenario has its own /init (init.sh),
 # which this one follows step by step. See "Livepatch scenarios" in
 # tests/fixtures/vmcore/README.md. Kernel messages go to ttyS0 (console);
@@ -24,6 +24,7 @@ case "$SCENARIO" in
 stacked) TP=lpstack_lp2; TARGET=1 ;;   # lpstack_lp2 on top of lpstack_lp1
 replace) TP=lpstack_lp3; TARGET=1 ;;   # atomic replace of lpstack_lp1
 unpatch) TP=lpstack_lp1; TARGET=0 ;;   # lpstack_lp1 disabled
+kthread) TP=lpstack_lp_kthread; TARGET=1 ;;  # patches a kthread's main function
 *) TP=?; TARGET=? ;;
 esac
 
@@ -78,11 +79,27 @@ klp_state() {  # TAG: every patch in /sys/kernel/livepatch, and its objects
 
 insmod /lib/lpstack/lpstack_park.ko || both "@@ERROR insmod lpstack_park"
 
-# lpstack_lp1 first, while nothing is parked: its transition completes.
-say "@@INSMOD_LP1 $(cat /proc/uptime)"
-insmod /lib/lpstack/lpstack_lp1.ko || both "@@ERROR insmod lpstack_lp1"
-wait_transition lpstack_lp1
-klp_state "@@KLP_AFTER_LP1"
+kthread_wakeups() {  # TAG: the kthreads' returns from schedule() (<s>,<d>)
+    say "$1 $(cat /sys/module/lpstack_kthread/parameters/wakeups) $(cat /proc/uptime)"
+}
+
+if [ "$SCENARIO" = kthread ]; then
+    # No first patch: two kernel threads whose main function is
+    # lpstack_kthread_loop (lpstack_kt_s TASK_INTERRUPTIBLE, lpstack_kt_d
+    # TASK_KILLABLE).
+    insmod /lib/lpstack/lpstack_kthread.ko || both "@@ERROR insmod lpstack_kthread"
+    for t in /proc/[0-9]*/task/[0-9]*; do
+        read -r c < "$t/comm" 2>/dev/null || continue
+        case "$c" in lpstack_kt*) say "@@KTHREAD ${t##*/} $c $(cat $t/wchan 2>/dev/null)";; esac
+    done
+    kthread_wakeups "@@KTHREAD_WAKEUPS before_patch"
+else
+    # lpstack_lp1 first, while nothing is parked: its transition completes.
+    say "@@INSMOD_LP1 $(cat /proc/uptime)"
+    insmod /lib/lpstack/lpstack_lp1.ko || both "@@ERROR insmod lpstack_lp1"
+    wait_transition lpstack_lp1
+    klp_state "@@KLP_AFTER_LP1"
+fi
 
 # Workload, as in init.sh; now park_here_a/b run lpstack_lp1's
 # livepatch_park_here_a/b, which park the thread in turn.
@@ -111,9 +128,13 @@ replace)
 unpatch)
     say "@@DISABLE_LP1 $(cat /proc/uptime)"
     echo 0 > "$LP/lpstack_lp1/enabled" || both "@@ERROR disable lpstack_lp1" ;;
+kthread)
+    say "@@INSMOD_LP_KTHREAD $(cat /proc/uptime)"
+    insmod /lib/lpstack/lpstack_lp_kthread.ko || both "@@ERROR insmod lpstack_lp_kthread" ;;
 *)
     both "@@ERROR unknown scenario '$SCENARIO'" ;;
 esac
+T_SECOND=$(cut -d. -f1 /proc/uptime)
 sleep 4
 
 gt_pass() {  # N
@@ -141,6 +162,7 @@ gt_pass() {  # N
 }
 
 gt_pass 1
+[ "$SCENARIO" != kthread ] || kthread_wakeups "@@KTHREAD_WAKEUPS pass1"
 say "@@BUSY_PID $BUSY"
 say "@@INIT_PID $$"
 say "@@CMDLINE $(cat /proc/cmdline)"
@@ -157,7 +179,19 @@ for t in /proc/[0-9]*/task/[0-9]*; do
 done
 say "@@STACKS_END"
 sleep 2
+if [ "$SCENARIO" = kthread ]; then
+    # Past livepatch's fake signals (sent after 15 retries, about one a
+    # second): pass 2 at least 22 s after the transition started.
+    while [ "$(cut -d. -f1 /proc/uptime)" -lt $((T_SECOND + 22)) ]; do sleep 1; done
+    say "@@KTHREAD_STACKS_BEGIN"
+    for t in /proc/[0-9]*/task/[0-9]*; do
+        read -r c < "$t/comm" 2>/dev/null || continue
+        case "$c" in lpstack_kt*) say "@@TASK ${t##*/} $c"; cat "$t/stack" >&3 2>/dev/null;; esac
+    done
+    say "@@KTHREAD_STACKS_END"
+fi
 gt_pass 2
+[ "$SCENARIO" != kthread ] || kthread_wakeups "@@KTHREAD_WAKEUPS pass2"
 say "@@DMESG_BEGIN"
 dmesg >&3
 say "@@DMESG_END"

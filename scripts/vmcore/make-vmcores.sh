@@ -6,9 +6,10 @@
 #
 # usage: scripts/vmcore/make-vmcores.sh [RUN|GROUP]...
 #   RUN:   6.12-4level | 6.12-la57 | 6.1           (the default scenario)
-#          BASE:SCENARIO, SCENARIO one of stacked, replace, unpatch
+#          BASE:SCENARIO, SCENARIO one of stacked, replace, unpatch, kthread
 #          (the livepatch scenarios, e.g. 6.12-4level:stacked; directory
-#          <release>-<scenario>, e.g. 6.12.117+deb12-amd64-stacked)
+#          <release>-<scenario>, e.g. 6.12.117+deb12-amd64-stacked; kthread
+#          is made for 6.12-4level only, not part of a group)
 #   GROUP: all = 6.12-4level 6.12-la57 6.1 (the default when no argument);
 #          6.12 = 6.12-4level 6.12-la57;
 #          klp = klp-6.12 klp-6.1; klp-6.12 = 6.12-4level:{stacked,replace,unpatch};
@@ -27,6 +28,11 @@
 #     lpstack_lp1 is applied first, then the parkers start, then a second
 #     transition (lpstack_lp2 on top, lpstack_lp3 atomic replace, or
 #     lpstack_lp1 disabled) stalls on them;
+#   - the kthread scenario (same /init) loads lpstack_kthread (kernel
+#     threads whose main function is lpstack_kthread_loop) instead of
+#     lpstack_lp1, then lpstack_lp_kthread, which patches that function and
+#     park_here_a; the dump waits until ~22 s after the transition started,
+#     past the fake signals (15 retries);
 #   - stops the VM over QMP and dumps its memory (ELF and kdump-*) with
 #     scripts/vmcore/qmp.py; then scripts/vmcore/extract.py writes the
 #     committed text fixtures.
@@ -72,7 +78,11 @@ scenario_params() {
         INIT=init-klp.sh; KODIR="$VWORK/build-$REL/klp"
         KOS=(lpstack_park.ko lpstack_lp1.ko)
         FUNCS=$'lpstack_park:park_here_a\nlpstack_park:park_here_b\n' ;;
-    *) die "unknown scenario $SCENARIO (stacked, replace, unpatch)" ;;
+    kthread)
+        INIT=init-klp.sh; KODIR="$VWORK/build-$REL/klp"
+        KOS=(lpstack_park.ko lpstack_kthread.ko lpstack_lp_kthread.ko)
+        FUNCS=$'lpstack_kthread:lpstack_kthread_loop\nlpstack_park:park_here_a\ncmdline_proc_show\n' ;;
+    *) die "unknown scenario $SCENARIO (stacked, replace, unpatch, kthread)" ;;
     esac
 }
 
@@ -118,7 +128,7 @@ run_one() {
     # Only our own files: others may keep derived files here (never touched).
     rm -f "$f"/{ground-truth.txt,console-tail.txt,guest-report.txt,stacks.txt} \
           "$f"/{vmcoreinfo.txt,funcs.txt,run-info.txt,lpstack_park.ko,lpstack_lp.ko}
-    [ -z "$SCENARIO" ] || rm -f "$f"/lpstack_lp{1,2,3}.ko
+    [ -z "$SCENARIO" ] || rm -f "$f"/lpstack_lp{1,2,3}.ko "$f"/lpstack_{kthread,lp_kthread}.ko
     build_initramfs "$r/initramfs.cpio.gz"
     cp "$VWORK/image-$REL/vmlinuz" "$r/vmlinuz"
     local ko
@@ -193,8 +203,8 @@ for a in "$@"; do
     klp-6.12) runs+=(6.12-4level:{stacked,replace,unpatch}) ;;
     klp-6.1) runs+=(6.1:{stacked,replace,unpatch}) ;;
     6.12-4level:*|6.12-la57:*|6.1:*)
-        case "${a#*:}" in stacked|replace|unpatch) runs+=("$a") ;;
-        *) die "unknown scenario in $a (stacked, replace, unpatch)" ;; esac ;;
+        case "${a#*:}" in stacked|replace|unpatch|kthread) runs+=("$a") ;;
+        *) die "unknown scenario in $a (stacked, replace, unpatch, kthread)" ;; esac ;;
     *) die "usage: $0 [6.12|6.12-4level|6.12-la57|6.1|all|klp|klp-6.12|klp-6.1|BASE:SCENARIO]..." ;;
     esac
 done
