@@ -8,7 +8,9 @@
 //! - replace: an atomic-replace patch over one that replaced a and b
 //!   (nop functions);
 //! - unpatch: the first patch being disabled, threads asleep in its
-//!   replacements.
+//!   replacements;
+//! - kthread: two kthreads whose main function is patched, held back past
+//!   the fake signals.
 //!
 //! The set read from the kernel's memory, the run's funcs.txt and the
 //! livepatch module file must give the same ranges and the same verdict for
@@ -37,6 +39,7 @@ const RUNS: &[&str] = &[
     "6.1.0-57-amd64-stacked",
     "6.1.0-57-amd64-replace",
     "6.1.0-57-amd64-unpatch",
+    "6.12.117+deb12-amd64-kthread",
 ];
 
 /// What the guest said.
@@ -176,7 +179,7 @@ fn memory_funcs_txt_and_module_agree_with_the_kernel() {
 /// kernel's rule does not; this proves the fixtures tell them apart.
 #[test]
 fn original_functions_alone_would_call_blocked_tasks_switchable() {
-    for dir in RUNS.iter().filter(|d| !d.ends_with("-replace")) {
+    for dir in RUNS.iter().filter(|d| d.ends_with("-stacked") || d.ends_with("-unpatch")) {
         let gt = ground_truth(dir);
         let (mut kernel, cpus) = open(dir);
         let funcs = String::from_utf8(common::read(&format!("vmcore/{dir}/funcs.txt"))).unwrap();
@@ -278,4 +281,32 @@ fn unpatch_flag_follows_the_kernels_direction() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--unpatch, but the kernel is applying livepatch lpstack_lp2"), "{stderr}");
+}
+
+/// The kthreads whose main function is patched will never switch; the
+/// parked user threads may (they leave when woken). The kernel still named
+/// both kthreads after its fake signals.
+#[test]
+fn kthreads_in_a_patched_main_loop_never_converge() {
+    let dir = "6.12.117+deb12-amd64-kthread";
+    let gt = ground_truth(dir);
+    let (mut kernel, cpus) = open(dir);
+    let state = kernel.klp_state().unwrap().unwrap();
+    let ks = from_transition(&state, &kernel.symbols).unwrap();
+    let reports = check_kernel(&mut kernel, &ks.set, &cpus, &WalkConfig::default(), |_, _| {}).unwrap();
+    let mut never = BTreeSet::new();
+    for r in &reports {
+        let info = lpstack::kernel::stall::stall_info(r, KlpTarget::Patched, &kernel.symbols);
+        if info.never_converges.is_some() {
+            never.insert((r.task.pid, r.task.comm.clone()));
+        }
+    }
+    let kthreads: BTreeSet<(i32, String)> = gt
+        .sleeping
+        .iter()
+        .filter(|(_, _, f)| f == "lpstack_kthread_loop")
+        .map(|(tid, comm, _)| (*tid, comm.clone()))
+        .collect();
+    assert_eq!(kthreads.len(), 2, "{:?}", gt.sleeping);
+    assert_eq!(never, kthreads);
 }

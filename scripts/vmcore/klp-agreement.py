@@ -5,7 +5,7 @@
 # prints a markdown table. Run from the repo root after cargo build --release.
 import json, subprocess, sys, re
 runs = ["6.12.117+deb12-amd64-stacked:lpstack_lp2","6.12.117+deb12-amd64-replace:lpstack_lp3","6.12.117+deb12-amd64-unpatch:lpstack_lp1",
-        "6.1.0-57-amd64-stacked:lpstack_lp2","6.1.0-57-amd64-replace:lpstack_lp3","6.1.0-57-amd64-unpatch:lpstack_lp1",
+        "6.12.117+deb12-amd64-kthread:lpstack_lp_kthread","6.1.0-57-amd64-stacked:lpstack_lp2","6.1.0-57-amd64-replace:lpstack_lp3","6.1.0-57-amd64-unpatch:lpstack_lp1",
         "6.12.117+deb12-amd64:lpstack_lp","6.12.117+deb12-amd64-la57:lpstack_lp","6.1.0-57-amd64:lpstack_lp"]
 def run(args):
     p = subprocess.run(["./target/release/lpstack","check"]+args+["--format","json"],capture_output=True,text=True)
