@@ -10,7 +10,7 @@ use crate::memory::{Memory, PhysMemory, SliceMemory};
 use crate::patchset::PatchSet;
 use crate::orc::OrcTables;
 use crate::verdict::{decide, find_hits, PatchHit, Verdict};
-use crate::walk::{walk_orc, CodeRanges, Frame, Reliability, StackBounds, WalkConfig, WalkStart};
+use crate::walk::{walk_orc, CodeRanges, Frame, Reliability, StackBounds, StackRange, WalkConfig, WalkStart};
 
 /// One task's outcome.
 #[derive(Clone, Debug)]
@@ -86,6 +86,7 @@ impl<P: PhysMemory> Kernel<P> {
             layout: &self.layout,
             thread_size: self.thread_size,
             ret_from_fork: self.ret_from_fork,
+            cpu_stacks: &self.cpu_stacks,
         }
     }
 }
@@ -99,6 +100,9 @@ struct Walker<'k, P> {
     layout: &'k Layout,
     thread_size: u64,
     ret_from_fork: u64,
+    /// Each CPU's IRQ and exception stacks, for a task walked from its
+    /// CPU's registers.
+    cpu_stacks: &'k [Vec<StackRange>],
 }
 
 impl<P: PhysMemory> Walker<'_, P> {
@@ -148,7 +152,14 @@ impl<P: PhysMemory> Walker<'_, P> {
                 });
             }
         };
-        let bounds = StackBounds::task(task.stack, task.stack.wrapping_add(self.thread_size));
+        let mut bounds = StackBounds::task(task.stack, task.stack.wrapping_add(self.thread_size));
+        if task.on_cpu {
+            // Its CPU may be in an interrupt or exception: the walk starts
+            // there and comes back to the task stack (each stack once).
+            for r in self.cpu_stacks.get(task.cpu as usize).into_iter().flatten() {
+                bounds.push(*r);
+            }
+        }
         let r = walk_orc(self.orc, &mut *self.mem, &mut *self.code, &bounds, start, config, frames);
         if let Some(reads) = reads {
             reads.walk_start += r1 - r0;
@@ -311,8 +322,9 @@ pub fn check_kernel_live_parallel<'set, P: PhysMemory + Send>(
     let mut code2 = kernel.code.clone();
     let mut reads2 = LiveReads::default();
     let (orc, layout, thread_size, ret_from_fork) = (&kernel.orc, &kernel.layout, kernel.thread_size, kernel.ret_from_fork);
-    let mut w1 = Walker { mem: &mut kernel.mem, code: &mut kernel.code, orc, layout, thread_size, ret_from_fork };
-    let mut w2 = Walker { mem: &mut mem2, code: &mut code2, orc, layout, thread_size, ret_from_fork };
+    let cpu_stacks = &kernel.cpu_stacks;
+    let mut w1 = Walker { mem: &mut kernel.mem, code: &mut kernel.code, orc, layout, thread_size, ret_from_fork, cpu_stacks };
+    let mut w2 = Walker { mem: &mut mem2, code: &mut code2, orc, layout, thread_size, ret_from_fork, cpu_stacks };
     let (mut out, rest) = std::thread::scope(|s| {
         let worker = s.spawn(|| live_tasks(&mut w2, set, config, live, second, &mut |_| {}, &mut reads2));
         let first = live_tasks(&mut w1, set, config, live, tasks, &mut |_| {}, reads);

@@ -14,7 +14,7 @@ use crate::dump::VmcoreInfo;
 use crate::memory::{Memory, MemoryError, PhysMemory};
 use crate::orc::{format_from_header, format_from_release, OrcError, OrcFormat, OrcTable, OrcTables, ORC_ENTRY_SIZE};
 use crate::symbols::{SymbolTable, Symbolizer};
-use crate::walk::{CodeRanges, TrampolineKind};
+use crate::walk::{CodeRanges, StackKind, StackRange, TrampolineKind};
 
 /// Why a kernel could not be set up. Each names what was missing.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -114,6 +114,9 @@ pub struct Kernel<P> {
     pub nr_cpus: u32,
     pub per_cpu_offsets: Vec<u64>,
     pub online: Vec<bool>,
+    /// Each CPU's stacks besides the task stack (hardirq, exception), for
+    /// the task running there.
+    pub cpu_stacks: Vec<Vec<StackRange>>,
     /// Problems that did not stop the setup (a module without symbols...).
     pub warnings: Vec<String>,
 }
@@ -136,6 +139,42 @@ pub fn kallsyms_from_vmcoreinfo<M: Memory>(mem: &mut M, vi: &VmcoreInfo) -> Resu
         .filter_map(|&name| vi.symbol(name).map(|address| KnownSymbol { name, address }))
         .collect();
     Ok(read_kallsyms(mem, &loc, &known)?)
+}
+
+/// One CPU's hardirq and exception stacks (`in_irq_stack`,
+/// `in_exception_stack`), `per_cpu_offset` being its per-CPU offset. Empty
+/// when the kernel's BTF does not describe them.
+fn read_cpu_stacks<M: Memory>(
+    mem: &mut M,
+    layout: &Layout,
+    table: &SymbolTable,
+    per_cpu_offset: u64,
+) -> Result<Vec<StackRange>, MemoryError> {
+    let mut out = Vec::new();
+    let Some(l) = layout.cpu_stacks else { return Ok(out) };
+    let sym = |name: &str| table.find_by_name(name).next().map(|s| s.address.wrapping_add(per_cpu_offset));
+    let hardirq = match l.pcpu_hot_hardirq {
+        Some(f) => sym("pcpu_hot").map(|a| a.wrapping_add(f.offset)),
+        None => sym("hardirq_stack_ptr"),
+    };
+    if let Some(at) = hardirq {
+        // The pointer is the topmost entry: the stack ends 8 bytes above.
+        let top = mem.read_u64(at)?;
+        if top != 0 {
+            let end = top.wrapping_add(8);
+            out.push(StackRange { start: end.wrapping_sub(l.irq_stack_size), end, kind: StackKind::Irq });
+        }
+    }
+    if let Some(at) = sym("cea_exception_stacks") {
+        let base = mem.read_u64(at)?;
+        if base != 0 {
+            for f in l.exception.iter().flatten() {
+                let start = base.wrapping_add(f.offset);
+                out.push(StackRange { start, end: start.wrapping_add(f.size), kind: StackKind::Exception });
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn read_bytes<M: Memory>(mem: &mut M, addr: u64, len: u64, what: &'static str) -> Result<Vec<u8>, KernelError> {
@@ -291,6 +330,16 @@ impl<P: PhysMemory> Kernel<P> {
             }
         }
 
+        let cpu_stacks = (0..nr_cpus)
+            .map(|cpu| {
+                let offset = per_cpu_offsets.get(cpu as usize).copied().unwrap_or(0);
+                read_cpu_stacks(&mut mem, &layout, &table, offset).unwrap_or_else(|e| {
+                    warnings.push(format!("CPU {cpu}'s IRQ and exception stacks: {e}"));
+                    Vec::new()
+                })
+            })
+            .collect();
+
         let modules_head = opt("modules");
         let mut symbols = Symbolizer::new();
         symbols.add(table);
@@ -323,6 +372,7 @@ impl<P: PhysMemory> Kernel<P> {
             nr_cpus,
             per_cpu_offsets,
             online,
+            cpu_stacks,
             warnings,
         })
     }

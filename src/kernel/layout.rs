@@ -176,9 +176,29 @@ pub struct KlpLayout {
     pub module_name: Field,
 }
 
+/// The per-CPU stacks besides a task's own, as `get_stack_info` knows them
+/// (arch/x86/kernel/dumpstack_64.c): the hardirq stack and the exception
+/// (IST) stacks of `cpu_entry_area`.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuStacksLayout {
+    /// `sizeof(struct irq_stack)` (IRQ_STACK_SIZE).
+    pub irq_stack_size: u64,
+    /// `pcpu_hot.hardirq_stack_ptr` (6.2+); None: the per-CPU variable
+    /// `hardirq_stack_ptr` itself.
+    pub pcpu_hot_hardirq: Option<Field>,
+    /// `struct cea_exception_stacks`: DF, NMI, DB, MCE, VC, VC2 (a VC stack
+    /// of size 0 without AMD SEV).
+    pub exception: [Option<Field>; 6],
+}
+
+/// Names of [`CpuStacksLayout::exception`], in order.
+pub const EXCEPTION_STACKS: [&str; 6] = ["DF", "NMI", "DB", "MCE", "VC", "VC2"];
+
 #[derive(Clone, Copy, Debug)]
 pub struct Layout {
     pub task: TaskLayout,
+    /// None when BTF lacks `struct irq_stack`.
+    pub cpu_stacks: Option<CpuStacksLayout>,
     /// None without CONFIG_LIVEPATCH or before 5.1 (no `klp_patch.obj_list`).
     pub klp: Option<KlpLayout>,
     pub pid_idr: Option<PidIdrLayout>,
@@ -230,7 +250,20 @@ impl Layout {
         };
         let pid_idr = Self::pid_idr(btf).ok();
         let klp = Self::klp(btf).ok();
-        Ok(Layout { task, klp, pid_idr, frame, module, rq, list_next: member(btf, "list_head", "next")?.offset })
+        let cpu_stacks = Self::cpu_stacks(btf);
+        Ok(Layout { task, cpu_stacks, klp, pid_idr, frame, module, rq, list_next: member(btf, "list_head", "next")?.offset })
+    }
+
+    fn cpu_stacks(btf: &Btf<'_>) -> Option<CpuStacksLayout> {
+        let irq = btf.find_struct("irq_stack")?;
+        let exception = EXCEPTION_STACKS.map(|name| {
+            optional(btf, "cea_exception_stacks", &format!("{name}_stack")).filter(|f| f.size > 0)
+        });
+        Some(CpuStacksLayout {
+            irq_stack_size: btf.type_size(irq).ok()?,
+            pcpu_hot_hardirq: optional(btf, "pcpu_hot", "hardirq_stack_ptr"),
+            exception,
+        })
     }
 
     fn klp(btf: &Btf<'_>) -> Result<KlpLayout, LayoutError> {

@@ -365,6 +365,7 @@ mod tests {
             },
             pid_idr: None,
             klp: None,
+            cpu_stacks: None,
             frame: SwitchFrameLayout { size: 56, bp: f(40, 8), ret_addr: f(48, 8) },
             module: None,
             rq: None,

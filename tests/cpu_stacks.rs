@@ -1,0 +1,66 @@
+//! Tasks on a CPU are unwound from the CPU's registers across the per-CPU
+//! IRQ stack back to their own stack, with the bounds read from the dump
+//! (`pcpu_hot.hardirq_stack_ptr`, `cea_exception_stacks`, BTF sizes).
+//!
+//! The real case here: in the 6.12 kthread dump QEMU stopped CPU 0 while
+//! the busy loop (`sh`, user mode) took a local-timer interrupt. Coming from
+//! user mode the handler stays on the task stack
+//! (`run_sysvec_on_irqstack_cond` switches only from kernel mode); the walk
+//! must go through the interrupt entry to the user-mode registers. The
+//! crossing itself is covered by `walk::tests::iret_frame_and_stack_switch`
+//! on bytes.
+
+mod common;
+
+use lpstack::dump::Dump;
+use lpstack::kernel::check::check_kernel;
+use lpstack::kernel::image::{CpuRegs, Kernel};
+use lpstack::patchset::PatchSet;
+use lpstack::walk::{CleanEnd, FrameKind, Reliability, StackKind, WalkConfig};
+
+#[test]
+fn a_timer_interrupt_on_the_irq_stack_is_walked_to_user_mode() {
+    let dir = "6.12.117+deb12-amd64-kthread";
+    let bytes = common::read(&format!("vmcore/{dir}/vmcore.trimmed.kdump"));
+    let dump = Dump::open(&bytes).unwrap();
+    let vi = dump.vmcoreinfo().cloned().unwrap();
+    let cpus: Vec<CpuRegs> = dump.cpus().iter().filter_map(|c| c.index_hint.map(|cpu| CpuRegs { cpu, regs: c.regs })).collect();
+    let mut kernel = Kernel::open(dump, &vi).unwrap();
+    assert!(kernel.warnings.is_empty(), "{:?}", kernel.warnings);
+    // Every CPU: one IRQ stack of the BTF's size and the exception stacks.
+    for (cpu, stacks) in kernel.cpu_stacks.iter().enumerate() {
+        let irq: Vec<_> = stacks.iter().filter(|r| r.kind == StackKind::Irq).collect();
+        assert_eq!(irq.len(), 1, "CPU {cpu}");
+        assert_eq!(irq[0].end - irq[0].start, 16 << 10, "CPU {cpu}: IRQ_STACK_SIZE");
+        assert!(stacks.iter().filter(|r| r.kind == StackKind::Exception).count() >= 4, "CPU {cpu}: {stacks:x?}");
+    }
+    let empty = PatchSet::default();
+    let reports = check_kernel(&mut kernel, &empty, &cpus, &WalkConfig::default(), |_, _| {}).unwrap();
+    let r = reports.iter().find(|r| r.task.on_cpu && r.task.comm == "sh").expect("the busy loop on a CPU");
+    assert_eq!(r.reliability, Some(Reliability::Reliable(CleanEnd::UserRegs)), "{:x?}", r.frames);
+    let name = |pc| kernel.symbols.lookup(pc).map(|s| s.name.to_string()).unwrap_or_default();
+    let names: Vec<String> = r.frames.iter().map(|f| name(f.pc)).collect();
+    assert_eq!(names.first().map(String::as_str), Some("lapic_next_event"), "{names:?}");
+    assert!(names.iter().any(|n| n == "hrtimer_interrupt"), "{names:?}");
+    assert_eq!(names.last().map(String::as_str), Some("asm_sysvec_apic_timer_interrupt"), "{names:?}");
+    // All on the task's own stack; the IRQ and exception stacks are
+    // elsewhere: the vmalloc'ed IRQ stack, the cpu_entry_area ones.
+    let stacks = &kernel.cpu_stacks[r.task.cpu as usize];
+    let on = |sp: u64| {
+        if sp >= r.task.stack && sp <= r.task.stack + kernel.thread_size {
+            Some(StackKind::Task)
+        } else {
+            stacks.iter().find(|s| sp >= s.start && sp <= s.end).map(|s| s.kind)
+        }
+    };
+    assert!(r.frames.iter().all(|f| on(f.sp) == Some(StackKind::Task)), "{:x?}", r.frames);
+    for s in stacks {
+        let region = match s.kind {
+            StackKind::Irq => 0xffff_8000_0000_0000..0xffff_fe00_0000_0000, // vmalloc (KASLR)
+            _ => 0xffff_fe00_0000_0000..0xffff_ff00_0000_0000,               // cpu_entry_area
+        };
+        assert!(region.contains(&s.start) && s.end <= region.end, "{s:x?}");
+        assert!(stacks.iter().filter(|o| o.start < s.end && s.start < o.end).count() == 1, "{s:x?} overlaps");
+    }
+    assert!(r.frames.iter().all(|f| f.reliable && f.kind != FrameKind::Iret));
+}
