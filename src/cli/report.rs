@@ -82,7 +82,21 @@ fn verdict_detail(r: &Row<'_, '_>, symbols: &Symbolizer, home: &str) -> String {
             s
         }
         Verdict::Unreliable { reason, frame } => format!("{reason} (frame #{frame})"),
-        Verdict::Running => r.running_detail.clone(),
+        Verdict::Running => {
+            // What the CPU was doing: the patched function it is in, else
+            // its innermost frame; and whether that stack could be trusted.
+            let mut s = r.running_detail.clone();
+            let patched = r.hits.iter().filter(|h| !h.past_unreliable).min_by_key(|h| h.frame);
+            if let Some(h) = patched {
+                s += &format!(", running in patched {} at frame #{}", frame_text(symbols, home, h.pc), h.frame);
+            } else if let Some(f) = r.frames.first() {
+                s += &format!(", in {}", frame_text(symbols, home, f.pc));
+            }
+            if let Some(Reliability::Unreliable { reason, frame }) = r.reliability {
+                s += &format!("; stack unreliable at frame #{frame}: {reason}");
+            }
+            s
+        }
     }
 }
 
