@@ -64,3 +64,33 @@ fn a_timer_interrupt_on_the_irq_stack_is_walked_to_user_mode() {
     }
     assert!(r.frames.iter().all(|f| f.reliable && f.kind != FrameKind::Iret));
 }
+
+/// The stacks of both kernels' layouts (6.12: `pcpu_hot`; 6.1: the per-CPU
+/// `hardirq_stack_ptr`), against the kernel's own fixed relations: the
+/// entry stack and the exception stacks share one `cpu_entry_area` per
+/// CPU, below the IDT page at the base of the area.
+#[test]
+fn cpu_stacks_of_both_layouts() {
+    for dir in ["6.12.117+deb12-amd64-stacked", "6.1.0-57-amd64-stacked"] {
+        let bytes = common::read(&format!("vmcore/{dir}/vmcore.trimmed.kdump"));
+        let dump = Dump::open(&bytes).unwrap();
+        let vi = dump.vmcoreinfo().cloned().unwrap();
+        let kernel = Kernel::open(dump, &vi).unwrap();
+        assert!(kernel.warnings.is_empty(), "{dir}: {:?}", kernel.warnings);
+        assert_eq!(kernel.cpu_stacks.len(), 2, "{dir}");
+        for stacks in &kernel.cpu_stacks {
+            let kinds: Vec<StackKind> = stacks.iter().map(|s| s.kind).collect();
+            assert_eq!(kinds.iter().filter(|k| **k == StackKind::Irq).count(), 1, "{dir}");
+            assert_eq!(kinds.iter().filter(|k| **k == StackKind::Entry).count(), 1, "{dir}");
+            let entry = stacks.iter().find(|s| s.kind == StackKind::Entry).unwrap();
+            assert_eq!(entry.end - entry.start, 4096, "{dir}: one page");
+            for e in stacks.iter().filter(|s| s.kind == StackKind::Exception) {
+                // One cpu_entry_area is far less than 1 MiB.
+                assert!(e.start.abs_diff(entry.start) < 1 << 20, "{dir}: {e:x?} vs {entry:x?}");
+                assert_eq!((e.end - e.start) % 4096, 0, "{dir}");
+            }
+        }
+        // The two CPUs' areas differ.
+        assert_ne!(kernel.cpu_stacks[0], kernel.cpu_stacks[1], "{dir}");
+    }
+}

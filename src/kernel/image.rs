@@ -172,6 +172,12 @@ fn read_cpu_stacks<M: Memory>(
                 let start = base.wrapping_add(f.offset);
                 out.push(StackRange { start, end: start.wrapping_add(f.size), kind: StackKind::Exception });
             }
+            // The exception stacks sit in the CPU's cpu_entry_area, and so
+            // does the entry stack (`cpu_entry_stack`).
+            if let (Some(estacks), Some(entry)) = (l.cea_estacks, l.cea_entry_stack) {
+                let start = base.wrapping_sub(estacks.offset).wrapping_add(entry.offset);
+                out.push(StackRange { start, end: start.wrapping_add(entry.size), kind: StackKind::Entry });
+            }
         }
     }
     Ok(out)

@@ -189,6 +189,10 @@ pub struct CpuStacksLayout {
     /// `struct cea_exception_stacks`: DF, NMI, DB, MCE, VC, VC2 (a VC stack
     /// of size 0 without AMD SEV).
     pub exception: [Option<Field>; 6],
+    /// `cpu_entry_area.estacks` and `.entry_stack_page.stack`: the entry
+    /// stack, found from the exception stacks' address.
+    pub cea_estacks: Option<Field>,
+    pub cea_entry_stack: Option<Field>,
 }
 
 /// Names of [`CpuStacksLayout::exception`], in order.
@@ -263,6 +267,8 @@ impl Layout {
             irq_stack_size: btf.type_size(irq).ok()?,
             pcpu_hot_hardirq: optional(btf, "pcpu_hot", "hardirq_stack_ptr"),
             exception,
+            cea_estacks: optional(btf, "cpu_entry_area", "estacks"),
+            cea_entry_stack: optional(btf, "cpu_entry_area", "entry_stack_page.stack"),
         })
     }
 
