@@ -474,6 +474,8 @@ def main():
                 with open(src, "rb") as f:
                     sig = f.read(8)
                 info.append(f"{fn}: not flattened (signature {sig!r})")
+                if sig == b"KDUMP   ":
+                    info.append(f"{fn}: {kdump_header(src)}")
     for fn in sorted(os.listdir(rundir)):
         if fn.startswith("vmcore."):
             p = os.path.join(rundir, fn)
