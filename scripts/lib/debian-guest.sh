@@ -104,26 +104,28 @@ build_modules() {
 # 6.12:stacked etc.): lpstack_park with the export lpstack_park_wait
 # (modules/park_wait, which includes modules/park/lpstack_park.c), the
 # livepatches lpstack_lp1 (needs that export), lpstack_lp2, lpstack_lp3,
-# and for the kthread scenario lpstack_kthread (modules/kthread: kernel
+# for the kthread scenario lpstack_kthread (modules/kthread: kernel
 # threads whose main function is lpstack_kthread_loop) and its livepatch
-# lpstack_lp_kthread (modules/lp_kthread).
+# lpstack_lp_kthread (modules/lp_kthread), and for the kdump scenario
+# lpstack_spin (modules/spin: a kernel thread spinning in lpspin_work) and
+# its livepatch lpstack_lp_spin (modules/lp_spin).
 # Outputs, debug-stripped: $VWORK/build-$REL/klp/<name>.ko (the park one is
 # klp/lpstack_park.ko: same module name as the default one, other build).
 build_klp_modules() {
     local b="$VWORK/build-$REL" kdir="/usr/src/linux-headers-$REL" m
     [ -d "$kdir" ] || die "missing $kdir ($HDR_PKG not installed?)"
     mkdir -p "$b/klp"
-    for m in park park_wait lp1 lp2 lp3 kthread lp_kthread; do
+    for m in park park_wait lp1 lp2 lp3 kthread lp_kthread spin lp_spin; do
         rm -rf "$b/klp/$m" && cp -r "$VMCORE_SRC/modules/$m" "$b/klp/$m"
     done
     make -s -C "$kdir" M="$b/klp/park_wait" modules >&2
     # lpstack_lp1 links against lpstack_park_wait: modpost reads its CRC here.
     make -s -C "$kdir" M="$b/klp/lp1" KBUILD_EXTRA_SYMBOLS="$b/klp/park_wait/Module.symvers" modules >&2
-    for m in lp2 lp3 kthread lp_kthread; do
+    for m in lp2 lp3 kthread lp_kthread spin lp_spin; do
         make -s -C "$kdir" M="$b/klp/$m" modules >&2
     done
     strip --strip-debug -o "$b/klp/lpstack_park.ko" "$b/klp/park_wait/lpstack_park.ko"
-    for m in lp1 lp2 lp3 kthread lp_kthread; do
+    for m in lp1 lp2 lp3 kthread lp_kthread spin lp_spin; do
         strip --strip-debug -o "$b/klp/lpstack_$m.ko" "$b/klp/$m/lpstack_$m.ko"
     done
 }

@@ -12,7 +12,15 @@ vmcoreinfo.txt, funcs.txt, and appends to run-info.txt. Also reassembles
 QEMU's flattened kdump files into RUNDIR/vmcore.<fmt>.reassembled.
 
 funcs.txt is a copy of FUNCS when given (the livepatch scenarios), else the
-default scenario's set. A livepatch scenario's report (scripts/vmcore/
+default scenario's set.
+
+The kdump scenario (a real kdump: no vmcore.elf, the makedumpfile outputs
+vmcore.kdump-lzo/-zlib/-zstd read back from the capture kernel's disk)
+takes VMCOREINFO and the CPU notes from vmcore.kdump-lzo's headers, splits
+console.log (both kernels wrote ttyS0) into the crashed kernel's part
+(console-tail.txt ends with the panic) and the capture kernel's
+(capture-console.txt), and copies vmcore-dmesg.txt (makedumpfile
+--dump-dmesg). A livepatch scenario's report (scripts/vmcore/
 init-klp.sh) names itself (@@SCENARIO), the patch in transition and its
 target state (GT target_state=N transition_patch=P) and every patch's state
 (GT patch=P enabled=E transition=T); the default one (init.sh) has the
@@ -139,6 +147,42 @@ def kdump_header(path):
             f"notes at {off_note} size {size_note}")
 
 
+def kdump_notes(path):
+    """Like elf_notes, from a kdump-compressed file's sub-header (makedumpfile
+    copies the PT_NOTE data of /proc/vmcore there), then ("vmcoreinfo", text)
+    from offset_vmcoreinfo."""
+    with open(path, "rb") as f:
+        d = f.read(8192)
+        assert d[:8] == b"KDUMP   ", f"{path}: not kdump-compressed"
+        block_size, = struct.unpack_from("<I", d, 428)
+        f.seek(block_size)
+        sub = f.read(64)
+        off_vmci, size_vmci, off_note, size_note = struct.unpack_from("<4Q", sub, 32)
+        f.seek(off_note)
+        data = f.read(size_note)
+        f.seek(off_vmci)
+        vmci = f.read(size_vmci)
+    off = 0
+    while off + 12 <= len(data):
+        namesz, descsz, ntype = struct.unpack_from("<III", data, off)
+        off += 12
+        name = data[off:off + namesz].rstrip(b"\0").decode("ascii", "replace")
+        off += (namesz + 3) & ~3
+        desc = data[off:off + descsz]
+        off += (descsz + 3) & ~3
+        yield ("note", name, ntype, desc)
+    yield ("vmcoreinfo", vmci.rstrip(b"\0").decode("ascii", "replace"))
+
+
+def split_kernels(con):
+    """console.log of a kdump run -> (crashed kernel's lines, capture kernel's lines)."""
+    # The first kernel's line starts after the firmware's escape sequences.
+    starts = [i for i, l in enumerate(con) if re.search(r"\[\s*0\.000000\] Linux version ", l)]
+    if len(starts) < 2:
+        return con, []
+    return con[:starts[1]], con[starts[1]:]
+
+
 def sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -153,6 +197,11 @@ def main():
     os.makedirs(fixdir, exist_ok=True)
     rep = read_log(os.path.join(rundir, "report.log"))
     con = read_log(os.path.join(rundir, "console.log"))
+    kdump = not os.path.exists(os.path.join(rundir, "vmcore.elf")) and \
+        os.path.exists(os.path.join(rundir, "vmcore.kdump-lzo"))
+    capture = []
+    if kdump:
+        con, capture = split_kernels(con)
 
     uname = next((l.split()[1] for l in rep if l.startswith("@@UNAME ")), None)
     if uname != release:
@@ -241,8 +290,14 @@ def main():
         out.append("# /sys/kernel/livepatch: enabled, transition) are of pass 2.")
         if not stalled:
             out.append(f"# WARNING: {tpatch} was NOT in transition at pass 2: {tr2}")
-    out.append("# GT lines: pass 2 (the last one before READY-FOR-DUMP; the VM was stopped")
-    out.append("# and dumped right after). patch_state: 0 = unpatched (KLP_TRANSITION_UNPATCHED),")
+    if kdump:
+        out.append("# GT lines: pass 2 (the last one before READY-FOR-DUMP; the guest panicked")
+        out.append("# (sysrq c) right after and its capture kernel saved /proc/vmcore with")
+        out.append("# makedumpfile: no VM stop, the dump is the crashed kernel's memory at the")
+        out.append("# panic). patch_state: 0 = unpatched (KLP_TRANSITION_UNPATCHED),")
+    else:
+        out.append("# GT lines: pass 2 (the last one before READY-FOR-DUMP; the VM was stopped")
+        out.append("# and dumped right after). patch_state: 0 = unpatched (KLP_TRANSITION_UNPATCHED),")
     out.append("# 1 = patched, -1 = no transition. stat_state: the state letter of")
     out.append("# /proc/<pid>/task/<tid>/stat. The idle tasks (swapper/N) have no /proc entry.")
     out.append(f"# busy-loop pid: {busy}   init (/init shell) pid: {initpid}")
@@ -270,7 +325,8 @@ def main():
     out.append("# The kernel's own verdicts: klp_try_switch_task() debug lines")
     out.append("# (kernel/livepatch/transition.c, dynamic debug on), one per pending task per")
     out.append("# retry. last = verdict of the task's last line; in_last_round = yes if that")
-    out.append("# line belongs to the last retry before the VM was stopped (within 0.5 s of the last")
+    out.append("# line belongs to the last retry before the " + ("panic" if kdump else "VM was stopped")
+               + " (within 0.5 s of the last")
     out.append(f"# such line, [{last_round:.6f}]); no = the task switched afterwards.")
     if scenario is not None:
         out.append(f"# Only the lines of {tpatch}'s transition, from: {tstart}")
@@ -302,7 +358,20 @@ def main():
 
     with open(os.path.join(fixdir, "console-tail.txt"), "w") as f:
         tail = con[-151:] if con and con[-1] == "" else con[-150:]
+        if kdump:
+            # From 20 lines before the panic marker at the latest: the whole
+            # panic output, however long.
+            pm = [i for i, l in enumerate(con) if l.startswith("@@PANIC")]
+            start = min(max(len(con) - 150, 0), max(pm[-1] - 20, 0)) if pm else max(len(con) - 150, 0)
+            tail = con[start:]
         f.write("\n".join(tail).rstrip("\n") + "\n")
+    if kdump:
+        with open(os.path.join(fixdir, "capture-console.txt"), "w") as f:
+            f.write("\n".join(capture).rstrip("\n") + "\n")
+        src = os.path.join(rundir, "vmcore-dmesg.txt")
+        if os.path.exists(src):
+            with open(src, "rb") as a, open(os.path.join(fixdir, "vmcore-dmesg.txt"), "wb") as b:
+                b.write(a.read())
 
     with open(os.path.join(fixdir, "funcs.txt"), "w") as f:
         if funcs_file:
@@ -318,9 +387,21 @@ def main():
     loads = []
     vmcoreinfo = None
     prstatus, qemu_cpu = [], []
-    for item in elf_notes(elf):
+    src_name = "vmcore.elf"
+    items = elf_notes(elf)
+    if kdump:
+        src_name = "vmcore.kdump-lzo"
+        items = kdump_notes(os.path.join(rundir, src_name))
+    for item in items:
         if item[0] == "loads":
             loads = item[1]
+            continue
+        if item[0] == "vmcoreinfo":
+            # The kdump header's own copy (offset_vmcoreinfo); the VMCOREINFO
+            # note, if any, is in the notes too and must be the same.
+            if vmcoreinfo is not None and vmcoreinfo != item[1]:
+                info.append("WARNING: the kdump header's vmcoreinfo differs from its VMCOREINFO note")
+            vmcoreinfo = item[1]
             continue
         _, name, ntype, desc = item
         names[(name, ntype)] = names.get((name, ntype), 0) + 1
@@ -332,13 +413,26 @@ def main():
             vmcoreinfo = desc.rstrip(b"\0").decode("ascii", "replace")
     with open(os.path.join(fixdir, "vmcoreinfo.txt"), "w") as f:
         if vmcoreinfo is None:
-            f.write("# no VMCOREINFO note in vmcore.elf\n")
+            f.write(f"# no VMCOREINFO note in {src_name}\n")
+        elif kdump:
+            f.write("# The vmcoreinfo of vmcore.kdump-lzo's kdump sub-header (offset_vmcoreinfo,\n"
+                    "# copied by makedumpfile from the VMCOREINFO note of the capture kernel's\n"
+                    "# /proc/vmcore, which the crashed kernel wrote at the panic), verbatim.\n")
         else:
             f.write("# The VMCOREINFO ELF note of vmcore.elf (the guest's vmcoreinfo, passed to\n"
                     "# QEMU by the qemu_fw_cfg driver through -device vmcoreinfo), verbatim.\n")
+        if vmcoreinfo is not None:
             f.write(vmcoreinfo.rstrip("\n") + "\n")
     for idx, desc in enumerate(prstatus):
         regs = struct.unpack_from("<27Q", desc, 112)
+        if kdump:
+            # crash_notes: pr_pid is the pid of the task the CPU ran; the
+            # panicking CPU's registers are crash_setup_regs() in
+            # __crash_kexec, the others' the pt_regs of the crash NMI.
+            info.append(f"note {idx} NT_PRSTATUS ({src_name}): pr_pid {struct.unpack_from('<I', desc, 32)[0]} "
+                        f"rip 0x{regs[16]:x} rsp 0x{regs[19]:x} rbp 0x{regs[4]:x} cs 0x{regs[17]:x} "
+                        f"ss 0x{regs[20]:x} eflags 0x{regs[18]:x} gs_base 0x{regs[22]:x}")
+            continue
         info.append(f"cpu {idx} NT_PRSTATUS: pr_pid {struct.unpack_from('<I', desc, 32)[0]} "
                     f"rip 0x{regs[16]:x} rsp 0x{regs[19]:x} cs 0x{regs[17]:x} "
                     f"gs_base 0x{regs[22]:x}")
@@ -352,8 +446,9 @@ def main():
                     f"cr0 0x{cr[0]:x} cr3 0x{cr[3]:x} cr4 0x{cr[4]:x} "
                     f"(CR4.LA57={(cr[4] >> 12) & 1})"
                     + (f" kernel_gs_base 0x{kgs:x}" if kgs is not None else ""))
-    info.append("elf notes: " + ", ".join(f"{n}/type {t} x{c}" for (n, t), c in sorted(names.items())))
-    info.append(f"elf PT_LOAD segments: {len(loads)}")
+    info.append(f"{'kdump' if kdump else 'elf'} notes: " + ", ".join(f"{n}/type {t} x{c}" for (n, t), c in sorted(names.items())))
+    if not kdump:
+        info.append(f"elf PT_LOAD segments: {len(loads)}")
     for off, va, pa, fs, ms in loads:
         info.append(f"  PT_LOAD offset 0x{off:x} vaddr 0x{va:x} paddr 0x{pa:x} filesz 0x{fs:x} memsz 0x{ms:x}")
     if vmcoreinfo:
@@ -379,6 +474,8 @@ def main():
                 with open(src, "rb") as f:
                     sig = f.read(8)
                 info.append(f"{fn}: not flattened (signature {sig!r})")
+                if sig == b"KDUMP   ":
+                    info.append(f"{fn}: {kdump_header(src)}")
     for fn in sorted(os.listdir(rundir)):
         if fn.startswith("vmcore."):
             p = os.path.join(rundir, fn)

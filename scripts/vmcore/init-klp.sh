@@ -1,6 +1,6 @@
 #!/bin/sh
 # /init of the lpstack vmcore initramfs for the livepatch scenarios
-# (busybox sh): stacked, replace, unpatch, kthread; the name is in
+# (busybox sh): stacked, replace, unpatch, kthread, kdump; the name is in
 # /lib/lpstack/scenario. The default scenario has its own /init (init.sh),
 # which this one follows step by step. See "Livepatch scenarios" in
 # tests/fixtures/vmcore/README.md. Kernel messages go to ttyS0 (console);
@@ -25,6 +25,7 @@ stacked) TP=lpstack_lp2; TARGET=1 ;;   # lpstack_lp2 on top of lpstack_lp1
 replace) TP=lpstack_lp3; TARGET=1 ;;   # atomic replace of lpstack_lp1
 unpatch) TP=lpstack_lp1; TARGET=0 ;;   # lpstack_lp1 disabled
 kthread) TP=lpstack_lp_kthread; TARGET=1 ;;  # patches a kthread's main function
+kdump) TP=lpstack_lp_spin; TARGET=1 ;;       # a kthread spins in lpspin_work; then a panic
 *) TP=?; TARGET=? ;;
 esac
 
@@ -41,6 +42,20 @@ if [ -e /sys/firmware/qemu_fw_cfg/by_name/etc/vmcoreinfo ]; then
     say "@@FW_CFG etc/vmcoreinfo present"
 else
     say "@@FW_CFG etc/vmcoreinfo MISSING"
+fi
+
+if [ "$SCENARIO" = kdump ]; then
+    # The capture kernel, as kdump-tools loads it: the same vmlinuz, its own
+    # initramfs (/init = scripts/vmcore/init-kdump-capture.sh), this
+    # command line without crashkernel= plus kdump-tools' default
+    # KDUMP_CMDLINE_APPEND. kexec is Debian's (kexec-tools, with the Xen
+    # libraries it links in /lib/x86_64-linux-gnu).
+    say "@@CRASHKERNEL size=$(cat /sys/kernel/kexec_crash_size) iomem=$(grep -i 'crash kernel' /proc/iomem | tr -s ' ' | tr '\n' ';')"
+    CAP_CMDLINE="$(sed -e 's/crashkernel=[^ ]*//' -e 's/  */ /g' -e 's/ *$//' /proc/cmdline) reset_devices nr_cpus=1 irqpoll nousb"
+    say "@@KEXEC_CMD /sbin/kexec -p --command-line=\"$CAP_CMDLINE\" --initrd=/boot/capture.cpio.gz /boot/vmlinuz"
+    /sbin/kexec -p --command-line="$CAP_CMDLINE" --initrd=/boot/capture.cpio.gz /boot/vmlinuz >&3 2>&1
+    say "@@KEXEC rc=$? kexec_crash_loaded=$(cat /sys/kernel/kexec_crash_loaded) $(/sbin/kexec --version 2>&1)"
+    [ "$(cat /sys/kernel/kexec_crash_loaded)" = 1 ] || both "@@ERROR no capture kernel loaded"
 fi
 
 echo 'file kernel/livepatch/transition.c +p' > /sys/kernel/debug/dynamic_debug/control
@@ -83,6 +98,20 @@ kthread_wakeups() {  # TAG: the kthreads' returns from schedule() (<s>,<d>)
     say "$1 $(cat /sys/module/lpstack_kthread/parameters/wakeups) $(cat /proc/uptime)"
 }
 
+spin_state() {  # TAG: the spinning kthread: tid, state and CPU (stat), counters
+    tag=$1
+    for t in /proc/[0-9]*/task/[0-9]*; do
+        read -r c < "$t/comm" 2>/dev/null || continue
+        [ "$c" = lpstack_spin ] || continue
+        read -r st < "$t/stat"
+        set -- ${st##*) }   # stat from field 3 on: $1 = state, ${37} = processor (field 39)
+        SPIN_TID=${t##*/}
+        say "$tag tid=$SPIN_TID state=$1 cpu=${37} rounds=$(cat /sys/module/lpstack_spin/parameters/rounds)" \
+            "yields=$(cat /sys/module/lpstack_spin/parameters/yields)" \
+            "last_cpu=$(cat /sys/module/lpstack_spin/parameters/last_cpu) $(cut -d' ' -f1 /proc/uptime)"
+    done
+}
+
 if [ "$SCENARIO" = kthread ]; then
     # No first patch: two kernel threads whose main function is
     # lpstack_kthread_loop (lpstack_kt_s TASK_INTERRUPTIBLE, lpstack_kt_d
@@ -93,6 +122,14 @@ if [ "$SCENARIO" = kthread ]; then
         case "$c" in lpstack_kt*) say "@@KTHREAD ${t##*/} $c $(cat $t/wchan 2>/dev/null)";; esac
     done
     kthread_wakeups "@@KTHREAD_WAKEUPS before_patch"
+elif [ "$SCENARIO" = kdump ]; then
+    # No first patch: one kernel thread, lpstack_spin, bound to CPU 1,
+    # busy-looping in lpspin_work (which lpstack_lp_spin patches). /init and
+    # everything it starts stay on CPU 0.
+    taskset -p 1 $$ >/dev/null || both "@@ERROR taskset"
+    insmod /lib/lpstack/lpstack_spin.ko cpu=1 || both "@@ERROR insmod lpstack_spin"
+    sleep 1
+    spin_state "@@SPIN before_patch"
 else
     # lpstack_lp1 first, while nothing is parked: its transition completes.
     say "@@INSMOD_LP1 $(cat /proc/uptime)"
@@ -108,8 +145,12 @@ fi
 /bin/parker sb main-b &              # single-threaded, parks in park_here_b
 sleep 1000 &                         # nanosleep
 sleep 1000 | cat &                   # cat blocked reading an empty pipe
-sh -c 'while :; do :; done' &        # busy loop: running at dump time
-BUSY=$!
+if [ "$SCENARIO" = kdump ]; then
+    BUSY=none                        # CPU 1 is lpstack_spin's; CPU 0 stays free
+else
+    sh -c 'while :; do :; done' &    # busy loop: running at dump time
+    BUSY=$!
+fi
 sleep 2
 
 say "@@PARKED_BEFORE_PATCH"
@@ -131,6 +172,9 @@ unpatch)
 kthread)
     say "@@INSMOD_LP_KTHREAD $(cat /proc/uptime)"
     insmod /lib/lpstack/lpstack_lp_kthread.ko || both "@@ERROR insmod lpstack_lp_kthread" ;;
+kdump)
+    say "@@INSMOD_LP_SPIN $(cat /proc/uptime)"
+    insmod /lib/lpstack/lpstack_lp_spin.ko || both "@@ERROR insmod lpstack_lp_spin" ;;
 *)
     both "@@ERROR unknown scenario '$SCENARIO'" ;;
 esac
@@ -163,6 +207,7 @@ gt_pass() {  # N
 
 gt_pass 1
 [ "$SCENARIO" != kthread ] || kthread_wakeups "@@KTHREAD_WAKEUPS pass1"
+[ "$SCENARIO" != kdump ] || spin_state "@@SPIN pass1"
 say "@@BUSY_PID $BUSY"
 say "@@INIT_PID $$"
 say "@@CMDLINE $(cat /proc/cmdline)"
@@ -192,6 +237,7 @@ if [ "$SCENARIO" = kthread ]; then
 fi
 gt_pass 2
 [ "$SCENARIO" != kthread ] || kthread_wakeups "@@KTHREAD_WAKEUPS pass2"
+[ "$SCENARIO" != kdump ] || spin_state "@@SPIN pass2"
 say "@@DMESG_BEGIN"
 dmesg >&3
 say "@@DMESG_END"
@@ -204,4 +250,15 @@ else
     both "@@STALLED NO $TP transition=$tr"
 fi
 both "READY-FOR-DUMP"
+if [ "$SCENARIO" = kdump ]; then
+    # The crash: sysrq 'c' (panic("sysrq triggered crash")) from a shell on
+    # CPU 0 while lpstack_spin spins on CPU 1; the panic kexecs into the
+    # capture kernel, which saves /proc/vmcore and powers off.
+    spin_state "@@SPIN before_panic"
+    echo 1 > /proc/sys/kernel/sysrq
+    say "@@SYSRQ $(cat /proc/sys/kernel/sysrq) kexec_crash_loaded=$(cat /sys/kernel/kexec_crash_loaded)"
+    both "@@PANIC $(cut -d' ' -f1 /proc/uptime)"
+    taskset 1 sh -c 'read -r c < /proc/$$/comm; echo "@@PANIC_TASK pid=$$ comm=$c" >&3; echo c > /proc/sysrq-trigger'
+    both "@@ERROR still alive after sysrq c"
+fi
 while :; do sleep 1000; done

@@ -6,10 +6,11 @@
 #
 # usage: scripts/vmcore/make-vmcores.sh [RUN|GROUP]...
 #   RUN:   6.12-4level | 6.12-la57 | 6.1           (the default scenario)
-#          BASE:SCENARIO, SCENARIO one of stacked, replace, unpatch, kthread
-#          (the livepatch scenarios, e.g. 6.12-4level:stacked; directory
-#          <release>-<scenario>, e.g. 6.12.117+deb12-amd64-stacked; kthread
-#          is made for 6.12-4level only, not part of a group)
+#          BASE:SCENARIO, SCENARIO one of stacked, replace, unpatch, kthread,
+#          kdump (the livepatch scenarios, e.g. 6.12-4level:stacked;
+#          directory <release>-<scenario>, e.g. 6.12.117+deb12-amd64-stacked;
+#          kthread and kdump are made for 6.12-4level only, not part of a
+#          group)
 #   GROUP: all = 6.12-4level 6.12-la57 6.1 (the default when no argument);
 #          6.12 = 6.12-4level 6.12-la57;
 #          klp = klp-6.12 klp-6.1; klp-6.12 = 6.12-4level:{stacked,replace,unpatch};
@@ -33,16 +34,28 @@
 #     lpstack_lp1, then lpstack_lp_kthread, which patches that function and
 #     park_here_a; the dump waits until ~22 s after the transition started,
 #     past the fake signals (15 retries);
-#   - stops the VM over QMP and dumps its memory (ELF and kdump-*) with
-#     scripts/vmcore/qmp.py; then scripts/vmcore/extract.py writes the
+#   - the kdump scenario (same /init) is a real kdump: the guest boots with
+#     crashkernel=, loads a capture kernel with Debian's kexec -p, starts
+#     lpstack_spin (a kthread spinning in lpspin_work on CPU 1) and the
+#     parkers, loads lpstack_lp_spin (patches lpspin_work and park_here_a),
+#     records the ground truth and panics (sysrq c); the capture kernel
+#     (/init: scripts/vmcore/init-kdump-capture.sh) saves /proc/vmcore with
+#     upstream makedumpfile (-l, -c, -z; -d 31) onto a raw virtio disk and
+#     powers off; scripts/vmcore/kdump-disk.py reads the files back;
+#   - otherwise stops the VM over QMP and dumps its memory (ELF and kdump-*)
+#     with scripts/vmcore/qmp.py; then scripts/vmcore/extract.py writes the
 #     committed text fixtures.
 # Big outputs: tests/fixtures/work/vmcore/<run>/ (git-ignored).
 # Small text:  tests/fixtures/vmcore/<run>/ (committed).
 #
 # A run whose outputs are complete is skipped; FORCE=1 redoes it (that
 # makes new dumps AND new ground truth: KASLR differs on every boot).
-# Env: QEMU_TIMEOUT (seconds to wait for READY-FOR-DUMP, default 600),
-#      MEM (guest MiB, default 512), FORCE.
+# Env: QEMU_TIMEOUT (seconds to wait for READY-FOR-DUMP, or in the kdump
+#      scenario for the capture kernel's poweroff; default 600, kdump 1200),
+#      MEM (guest MiB, default 512; kdump 1024), CRASHKERNEL (kdump: the
+#      crashkernel= value, default 256M), MAKEDUMPFILE_TARBALL (kdump:
+#      upstream makedumpfile source, default ../shared/tools/
+#      makedumpfile-upstream.tar.gz next to the repository), FORCE.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -51,8 +64,11 @@ WORK="${WORK:-$ROOT/tests/fixtures/work}"
 VWORK="$WORK/vmcore"
 FIX="$ROOT/tests/fixtures/vmcore"
 DEBS="$WORK/debs"
-QEMU_TIMEOUT="${QEMU_TIMEOUT:-600}"
-MEM="${MEM:-512}"
+QEMU_TIMEOUT_SET="${QEMU_TIMEOUT:-}"
+MEM_SET="${MEM:-}"
+CRASHKERNEL="${CRASHKERNEL:-256M}"
+MAKEDUMPFILE_TARBALL="${MAKEDUMPFILE_TARBALL:-$(cd "$ROOT/.." && pwd)/shared/tools/makedumpfile-upstream.tar.gz}"
+KDTOOLS="$VWORK/kdump-tools"
 FORCE="${FORCE:-0}"
 
 # shellcheck source=../lib/debian-guest.sh
@@ -82,11 +98,112 @@ scenario_params() {
         INIT=init-klp.sh; KODIR="$VWORK/build-$REL/klp"
         KOS=(lpstack_park.ko lpstack_kthread.ko lpstack_lp_kthread.ko)
         FUNCS=$'lpstack_kthread:lpstack_kthread_loop\nlpstack_park:park_here_a\ncmdline_proc_show\n' ;;
-    *) die "unknown scenario $SCENARIO (stacked, replace, unpatch, kthread)" ;;
+    kdump)
+        INIT=init-klp.sh; KODIR="$VWORK/build-$REL/klp"
+        KOS=(lpstack_park.ko lpstack_spin.ko lpstack_lp_spin.ko)
+        FUNCS=$'lpstack_spin:lpspin_work\nlpstack_park:park_here_a\ncmdline_proc_show\n' ;;
+    *) die "unknown scenario $SCENARIO (stacked, replace, unpatch, kthread, kdump)" ;;
     esac
+    if [ "$SCENARIO" = kdump ]; then
+        MEM="${MEM_SET:-1024}"; QEMU_TIMEOUT="${QEMU_TIMEOUT_SET:-1200}"
+    else
+        MEM="${MEM_SET:-512}"; QEMU_TIMEOUT="${QEMU_TIMEOUT_SET:-600}"
+    fi
 }
 
-build_initramfs() {  # OUT
+# --- the kdump scenario's tools -------------------------------------------
+
+KEXEC_PKGS=(kexec-tools libxenmisc4.17 libxencall1 libxendevicemodel1 libxenevtchn1
+            libxenforeignmemory1 libxengnttab1 libxentoolcore1 libxentoollog1)
+
+# copy_with_libs ROOT LIBDIR BIN...: BIN into ROOT at the same path, and
+# every shared library ldd names (searched in LIBDIR first) into ROOT's
+# /lib/x86_64-linux-gnu, the dynamic loader to /lib64.
+copy_with_libs() {
+    local root="$1" libdir="$2" bin lib
+    shift 2
+    mkdir -p "$root/lib/x86_64-linux-gnu" "$root/lib64"
+    for bin in "$@"; do
+        for lib in $(LD_LIBRARY_PATH="$libdir" ldd "$bin" | awk '/=> \//{print $3} /^[ \t]*\/lib64\//{print $1}'); do
+            case "$lib" in
+            /lib64/*) cp -L "$lib" "$root/lib64/" ;;
+            *) cp -L "$lib" "$root/lib/x86_64-linux-gnu/" ;;
+            esac
+        done
+        if LD_LIBRARY_PATH="$libdir" ldd "$bin" | grep -q 'not found'; then
+            die "$bin: a library is missing: $(LD_LIBRARY_PATH="$libdir" ldd "$bin" | grep 'not found')"
+        fi
+    done
+}
+
+# Upstream makedumpfile (Debian bookworm's 1.7.2 drops task pages of 6.12
+# with -d 31), Debian's kexec-tools and the Xen libraries its kexec links,
+# virtio_blk.ko from the image .deb.
+prepare_kdump() {
+    local pkgs=(libelf-dev libdw-dev liblzo2-dev libsnappy-dev libzstd-dev libbz2-dev zlib1g-dev)
+    local missing=() p deb
+    for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "apt-get install ${missing[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2
+    fi
+    mkdir -p "$KDTOOLS"
+    if [ ! -x "$KDTOOLS/makedumpfile/makedumpfile" ]; then
+        [ -s "$MAKEDUMPFILE_TARBALL" ] || die "no $MAKEDUMPFILE_TARBALL"
+        log "building makedumpfile from $MAKEDUMPFILE_TARBALL"
+        rm -rf "$KDTOOLS/makedumpfile"
+        tar -xzf "$MAKEDUMPFILE_TARBALL" -C "$KDTOOLS"
+        [ -d "$KDTOOLS/makedumpfile" ] || die "$MAKEDUMPFILE_TARBALL has no makedumpfile/"
+        make -s -C "$KDTOOLS/makedumpfile" LINKTYPE=dynamic USELZO=on USESNAPPY=on USEZSTD=on >&2
+    fi
+    if [ ! -x "$KDTOOLS/kexec-root/sbin/kexec" ]; then
+        mkdir -p "$DEBS"
+        for p in "${KEXEC_PKGS[@]}"; do
+            ls "$DEBS/${p}"_*.deb >/dev/null 2>&1 || (cd "$DEBS" && apt-get download "$p") >&2
+        done
+        rm -rf "$KDTOOLS/kexec-root"
+        for p in "${KEXEC_PKGS[@]}"; do
+            deb=$(ls "$DEBS/${p}"_*.deb | sort -V | tail -n1)
+            dpkg-deb -x "$deb" "$KDTOOLS/kexec-root"
+        done
+    fi
+    local img="$VWORK/image-$REL"
+    if [ ! -s "$img/virtio_blk.ko" ]; then
+        local ideb="$DEBS/${IMG_PKG}_${VER//:/%3a}_amd64.deb" tmp="$VWORK/vblk.tmp.$$" ko
+        rm -rf "$tmp" && mkdir -p "$tmp"
+        dpkg-deb --fsys-tarfile "$ideb" | tar -x -C "$tmp" --wildcards './lib/modules/*/virtio_blk.ko*'
+        ko="$(find "$tmp" -name 'virtio_blk.ko*' | head -n1)"
+        [ -n "$ko" ] || die "no virtio_blk.ko in $ideb"
+        case "$ko" in
+        *.xz) xz -dc "$ko" >"$tmp/virtio_blk.ko.new" ;;
+        *.zst) zstd -dc "$ko" >"$tmp/virtio_blk.ko.new" ;;
+        *) cp "$ko" "$tmp/virtio_blk.ko.new" ;;
+        esac
+        mv "$tmp/virtio_blk.ko.new" "$img/virtio_blk.ko"
+        rm -rf "$tmp"
+    fi
+}
+
+# The capture kernel's initramfs: busybox, makedumpfile and its libraries,
+# virtio_blk.ko, /init = init-kdump-capture.sh.
+build_capture_initramfs() {  # OUT
+    local dir="$VWORK/initramfs-$REL-capture"
+    rm -rf "$dir"
+    mkdir -p "$dir"/{bin,usr/sbin,proc,sys,dev,tmp,lib/lpstack}
+    cp /bin/busybox "$dir/bin/busybox"
+    ln -s busybox "$dir/bin/sh"
+    cp "$KDTOOLS/makedumpfile/makedumpfile" "$dir/usr/sbin/makedumpfile"
+    copy_with_libs "$dir" "" "$KDTOOLS/makedumpfile/makedumpfile"
+    cp "$HERE/init-kdump-capture.sh" "$dir/init"
+    chmod +x "$dir/init"
+    cp "$VWORK/image-$REL/virtio_blk.ko" "$dir/lib/lpstack/"
+    (cd "$dir" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -9 -n >"$1"
+}
+
+build_initramfs() {  # OUT [CAPTURE_INITRAMFS (kdump)]
     local dir="$VWORK/initramfs-$REL" ko
     rm -rf "$dir"
     mkdir -p "$dir"/{bin,proc,sys,dev,tmp,lib/lpstack}
@@ -98,12 +215,25 @@ build_initramfs() {  # OUT
     cp "$VWORK/image-$REL/qemu_fw_cfg.ko" "$dir/lib/lpstack/"
     for ko in "${KOS[@]}"; do cp "$KODIR/$ko" "$dir/lib/lpstack/"; done
     [ -z "$SCENARIO" ] || echo "$SCENARIO" >"$dir/lib/lpstack/scenario"
+    if [ "$SCENARIO" = kdump ]; then
+        # kexec and what it loads: the same vmlinuz, the capture initramfs.
+        mkdir -p "$dir/sbin" "$dir/boot"
+        cp "$KDTOOLS/kexec-root/sbin/kexec" "$dir/sbin/kexec"
+        copy_with_libs "$dir" "$KDTOOLS/kexec-root/usr/lib/x86_64-linux-gnu" "$dir/sbin/kexec"
+        cp "$VWORK/image-$REL/vmlinuz" "$dir/boot/vmlinuz"
+        cp "$2" "$dir/boot/capture.cpio.gz"
+    fi
     (cd "$dir" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -9 -n >"$1"
 }
 
 run_done() {
     local r="$VWORK/$DIR" f="$FIX/$DIR"
-    [ -s "$r/vmcore.elf" ] && [ -s "$r/vmcore.kdump-zlib" ] && [ -s "$f/ground-truth.txt" ] \
+    if [ "$SCENARIO" = kdump ]; then
+        [ -s "$r/vmcore.kdump-lzo" ] || return 1
+    else
+        [ -s "$r/vmcore.elf" ] || return 1
+    fi
+    [ -s "$r/vmcore.kdump-zlib" ] && [ -s "$f/ground-truth.txt" ] \
         && [ -s "$f/vmcoreinfo.txt" ] && [ -s "$f/run-info.txt" ]
 }
 
@@ -124,21 +254,35 @@ run_one() {
         || die "$REL: CONFIG_LIVEPATCH is not y: no livepatch possible"
     if [ -z "$SCENARIO" ]; then build_modules; else build_klp_modules; fi
     build_parker
+    [ "$SCENARIO" != kdump ] || prepare_kdump
     rm -rf "$r" && mkdir -p "$r" "$f"
     # Only our own files: others may keep derived files here (never touched).
     rm -f "$f"/{ground-truth.txt,console-tail.txt,guest-report.txt,stacks.txt} \
           "$f"/{vmcoreinfo.txt,funcs.txt,run-info.txt,lpstack_park.ko,lpstack_lp.ko}
-    [ -z "$SCENARIO" ] || rm -f "$f"/lpstack_lp{1,2,3}.ko "$f"/lpstack_{kthread,lp_kthread}.ko
-    build_initramfs "$r/initramfs.cpio.gz"
+    [ -z "$SCENARIO" ] || rm -f "$f"/lpstack_lp{1,2,3}.ko "$f"/lpstack_{kthread,lp_kthread,spin,lp_spin}.ko
+    [ "$SCENARIO" != kdump ] || rm -f "$f"/{capture-console.txt,vmcore-dmesg.txt}
+    if [ "$SCENARIO" = kdump ]; then
+        build_capture_initramfs "$r/capture.cpio.gz"
+        build_initramfs "$r/initramfs.cpio.gz" "$r/capture.cpio.gz"
+        # The capture kernel writes its files here (raw, see
+        # init-kdump-capture.sh); sparse, 2 GiB.
+        truncate -s 2G "$r/dumpdisk.img"
+    else
+        build_initramfs "$r/initramfs.cpio.gz"
+    fi
     cp "$VWORK/image-$REL/vmlinuz" "$r/vmlinuz"
     local ko
     for ko in "${KOS[@]}"; do cp "$KODIR/$ko" "$r/"; done
     [ -z "$FUNCS" ] || printf '%s' "$FUNCS" >"$r/funcs.txt"
 
-    local sock="$r/qmp.sock"
+    local sock="$r/qmp.sock" append="console=ttyS0 loglevel=8 panic=-1" extra=()
+    if [ "$SCENARIO" = kdump ]; then
+        append+=" crashkernel=$CRASHKERNEL"
+        extra=(-drive "file=$r/dumpdisk.img,if=virtio,format=raw")
+    fi
     local qemu=(qemu-system-x86_64 -accel tcg -cpu "$CPU" -smp 2 -m "$MEM"
                 -nographic -no-reboot -kernel "$r/vmlinuz" -initrd "$r/initramfs.cpio.gz"
-                -append "console=ttyS0 loglevel=8 panic=-1"
+                -append "$append" "${extra[@]}"
                 -device vmcoreinfo -qmp "unix:$sock,server=on,wait=off"
                 -monitor none -serial "file:$r/console.log" -serial "file:$r/report.log")
     {
@@ -148,6 +292,11 @@ run_one() {
         echo "host: $(qemu-system-x86_64 --version | head -n1); $(nproc) host cores"
         echo "qemu: ${qemu[*]}"
         echo "modules: built with make -C /usr/src/linux-headers-$REL M=...; gcc: $(gcc-12 --version | head -n1)"
+        if [ "$SCENARIO" = kdump ]; then
+            echo "makedumpfile: $("$KDTOOLS/makedumpfile/makedumpfile" -v 2>&1 | head -n1 | sed 's/^makedumpfile: //'), built from $(basename "$MAKEDUMPFILE_TARBALL") (sha256 $(sha256sum "$MAKEDUMPFILE_TARBALL" | cut -c1-64)) with make LINKTYPE=dynamic USELZO=on USESNAPPY=on USEZSTD=on"
+            echo "kexec: Debian $(cd "$DEBS" && ls kexec-tools_*.deb | sort -V | tail -n1 | sed 's/%3a/:/')"
+            echo "capture initramfs: $(stat -c %s "$r/capture.cpio.gz") bytes; first kernel's initramfs: $(stat -c %s "$r/initramfs.cpio.gz") bytes"
+        fi
         echo "config:"
         config_facts | sed 's/^/  /'
     } >"$f/run-info.txt"
@@ -156,6 +305,10 @@ run_one() {
     "${qemu[@]}" </dev/null >"$r/qemu.out" 2>&1 &
     local qpid=$!
     local waited=0
+    if [ "$SCENARIO" = kdump ]; then
+        kdump_wait_and_extract "$1" "$qpid" "$r" "$f" "$t0"
+        return
+    fi
     until grep -q 'READY-FOR-DUMP' "$r/report.log" 2>/dev/null; do
         if ! kill -0 "$qpid" 2>/dev/null; then
             tail -n 40 "$r/console.log" >&2 || true
@@ -192,6 +345,48 @@ run_one() {
     log "$1: done"
 }
 
+# The kdump scenario after QEMU started: wait for the panic and for the
+# capture kernel's poweroff, read the files back from the disk, write the
+# fixtures.
+kdump_wait_and_extract() {  # RUNNAME QEMU_PID RUNDIR FIXDIR T0
+    local name="$1" qpid="$2" r="$3" f="$4" t0="$5" t1="" waited=0 t2 ko
+    while kill -0 "$qpid" 2>/dev/null; do
+        if [ -z "$t1" ] && grep -q '@@PANIC ' "$r/report.log" 2>/dev/null; then
+            t1=$(date +%s.%N)
+            log "$name: panic after $(python3 -c "print(f'{$t1-$t0:.0f}')") s; waiting for the capture kernel"
+        fi
+        if [ "$waited" -ge "$QEMU_TIMEOUT" ]; then
+            kill "$qpid" 2>/dev/null || true
+            tail -n 40 "$r/console.log" >&2 || true
+            die "$name: QEMU still running after ${QEMU_TIMEOUT}s (see $r/console.log, $r/report.log)"
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    wait "$qpid" || true
+    rm -f "$r/qmp.sock"
+    t2=$(date +%s.%N)
+    [ -n "$t1" ] || { tail -n 40 "$r/console.log" >&2; die "$name: QEMU exited without a panic"; }
+    grep -q '@@CAPTURE_POWEROFF' "$r/report.log" \
+        || { tail -n 40 "$r/console.log" >&2; die "$name: the capture kernel did not finish (see $r/console.log)"; }
+    python3 "$HERE/kdump-disk.py" "$r/dumpdisk.img" "$r" | tee "$r/kdump-disk.log" >&2
+    {
+        echo "timing: boot to panic $(python3 -c "print(f'{$t1-$t0:.1f}')") s; panic to capture kernel poweroff $(python3 -c "print(f'{$t2-$t1:.1f}')") s"
+        echo "dump disk (raw, virtio): files read back by kdump-disk.py:"
+        sed 's/^/  /' "$r/kdump-disk.log"
+    } >>"$f/run-info.txt"
+    rm -f "$r/dumpdisk.img"
+    python3 "$HERE/extract.py" "$r" "$f" "$REL" "$r/funcs.txt"
+    for ko in "${KOS[@]}"; do
+        if [ "$(stat -c %s "$r/$ko")" -lt 204800 ]; then
+            cp "$r/$ko" "$f/$ko"
+        else
+            echo "$ko: $(stat -c %s "$r/$ko") bytes, not committed" >>"$f/run-info.txt"
+        fi
+    done
+    log "$name: done"
+}
+
 runs=()
 [ $# -gt 0 ] || set -- all
 for a in "$@"; do
@@ -203,8 +398,8 @@ for a in "$@"; do
     klp-6.12) runs+=(6.12-4level:{stacked,replace,unpatch}) ;;
     klp-6.1) runs+=(6.1:{stacked,replace,unpatch}) ;;
     6.12-4level:*|6.12-la57:*|6.1:*)
-        case "${a#*:}" in stacked|replace|unpatch|kthread) runs+=("$a") ;;
-        *) die "unknown scenario in $a (stacked, replace, unpatch, kthread)" ;; esac ;;
+        case "${a#*:}" in stacked|replace|unpatch|kthread|kdump) runs+=("$a") ;;
+        *) die "unknown scenario in $a (stacked, replace, unpatch, kthread, kdump)" ;; esac ;;
     *) die "usage: $0 [6.12|6.12-4level|6.12-la57|6.1|all|klp|klp-6.12|klp-6.1|BASE:SCENARIO]..." ;;
     esac
 done
