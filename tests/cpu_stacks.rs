@@ -94,3 +94,35 @@ fn cpu_stacks_of_both_layouts() {
         assert_ne!(kernel.cpu_stacks[0], kernel.cpu_stacks[1], "{dir}");
     }
 }
+
+/// A real kdump (makedumpfile -l -d 31 in a capture kernel, after
+/// `echo c > /proc/sysrq-trigger`): no QEMU notes, so each CPU's registers
+/// come from the kernel's `crash_notes`. CPU 1 was stopped by the crash NMI
+/// while the `lpstack_spin` kthread spun in the patched `lpspin_work`: it is
+/// running, and its frames (drgn's, tests/fixtures/vmcore/*-kdump/
+/// drgn-stacks.txt) show the patched function.
+#[test]
+fn real_kdump_running_kthread_in_a_patched_function() {
+    let dir = "6.12.117+deb12-amd64-kdump";
+    let bytes = common::read(&format!("vmcore/{dir}/vmcore.trimmed.kdump"));
+    let dump = Dump::open(&bytes).unwrap();
+    let vi = dump.vmcoreinfo().cloned().unwrap();
+    let mut kernel = Kernel::open(dump, &vi).unwrap();
+    let cpus = kernel.crash_notes_regs();
+    assert_eq!(cpus.len(), 2, "crash_notes of both CPUs");
+    let state = kernel.klp_state().unwrap().unwrap();
+    let ks = lpstack::patchset::klp::from_transition(&state, &kernel.symbols).unwrap();
+    let reports = check_kernel(&mut kernel, &ks.set, &cpus, &WalkConfig::default(), |_, _| {}).unwrap();
+    let r = reports.iter().find(|r| r.task.comm == "lpstack_spin").expect("the spinner");
+    assert!(r.task.on_cpu && matches!(r.verdict, lpstack::verdict::Verdict::Running));
+    assert_eq!(r.reliability, Some(Reliability::Reliable(CleanEnd::EndOfStack)), "{:x?}", r.frames);
+    let names: Vec<String> =
+        r.frames.iter().map(|f| kernel.symbols.lookup(f.pc).map(|s| s.name.to_string()).unwrap_or_default()).collect();
+    assert_eq!(names, ["lpspin_work", "lpstack_spin_loop", "kthread", "ret_from_fork", "ret_from_fork_asm"]);
+    // drgn's trace of the same task, from the committed record.
+    let drgn = String::from_utf8(common::read(&format!("vmcore/{dir}/drgn-stacks.txt"))).unwrap();
+    for n in &names {
+        assert!(drgn.contains(n.as_str()), "{n} not in drgn's record");
+    }
+    assert!(r.hits.iter().any(|h| h.frame == 0 && ks.set.funcs()[h.func].function == "lpspin_work"), "{:?}", r.hits);
+}
