@@ -102,6 +102,25 @@ pub fn read_into<M: Memory + ?Sized>(mem: &mut M, addr: u64, len: usize, out: &m
     Ok(())
 }
 
+/// A NUL-terminated string at `addr`, read a page piece at a time so that
+/// a short name next to an absent page still reads; lossy UTF-8.
+pub fn read_c_string<M: Memory + ?Sized>(mem: &mut M, addr: u64, max: usize) -> Result<String, MemoryError> {
+    let mut out = Vec::new();
+    let mut at = addr;
+    while out.len() < max {
+        let n = ((4096 - at % 4096) as usize).min(64).min(max - out.len());
+        let mut buf = [0u8; 64];
+        mem.read(at, &mut buf[..n])?;
+        if let Some(end) = buf[..n].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&buf[..end]);
+            return Ok(String::from_utf8_lossy(&out).into_owned());
+        }
+        out.extend_from_slice(&buf[..n]);
+        at = at.wrapping_add(n as u64);
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
 /// Physical memory: a dump's pages, before any page-table walk.
 pub trait PhysMemory {
     fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError>;
@@ -252,6 +271,15 @@ impl PhysMemory for SliceMemory<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn c_string_stops_at_nul_or_max_and_crosses_pages() {
+        let mut bytes = vec![0u8; 0x2000];
+        bytes[0xffa..0x1004].copy_from_slice(b"abcdefghij");
+        let mut mem = SliceMemory::new(0x1000, &bytes);
+        assert_eq!(read_c_string(&mut mem, 0x1ffa, 512).unwrap(), "abcdefghij");
+        assert_eq!(read_c_string(&mut mem, 0x1ffa, 4).unwrap(), "abcd");
+    }
 
     #[test]
     fn slice_memory_bounds() {

@@ -294,7 +294,7 @@ pub(super) fn kernel_set<P: PhysMemory>(
         move |e: lpstack::patchset::PatchSetError| CliError(format!("{p}: {e}"))
     };
     let mut ks = match (&args.set, &args.patch) {
-        (Some(path), _) if args.new_set.is_some() => {
+        (Some(_), _) if args.new_set.is_some() => {
             // Explicit replacements: the user said which range to check.
             KernelSet { set: load_set(args, &kernel.symbols, "vmlinux")?, notes: vec![] }
         }

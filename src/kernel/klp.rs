@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 
 use super::layout::{Field, KlpLayout};
-use crate::memory::{Memory, MemoryError};
+use crate::memory::{read_c_string, Memory, MemoryError};
 
 /// At most this many patches, objects per patch and functions per object:
 /// beyond is a corrupt list.
@@ -166,9 +166,12 @@ impl KlpState {
     /// handler runs for a task that has no transition pending), if any
     /// patch replaces it.
     pub fn top(&self, old_func: u64) -> Option<FuncRef> {
-        self.funcs()
-            .find(|(_, f)| f.patched && f.old_func == old_func && self.by_stack_node(f.stack_prev).is_none())
-            .map(|(r, _)| r)
+        self.funcs().find(|(r, f)| f.old_func == old_func && self.is_top(*r)).map(|(r, _)| r)
+    }
+
+    /// `r` is on its func stack and nothing was pushed after it.
+    pub fn is_top(&self, r: FuncRef) -> bool {
+        self.func(r).is_some_and(|f| f.patched && self.by_stack_node(f.stack_prev).is_none())
     }
 
     /// The patch in transition.
@@ -190,25 +193,6 @@ pub struct KlpSymbols {
 
 fn mem(what: &'static str) -> impl Fn(MemoryError) -> KlpError {
     move |err| KlpError::Memory { what, err }
-}
-
-/// A NUL-terminated string at `addr`, read a page piece at a time so that
-/// a short name next to an absent page still reads; lossy UTF-8.
-pub fn read_c_string<M: Memory + ?Sized>(mem: &mut M, addr: u64, max: usize) -> Result<String, MemoryError> {
-    let mut out = Vec::new();
-    let mut at = addr;
-    while out.len() < max {
-        let n = ((4096 - at % 4096) as usize).min(64).min(max - out.len());
-        let mut buf = [0u8; 64];
-        mem.read(at, &mut buf[..n])?;
-        if let Some(end) = buf[..n].iter().position(|&b| b == 0) {
-            out.extend_from_slice(&buf[..end]);
-            return Ok(String::from_utf8_lossy(&out).into_owned());
-        }
-        out.extend_from_slice(&buf[..n]);
-        at = at.wrapping_add(n as u64);
-    }
-    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// The entries of the `list_head` at `head`: the address of each node.
@@ -463,14 +447,5 @@ mod tests {
         let mut m = image(1);
         m.put(FUNC, 0x9000);
         assert!(matches!(read(&m), Err(KlpError::Memory { what: "klp_func.old_name", .. })));
-    }
-
-    #[test]
-    fn c_string_stops_at_nul_or_max_and_crosses_pages() {
-        let mut m = Img(vec![0; 0x2000]);
-        m.text(0x1ffa, "abcdefghij");
-        let mut mem = SliceMemory::new(BASE, &m.0);
-        assert_eq!(read_c_string(&mut mem, 0x1ffa, 512).unwrap(), "abcdefghij");
-        assert_eq!(read_c_string(&mut mem, 0x1ffa, 4).unwrap(), "abcd");
     }
 }

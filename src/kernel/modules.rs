@@ -138,7 +138,7 @@ fn read_module<M: Memory>(
             // The names up to the last one's start, then the last one up to
             // its NUL: the strtab may end right at an unmapped page.
             let mut strings = read_vec(mem, strtab, max_name as usize)?;
-            let last = super::klp::read_c_string(mem, strtab.wrapping_add(u64::from(max_name)), 512)?;
+            let last = crate::memory::read_c_string(mem, strtab.wrapping_add(u64::from(max_name)), 512)?;
             strings.extend_from_slice(last.as_bytes());
             strings.push(0);
             for s in raw.chunks_exact(24) {

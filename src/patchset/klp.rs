@@ -192,12 +192,14 @@ pub fn resolve_in_kernel(
         return Err(PatchSetError::DirectionConflict { module: module.to_owned() });
     }
     let mut covered = Vec::new();
+    let mut resolved_old = Vec::with_capacity(specs.len());
     for spec in specs {
         if spec.object != "vmlinux" && symbols.table(&spec.object).is_none() {
             skipped.entry(&spec.object).or_default().push(spec.function.clone());
             continue;
         }
         let (address, size) = resolve_spec(spec, symbols)?;
+        resolved_old.push(address);
         let key = (spec.object.as_str(), spec.function.as_str(), spec.sympos, spec.line);
         let range = match klp {
             KlpKnowledge::State(state) => {
@@ -271,15 +273,8 @@ pub fn resolve_in_kernel(
     } else if let (true, KlpKnowledge::State(state)) = (replace, klp) {
         // An atomic replace adds a nop for each live function it does not
         // name: the task must leave that patch's replacement too.
-        let named: Vec<u64> = funcs.iter().map(|f| f.address).collect();
         let mut added = Vec::new();
-        for (r, f) in state.funcs().filter(|(r, f)| f.patched && state.top(f.old_func) == Some(*r)) {
-            let covered_old = specs.iter().any(|s| {
-                symbols.table(&s.object).and_then(|t| t.find_by_name(&s.function).next()).is_some_and(|x| x.address == f.old_func)
-            });
-            if covered_old || named.contains(&f.new_func) {
-                continue;
-            }
+        for (r, f) in state.funcs().filter(|(r, f)| state.is_top(*r) && !resolved_old.contains(&f.old_func)) {
             let (Some(obj), Some(p)) = (state.object(r), state.patch(r)) else { continue };
             let version = CheckedVersion::PreviousPatch { module: p.module.clone() };
             let pf = patched_func(symbols, (obj.object_name(), &f.old_name, 0, 0), (f.new_func, f.new_size, version));
