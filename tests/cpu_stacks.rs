@@ -126,3 +126,55 @@ fn real_kdump_running_kthread_in_a_patched_function() {
     }
     assert!(r.hits.iter().any(|h| h.frame == 0 && ks.set.funcs()[h.func].function == "lpspin_work"), "{:?}", r.hits);
 }
+
+/// drgn's kernel frames of each task on a CPU, from a kdump run's
+/// `drgn-stacks.txt` ("## Running tasks"): pid → (pc, sp) per frame, up to
+/// the first user-mode frame.
+fn drgn_running_frames(text: &str) -> Vec<(i32, Vec<(u64, u64)>)> {
+    let section = text.split("## Running tasks").nth(1).expect("a Running tasks section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    let mut out: Vec<(i32, Vec<(u64, u64)>)> = Vec::new();
+    let hex = |w: Option<&str>| u64::from_str_radix(w.unwrap().trim_start_matches("0x"), 16).unwrap();
+    for line in section.lines() {
+        if let Some(rest) = line.strip_prefix("pid ") {
+            out.push((rest.split_whitespace().next().unwrap().parse().unwrap(), Vec::new()));
+        } else if line.trim_start().starts_with('#') && !line.contains("[user]") {
+            let mut w = line.split_whitespace().skip(1);
+            assert_eq!(w.next(), Some("pc"), "{line}");
+            let pc = hex(w.next());
+            assert_eq!(w.next(), Some("sp"), "{line}");
+            out.last_mut().expect("a pid line first").1.push((pc, hex(w.next())));
+        }
+    }
+    out
+}
+
+/// Every task on a CPU of the real kdump has drgn's frames, pc and sp, down
+/// to its user-mode registers; on the panicking CPU that includes getting
+/// past `__crash_kexec`, which has no ORC data (the registers come from its
+/// inline asm): frame 1 is found as the return address after `call
+/// __crash_kexec`, and from there on the frames are not reliable.
+#[test]
+fn real_kdump_every_cpu_has_drgns_frames() {
+    let dir = "6.12.117+deb12-amd64-kdump";
+    let bytes = common::read(&format!("vmcore/{dir}/vmcore.trimmed.kdump"));
+    let dump = Dump::open(&bytes).unwrap();
+    let vi = dump.vmcoreinfo().cloned().unwrap();
+    let mut kernel = Kernel::open(dump, &vi).unwrap();
+    let cpus = kernel.crash_notes_regs();
+    let empty = PatchSet::default();
+    let reports = check_kernel(&mut kernel, &empty, &cpus, &WalkConfig::default(), |_, _| {}).unwrap();
+    let drgn = drgn_running_frames(&String::from_utf8(common::read(&format!("vmcore/{dir}/drgn-stacks.txt"))).unwrap());
+    assert_eq!(drgn.len(), 2, "two CPUs");
+    for (pid, frames) in &drgn {
+        let r = reports.iter().find(|r| r.task.pid == *pid && r.task.on_cpu).unwrap_or_else(|| panic!("pid {pid} on a CPU"));
+        let ours: Vec<(u64, u64)> = r.frames.iter().map(|f| (f.pc, f.sp)).collect();
+        assert_eq!(&ours, frames, "pid {pid}");
+    }
+    let panicking = reports.iter().find(|r| r.task.on_cpu && r.task.comm == "sh").expect("the panicking sh");
+    let names: Vec<&str> = panicking.frames.iter().map(|f| kernel.symbols.lookup(f.pc).map_or("?", |s| s.name)).collect();
+    assert_eq!(names[..3], ["__crash_kexec", "panic", "sysrq_handle_crash"]);
+    assert_eq!(panicking.frames[1].kind, FrameKind::Scanned);
+    assert!(panicking.frames.iter().all(|f| !f.reliable));
+    assert!(matches!(panicking.reliability, Some(Reliability::Unreliable { frame: 0, .. })));
+}

@@ -253,6 +253,11 @@ enum lpstack_frame_kind
      * The ip of an iret frame.
      */
     LPSTACK_FRAME_KIND_IRET = 3,
+    /**
+     * A return address found by scanning the stack for a call to the
+     * function above it, which has no unwind data; never reliable.
+     */
+    LPSTACK_FRAME_KIND_SCANNED = 4,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

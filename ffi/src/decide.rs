@@ -212,6 +212,9 @@ pub enum lpstack_frame_kind {
     Regs = 2,
     /// The ip of an iret frame.
     Iret = 3,
+    /// A return address found by scanning the stack for a call to the
+    /// function above it, which has no unwind data; never reliable.
+    Scanned = 4,
 }
 
 /// `flags` of lpstack_frame: the walk vouches for this frame.
@@ -486,6 +489,7 @@ fn frame_kind(k: FrameKind) -> lpstack_frame_kind {
         FrameKind::Call => lpstack_frame_kind::Call,
         FrameKind::Regs => lpstack_frame_kind::Regs,
         FrameKind::Iret => lpstack_frame_kind::Iret,
+        FrameKind::Scanned => lpstack_frame_kind::Scanned,
     }
 }
 

@@ -10,7 +10,8 @@ use crate::memory::{Memory, PhysMemory, SliceMemory};
 use crate::patchset::PatchSet;
 use crate::orc::OrcTables;
 use crate::verdict::{decide, find_hits, PatchHit, Verdict};
-use crate::walk::{walk_orc, CodeRanges, Frame, Reliability, StackBounds, StackRange, WalkConfig, WalkStart};
+use crate::symbols::{SymbolKind, Symbolizer};
+use crate::walk::{walk_orc, walk_orc_past_start, CodeRanges, Frame, Reliability, StackBounds, StackRange, WalkConfig, WalkStart};
 
 /// One task's outcome.
 #[derive(Clone, Debug)]
@@ -87,6 +88,7 @@ impl<P: PhysMemory> Kernel<P> {
             thread_size: self.thread_size,
             ret_from_fork: self.ret_from_fork,
             cpu_stacks: &self.cpu_stacks,
+            symbols: &self.symbols,
         }
     }
 }
@@ -103,6 +105,9 @@ struct Walker<'k, P> {
     /// Each CPU's IRQ and exception stacks, for a task walked from its
     /// CPU's registers.
     cpu_stacks: &'k [Vec<StackRange>],
+    /// Function starts, to get past a CPU's start frame that has no unwind
+    /// data (`__crash_kexec` on the panicking CPU).
+    symbols: &'k Symbolizer,
 }
 
 impl<P: PhysMemory> Walker<'_, P> {
@@ -160,7 +165,13 @@ impl<P: PhysMemory> Walker<'_, P> {
                 bounds.push(*r);
             }
         }
-        let r = walk_orc(self.orc, &mut *self.mem, &mut *self.code, &bounds, start, config, frames);
+        let r = if task.on_cpu {
+            let symbols = self.symbols;
+            let func_start = |pc| symbols.lookup(pc).filter(|s| s.kind == SymbolKind::Text).map(|s| s.address);
+            walk_orc_past_start(self.orc, &mut *self.mem, &mut *self.code, &bounds, start, config, frames, func_start)
+        } else {
+            walk_orc(self.orc, &mut *self.mem, &mut *self.code, &bounds, start, config, frames)
+        };
         if let Some(reads) = reads {
             reads.walk_start += r1 - r0;
             reads.walk_stack += self.mem.phys().reads() - r1;
@@ -322,9 +333,9 @@ pub fn check_kernel_live_parallel<'set, P: PhysMemory + Send>(
     let mut code2 = kernel.code.clone();
     let mut reads2 = LiveReads::default();
     let (orc, layout, thread_size, ret_from_fork) = (&kernel.orc, &kernel.layout, kernel.thread_size, kernel.ret_from_fork);
-    let cpu_stacks = &kernel.cpu_stacks;
-    let mut w1 = Walker { mem: &mut kernel.mem, code: &mut kernel.code, orc, layout, thread_size, ret_from_fork, cpu_stacks };
-    let mut w2 = Walker { mem: &mut mem2, code: &mut code2, orc, layout, thread_size, ret_from_fork, cpu_stacks };
+    let (cpu_stacks, symbols) = (&kernel.cpu_stacks, &kernel.symbols);
+    let mut w1 = Walker { mem: &mut kernel.mem, code: &mut kernel.code, orc, layout, thread_size, ret_from_fork, cpu_stacks, symbols };
+    let mut w2 = Walker { mem: &mut mem2, code: &mut code2, orc, layout, thread_size, ret_from_fork, cpu_stacks, symbols };
     let (mut out, rest) = std::thread::scope(|s| {
         let worker = s.spawn(|| live_tasks(&mut w2, set, config, live, second, &mut |_| {}, &mut reads2));
         let first = live_tasks(&mut w1, set, config, live, tasks, &mut |_| {}, reads);

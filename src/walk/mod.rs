@@ -16,12 +16,14 @@ mod bounds;
 mod cfi_step;
 mod orc_step;
 mod reason;
+mod scan;
 pub mod synth;
 
 pub use bounds::{StackBounds, StackKind, StackRange};
 pub use cfi_step::{walk_cfi, UserModule, UserModules};
 pub use orc_step::walk_orc;
 pub use reason::{TrampolineKind, UnreliableReason};
+pub use scan::{find_return_slot, walk_orc_past_start, CALLER_SCAN_BYTES};
 
 use crate::arch::x86_64::Regs;
 
@@ -36,6 +38,9 @@ pub enum FrameKind {
     Regs,
     /// The ip of an iret frame (partial registers).
     Iret,
+    /// A return address found by scanning the stack for a call to the
+    /// function above, which has no unwind data (see [`walk_orc_past_start`]).
+    Scanned,
 }
 
 impl FrameKind {
@@ -45,6 +50,7 @@ impl FrameKind {
             FrameKind::Call => "call",
             FrameKind::Regs => "regs",
             FrameKind::Iret => "iret",
+            FrameKind::Scanned => "scanned",
         }
     }
 }

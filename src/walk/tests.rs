@@ -520,3 +520,69 @@ fn missing_start_registers() {
     let (_, r) = w.walk(WalkStart { regs, full_regs: false, signal: false });
     assert!(matches!(reason(r), UnreliableReason::MissingRegister { .. }));
 }
+
+/// Stack plus a text image, for walks that read code bytes.
+struct WithText<'a> {
+    stack: SliceMemory<'a>,
+    text: SliceMemory<'a>,
+}
+
+impl Memory for WithText<'_> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.stack.read(addr, buf).or_else(|_| self.text.read(addr, buf))
+    }
+}
+
+/// `call target` whose return address is `ret`.
+fn put_call(text: &mut [u8], ret: u64, target: u64) {
+    let at = (ret - 5 - TEXT) as usize;
+    text[at] = 0xe8;
+    text[at + 1..at + 5].copy_from_slice(&(target.wrapping_sub(ret) as i32).to_le_bytes());
+}
+
+/// f(1) has no unwind data (STACK_FRAME_NON_STANDARD, like __crash_kexec).
+/// Its frame holds a stale return address after a call to f(5) and a code
+/// pointer after no call; the real one follows `call f(1)` in f(2).
+#[test]
+fn past_a_start_without_unwind_data_by_the_call_to_it() {
+    let mut w = World::new();
+    w.func(1, e(UNDEF, R_UND, 0, R_UND, 0, false))
+        .func(2, e(CALL, R_SP, 8, R_UND, 0, false))
+        .func(3, e(END, R_UND, 0, R_UND, 0, false))
+        .func(5, e(CALL, R_SP, 8, R_UND, 0, false))
+        .word(SP0 + 0x08, f(2) + 0x40) // after a call to f(5)
+        .word(SP0 + 0x10, f(2) + 0x60) // no call before it
+        .word(SP0 + 0x30, f(2) + 0x20) // after `call f(1)`
+        .word(SP0 + 0x38, f(3) + 0x10);
+    let mut text = vec![0u8; 0x1000];
+    put_call(&mut text, f(2) + 0x40, f(5));
+    put_call(&mut text, f(2) + 0x20, f(1));
+    let table = w.table(OrcFormat::V3);
+    let stack = w.stack.clone();
+    let mut mem = WithText { stack: SliceMemory::new(STACK, &stack), text: SliceMemory::new(TEXT, &text) };
+    let regs = Regs::from_ip_sp_bp(f(1) + 0x33, SP0, 0);
+    let start = WalkStart { regs, full_regs: false, signal: true };
+    let mut frames = Vec::new();
+    let r = walk_orc_past_start(&table, &mut mem, &mut w.code, &w.bounds, start, &w.config, &mut frames, |pc| {
+        (pc & !0xff == f(1)).then_some(f(1))
+    });
+    assert_eq!(r, Reliability::Unreliable { reason: UnreliableReason::UndefinedEntry { pc: f(1) + 0x33 }, frame: 0 });
+    assert_eq!(pcs(&frames), [f(1) + 0x33, f(2) + 0x20, f(3) + 0x10]);
+    assert_eq!(frames[1].kind, FrameKind::Scanned);
+    assert_eq!(frames[1].sp, SP0 + 0x38, "the caller's sp is past the return slot");
+    assert!(frames.iter().all(|f| !f.reliable));
+
+    // Without the call instruction nothing is guessed.
+    put_call(&mut text, f(2) + 0x20, f(5));
+    let mut mem = WithText { stack: SliceMemory::new(STACK, &stack), text: SliceMemory::new(TEXT, &text) };
+    let r2 = walk_orc_past_start(&table, &mut mem, &mut w.code, &w.bounds, start, &w.config, &mut frames, |_| Some(f(1)));
+    assert_eq!((r2, frames.len()), (r, 1));
+
+    // A start with unwind data is the plain walk.
+    let start = WalkStart::blocked(f(2) + 0x20, SP0 + 0x30 + 8, 0, false);
+    let plain = walk_orc_past_start(&table, &mut mem, &mut w.code, &w.bounds, start, &w.config, &mut frames, |_| {
+        unreachable!("only asked when the start has no unwind data")
+    });
+    assert_eq!(plain, Reliability::Reliable(CleanEnd::EndOfStack));
+    assert_eq!(pcs(&frames), [f(2) + 0x20, f(3) + 0x10]);
+}
