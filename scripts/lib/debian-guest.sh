@@ -115,17 +115,17 @@ build_klp_modules() {
     local b="$VWORK/build-$REL" kdir="/usr/src/linux-headers-$REL" m
     [ -d "$kdir" ] || die "missing $kdir ($HDR_PKG not installed?)"
     mkdir -p "$b/klp"
-    for m in park park_wait lp1 lp2 lp3 kthread lp_kthread spin lp_spin; do
+    for m in park park_wait lp1 lp2 lp3 kthread lp_kthread spin lp_spin irqpanic; do
         rm -rf "$b/klp/$m" && cp -r "$VMCORE_SRC/modules/$m" "$b/klp/$m"
     done
     make -s -C "$kdir" M="$b/klp/park_wait" modules >&2
     # lpstack_lp1 links against lpstack_park_wait: modpost reads its CRC here.
     make -s -C "$kdir" M="$b/klp/lp1" KBUILD_EXTRA_SYMBOLS="$b/klp/park_wait/Module.symvers" modules >&2
-    for m in lp2 lp3 kthread lp_kthread spin lp_spin; do
+    for m in lp2 lp3 kthread lp_kthread spin lp_spin irqpanic; do
         make -s -C "$kdir" M="$b/klp/$m" modules >&2
     done
     strip --strip-debug -o "$b/klp/lpstack_park.ko" "$b/klp/park_wait/lpstack_park.ko"
-    for m in lp1 lp2 lp3 kthread lp_kthread spin lp_spin; do
+    for m in lp1 lp2 lp3 kthread lp_kthread spin lp_spin irqpanic; do
         strip --strip-debug -o "$b/klp/lpstack_$m.ko" "$b/klp/$m/lpstack_$m.ko"
     done
 }

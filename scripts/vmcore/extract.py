@@ -183,6 +183,56 @@ def split_kernels(con):
     return con[:starts[1]], con[starts[1]:]
 
 
+def panic_trace(con):
+    """The panic's lines of a crashed kernel's console: a few lines before
+    'Kernel panic - not syncing' (the messages that led to it) up to the end
+    of its Call Trace block (the last '</TASK>' or '</IRQ>'/'</NMI>'...)."""
+    pi = [i for i, l in enumerate(con) if "Kernel panic - not syncing" in l]
+    if not pi:
+        return []
+    i = pi[-1]
+    start = i
+    # The lines just before, within 0.1 s: lpstack_irqpanic's pr_emerg,
+    # "Uhhuh. NMI received ...", "sysrq: Trigger a crash".
+    stamp = lambda l: float(re.match(r"^\[\s*([0-9]+\.[0-9]+)\] ", l).group(1))  # noqa: E731
+    t = stamp(con[i])
+    while start > 0 and i - start < 6 and re.match(r"^\[\s*[0-9]+\.[0-9]+\] ", con[start - 1]) \
+            and t - stamp(con[start - 1]) < 0.1:
+        start -= 1
+    end = i
+    for j in range(i, len(con)):
+        if re.search(r"</(TASK|IRQ|NMI|SOFTIRQ)>|^\[\s*[0-9.]+\] (RIP|RSP|R[0-9A-Z]+): ", con[j]):
+            end = j
+        if re.search(r"Kernel Offset:|---\[ end Kernel panic", con[j]):
+            end = j
+            break
+    return con[start:end + 1]
+
+
+def write_panic_trace(rundir, fixdir, con):
+    """kernel-panic-trace.txt: the panic's lines from the crashed kernel's
+    console, or, when the console has no Call Trace of it (a panic in NMI
+    context: printk only stores into the ring buffer there, and the kernel
+    kexecs before flushing it), from makedumpfile --dump-dmesg's log."""
+    trace, src = panic_trace(con), "console.log, ttyS0"
+    if not any("Call Trace:" in l for l in trace):
+        dm = os.path.join(rundir, "vmcore-dmesg.txt")
+        if os.path.exists(dm):
+            trace = panic_trace(read_log(dm))
+            src = ("vmcore-dmesg.txt, makedumpfile --dump-dmesg of the dump: the console "
+                   "shows none of it, printk in NMI context defers the console output and "
+                   "the kernel kexecs first")
+    if not trace:
+        return
+    with open(os.path.join(fixdir, "kernel-panic-trace.txt"), "w") as f:
+        f.write("# The crashed kernel's own report of the panic (from %s):\n"
+                "# from the lines before 'Kernel panic - not syncing' to the end of its\n"
+                "# Call Trace. The kernel's own unwind (show_trace_log_lvl, ORC); <IRQ>/<NMI>\n"
+                "# ... mark the per-CPU stacks it crossed, '?' entries are unreliable words\n"
+                "# it found on the stack. Written by scripts/vmcore/extract.py.\n" % src)
+        f.write("\n".join(trace).rstrip("\n") + "\n")
+
+
 def sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -291,8 +341,9 @@ def main():
         if not stalled:
             out.append(f"# WARNING: {tpatch} was NOT in transition at pass 2: {tr2}")
     if kdump:
+        how = next((l.split(" ", 1)[1] for l in rep if l.startswith("@@PANIC_HOW ")), "sysrq c")
         out.append("# GT lines: pass 2 (the last one before READY-FOR-DUMP; the guest panicked")
-        out.append("# (sysrq c) right after and its capture kernel saved /proc/vmcore with")
+        out.append(f"# ({how}) right after and its capture kernel saved /proc/vmcore with")
         out.append("# makedumpfile: no VM stop, the dump is the crashed kernel's memory at the")
         out.append("# panic). patch_state: 0 = unpatched (KLP_TRANSITION_UNPATCHED),")
     else:
@@ -366,6 +417,7 @@ def main():
             tail = con[start:]
         f.write("\n".join(tail).rstrip("\n") + "\n")
     if kdump:
+        write_panic_trace(rundir, fixdir, con)
         with open(os.path.join(fixdir, "capture-console.txt"), "w") as f:
             f.write("\n".join(capture).rstrip("\n") + "\n")
         src = os.path.join(rundir, "vmcore-dmesg.txt")

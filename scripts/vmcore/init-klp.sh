@@ -1,6 +1,7 @@
 #!/bin/sh
 # /init of the lpstack vmcore initramfs for the livepatch scenarios
-# (busybox sh): stacked, replace, unpatch, kthread, kdump; the name is in
+# (busybox sh): stacked, replace, unpatch, kthread, kdump, kdump-irq,
+# kdump-nmi; the name is in
 # /lib/lpstack/scenario. The default scenario has its own /init (init.sh),
 # which this one follows step by step. See "Livepatch scenarios" in
 # tests/fixtures/vmcore/README.md. Kernel messages go to ttyS0 (console);
@@ -25,9 +26,17 @@ stacked) TP=lpstack_lp2; TARGET=1 ;;   # lpstack_lp2 on top of lpstack_lp1
 replace) TP=lpstack_lp3; TARGET=1 ;;   # atomic replace of lpstack_lp1
 unpatch) TP=lpstack_lp1; TARGET=0 ;;   # lpstack_lp1 disabled
 kthread) TP=lpstack_lp_kthread; TARGET=1 ;;  # patches a kthread's main function
-kdump) TP=lpstack_lp_spin; TARGET=1 ;;       # a kthread spins in lpspin_work; then a panic
+kdump|kdump-irq|kdump-nmi) TP=lpstack_lp_spin; TARGET=1 ;;  # a kthread spins in lpspin_work; then a panic
 *) TP=?; TARGET=? ;;
 esac
+# The kdump scenarios: a capture kernel is loaded, lpstack_spin spins on
+# SPIN_CPU, /init and all it starts stay on the other CPU (taskset mask
+# INIT_MASK). kdump-nmi swaps them: the NMI QEMU injects is taken by CPU 0
+# only (Linux unmasks LINT1 on the boot CPU only), and it must interrupt
+# the spinner.
+KDUMP=0; SPIN_CPU=1; INIT_MASK=1
+case "$SCENARIO" in kdump|kdump-irq|kdump-nmi) KDUMP=1 ;; esac
+[ "$SCENARIO" != kdump-nmi ] || { SPIN_CPU=0; INIT_MASK=2; }
 
 both "@@UNAME $(uname -r)"
 both "@@SCENARIO $SCENARIO"
@@ -44,7 +53,7 @@ else
     say "@@FW_CFG etc/vmcoreinfo MISSING"
 fi
 
-if [ "$SCENARIO" = kdump ]; then
+if [ "$KDUMP" = 1 ]; then
     # The capture kernel, as kdump-tools loads it: the same vmlinuz, its own
     # initramfs (/init = scripts/vmcore/init-kdump-capture.sh), this
     # command line without crashkernel= plus kdump-tools' default
@@ -122,12 +131,14 @@ if [ "$SCENARIO" = kthread ]; then
         case "$c" in lpstack_kt*) say "@@KTHREAD ${t##*/} $c $(cat $t/wchan 2>/dev/null)";; esac
     done
     kthread_wakeups "@@KTHREAD_WAKEUPS before_patch"
-elif [ "$SCENARIO" = kdump ]; then
-    # No first patch: one kernel thread, lpstack_spin, bound to CPU 1,
-    # busy-looping in lpspin_work (which lpstack_lp_spin patches). /init and
-    # everything it starts stay on CPU 0.
-    taskset -p 1 $$ >/dev/null || both "@@ERROR taskset"
-    insmod /lib/lpstack/lpstack_spin.ko cpu=1 || both "@@ERROR insmod lpstack_spin"
+elif [ "$KDUMP" = 1 ]; then
+    # No first patch: one kernel thread, lpstack_spin, bound to CPU 1
+    # (kdump-nmi: CPU 0), busy-looping in lpspin_work (which
+    # lpstack_lp_spin patches). /init and everything it starts stay on the
+    # other CPU.
+    taskset -p "$INIT_MASK" $$ >/dev/null || both "@@ERROR taskset"
+    [ "$SCENARIO" = kdump ] || say "@@CPUS spin_cpu=$SPIN_CPU init_mask=$INIT_MASK"
+    insmod /lib/lpstack/lpstack_spin.ko cpu="$SPIN_CPU" || both "@@ERROR insmod lpstack_spin"
     sleep 1
     spin_state "@@SPIN before_patch"
 else
@@ -145,8 +156,8 @@ fi
 /bin/parker sb main-b &              # single-threaded, parks in park_here_b
 sleep 1000 &                         # nanosleep
 sleep 1000 | cat &                   # cat blocked reading an empty pipe
-if [ "$SCENARIO" = kdump ]; then
-    BUSY=none                        # CPU 1 is lpstack_spin's; CPU 0 stays free
+if [ "$KDUMP" = 1 ]; then
+    BUSY=none                        # one CPU is lpstack_spin's, the other stays free
 else
     sh -c 'while :; do :; done' &    # busy loop: running at dump time
     BUSY=$!
@@ -172,7 +183,7 @@ unpatch)
 kthread)
     say "@@INSMOD_LP_KTHREAD $(cat /proc/uptime)"
     insmod /lib/lpstack/lpstack_lp_kthread.ko || both "@@ERROR insmod lpstack_lp_kthread" ;;
-kdump)
+kdump|kdump-irq|kdump-nmi)
     say "@@INSMOD_LP_SPIN $(cat /proc/uptime)"
     insmod /lib/lpstack/lpstack_lp_spin.ko || both "@@ERROR insmod lpstack_lp_spin" ;;
 *)
@@ -207,7 +218,7 @@ gt_pass() {  # N
 
 gt_pass 1
 [ "$SCENARIO" != kthread ] || kthread_wakeups "@@KTHREAD_WAKEUPS pass1"
-[ "$SCENARIO" != kdump ] || spin_state "@@SPIN pass1"
+[ "$KDUMP" != 1 ] || spin_state "@@SPIN pass1"
 say "@@BUSY_PID $BUSY"
 say "@@INIT_PID $$"
 say "@@CMDLINE $(cat /proc/cmdline)"
@@ -237,7 +248,7 @@ if [ "$SCENARIO" = kthread ]; then
 fi
 gt_pass 2
 [ "$SCENARIO" != kthread ] || kthread_wakeups "@@KTHREAD_WAKEUPS pass2"
-[ "$SCENARIO" != kdump ] || spin_state "@@SPIN pass2"
+[ "$KDUMP" != 1 ] || spin_state "@@SPIN pass2"
 say "@@DMESG_BEGIN"
 dmesg >&3
 say "@@DMESG_END"
@@ -250,15 +261,42 @@ else
     both "@@STALLED NO $TP transition=$tr"
 fi
 both "READY-FOR-DUMP"
-if [ "$SCENARIO" = kdump ]; then
+if [ "$KDUMP" = 1 ]; then
+    spin_state "@@SPIN before_panic"
+fi
+case "$SCENARIO" in
+kdump)
     # The crash: sysrq 'c' (panic("sysrq triggered crash")) from a shell on
     # CPU 0 while lpstack_spin spins on CPU 1; the panic kexecs into the
     # capture kernel, which saves /proc/vmcore and powers off.
-    spin_state "@@SPIN before_panic"
     echo 1 > /proc/sys/kernel/sysrq
     say "@@SYSRQ $(cat /proc/sys/kernel/sysrq) kexec_crash_loaded=$(cat /sys/kernel/kexec_crash_loaded)"
     both "@@PANIC $(cut -d' ' -f1 /proc/uptime)"
     taskset 1 sh -c 'read -r c < /proc/$$/comm; echo "@@PANIC_TASK pid=$$ comm=$c" >&3; echo c > /proc/sysrq-trigger'
-    both "@@ERROR still alive after sysrq c"
-fi
+    both "@@ERROR still alive after sysrq c" ;;
+kdump-irq)
+    # The crash in hardirq context: lpstack_irqpanic arms a pinned hard
+    # hrtimer on CPU 1 (by IPI); its callback panics ("lpstack: panic in
+    # hardirq") in the timer interrupt that interrupted lpstack_spin in
+    # kernel mode (else it re-arms 1 ms later).
+    both "@@PANIC $(cut -d' ' -f1 /proc/uptime)"
+    say "@@PANIC_HOW hardirq: insmod lpstack_irqpanic.ko cpu=$SPIN_CPU comm=lpstack_spin"
+    insmod /lib/lpstack/lpstack_irqpanic.ko cpu="$SPIN_CPU" comm=lpstack_spin \
+        || both "@@ERROR insmod lpstack_irqpanic"
+    sleep 10
+    both "@@ERROR still alive 10 s after lpstack_irqpanic (tries=$(cat /sys/module/lpstack_irqpanic/parameters/tries 2>/dev/null))" ;;
+kdump-nmi)
+    # The crash in NMI context: unknown_nmi_panic=1, then the host injects
+    # an NMI over QMP (inject-nmi) when it sees @@NMI_REQUEST; CPU 0, where
+    # lpstack_spin spins, takes it: "NMI received for unknown reason",
+    # panic("NMI: Not continuing").
+    echo 1 > /proc/sys/kernel/unknown_nmi_panic
+    say "@@UNKNOWN_NMI_PANIC $(cat /proc/sys/kernel/unknown_nmi_panic) kexec_crash_loaded=$(cat /sys/kernel/kexec_crash_loaded)"
+    say "@@NMI_BEFORE $(grep '^ *NMI:' /proc/interrupts | tr -s ' ')"
+    both "@@PANIC $(cut -d' ' -f1 /proc/uptime)"
+    say "@@PANIC_HOW nmi: unknown_nmi_panic=1, QMP inject-nmi from the host"
+    say "@@NMI_REQUEST $(cut -d' ' -f1 /proc/uptime)"
+    sleep 30
+    both "@@ERROR still alive 30 s after @@NMI_REQUEST ($(grep '^ *NMI:' /proc/interrupts | tr -s ' '))" ;;
+esac
 while :; do sleep 1000; done

@@ -7,10 +7,10 @@
 # usage: scripts/vmcore/make-vmcores.sh [RUN|GROUP]...
 #   RUN:   6.12-4level | 6.12-la57 | 6.1           (the default scenario)
 #          BASE:SCENARIO, SCENARIO one of stacked, replace, unpatch, kthread,
-#          kdump (the livepatch scenarios, e.g. 6.12-4level:stacked;
-#          directory <release>-<scenario>, e.g. 6.12.117+deb12-amd64-stacked;
-#          kthread and kdump are made for 6.12-4level only, not part of a
-#          group)
+#          kdump, kdump-irq, kdump-nmi (the livepatch scenarios, e.g.
+#          6.12-4level:stacked; directory <release>-<scenario>, e.g.
+#          6.12.117+deb12-amd64-stacked; kthread and the kdump ones are made
+#          for 6.12-4level only, not part of a group)
 #   GROUP: all = 6.12-4level 6.12-la57 6.1 (the default when no argument);
 #          6.12 = 6.12-4level 6.12-la57;
 #          klp = klp-6.12 klp-6.1; klp-6.12 = 6.12-4level:{stacked,replace,unpatch};
@@ -42,6 +42,14 @@
 #     (/init: scripts/vmcore/init-kdump-capture.sh) saves /proc/vmcore with
 #     upstream makedumpfile (-l, -c, -z; -d 31) onto a raw virtio disk and
 #     powers off; scripts/vmcore/kdump-disk.py reads the files back;
+#   - kdump-irq: the same, but the panic is in hardirq context on the
+#     spinner's CPU: lpstack_irqpanic (modules/irqpanic) arms a pinned hard
+#     hrtimer there whose callback panics when it interrupted lpstack_spin in
+#     kernel mode; kdump-nmi: the spinner runs on CPU 0, the guest sets
+#     kernel.unknown_nmi_panic=1 and prints @@NMI_REQUEST, and this script
+#     sends QMP inject-nmi (qmp.py --inject-nmi): CPU 0 panics in the NMI
+#     handler ("NMI: Not continuing"). The unstripped modules of a kdump run
+#     are kept in its work directory (debug/) for drgn (kdump-check.sh);
 #   - otherwise stops the VM over QMP and dumps its memory (ELF and kdump-*)
 #     with scripts/vmcore/qmp.py; then scripts/vmcore/extract.py writes the
 #     committed text fixtures.
@@ -98,18 +106,26 @@ scenario_params() {
         INIT=init-klp.sh; KODIR="$VWORK/build-$REL/klp"
         KOS=(lpstack_park.ko lpstack_kthread.ko lpstack_lp_kthread.ko)
         FUNCS=$'lpstack_kthread:lpstack_kthread_loop\nlpstack_park:park_here_a\ncmdline_proc_show\n' ;;
-    kdump)
+    kdump|kdump-nmi)
         INIT=init-klp.sh; KODIR="$VWORK/build-$REL/klp"
         KOS=(lpstack_park.ko lpstack_spin.ko lpstack_lp_spin.ko)
         FUNCS=$'lpstack_spin:lpspin_work\nlpstack_park:park_here_a\ncmdline_proc_show\n' ;;
-    *) die "unknown scenario $SCENARIO (stacked, replace, unpatch, kthread, kdump)" ;;
+    kdump-irq)
+        INIT=init-klp.sh; KODIR="$VWORK/build-$REL/klp"
+        KOS=(lpstack_park.ko lpstack_spin.ko lpstack_lp_spin.ko lpstack_irqpanic.ko)
+        FUNCS=$'lpstack_spin:lpspin_work\nlpstack_park:park_here_a\ncmdline_proc_show\n' ;;
+    *) die "unknown scenario $SCENARIO (stacked, replace, unpatch, kthread, kdump, kdump-irq, kdump-nmi)" ;;
     esac
-    if [ "$SCENARIO" = kdump ]; then
+    if is_kdump; then
         MEM="${MEM_SET:-1024}"; QEMU_TIMEOUT="${QEMU_TIMEOUT_SET:-1200}"
     else
         MEM="${MEM_SET:-512}"; QEMU_TIMEOUT="${QEMU_TIMEOUT_SET:-600}"
     fi
 }
+
+# The kdump scenarios: kdump (sysrq c from a task), kdump-irq (panic in a
+# timer interrupt), kdump-nmi (panic in an NMI injected over QMP).
+is_kdump() { case "$SCENARIO" in kdump|kdump-irq|kdump-nmi) return 0 ;; esac; return 1; }
 
 # --- the kdump scenario's tools -------------------------------------------
 
@@ -215,7 +231,7 @@ build_initramfs() {  # OUT [CAPTURE_INITRAMFS (kdump)]
     cp "$VWORK/image-$REL/qemu_fw_cfg.ko" "$dir/lib/lpstack/"
     for ko in "${KOS[@]}"; do cp "$KODIR/$ko" "$dir/lib/lpstack/"; done
     [ -z "$SCENARIO" ] || echo "$SCENARIO" >"$dir/lib/lpstack/scenario"
-    if [ "$SCENARIO" = kdump ]; then
+    if is_kdump; then
         # kexec and what it loads: the same vmlinuz, the capture initramfs.
         mkdir -p "$dir/sbin" "$dir/boot"
         cp "$KDTOOLS/kexec-root/sbin/kexec" "$dir/sbin/kexec"
@@ -228,7 +244,7 @@ build_initramfs() {  # OUT [CAPTURE_INITRAMFS (kdump)]
 
 run_done() {
     local r="$VWORK/$DIR" f="$FIX/$DIR"
-    if [ "$SCENARIO" = kdump ]; then
+    if is_kdump; then
         [ -s "$r/vmcore.kdump-lzo" ] || return 1
     else
         [ -s "$r/vmcore.elf" ] || return 1
@@ -254,14 +270,14 @@ run_one() {
         || die "$REL: CONFIG_LIVEPATCH is not y: no livepatch possible"
     if [ -z "$SCENARIO" ]; then build_modules; else build_klp_modules; fi
     build_parker
-    [ "$SCENARIO" != kdump ] || prepare_kdump
+    ! is_kdump || prepare_kdump
     rm -rf "$r" && mkdir -p "$r" "$f"
     # Only our own files: others may keep derived files here (never touched).
     rm -f "$f"/{ground-truth.txt,console-tail.txt,guest-report.txt,stacks.txt} \
           "$f"/{vmcoreinfo.txt,funcs.txt,run-info.txt,lpstack_park.ko,lpstack_lp.ko}
     [ -z "$SCENARIO" ] || rm -f "$f"/lpstack_lp{1,2,3}.ko "$f"/lpstack_{kthread,lp_kthread,spin,lp_spin}.ko
-    [ "$SCENARIO" != kdump ] || rm -f "$f"/{capture-console.txt,vmcore-dmesg.txt}
-    if [ "$SCENARIO" = kdump ]; then
+    ! is_kdump || rm -f "$f"/{capture-console.txt,vmcore-dmesg.txt,kernel-panic-trace.txt,lpstack_irqpanic.ko}
+    if is_kdump; then
         build_capture_initramfs "$r/capture.cpio.gz"
         build_initramfs "$r/initramfs.cpio.gz" "$r/capture.cpio.gz"
         # The capture kernel writes its files here (raw, see
@@ -273,10 +289,21 @@ run_one() {
     cp "$VWORK/image-$REL/vmlinuz" "$r/vmlinuz"
     local ko
     for ko in "${KOS[@]}"; do cp "$KODIR/$ko" "$r/"; done
+    if is_kdump; then
+        # The unstripped builds of the loaded modules, for drgn
+        # (kdump-check.sh): the shared build directory is rebuilt by every
+        # run, and a build's ID depends on the path it was built under.
+        mkdir -p "$r/debug"
+        for ko in "${KOS[@]}"; do
+            local sub="${ko#lpstack_}"; sub="${sub%.ko}"
+            [ "$sub" != park ] || sub=park_wait
+            cp "$KODIR/$sub/$ko" "$r/debug/$ko"
+        done
+    fi
     [ -z "$FUNCS" ] || printf '%s' "$FUNCS" >"$r/funcs.txt"
 
     local sock="$r/qmp.sock" append="console=ttyS0 loglevel=8 panic=-1" extra=()
-    if [ "$SCENARIO" = kdump ]; then
+    if is_kdump; then
         append+=" crashkernel=$CRASHKERNEL"
         extra=(-drive "file=$r/dumpdisk.img,if=virtio,format=raw")
     fi
@@ -292,7 +319,7 @@ run_one() {
         echo "host: $(qemu-system-x86_64 --version | head -n1); $(nproc) host cores"
         echo "qemu: ${qemu[*]}"
         echo "modules: built with make -C /usr/src/linux-headers-$REL M=...; gcc: $(gcc-12 --version | head -n1)"
-        if [ "$SCENARIO" = kdump ]; then
+        if is_kdump; then
             echo "makedumpfile: $("$KDTOOLS/makedumpfile/makedumpfile" -v 2>&1 | head -n1 | sed 's/^makedumpfile: //'), built from $(basename "$MAKEDUMPFILE_TARBALL") (sha256 $(sha256sum "$MAKEDUMPFILE_TARBALL" | cut -c1-64)) with make LINKTYPE=dynamic USELZO=on USESNAPPY=on USEZSTD=on"
             echo "kexec: Debian $(cd "$DEBS" && ls kexec-tools_*.deb | sort -V | tail -n1 | sed 's/%3a/:/')"
             echo "capture initramfs: $(stat -c %s "$r/capture.cpio.gz") bytes; first kernel's initramfs: $(stat -c %s "$r/initramfs.cpio.gz") bytes"
@@ -305,7 +332,7 @@ run_one() {
     "${qemu[@]}" </dev/null >"$r/qemu.out" 2>&1 &
     local qpid=$!
     local waited=0
-    if [ "$SCENARIO" = kdump ]; then
+    if is_kdump; then
         kdump_wait_and_extract "$1" "$qpid" "$r" "$f" "$t0"
         return
     fi
@@ -349,8 +376,17 @@ run_one() {
 # capture kernel's poweroff, read the files back from the disk, write the
 # fixtures.
 kdump_wait_and_extract() {  # RUNNAME QEMU_PID RUNDIR FIXDIR T0
-    local name="$1" qpid="$2" r="$3" f="$4" t0="$5" t1="" waited=0 t2 ko
+    local name="$1" qpid="$2" r="$3" f="$4" t0="$5" t1="" waited=0 t2 ko nmi=""
     while kill -0 "$qpid" 2>/dev/null; do
+        # kdump-nmi: the guest asks for the NMI (it set unknown_nmi_panic);
+        # QEMU's inject-nmi raises LINT1 of every CPU, which Linux leaves
+        # unmasked (NMI) on CPU 0 only.
+        if [ "$SCENARIO" = kdump-nmi ] && [ -z "$nmi" ] && grep -q '@@NMI_REQUEST' "$r/report.log" 2>/dev/null; then
+            nmi=1
+            log "$name: the guest asks for an NMI; QMP inject-nmi"
+            python3 "$HERE/qmp.py" "$r/qmp.sock" --inject-nmi | tee "$r/qmp.log" >&2 \
+                || die "$name: QMP inject-nmi failed"
+        fi
         if [ -z "$t1" ] && grep -q '@@PANIC ' "$r/report.log" 2>/dev/null; then
             t1=$(date +%s.%N)
             log "$name: panic after $(python3 -c "print(f'{$t1-$t0:.0f}')") s; waiting for the capture kernel"
@@ -372,6 +408,10 @@ kdump_wait_and_extract() {  # RUNNAME QEMU_PID RUNDIR FIXDIR T0
     python3 "$HERE/kdump-disk.py" "$r/dumpdisk.img" "$r" | tee "$r/kdump-disk.log" >&2
     {
         echo "timing: boot to panic $(python3 -c "print(f'{$t1-$t0:.1f}')") s; panic to capture kernel poweroff $(python3 -c "print(f'{$t2-$t1:.1f}')") s"
+        if [ -s "$r/qmp.log" ]; then
+            echo "qmp.py --inject-nmi (sent when report.log showed @@NMI_REQUEST):"
+            sed 's/^/  /' "$r/qmp.log"
+        fi
         echo "dump disk (raw, virtio): files read back by kdump-disk.py:"
         sed 's/^/  /' "$r/kdump-disk.log"
     } >>"$f/run-info.txt"
@@ -398,8 +438,8 @@ for a in "$@"; do
     klp-6.12) runs+=(6.12-4level:{stacked,replace,unpatch}) ;;
     klp-6.1) runs+=(6.1:{stacked,replace,unpatch}) ;;
     6.12-4level:*|6.12-la57:*|6.1:*)
-        case "${a#*:}" in stacked|replace|unpatch|kthread|kdump) runs+=("$a") ;;
-        *) die "unknown scenario in $a (stacked, replace, unpatch, kthread, kdump)" ;; esac ;;
+        case "${a#*:}" in stacked|replace|unpatch|kthread|kdump|kdump-irq|kdump-nmi) runs+=("$a") ;;
+        *) die "unknown scenario in $a (stacked, replace, unpatch, kthread, kdump, kdump-irq, kdump-nmi)" ;; esac ;;
     *) die "usage: $0 [6.12|6.12-4level|6.12-la57|6.1|all|klp|klp-6.12|klp-6.1|BASE:SCENARIO]..." ;;
     esac
 done

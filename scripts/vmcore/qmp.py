@@ -3,6 +3,11 @@
 """Stop a QEMU guest and dump its memory in several formats over QMP.
 
 usage: qmp.py SOCKET OUTDIR [--formats elf,kdump-zlib,...] [--no-quit]
+       qmp.py SOCKET --inject-nmi
+
+The second form only sends qmp_capabilities and inject-nmi (the kdump-nmi
+scenario: QEMU raises an NMI on the guest's CPUs; Linux takes it on CPU 0,
+whose LINT1 it leaves unmasked) and prints the replies with a timestamp.
 
 Sends, in order: qmp_capabilities; query-dump-guest-memory-capability;
 stop; for each format that QEMU accepts, dump-guest-memory
@@ -48,8 +53,25 @@ class QMP:
             return r
 
 
+def inject_nmi(sock_path):
+    q = QMP(sock_path)
+    print(f"qemu {q.version['major']}.{q.version['minor']}.{q.version['micro']}")
+    r = q.cmd("qmp_capabilities")
+    assert "return" in r, r
+    st = q.cmd("query-status")
+    print(f"query-status: {json.dumps(st.get('return'))}")
+    t = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    r = q.cmd("inject-nmi")
+    print(f"{t} command {json.dumps({'execute': 'inject-nmi'})}: {json.dumps(r)}")
+    if "return" not in r:
+        raise SystemExit(1)
+
+
 def main():
     argv = sys.argv[1:]
+    if len(argv) == 2 and argv[1] == "--inject-nmi":
+        inject_nmi(argv[0])
+        return
     quit_after = "--no-quit" not in argv
     argv = [a for a in argv if a != "--no-quit"]
     formats = ["elf", "kdump-zlib", "kdump-lzo", "kdump-snappy"]
