@@ -127,54 +127,98 @@ fn real_kdump_running_kthread_in_a_patched_function() {
     assert!(r.hits.iter().any(|h| h.frame == 0 && ks.set.funcs()[h.func].function == "lpspin_work"), "{:?}", r.hits);
 }
 
-/// drgn's kernel frames of each task on a CPU, from a kdump run's
-/// `drgn-stacks.txt` ("## Running tasks"): pid → (pc, sp) per frame, up to
-/// the first user-mode frame.
-fn drgn_running_frames(text: &str) -> Vec<(i32, Vec<(u64, u64)>)> {
+/// One task on a CPU as drgn unwound it in a kdump run's `drgn-stacks.txt`
+/// ("## Running tasks"): its kernel frames (pc, sp, the stack drgn places
+/// sp on), up to the first user-mode frame.
+struct DrgnRunning {
+    pid: i32,
+    cpu: u32,
+    frames: Vec<(u64, u64, StackKind)>,
+}
+
+fn drgn_running(text: &str) -> Vec<DrgnRunning> {
     let section = text.split("## Running tasks").nth(1).expect("a Running tasks section");
     let section = section.split("\n## ").next().unwrap_or(section);
-    let mut out: Vec<(i32, Vec<(u64, u64)>)> = Vec::new();
+    let mut out: Vec<DrgnRunning> = Vec::new();
     let hex = |w: Option<&str>| u64::from_str_radix(w.unwrap().trim_start_matches("0x"), 16).unwrap();
     for line in section.lines() {
         if let Some(rest) = line.strip_prefix("pid ") {
-            out.push((rest.split_whitespace().next().unwrap().parse().unwrap(), Vec::new()));
+            let pid = rest.split_whitespace().next().unwrap().parse().unwrap();
+            let cpu = rest.rsplit("on CPU ").next().unwrap().trim().parse().unwrap();
+            out.push(DrgnRunning { pid, cpu, frames: Vec::new() });
         } else if line.trim_start().starts_with('#') && !line.contains("[user]") {
             let mut w = line.split_whitespace().skip(1);
             assert_eq!(w.next(), Some("pc"), "{line}");
             let pc = hex(w.next());
             assert_eq!(w.next(), Some("sp"), "{line}");
-            out.last_mut().expect("a pid line first").1.push((pc, hex(w.next())));
+            let sp = hex(w.next());
+            let place = line.rsplit('[').next().unwrap();
+            let kind = if place.starts_with("task stack") {
+                StackKind::Task
+            } else if place.starts_with("hardirq stack") {
+                StackKind::Irq
+            } else if place.starts_with("exception stack") {
+                StackKind::Exception
+            } else if place.starts_with("entry stack") {
+                StackKind::Entry
+            } else {
+                panic!("unknown stack in {line}")
+            };
+            out.last_mut().expect("a pid line first").frames.push((pc, sp, kind));
         }
     }
     out
 }
 
-/// Every task on a CPU of the real kdump has drgn's frames, pc and sp, down
-/// to its user-mode registers; on the panicking CPU that includes getting
-/// past `__crash_kexec`, which has no ORC data (the registers come from its
-/// inline asm): frame 1 is found as the return address after `call
-/// __crash_kexec`, and from there on the frames are not reliable.
+/// Every task on a CPU of the three real kdumps has drgn's frames (pc, sp,
+/// and the stack each lies on), down to its user-mode registers or the end
+/// of its stack. The panicking CPU starts in `__crash_kexec`, which has no
+/// ORC data (its inline asm saved the registers): frame 1 is the return
+/// address after `call __crash_kexec`, and the frames are not reliable. On
+/// `-kdump` it panicked in a syscall (task stack only), on `-kdump-irq` in
+/// an hrtimer callback (hardirq stack → the interrupted kthread's stack),
+/// on `-kdump-nmi` in the NMI handler (NMI stack → the kthread's stack).
 #[test]
-fn real_kdump_every_cpu_has_drgns_frames() {
-    let dir = "6.12.117+deb12-amd64-kdump";
-    let bytes = common::read(&format!("vmcore/{dir}/vmcore.trimmed.kdump"));
-    let dump = Dump::open(&bytes).unwrap();
-    let vi = dump.vmcoreinfo().cloned().unwrap();
-    let mut kernel = Kernel::open(dump, &vi).unwrap();
-    let cpus = kernel.crash_notes_regs();
-    let empty = PatchSet::default();
-    let reports = check_kernel(&mut kernel, &empty, &cpus, &WalkConfig::default(), |_, _| {}).unwrap();
-    let drgn = drgn_running_frames(&String::from_utf8(common::read(&format!("vmcore/{dir}/drgn-stacks.txt"))).unwrap());
-    assert_eq!(drgn.len(), 2, "two CPUs");
-    for (pid, frames) in &drgn {
-        let r = reports.iter().find(|r| r.task.pid == *pid && r.task.on_cpu).unwrap_or_else(|| panic!("pid {pid} on a CPU"));
-        let ours: Vec<(u64, u64)> = r.frames.iter().map(|f| (f.pc, f.sp)).collect();
-        assert_eq!(&ours, frames, "pid {pid}");
+fn real_kdumps_every_cpu_has_drgns_frames_across_stacks() {
+    let runs = [
+        ("6.12.117+deb12-amd64-kdump", "sh", vec![StackKind::Task]),
+        ("6.12.117+deb12-amd64-kdump-irq", "lpstack_spin", vec![StackKind::Irq, StackKind::Task]),
+        ("6.12.117+deb12-amd64-kdump-nmi", "lpstack_spin", vec![StackKind::Exception, StackKind::Task]),
+    ];
+    for (dir, panicking_comm, crossed) in runs {
+        let bytes = common::read(&format!("vmcore/{dir}/vmcore.trimmed.kdump"));
+        let dump = Dump::open(&bytes).unwrap();
+        let vi = dump.vmcoreinfo().cloned().unwrap();
+        let mut kernel = Kernel::open(dump, &vi).unwrap();
+        let cpus = kernel.crash_notes_regs();
+        let empty = PatchSet::default();
+        let reports = check_kernel(&mut kernel, &empty, &cpus, &WalkConfig::default(), |_, _| {}).unwrap();
+        let drgn = drgn_running(&String::from_utf8(common::read(&format!("vmcore/{dir}/drgn-stacks.txt"))).unwrap());
+        assert_eq!(drgn.len(), 2, "{dir}: two CPUs");
+        let panic_cpu = kernel.panic_cpu().expect("panic_cpu is set");
+        for d in &drgn {
+            let r = reports
+                .iter()
+                .find(|r| r.task.pid == d.pid && r.task.on_cpu && r.task.cpu == d.cpu)
+                .unwrap_or_else(|| panic!("{dir}: pid {} on CPU {}", d.pid, d.cpu));
+            let stacks = &kernel.cpu_stacks[d.cpu as usize];
+            let kind = |sp: u64| {
+                stacks.iter().find(|s| s.contains(sp, 8)).map_or(StackKind::Task, |s| s.kind)
+            };
+            let ours: Vec<(u64, u64, StackKind)> = r.frames.iter().map(|f| (f.pc, f.sp, kind(f.sp))).collect();
+            assert_eq!(ours, d.frames, "{dir}: pid {} on CPU {}", d.pid, d.cpu);
+            if d.cpu == panic_cpu {
+                assert_eq!(r.task.comm, panicking_comm, "{dir}");
+                let mut seen: Vec<StackKind> = ours.iter().map(|f| f.2).collect();
+                seen.dedup();
+                assert_eq!(seen, crossed, "{dir}: stacks crossed");
+                let name = |pc| kernel.symbols.lookup(pc).map_or("?", |s| s.name);
+                assert_eq!([name(r.frames[0].pc), name(r.frames[1].pc)], ["__crash_kexec", "panic"], "{dir}");
+                assert_eq!(r.frames[1].kind, FrameKind::Scanned, "{dir}");
+                assert!(r.frames.iter().all(|f| !f.reliable), "{dir}");
+                assert!(matches!(r.reliability, Some(Reliability::Unreliable { frame: 0, .. })), "{dir}");
+            }
+        }
+        assert!(drgn.iter().any(|d| d.cpu == panic_cpu), "{dir}: the panicking CPU is in drgn's record");
     }
-    let panicking = reports.iter().find(|r| r.task.on_cpu && r.task.comm == "sh").expect("the panicking sh");
-    let names: Vec<&str> = panicking.frames.iter().map(|f| kernel.symbols.lookup(f.pc).map_or("?", |s| s.name)).collect();
-    assert_eq!(names[..3], ["__crash_kexec", "panic", "sysrq_handle_crash"]);
-    assert_eq!(panicking.frames[1].kind, FrameKind::Scanned);
-    assert!(panicking.frames.iter().all(|f| !f.reliable));
-    assert!(matches!(panicking.reliability, Some(Reliability::Unreliable { frame: 0, .. })));
 }

@@ -63,6 +63,19 @@ fn symbolize(symbols: &Symbolizer, home: &str, pc: u64) -> (Option<String>, Opti
     }
 }
 
+/// A frame's pc named as the kernel's `%pB` does: a return address belongs
+/// to its call, which may be the last instruction of a function whose
+/// noreturn callee never comes back.
+pub fn frame_label(symbols: &Symbolizer, home: &str, frame: &lpstack::walk::Frame) -> String {
+    use lpstack::walk::FrameKind;
+    if matches!(frame.kind, FrameKind::Call | FrameKind::Scanned) && frame.pc > 0 {
+        if let (Some(name), Some(off)) = symbolize(symbols, home, frame.pc - 1) {
+            return format!("{name}+{:#x}", off + 1);
+        }
+    }
+    frame_text(symbols, home, frame.pc)
+}
+
 pub fn frame_text(symbols: &Symbolizer, home: &str, pc: u64) -> String {
     match symbolize(symbols, home, pc) {
         (Some(name), Some(off)) => format!("{name}+{off:#x}"),
@@ -86,11 +99,18 @@ fn verdict_detail(r: &Row<'_, '_>, symbols: &Symbolizer, home: &str) -> String {
             // What the CPU was doing: the patched function it is in, else
             // its innermost frame; and whether that stack could be trusted.
             let mut s = r.running_detail.clone();
-            let patched = r.hits.iter().filter(|h| !h.past_unreliable).min_by_key(|h| h.frame);
-            if let Some(h) = patched {
+            if let Some(h) = r.hits.iter().min_by_key(|h| h.frame) {
                 s += &format!(", running in patched {} at frame #{}", frame_text(symbols, home, h.pc), h.frame);
+                if h.past_unreliable {
+                    s += " (past the unreliable frame)";
+                }
             } else if let Some(f) = r.frames.first() {
                 s += &format!(", in {}", frame_text(symbols, home, f.pc));
+            }
+            if let Some(f) = r.frames.get(1).filter(|f| f.kind == lpstack::walk::FrameKind::Scanned) {
+                let callee = r.frames.first().map_or_else(String::new, |c| frame_text(symbols, home, c.pc));
+                let callee = callee.split('+').next().unwrap_or_default();
+                s += &format!("; frame #1 ({}) found as the return address of the call to {callee}, which has no unwind data", frame_label(symbols, home, f));
             }
             if let Some(Reliability::Unreliable { reason, frame }) = r.reliability {
                 s += &format!("; stack unreliable at frame #{frame}: {reason}");
@@ -192,7 +212,7 @@ pub fn table_report(
             writeln!(out, "\n{} {} ({}):", r.pid, r.comm, r.verdict.name())?;
             for (i, f) in r.frames.iter().enumerate() {
                 let mark = if f.reliable { ' ' } else { '?' };
-                writeln!(out, " {mark}#{i:<3} {:#018x} {}", f.pc, frame_text(symbols, home, f.pc))?;
+                writeln!(out, " {mark}#{i:<3} {:#018x} {}", f.pc, frame_label(symbols, home, f))?;
             }
         }
     }

@@ -81,6 +81,7 @@ pub fn run(args: TrimArgs) -> Result<i32, CliError> {
         if let Err(e) = kernel.klp_state() {
             eprintln!("lpstack: warning: {}: {e}", path.display());
         }
+        let _ = kernel.panic_cpu();
         let set = PatchSet::default();
         check_kernel(&mut kernel, &set, &cpus, &WalkConfig::default(), |_, _| {}).map_err(|e| named(&e))?;
         // Keep what the pid-IDR fallback reads too, so that a trimmed dump

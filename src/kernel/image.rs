@@ -441,6 +441,14 @@ impl<P: PhysMemory> Kernel<P> {
         self.modules.iter().filter(|m| m.livepatch != Some(false)).map(|m| (m.name.clone(), m.text.clone())).collect()
     }
 
+    /// The CPU that called panic (`panic_cpu`), if one did.
+    pub fn panic_cpu(&mut self) -> Option<u32> {
+        let at = self.symbol("panic_cpu")?;
+        let mut b = [0u8; 4];
+        self.mem.read(at, &mut b).ok()?;
+        u32::try_from(i32::from_le_bytes(b)).ok()
+    }
+
     pub fn symbol(&self, name: &str) -> Option<u64> {
         self.symbols.table("vmlinux").and_then(|t| t.find_by_name(name).next()).map(|s| s.address)
     }

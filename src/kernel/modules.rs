@@ -141,6 +141,7 @@ fn read_module<M: Memory>(
             let last = crate::memory::read_c_string(mem, strtab.wrapping_add(u64::from(max_name)), 512)?;
             strings.extend_from_slice(last.as_bytes());
             strings.push(0);
+            let mut entries = Vec::new();
             for s in raw.chunks_exact(24) {
                 let name_off = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize;
                 let info = s[4];
@@ -161,6 +162,22 @@ fn read_module<M: Memory>(
                     0 if text.iter().any(|&(a, b)| value >= a && value < b) => SymbolKind::Text,
                     3 | 4 => continue,            // section, file
                     _ => SymbolKind::Data,
+                };
+                entries.push((sym_name, value, size, kind));
+            }
+            // The kernel's size of a module symbol (find_kallsyms_symbol):
+            // up to the next named symbol, or the end of its text region.
+            // livepatch checks that range, so a return address just past
+            // the code (a call to a noreturn function last) is inside.
+            let mut starts: Vec<u64> = entries.iter().map(|e| e.1).collect();
+            starts.sort_unstable();
+            for &(sym_name, value, size, kind) in &entries {
+                let size = match text.iter().find(|&&(a, b)| value >= a && value < b) {
+                    Some(&(_, end)) => {
+                        let next = starts[starts.partition_point(|&v| v <= value)..].first().copied().unwrap_or(end);
+                        next.min(end) - value
+                    }
+                    None => size,
                 };
                 symbols.push_symbol(sym_name, value, SymbolSize::Known(size), kind);
             }
