@@ -222,3 +222,27 @@ fn real_kdumps_every_cpu_has_drgns_frames_across_stacks() {
         assert!(drgn.iter().any(|d| d.cpu == panic_cpu), "{dir}: the panicking CPU is in drgn's record");
     }
 }
+
+/// A module function's size is the kernel's (`find_kallsyms_symbol`: up to
+/// the next symbol), not its ELF `st_size`: livepatch checks that range.
+/// The hrtimer callback ends in `call panic`, so its return address lies
+/// just past the code (st_size 0x134); the kernel printed it as
+/// `lpstack_irqpanic_fire+0x134/0x140` in the crashed kernel's log.
+#[test]
+fn module_symbol_sizes_are_the_kernels() {
+    let dir = "6.12.117+deb12-amd64-kdump-irq";
+    let dmesg = String::from_utf8(common::read(&format!("vmcore/{dir}/vmcore-dmesg.txt"))).unwrap();
+    let printed = dmesg.split_whitespace().find(|w| w.starts_with("lpstack_irqpanic_fire+")).expect("the callback in the trace");
+    let (_, off_size) = printed.split_once('+').unwrap();
+    let (off, size) = off_size.split_once('/').unwrap();
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+    let bytes = common::read(&format!("vmcore/{dir}/vmcore.trimmed.kdump"));
+    let dump = Dump::open(&bytes).unwrap();
+    let vi = dump.vmcoreinfo().cloned().unwrap();
+    let kernel = Kernel::open(dump, &vi).unwrap();
+    let table = kernel.symbols.table("lpstack_irqpanic").expect("the module's symbols");
+    let sym = table.find_by_name("lpstack_irqpanic_fire").next().unwrap();
+    assert_eq!(sym.size, hex(size), "{printed}");
+    let at = kernel.symbols.lookup(sym.address + hex(off)).unwrap();
+    assert_eq!((at.name, at.offset), ("lpstack_irqpanic_fire", hex(off)));
+}
