@@ -638,23 +638,12 @@ pub unsafe extern "C" fn lpstack_threads_decide(
 /// for LPSTACK_REASON_NONE, NULL for an unknown value).
 #[unsafe(no_mangle)]
 pub extern "C" fn lpstack_reason_name(reason: u32) -> *const c_char {
-    let text: &'static str = match reason {
-        0 => "none\0",
-        1 => "no-unwind-entry\0",
-        2 => "undefined-unwind-entry\0",
-        3 => "unknown-unwind-entry\0",
-        4 => "missing-register\0",
-        5 => "outside-stack\0",
-        6 => "wrong-direction\0",
-        7 => "unreadable\0",
-        8 => "not-text\0",
-        9 => "frame-limit\0",
-        10 => "trampoline\0",
-        11 => "kernel-regs\0",
-        12 => "start-not-on-stack\0",
-        _ => return std::ptr::null(),
-    };
-    text.as_ptr().cast()
+    // The library's names, through the same decoding as a decision's
+    // fields, so that a new reason cannot be left without one.
+    match reason {
+        0 => c"none".as_ptr(),
+        r => reason_of(r, 0, 0).map_or(std::ptr::null(), |x| x.code_c().as_ptr()),
+    }
 }
 
 /// The name of a verdict ("switchable", "blocked", "unreliable",
@@ -700,4 +689,47 @@ pub unsafe extern "C" fn lpstack_decision_reason_text(
         unsafe { put(len_out, n) };
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    /// Every reason the header declares has the library's name, and the
+    /// value after the last one has none (issue 14: 13 had none).
+    #[test]
+    fn every_reason_has_the_librarys_name() {
+        let samples = [
+            UnreliableReason::NoUnwindEntry { pc: 1 },
+            UnreliableReason::UndefinedEntry { pc: 1 },
+            UnreliableReason::UnknownEntry { pc: 1, raw: 9 },
+            UnreliableReason::MissingRegister { pc: 1, reg: Reg::ALL[0] },
+            UnreliableReason::OutsideStack { addr: 1 },
+            UnreliableReason::WrongDirection { sp: 1, prev_sp: 2 },
+            UnreliableReason::Unreadable { addr: 1, kind: MemoryErrorKind::ShortRead },
+            UnreliableReason::NotText { pc: 1 },
+            UnreliableReason::FrameLimit { limit: 100 },
+            UnreliableReason::Trampoline { pc: 1, kind: lpstack_core::walk::TrampolineKind::Rethook },
+            UnreliableReason::KernelRegs { pc: 1 },
+            UnreliableReason::StartNotOnStack { sp: 1 },
+            UnreliableReason::ChangedWhileReading { task: 1, passes: 5 },
+        ];
+        let name = |r: u32| {
+            let p = lpstack_reason_name(r);
+            (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_str().unwrap_or("?").to_owned())
+        };
+        assert_eq!(name(lpstack_reason::None as u32).as_deref(), Some("none"));
+        let mut codes: Vec<u32> = Vec::new();
+        for r in samples {
+            let (c, a, x) = reason_fields(&r);
+            assert_eq!(reason_of(c as u32, a, x), Some(r), "round trip");
+            assert_eq!(name(c as u32).as_deref(), Some(r.code()));
+            codes.push(c as u32);
+        }
+        codes.sort_unstable();
+        assert_eq!(codes, (1..=samples.len() as u32).collect::<Vec<_>>(), "one C value per reason, dense");
+        assert_eq!(name(samples.len() as u32 + 1), None);
+        assert_eq!(name(lpstack_reason::ChangedWhileReading as u32).as_deref(), Some("changed-while-reading"));
+    }
 }

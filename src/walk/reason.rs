@@ -67,20 +67,25 @@ fn memory_text(kind: MemoryErrorKind) -> &'static str {
 impl UnreliableReason {
     /// A stable short name, for JSON and for grouping in summaries.
     pub fn code(&self) -> &'static str {
+        self.code_c().to_str().unwrap_or_default()
+    }
+
+    /// [`Self::code`] as a C string, for the C API (one table for both).
+    pub fn code_c(&self) -> &'static std::ffi::CStr {
         match self {
-            UnreliableReason::NoUnwindEntry { .. } => "no-unwind-entry",
-            UnreliableReason::UndefinedEntry { .. } => "undefined-unwind-entry",
-            UnreliableReason::UnknownEntry { .. } => "unknown-unwind-entry",
-            UnreliableReason::MissingRegister { .. } => "missing-register",
-            UnreliableReason::OutsideStack { .. } => "outside-stack",
-            UnreliableReason::WrongDirection { .. } => "wrong-direction",
-            UnreliableReason::Unreadable { .. } => "unreadable",
-            UnreliableReason::NotText { .. } => "not-text",
-            UnreliableReason::FrameLimit { .. } => "frame-limit",
-            UnreliableReason::Trampoline { .. } => "trampoline",
-            UnreliableReason::KernelRegs { .. } => "kernel-regs",
-            UnreliableReason::StartNotOnStack { .. } => "start-not-on-stack",
-            UnreliableReason::ChangedWhileReading { .. } => "changed-while-reading",
+            UnreliableReason::NoUnwindEntry { .. } => c"no-unwind-entry",
+            UnreliableReason::UndefinedEntry { .. } => c"undefined-unwind-entry",
+            UnreliableReason::UnknownEntry { .. } => c"unknown-unwind-entry",
+            UnreliableReason::MissingRegister { .. } => c"missing-register",
+            UnreliableReason::OutsideStack { .. } => c"outside-stack",
+            UnreliableReason::WrongDirection { .. } => c"wrong-direction",
+            UnreliableReason::Unreadable { .. } => c"unreadable",
+            UnreliableReason::NotText { .. } => c"not-text",
+            UnreliableReason::FrameLimit { .. } => c"frame-limit",
+            UnreliableReason::Trampoline { .. } => c"trampoline",
+            UnreliableReason::KernelRegs { .. } => c"kernel-regs",
+            UnreliableReason::StartNotOnStack { .. } => c"start-not-on-stack",
+            UnreliableReason::ChangedWhileReading { .. } => c"changed-while-reading",
         }
     }
 }
