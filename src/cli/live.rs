@@ -38,8 +38,8 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
     let keep = |t: &lpstack::kernel::tasks::TaskInfo| pids.is_empty() || pids.contains(&t.pid) || pids.contains(&t.tgid);
     let live_config = LiveConfig { max_passes: args.max_passes.max(1) };
     let mut reads = LiveReads::default();
-    // check_kernel_live_parallel (two kcore readers) is not used yet: it
-    // has not been run in a real kernel since each reader opens kcore anew.
+    // --threads 2: two kcore readers, each its own open file (the kernel
+    // copies kcore reads through a buffer per open file).
     let t1 = Instant::now();
     let reports = if args.threads > 1 {
         check_kernel_live_parallel(&mut kernel, &set, &config, &live_config, keep, &mut reads)
@@ -48,6 +48,11 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
     }
     .map_err(|e| CliError(format!("{}: {e}", sources.kcore.display())))?;
     let t_check = t1.elapsed();
+    if reports.is_empty() {
+        // Nothing checked is not "all switchable".
+        let what = if pids.is_empty() { "no task was listed".to_string() } else { format!("no task matched --pid {pids:?}") };
+        return Err(CliError(format!("{}: {what}", sources.kcore.display())));
+    }
     for w in &kernel.warnings {
         eprintln!("lpstack: warning: {w}");
     }
