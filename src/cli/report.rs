@@ -68,10 +68,11 @@ fn symbolize(symbols: &Symbolizer, home: &str, pc: u64) -> (Option<String>, Opti
 /// noreturn callee never comes back.
 pub fn frame_label(symbols: &Symbolizer, home: &str, frame: &lpstack::walk::Frame) -> String {
     use lpstack::walk::FrameKind;
-    if matches!(frame.kind, FrameKind::Call | FrameKind::Scanned) && frame.pc > 0 {
-        if let (Some(name), Some(off)) = symbolize(symbols, home, frame.pc - 1) {
-            return format!("{name}+{:#x}", off + 1);
-        }
+    if matches!(frame.kind, FrameKind::Call | FrameKind::Scanned)
+        && frame.pc > 0
+        && let (Some(name), Some(off)) = symbolize(symbols, home, frame.pc - 1)
+    {
+        return format!("{name}+{:#x}", off + 1);
     }
     frame_text(symbols, home, frame.pc)
 }

@@ -33,10 +33,11 @@ pub fn find_return_slot<M: Memory, C: CodeMap>(
     let end = stack.end.min(sp.saturating_add(CALLER_SCAN_BYTES));
     let mut slot = sp;
     while slot.checked_add(8).is_some_and(|e| e <= end) {
-        if let Ok(ret) = mem.read_u64(slot) {
-            if code.is_code(ret) && calls(mem, ret, func_start) {
-                return Some(slot);
-            }
+        if let Ok(ret) = mem.read_u64(slot)
+            && code.is_code(ret)
+            && calls(mem, ret, func_start)
+        {
+            return Some(slot);
         }
         slot += 8;
     }
