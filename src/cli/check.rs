@@ -187,8 +187,11 @@ fn run_vmcore(args: &CheckArgs, path: &std::path::Path) -> Result<i32, CliError>
     let models = parse_models(args)?;
     let panic_cpu = kernel.panic_cpu();
     let mut rows = kernel_rows(&reports, transition.as_ref(), &kernel.symbols);
-    for row in rows.iter_mut().filter(|r| r.running_detail == panic_cpu.map_or(String::new(), |c| format!("on CPU {c}"))) {
-        row.running_detail += " (the panicking CPU)";
+    // Rows are the reports, in order.
+    for (row, r) in rows.iter_mut().zip(&reports) {
+        if r.task.on_cpu && r.reliability.is_some() && Some(r.task.cpu) == panic_cpu {
+            row.running_detail += " (the panicking CPU)";
+        }
     }
     let target = Target {
         key: "kernel",
