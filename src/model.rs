@@ -199,6 +199,26 @@ fn pair_blockers(model: Model, t: usize, facts: &ThreadFacts<'_>, function: Opti
     }
 }
 
+/// A model evaluated over one snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelOutcome {
+    pub model: Model,
+    pub units: Vec<UnitResult>,
+}
+
+impl ModelOutcome {
+    /// Every unit may switch now.
+    pub fn ready(&self) -> bool {
+        self.units.iter().all(|u| u.ready)
+    }
+}
+
+/// Each of `models` over one snapshot, evaluated once (front-ends only
+/// format the outcomes).
+pub fn evaluate_all(models: &[Model], threads: &[ThreadFacts<'_>], functions: usize) -> Vec<ModelOutcome> {
+    models.iter().map(|&model| ModelOutcome { model, units: evaluate(model, threads, functions) }).collect()
+}
+
 /// Evaluates `model` over a snapshot of `threads` and a set of `functions`
 /// patched functions.
 pub fn evaluate(model: Model, threads: &[ThreadFacts<'_>], functions: usize) -> Vec<UnitResult> {

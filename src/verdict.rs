@@ -3,6 +3,9 @@
 //! Precedence is the kernel's (`klp_check_stack`): an unreliable trace is
 //! Unreliable whatever it holds; only a reliable trace can be Blocked or
 //! Switchable. Every patched frame found is still reported.
+//!
+//! [`judge`] is the one place the rule lives: the vmcore, live, process and
+//! C API checks all call it with what their walk gave.
 
 use crate::patchset::{PatchSet, PatchedFunc};
 use crate::walk::{Frame, Reliability, UnreliableReason};
@@ -58,9 +61,45 @@ impl Verdict<'_> {
     }
 }
 
-/// Collects every patched frame into `hits` (cleared first; reuse it across
-/// threads to avoid allocation).
-pub fn find_hits(frames: &[Frame], reliability: &Reliability, set: &PatchSet, hits: &mut Vec<PatchHit>) {
+/// What a walk gave for one thread, as the judgement needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct Walked<'a> {
+    /// The frames read, innermost first (empty when not walked).
+    pub frames: &'a [Frame],
+    /// How far they can be trusted; None when the thread was not walked
+    /// (no registers: a running task without a CPU note, a thread that
+    /// could not be stopped).
+    pub reliability: Option<&'a Reliability>,
+    /// The thread was on a CPU and not stopped: the kernel does not check
+    /// it (-EBUSY), whatever its stack says.
+    pub running: bool,
+}
+
+/// The verdict for one thread, with every patched frame into `hits`
+/// (cleared first; reuse it across threads to avoid allocation). Patched
+/// frames are looked up by address in `set` and, when `inline` is given
+/// (DWARF of the patched objects), as copies inlined into other functions.
+/// A running thread's hits are kept: they say what it was running.
+pub fn judge<'set>(
+    walked: Walked<'_>,
+    set: &'set PatchSet,
+    inline: Option<&mut dyn InlineFrames>,
+    hits: &mut Vec<PatchHit>,
+) -> Verdict<'set> {
+    hits.clear();
+    let Some(reliability) = walked.reliability else { return Verdict::Running };
+    find_hits(walked.frames, reliability, set, hits);
+    if let Some(inline) = inline {
+        find_inline_hits(walked.frames, reliability, set, inline, hits);
+    }
+    if walked.running {
+        return Verdict::Running;
+    }
+    decide(reliability, set, hits)
+}
+
+/// Collects every patched frame into `hits` (cleared first).
+fn find_hits(frames: &[Frame], reliability: &Reliability, set: &PatchSet, hits: &mut Vec<PatchHit>) {
     hits.clear();
     let trusted_until = match reliability {
         Reliability::Reliable(_) => usize::MAX,
@@ -76,7 +115,7 @@ pub fn find_hits(frames: &[Frame], reliability: &Reliability, set: &PatchSet, hi
 /// Adds a hit for every patched function inlined into a frame's function
 /// at that frame's pc (looked up at pc-1 for return addresses, as the call
 /// belongs to the instruction before).
-pub fn find_inline_hits<I: InlineFrames + ?Sized>(
+fn find_inline_hits<I: InlineFrames + ?Sized>(
     frames: &[Frame],
     reliability: &Reliability,
     set: &PatchSet,
@@ -100,8 +139,8 @@ pub fn find_inline_hits<I: InlineFrames + ?Sized>(
     }
 }
 
-/// The verdict for a thread that was walked.
-pub fn decide<'set>(reliability: &Reliability, set: &'set PatchSet, hits: &[PatchHit]) -> Verdict<'set> {
+/// The verdict for a thread that was walked, from its hits.
+fn decide<'set>(reliability: &Reliability, set: &'set PatchSet, hits: &[PatchHit]) -> Verdict<'set> {
     if let Reliability::Unreliable { reason, frame } = reliability {
         return Verdict::Unreliable { reason: *reason, frame: *frame };
     }
@@ -148,6 +187,33 @@ mod tests {
         }
     }
     use crate::walk::{CleanEnd, FrameKind};
+
+    #[test]
+    fn judge_keeps_a_running_threads_hits_and_checks_inlines_when_given() {
+        let set = set();
+        let ok = Reliability::Reliable(CleanEnd::EndOfStack);
+        let f = frames(&[0x500, 0x1010, 0x5001]);
+        let mut hits = vec![PatchHit { func: 9, frame: 9, pc: 9, past_unreliable: false, inlined: false }];
+        let walked = Walked { frames: &f, reliability: Some(&ok), running: true };
+        assert_eq!(judge(walked, &set, Some(&mut FakeInline), &mut hits), Verdict::Running);
+        let found: Vec<(usize, bool)> = hits.iter().map(|h| (h.frame, h.inlined)).collect();
+        assert_eq!(found, [(1, false), (2, true)], "running: what it runs is still told");
+
+        let walked = Walked { frames: &f[..1], reliability: Some(&ok), running: false };
+        assert_eq!(judge(walked, &set, Some(&mut FakeInline), &mut hits), Verdict::Switchable);
+        assert!(hits.is_empty(), "cleared first");
+
+        // Without DWARF the inlined copy is not seen: only the caller opts in.
+        let f = frames(&[0x500, 0x5001]);
+        let walked = Walked { frames: &f, reliability: Some(&ok), running: false };
+        assert_eq!(judge(walked, &set, None, &mut hits), Verdict::Switchable);
+        assert!(matches!(judge(walked, &set, Some(&mut FakeInline), &mut hits), Verdict::Blocked { inlined: true, .. }));
+
+        // Not walked (no registers): Running, nothing found.
+        let walked = Walked { frames: &[], reliability: None, running: false };
+        assert_eq!(judge(walked, &set, Some(&mut FakeInline), &mut hits), Verdict::Running);
+        assert!(hits.is_empty());
+    }
 
     fn set() -> PatchSet {
         PatchSet::from_ranges([

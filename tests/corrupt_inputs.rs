@@ -32,7 +32,7 @@ use lpstack::orc::elf::{module_entries, orc_sections, vmlinux_table};
 use lpstack::orc::{OrcError, OrcFormat, OrcTable, OrcTables};
 use lpstack::patchset::{parse_funcs, PatchSet};
 use lpstack::symbols::{parse_system_map, SymbolTable, Symbolizer};
-use lpstack::verdict::{decide, find_hits, Verdict};
+use lpstack::verdict::{judge, Verdict, Walked};
 use lpstack::walk::synth::SynthStack;
 use lpstack::walk::{
     walk_cfi, walk_orc, CodeRanges, StackBounds, UnreliableReason, UserModule, UserModules, WalkConfig, WalkStart,
@@ -292,8 +292,8 @@ fn overlapping_orc_tables_never_turn_switchable() {
             &mut frames,
         );
         let mut hits = Vec::new();
-        find_hits(&frames, &r, &set, &mut hits);
-        (decide(&r, &set, &hits), r, frames)
+        let walked = Walked { frames: &frames, reliability: Some(&r), running: false };
+        (judge(walked, &set, None, &mut hits), r, frames)
     };
     let mut outcomes = BTreeMap::new();
     // v3 entry types: 0 UNDEFINED, 2 CALL with a CFA of sp+0 (going

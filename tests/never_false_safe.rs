@@ -22,7 +22,7 @@ use lpstack::orc::elf::vmlinux_table;
 use lpstack::orc::{OrcFormat, OrcTable};
 use lpstack::patchset::{parse_funcs, PatchSet};
 use lpstack::symbols::{parse_system_map, Symbolizer};
-use lpstack::verdict::{decide, find_hits, Verdict};
+use lpstack::verdict::{judge, Verdict, Walked};
 use lpstack::walk::synth::SynthStack;
 use lpstack::walk::{walk_orc, CodeRanges, Frame, Reliability, StackBounds, WalkConfig, WalkStart};
 
@@ -78,8 +78,7 @@ fn walk(table: &OrcTable<'_>, s: &SynthStack, stack: &[u8], config: &WalkConfig)
 
 fn verdict_name(frames: &[Frame], r: &Reliability, set: &PatchSet) -> (&'static str, Option<usize>) {
     let mut hits = Vec::new();
-    find_hits(frames, r, set, &mut hits);
-    match decide(r, set, &hits) {
+    match judge(Walked { frames, reliability: Some(r), running: false }, set, None, &mut hits) {
         Verdict::Blocked { frame, .. } => ("blocked", Some(frame)),
         v => (v.name(), None),
     }

@@ -9,7 +9,7 @@ use lpstack::orc::elf::vmlinux_table;
 use lpstack::orc::OrcTable;
 use lpstack::patchset::{parse_funcs, PatchSet};
 use lpstack::symbols::{parse_system_map, Symbolizer};
-use lpstack::verdict::{decide, find_hits, Verdict};
+use lpstack::verdict::{judge, Verdict, Walked};
 use lpstack::walk::synth::SynthStack;
 use lpstack::walk::{
     walk_orc, CleanEnd, CodeRanges, Frame, Reliability, StackBounds, UnreliableReason, WalkConfig, WalkStart,
@@ -108,8 +108,7 @@ fn verdicts_on_real_chains() {
         let chain: Vec<u64> = t.frames.iter().map(|f| f.0).collect();
         let s = SynthStack::build(&table, &chain, STACK, SIZE).unwrap();
         let r = walk(&table, &mut code, &s, &mut frames);
-        find_hits(&frames, &r, &set, &mut hits);
-        match decide(&r, &set, &hits) {
+        match judge(Walked { frames: &frames, reliability: Some(&r), running: false }, &set, None, &mut hits) {
             Verdict::Switchable => {
                 assert!(!t.frames.iter().any(|f| f.1.starts_with("pipe_read+") || f.1.starts_with("fifo_open+")))
             }

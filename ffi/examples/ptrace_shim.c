@@ -144,6 +144,39 @@ static lpstack_result build_unwinder(pid_t pid, lpstack_unwinder **out) {
     return LPSTACK_RESULT_OK;
 }
 
+/* Does the set name a function of object `name`? */
+static int set_names_object(const lpstack_patchset *set, const char *name) {
+    for (size_t i = 0; i < lpstack_patchset_len(set); i++) {
+        lpstack_range f;
+        memset(&f, 0, sizeof f);
+        f.size = sizeof f;
+        if (lpstack_patchset_get(set, i, &f) == LPSTACK_RESULT_OK && strcmp(f.object, name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Opts in to inlined copies: the DWARF of every module holding a patched
+ * function (from the file, or its debug file as gdb finds it). Without
+ * it, a thread inside a copy of a patched function inlined into another
+ * function would look switchable. */
+static void load_dwarf(pid_t pid, lpstack_unwinder *u, const lpstack_patchset *set) {
+    for (size_t i = 0; i < n_maps; i++) {
+        const struct mapping *m = &maps[i];
+        const char *name = base_name(m->path);
+        int seen = 0;
+        for (size_t j = 0; j < i; j++)
+            seen |= strcmp(maps[j].path, m->path) == 0 && strchr(maps[j].perms, 'x') != NULL;
+        if (!strchr(m->perms, 'x') || m->path[0] != '/' || seen || !set_names_object(set, name))
+            continue;
+        char at[600];
+        snprintf(at, sizeof at, "/proc/%d/root%s", (int)pid, m->path);
+        lpstack_result r = lpstack_unwinder_load_dwarf(u, name, at);
+        if (r != LPSTACK_RESULT_OK)
+            fprintf(stderr, "ptrace_shim: %s: inlined copies not checked: %s\n", name, lpstack_result_message(r));
+    }
+}
+
 /* Fills an input from a stopped thread's registers. */
 static void thread_input(pid_t *pid, const struct user_regs_struct *regs, lpstack_thread_input *in) {
     memset(in, 0, sizeof *in);
@@ -175,7 +208,7 @@ static void print_decision(pid_t tid, const lpstack_decision *d, const lpstack_p
         f.size = sizeof f;
         if (lpstack_patchset_get(set, d->blocking_function, &f) == LPSTACK_RESULT_OK)
             printf(" in %s:%s", f.object, f.function);
-        printf(" at frame %u (pc %#" PRIx64 ")", d->frame, d->pc);
+        printf(" at frame %u (pc %#" PRIx64 ")%s", d->frame, d->pc, d->inlined ? ", inlined" : "");
     } else if (d->verdict == LPSTACK_VERDICT_UNRELIABLE) {
         char why[256] = "";
         size_t n;
@@ -243,6 +276,7 @@ int main(int argc, char **argv) {
     free(text);
     if (r != LPSTACK_RESULT_OK)
         return fail("funcs.txt", r);
+    load_dwarf(pid, u, set);
     if ((r = lpstack_scratch_new(0, &scratch)) != LPSTACK_RESULT_OK)
         return fail("scratch", r);
 

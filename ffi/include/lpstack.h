@@ -479,7 +479,10 @@ typedef struct lpstack_hit {
      * 1: the frame is at or past the point where the walk lost trust.
      */
     uint32_t past_unreliable;
-    uint32_t reserved;
+    /**
+     * 1: the function is a copy inlined into the frame's function.
+     */
+    uint32_t inlined;
 } lpstack_hit;
 
 /**
@@ -615,6 +618,12 @@ typedef struct lpstack_decision {
     uint32_t hit_count;
     uint64_t reason_detail;
     lpstack_walk_end end;
+    /**
+     * BLOCKED: 1 when the blocking function is a copy inlined into the
+     * frame's function (found through DWARF given with
+     * lpstack_unwinder_add_dwarf or lpstack_unwinder_load_dwarf).
+     */
+    uint32_t inlined;
 } lpstack_decision;
 
 /**
@@ -815,6 +824,29 @@ lpstack_result lpstack_unwinder_symbolize(const struct lpstack_unwinder *u,
                                           char *buf,
                                           size_t cap,
                                           uint64_t *offset);
+
+/**
+ * Opts in to inlined copies for module `name` (already added with
+ * lpstack_unwinder_add_elf or _add_mapping): `dwarf` (`len` bytes,
+ * copied) is the module's file or its separate debug file, with
+ * `.debug_info`. A thread in a copy of a patched function inlined into
+ * another function of that module is then BLOCKED, as `lpstack check pid`
+ * says. Decide calls then take a lock and may allocate.
+ */
+lpstack_result lpstack_unwinder_add_dwarf(struct lpstack_unwinder *u,
+                                          const char *name,
+                                          const uint8_t *dwarf,
+                                          size_t len);
+
+/**
+ * As lpstack_unwinder_add_dwarf, finding the DWARF as `lpstack check pid`
+ * does: in the file at `path` (the module as mapped), else in its
+ * separate debug file (by build ID under /usr/lib/debug/.build-id, then
+ * by `.gnu_debuglink`). NOT_FOUND when neither has DWARF.
+ */
+lpstack_result lpstack_unwinder_load_dwarf(struct lpstack_unwinder *u,
+                                           const char *name,
+                                           const char *path);
 
 /**
  * Releases an unwinder; NULL is ignored.

@@ -8,7 +8,7 @@ use lpstack_core::arch::x86_64::{Reg, Regs};
 use lpstack_core::cfi::CfiCache;
 use lpstack_core::memory::{Memory, MemoryError, MemoryErrorKind};
 use lpstack_core::patchset::PatchSet;
-use lpstack_core::verdict::{PatchHit, Verdict, decide, find_hits};
+use lpstack_core::verdict::{InlineFrames, PatchHit, Verdict, Walked, judge};
 use lpstack_core::walk::{
     CleanEnd, Frame, FrameKind, KERNEL_MAX_FRAMES, KernelRegsPolicy, Reliability, StackBounds, StackKind,
     StackRange, UnreliableReason, WalkConfig, WalkStart, walk_cfi, walk_orc,
@@ -198,6 +198,10 @@ pub struct lpstack_decision {
     pub hit_count: u32,
     pub reason_detail: u64,
     pub end: lpstack_walk_end,
+    /// BLOCKED: 1 when the blocking function is a copy inlined into the
+    /// frame's function (found through DWARF given with
+    /// lpstack_unwinder_add_dwarf or lpstack_unwinder_load_dwarf).
+    pub inlined: u32,
 }
 
 /// How a frame's pc was found.
@@ -245,7 +249,8 @@ pub struct lpstack_hit {
     pub pc: u64,
     /// 1: the frame is at or past the point where the walk lost trust.
     pub past_unreliable: u32,
-    pub reserved: u32,
+    /// 1: the function is a copy inlined into the frame's function.
+    pub inlined: u32,
 }
 
 /// Per-thread working memory: the frame and hit buffers and the DWARF
@@ -321,7 +326,7 @@ pub unsafe extern "C" fn lpstack_scratch_hits(
                 frame: u32::try_from(h.frame).unwrap_or(u32::MAX),
                 pc: h.pc,
                 past_unreliable: h.past_unreliable.into(),
-                reserved: 0,
+                inlined: h.inlined.into(),
             };
             unsafe { out.add(i).write(hit) };
         }
@@ -508,6 +513,7 @@ fn run(u: &lpstack_unwinder, set: &PatchSet, p: Prepared, s: &mut lpstack_scratc
         hit_count: 0,
         reason_detail: 0,
         end: lpstack_walk_end::None,
+        inlined: 0,
     };
     s.frames.clear();
     s.hits.clear();
@@ -519,7 +525,16 @@ fn run(u: &lpstack_unwinder, set: &PatchSet, p: Prepared, s: &mut lpstack_scratc
         }
         Kind::User(modules) => walk_cfi(modules, &mut mem, &mut s.cache, &p.bounds, p.start, &p.config, &mut s.frames),
     };
-    find_hits(&s.frames, &rel, set, &mut s.hits);
+    // The DWARF the caller gave, if any: inlined copies of patched
+    // functions block too. Shared by the threads using this unwinder.
+    let mut inlines = match &u.inlines {
+        Some(m) if !set.is_empty() => Some(m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)),
+        _ => None,
+    };
+    let inline = inlines.as_deref_mut().map(|r| r as &mut dyn InlineFrames);
+    let walked = Walked { frames: &s.frames, reliability: Some(&rel), running: false };
+    let verdict = judge(walked, set, inline, &mut s.hits);
+    drop(inlines);
     d.frame_count = u32::try_from(s.frames.len()).unwrap_or(u32::MAX);
     d.hit_count = u32::try_from(s.hits.len()).unwrap_or(u32::MAX);
     if let Reliability::Reliable(end) = rel {
@@ -528,9 +543,10 @@ fn run(u: &lpstack_unwinder, set: &PatchSet, p: Prepared, s: &mut lpstack_scratc
             CleanEnd::UserRegs => lpstack_walk_end::UserRegs,
         };
     }
-    match decide(&rel, set, &s.hits) {
+    match verdict {
         Verdict::Switchable => d.verdict = lpstack_verdict::Switchable,
-        Verdict::Blocked { function, frame, pc, .. } => {
+        Verdict::Blocked { function, frame, pc, inlined } => {
+            d.inlined = inlined.into();
             d.verdict = lpstack_verdict::Blocked;
             let index = set.funcs().iter().position(|f| std::ptr::eq(f, function));
             d.blocking_function = index.and_then(|i| u32::try_from(i).ok()).unwrap_or(LPSTACK_NONE);

@@ -4,10 +4,13 @@
 //! for resolving funcs.txt and for `lpstack_unwinder_symbolize`.
 
 use std::ffi::c_char;
+use std::sync::Mutex;
 
 use lpstack_core::cfi::CfiTable;
 use lpstack_core::orc::elf::{choose_format, module_entries, module_format, module_table, orc_sections};
 use lpstack_core::orc::{OrcError, OrcFormat, OrcTable, OrcTables};
+use lpstack_core::process::modules::{FileAccess, find_debug};
+use lpstack_core::symbols::inline::InlineResolver;
 use lpstack_core::symbols::{SymbolTable, Symbolizer, parse_system_map, symbols_from_elf};
 use lpstack_core::walk::{CodeMap, CodeRanges, TrampolineKind, UserModule, UserModules};
 use object::{Object, ObjectSegment};
@@ -20,7 +23,17 @@ use crate::{Error, Result, arg, arg_mut, array_stride, bytes, copy_str, element,
 pub struct lpstack_unwinder {
     pub(crate) kind: Kind,
     pub(crate) symbols: Symbolizer,
+    /// DWARF of modules whose inlined copies of patched functions are
+    /// checked (opt-in: lpstack_unwinder_add_dwarf). Behind a lock: its
+    /// lookups parse lazily, and decide calls may share the unwinder.
+    pub(crate) inlines: Option<Mutex<InlineResolver>>,
 }
+
+// The header promises that one unwinder may serve several threads.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<lpstack_unwinder>();
+};
 
 pub(crate) enum Kind {
     Kernel(Kernel),
@@ -148,6 +161,7 @@ fn kernel_unwinder(table: OrcTable<'static>, symbols: Symbolizer) -> Box<lpstack
             trampolines: CodeRanges::new(),
         }),
         symbols,
+        inlines: None,
     })
 }
 
@@ -360,7 +374,7 @@ pub unsafe extern "C" fn lpstack_unwinder_new_user(out: *mut *mut lpstack_unwind
         if out.is_null() {
             return Err(Error::null("out"));
         }
-        let u = Box::new(lpstack_unwinder { kind: Kind::User(UserModules::default()), symbols: Symbolizer::new() });
+        let u = Box::new(lpstack_unwinder { kind: Kind::User(UserModules::default()), symbols: Symbolizer::new(), inlines: None });
         unsafe { put(out, Box::into_raw(u)) };
         Ok(())
     })
@@ -527,6 +541,77 @@ pub unsafe extern "C" fn lpstack_unwinder_symbolize(
         unsafe { put(offset, s.offset) };
         Ok(())
     })
+}
+
+/// Adds `dwarf` to the inlines of every mapping of module `name`.
+fn add_dwarf(u: &mut lpstack_unwinder, name: &str, dwarf: &[u8], from: &str) -> Result<()> {
+    let Kind::User(modules) = &u.kind else {
+        return Err(Error::new(lpstack_result::WrongKind, "inlined copies are checked for userspace modules only"));
+    };
+    let mapped: Vec<(u64, u64, u64)> =
+        modules.modules().iter().filter(|m| m.name == name).map(|m| (m.start, m.end, m.bias)).collect();
+    if mapped.is_empty() {
+        return Err(Error::new(lpstack_result::NotFound, format!("no module {name:?}: add its mapping first")));
+    }
+    let inlines = u.inlines.get_or_insert_with(Default::default).get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for (start, end, bias) in mapped {
+        inlines.add(name, start, end, bias, dwarf).map_err(|e| Error::new(lpstack_result::ParseError, format!("{from}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Opts in to inlined copies for module `name` (already added with
+/// lpstack_unwinder_add_elf or _add_mapping): `dwarf` (`len` bytes,
+/// copied) is the module's file or its separate debug file, with
+/// `.debug_info`. A thread in a copy of a patched function inlined into
+/// another function of that module is then BLOCKED, as `lpstack check pid`
+/// says. Decide calls then take a lock and may allocate.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lpstack_unwinder_add_dwarf(
+    u: *mut lpstack_unwinder,
+    name: *const c_char,
+    dwarf: *const u8,
+    len: usize,
+) -> lpstack_result {
+    guard(|| {
+        // SAFETY: the pointers are checked non-null; the caller's contract
+        // is that they point to what the header says.
+        let u = unsafe { arg_mut(u, "u")? };
+        let name = unsafe { string(name, "name")? };
+        let data = unsafe { bytes(dwarf, len, "dwarf")? };
+        add_dwarf(u, name, data, name)
+    })
+}
+
+/// As lpstack_unwinder_add_dwarf, finding the DWARF as `lpstack check pid`
+/// does: in the file at `path` (the module as mapped), else in its
+/// separate debug file (by build ID under /usr/lib/debug/.build-id, then
+/// by `.gnu_debuglink`). NOT_FOUND when neither has DWARF.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn lpstack_unwinder_load_dwarf(
+    u: *mut lpstack_unwinder,
+    name: *const c_char,
+    path: *const c_char,
+) -> lpstack_result {
+    guard(|| {
+        // SAFETY: as in lpstack_unwinder_add_dwarf.
+        let u = unsafe { arg_mut(u, "u")? };
+        let name = unsafe { string(name, "name")? };
+        let path = unsafe { string(path, "path")? };
+        let data = std::fs::read(path).map_err(|e| Error::new(lpstack_result::NotFound, format!("{path}: {e}")))?;
+        if has_dwarf(&data) {
+            return add_dwarf(u, name, &data, path);
+        }
+        match find_debug(&data, path, &FileAccess::Sysroot("/".into())) {
+            Some((p, d)) if has_dwarf(d.as_ref()) => add_dwarf(u, name, d.as_ref(), &p.to_string_lossy()),
+            _ => Err(Error::new(lpstack_result::NotFound, format!("{path}: no DWARF (.debug_info), nor a debug file with it"))),
+        }
+    })
+}
+
+fn has_dwarf(elf: &[u8]) -> bool {
+    use object::ObjectSection;
+    object::File::parse(elf).is_ok_and(|f| f.section_by_name(".debug_info").is_some_and(|s| s.size() > 0))
 }
 
 /// Releases an unwinder; NULL is ignored.

@@ -63,7 +63,7 @@ fn real_tasks_decide_like_the_kernel() {
         assert!(frames[..n].iter().all(|f| f.flags & LPSTACK_FRAME_RELIABLE != 0));
         assert_eq!(frames[0].kind, lpstack_frame_kind::Start);
         assert_ne!(d.end, lpstack_walk_end::None, "{comm}");
-        let mut hits = [lpstack_hit { function: 0, frame: 0, pc: 0, past_unreliable: 0, reserved: 0 }; 8];
+        let mut hits = [lpstack_hit { function: 0, frame: 0, pc: 0, past_unreliable: 0, inlined: 0 }; 8];
         let mut nh = 0;
         ok(unsafe { lpstack_scratch_hits(scratch, hits.as_mut_ptr(), hits.len(), &mut nh) }, "hits");
         assert_eq!(nh, d.hit_count as usize);

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use lpstack::dump::Dump;
 use lpstack::kernel::check::{check_kernel, TaskReport};
 use lpstack::kernel::image::{CpuRegs, Kernel, SymbolSource};
-use lpstack::model::Model;
+use lpstack::model::{evaluate_all, Model, ModelOutcome, ThreadFacts};
 use lpstack::kernel::klp::KlpTarget;
 use lpstack::kernel::stall::stall_info;
 use lpstack::memory::PhysMemory;
@@ -17,6 +17,7 @@ use lpstack::patchset::klp::{from_transition, resolve_in_kernel, KernelSet, KlpK
 use lpstack::patchset::ko::read_livepatch_module;
 use lpstack::patchset::{parse_funcs, Direction, PatchSet};
 use lpstack::symbols::Symbolizer;
+use lpstack::verdict::Verdict;
 use lpstack::walk::{KernelRegsPolicy, Reliability, WalkConfig};
 use serde_json::json;
 
@@ -202,7 +203,25 @@ fn run_vmcore(args: &CheckArgs, path: &std::path::Path) -> Result<i32, CliError>
         transition,
         notes: kernel_set.notes,
     };
-    report::print(args.format, &target, &rows, &set, &models, &kernel.symbols, args.all_frames)
+    report::print(args.format, &target, &rows, &set, &evaluate_models(&models, &rows, &set), &kernel.symbols, args.all_frames)
+}
+
+/// The consistency models over this snapshot, evaluated once, before the
+/// report formats them.
+pub(super) fn evaluate_models(models: &[Model], rows: &[Row<'_, '_>], set: &PatchSet) -> Vec<ModelOutcome> {
+    evaluate_all(models, &facts(rows), set.len())
+}
+
+/// What the models need of each row.
+fn facts<'a>(rows: &'a [Row<'_, '_>]) -> Vec<ThreadFacts<'a>> {
+    rows.iter()
+        .map(|r| ThreadFacts {
+            running: matches!(r.verdict, Verdict::Running),
+            reliable: r.reliability.is_some_and(Reliability::is_reliable),
+            in_kernel: r.in_kernel,
+            hits: r.hits,
+        })
+        .collect()
 }
 
 pub(super) fn parse_models(args: &CheckArgs) -> Result<Vec<Model>, CliError> {

@@ -11,7 +11,7 @@ use lpstack::verdict::Verdict;
 use lpstack::walk::WalkConfig;
 use serde_json::json;
 
-use super::check::{CheckArgs, load_set, parse_models};
+use super::check::{CheckArgs, evaluate_models, load_set, parse_models};
 use super::report::{self, Row, Target};
 use super::{CliError, map_file};
 
@@ -82,5 +82,5 @@ pub(super) fn print_process(
         transition: None,
         notes: vec![],
     };
-    report::print(args.format, &target, &rows, set, models, &inspection.symbols, args.all_frames)
+    report::print(args.format, &target, &rows, set, &evaluate_models(models, &rows, set), &inspection.symbols, args.all_frames)
 }

@@ -9,7 +9,7 @@ use lpstack::kernel::live::{euid, open_live, LiveSources, SymbolsFrom};
 use lpstack::walk::{KernelRegsPolicy, WalkConfig};
 use serde_json::json;
 
-use super::check::{kernel_rows, kernel_set, parse_models, CheckArgs, SymbolsFromArg};
+use super::check::{evaluate_models, kernel_rows, kernel_set, parse_models, CheckArgs, SymbolsFromArg};
 use super::report::{self, Row, Target};
 use super::CliError;
 
@@ -91,5 +91,5 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
         transition,
         notes: kernel_set.notes,
     };
-    report::print(args.format, &target, &rows, &set, &models, &kernel.symbols, args.all_frames)
+    report::print(args.format, &target, &rows, &set, &evaluate_models(&models, &rows, &set), &kernel.symbols, args.all_frames)
 }

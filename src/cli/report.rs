@@ -7,7 +7,7 @@ use std::io::Write;
 
 use lpstack::kernel::klp::KlpTarget;
 use lpstack::kernel::stall::StallInfo;
-use lpstack::model::{Blocker, Model, ThreadFacts, Unit, evaluate};
+use lpstack::model::{Blocker, ModelOutcome, Unit};
 use lpstack::patchset::PatchSet;
 use lpstack::symbols::Symbolizer;
 use lpstack::verdict::{PatchHit, Verdict};
@@ -126,7 +126,7 @@ pub fn table_report(
     target: &Target,
     rows: &[Row<'_, '_>],
     set: &PatchSet,
-    models: &[Model],
+    models: &[ModelOutcome],
     symbols: &Symbolizer,
     all_frames: bool,
 ) -> Result<(), CliError> {
@@ -218,10 +218,9 @@ pub fn table_report(
         }
     }
     for m in models {
-        let facts = facts(rows);
-        let units = evaluate(*m, &facts, set.len());
+        let units = &m.units;
         let ready = units.iter().filter(|u| u.ready).count();
-        writeln!(out, "\nmodel {m}: {ready} of {} units ready", units.len())?;
+        writeln!(out, "\nmodel {}: {ready} of {} units ready", m.model, units.len())?;
         for u in units.iter().filter(|u| !u.ready).take(20) {
             let name = unit_name(&u.unit, rows, set);
             let first = u.blockers.first().map_or(String::new(), |b| blocker_text(b, rows, set));
@@ -229,17 +228,6 @@ pub fn table_report(
         }
     }
     Ok(())
-}
-
-fn facts<'a>(rows: &'a [Row<'_, '_>]) -> Vec<ThreadFacts<'a>> {
-    rows.iter()
-        .map(|r| ThreadFacts {
-            running: matches!(r.verdict, Verdict::Running),
-            reliable: r.reliability.is_some_and(Reliability::is_reliable),
-            in_kernel: r.in_kernel,
-            hits: r.hits,
-        })
-        .collect()
 }
 
 fn unit_name(u: &Unit, rows: &[Row<'_, '_>], set: &PatchSet) -> String {
@@ -268,7 +256,7 @@ fn bump(v: &mut Value) {
     *v = json!(v.as_u64().unwrap_or(0) + 1);
 }
 
-pub fn json_report(target: &Target, rows: &[Row<'_, '_>], set: &PatchSet, models: &[Model], symbols: &Symbolizer) -> Value {
+pub fn json_report(target: &Target, rows: &[Row<'_, '_>], set: &PatchSet, models: &[ModelOutcome], symbols: &Symbolizer) -> Value {
     let home = target.home_object.as_str();
     let mut summary = json!({"tasks": rows.len(), "switchable": 0, "blocked": {}, "unreliable": {}, "running": 0});
     let mut tasks = Vec::with_capacity(rows.len());
@@ -307,7 +295,7 @@ pub fn json_report(target: &Target, rows: &[Row<'_, '_>], set: &PatchSet, models
                 Verdict::Unreliable { reason, frame } => json!({"reason": reason.code(), "detail": reason.to_string(), "frame": frame}),
                 _ => Value::Null,
             },
-            "patched_frames": r.hits.iter().map(|h| json!({"function": set.funcs().get(h.func).map(|f| f.function.as_str()), "frame": h.frame, "pc": h.pc})).collect::<Vec<_>>(),
+            "patched_frames": r.hits.iter().map(|h| json!({"function": set.funcs().get(h.func).map(|f| f.function.as_str()), "frame": h.frame, "pc": h.pc, "inlined": h.inlined})).collect::<Vec<_>>(),
             "frames": frames,
         });
         for (k, v) in &r.extra {
@@ -323,12 +311,10 @@ pub fn json_report(target: &Target, rows: &[Row<'_, '_>], set: &PatchSet, models
         summary["switched_by_kernel"] = json!(switched);
         summary["pending"] = json!(rows.len() - switched);
     }
-    let facts = facts(rows);
     let models: Vec<Value> = models
         .iter()
         .map(|m| {
-            let units = evaluate(*m, &facts, set.len());
-            json!({"model": m.to_string(), "ready": units.iter().all(|u| u.ready), "units": units.iter().map(|u| json!({
+            json!({"model": m.model.to_string(), "ready": m.ready(), "units": m.units.iter().map(|u| json!({
                 "unit": unit_name(&u.unit, rows, set), "ready": u.ready,
                 "blockers": u.blockers.iter().map(|b| blocker_text(b, rows, set)).collect::<Vec<_>>(),
             })).collect::<Vec<_>>()})
@@ -352,7 +338,7 @@ pub fn print(
     target: &Target,
     rows: &[Row<'_, '_>],
     set: &PatchSet,
-    models: &[Model],
+    models: &[ModelOutcome],
     symbols: &Symbolizer,
     all_frames: bool,
 ) -> Result<i32, CliError> {

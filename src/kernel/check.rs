@@ -9,7 +9,7 @@ use super::tasks::{list_threads, list_threads_by_pid, read_task, task_span, unre
 use crate::memory::{Memory, PhysMemory, SliceMemory};
 use crate::patchset::PatchSet;
 use crate::orc::OrcTables;
-use crate::verdict::{decide, find_hits, PatchHit, Verdict};
+use crate::verdict::{judge, PatchHit, Verdict, Walked};
 use crate::symbols::{SymbolKind, Symbolizer};
 use crate::walk::{walk_orc, walk_orc_past_start, CodeRanges, Frame, Reliability, StackBounds, StackRange, WalkConfig, WalkStart};
 
@@ -197,20 +197,8 @@ pub fn check_kernel<'set, P: PhysMemory>(
         progress(i, total);
         let reliability = kernel.walk_task(&task, cpus, config, &mut frames);
         let mut hits = Vec::new();
-        let verdict = match &reliability {
-            // A task on a CPU is busy for the kernel (-EBUSY), whatever its stack.
-            _ if task.on_cpu => {
-                if let Some(r) = &reliability {
-                    find_hits(&frames, r, set, &mut hits);
-                }
-                Verdict::Running
-            }
-            Some(r) => {
-                find_hits(&frames, r, set, &mut hits);
-                decide(r, set, &hits)
-            }
-            None => Verdict::Running,
-        };
+        let walked = Walked { frames: &frames, reliability: reliability.as_ref(), running: task.on_cpu };
+        let verdict = judge(walked, set, None, &mut hits);
         out.push(TaskReport { task, frames: frames.clone(), reliability, hits, verdict });
     }
     progress(total, total);
@@ -444,34 +432,21 @@ fn live_tasks<'set, P: PhysMemory>(
             }
             task = after;
         }
-        let verdict;
-        let reliability = match settled {
+        let (reliability, verdict) = match settled {
             Some(r) => {
-                verdict = match &r {
-                    _ if task.on_cpu => Verdict::Running,
-                    Some(r) => {
-                        find_hits(&frames, r, set, &mut hits);
-                        decide(r, set, &hits)
-                    }
-                    None => Verdict::Running,
-                };
-                if task.on_cpu {
-                    hits.clear();
-                }
-                r
+                let walked = Walked { frames: &frames, reliability: r.as_ref(), running: task.on_cpu };
+                let verdict = judge(walked, set, None, &mut hits);
+                (r, verdict)
             }
             None => {
                 // Moved on every pass: what was walked is not one stack.
                 frames.clear();
-                hits.clear();
                 let reason = crate::walk::UnreliableReason::ChangedWhileReading { task: task.addr, passes };
-                if task.on_cpu {
-                    verdict = Verdict::Running;
-                    None
-                } else {
-                    verdict = Verdict::Unreliable { reason, frame: 0 };
-                    Some(Reliability::Unreliable { reason, frame: 0 })
-                }
+                let r = Reliability::Unreliable { reason, frame: 0 };
+                let r = (!task.on_cpu).then_some(r);
+                let walked = Walked { frames: &frames, reliability: r.as_ref(), running: task.on_cpu };
+                let verdict = judge(walked, set, None, &mut hits);
+                (r, verdict)
             }
         };
         out.push(TaskReport { task, frames: frames.clone(), reliability, hits: hits.clone(), verdict });

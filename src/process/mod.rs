@@ -19,7 +19,7 @@ use crate::memory::Memory;
 use crate::patchset::PatchSet;
 use crate::symbols::Symbolizer;
 use crate::symbols::inline::InlineResolver;
-use crate::verdict::{InlineFrames, PatchHit, Verdict, decide, find_hits, find_inline_hits};
+use crate::verdict::{InlineFrames, PatchHit, Verdict, Walked, judge};
 use crate::walk::{
     Frame, Reliability, StackBounds, StackKind, StackRange, UserModules, WalkConfig, WalkStart, walk_cfi,
 };
@@ -139,17 +139,13 @@ where
     for thread in &snapshot.threads {
         frames.clear();
         let mut hits = Vec::new();
-        let (reliability, verdict) = match &thread.regs {
-            Some(regs) => {
-                let bounds = thread_bounds(&snapshot.maps, regs);
-                let r = walk(mem, &bounds, WalkStart::from_regs(*regs), config, &mut frames);
-                find_hits(&frames, &r, set, &mut hits);
-                find_inline_hits(&frames, &r, set, inline, &mut hits);
-                let v = decide(&r, set, &hits);
-                (Some(r), v)
-            }
-            None => (None, Verdict::Running),
-        };
+        let reliability = thread.regs.as_ref().map(|regs| {
+            let bounds = thread_bounds(&snapshot.maps, regs);
+            walk(mem, &bounds, WalkStart::from_regs(*regs), config, &mut frames)
+        });
+        // Threads without registers could not be stopped: Running.
+        let walked = Walked { frames: &frames, reliability: reliability.as_ref(), running: false };
+        let verdict = judge(walked, set, Some(&mut *inline), &mut hits);
         out.push(ThreadReport { thread: thread.clone(), frames: frames.clone(), reliability, hits, verdict });
     }
     out

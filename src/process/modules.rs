@@ -240,7 +240,7 @@ fn gnu_crc32(data: &[u8]) -> u32 {
 
 /// The separate debug file of `data` (mapped at `path`), if one is found
 /// and belongs to it.
-fn find_debug(data: &[u8], path: &str, access: &FileAccess) -> Option<(PathBuf, Bytes)> {
+pub fn find_debug(data: &[u8], path: &str, access: &FileAccess) -> Option<(PathBuf, Bytes)> {
     let file = object::File::parse(data).ok()?;
     let root = access.debug_root();
     let debug_dir = root.join("usr/lib/debug");

@@ -3,14 +3,15 @@
 //! running under another name; only DWARF can tell.
 
 use std::borrow::Cow;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use addr2line::gimli;
 use object::{Object, ObjectSection};
 
 use crate::verdict::InlineFrames;
 
-type Reader = gimli::EndianRcSlice<gimli::RunTimeEndian>;
+// Arc, not Rc: a resolver may be shared behind a lock (the C API's unwinder).
+type Reader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
 
 struct ModuleDwarf {
     object: String,
@@ -54,7 +55,7 @@ impl InlineResolver {
                 .section_by_name(id.name())
                 .and_then(|s| s.uncompressed_data().ok())
                 .unwrap_or(Cow::Borrowed(&[]));
-            Ok(gimli::EndianRcSlice::new(Rc::from(&*data), endian))
+            Ok(gimli::EndianArcSlice::new(Arc::from(&*data), endian))
         };
         let dwarf = gimli::Dwarf::load(load).map_err(InlineError::Dwarf)?;
         let ctx = addr2line::Context::from_dwarf(dwarf).map_err(InlineError::Dwarf)?;

@@ -126,6 +126,7 @@ pub fn decision() -> lpstack_decision {
         hit_count: 0,
         reason_detail: 0,
         end: lpstack_walk_end::None,
+        inlined: 0,
     }
 }
 
