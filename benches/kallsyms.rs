@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use lpstack::dump::Dump;
-use lpstack::kernel::image::{kallsyms_from_vmcoreinfo, Kernel};
+use lpstack::kernel::image::{kallsyms_from_vmcoreinfo, Kernel, OpenOptions};
 use lpstack::memory::{read_vec, SliceMemory};
 use lpstack::symbols::{parse_proc_kallsyms, SymbolTable};
 
@@ -40,16 +40,16 @@ fn bench(c: &mut Criterion) {
     let bytes = std::fs::read(root.join("vmcore.trimmed.kdump")).expect("fixture");
     let dump = Dump::open(&bytes).expect("dump");
     let vi = dump.vmcoreinfo().cloned().expect("vmcoreinfo");
-    let mut kernel = Kernel::open(dump, &vi).expect("kernel");
+    let mut kernel = Kernel::open(dump, &vi, OpenOptions::default()).expect("kernel");
     let eager = {
-        let mut t = kernel.symbols.table("vmlinux").expect("vmlinux").clone();
+        let mut t = kernel.symbols().table("vmlinux").expect("vmlinux").clone();
         t.finish();
         t
     };
     // From kallsyms_num_syms to the end of kallsyms_seqs_of_names (6.12 layout).
     let start = vi.symbol("kallsyms_num_syms").expect("kallsyms_num_syms");
     let end = vi.symbol("kallsyms_relative_base").expect("relative_base") + 8 + 3 * eager.len() as u64;
-    let image = read_vec(&mut kernel.mem, start, (end - start) as usize).expect("kallsyms tables");
+    let image = read_vec(&mut kernel.memory(), start, (end - start) as usize).expect("kallsyms tables");
     // Without a name order: the seqs zeroed (not a permutation).
     let mut unordered = image.clone();
     let seqs_at = (vi.symbol("kallsyms_relative_base").expect("relative_base") + 8 - start) as usize;

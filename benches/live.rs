@@ -15,8 +15,8 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use lpstack::dump::kcore::{KcoreHeaders, KcorePhys, KcoreSegment, ReadAt};
 use lpstack::dump::Dump;
-use lpstack::kernel::check::{check_kernel, check_kernel_live_counted, check_kernel_live_parallel, LiveConfig, LiveReads};
-use lpstack::kernel::image::Kernel;
+use lpstack::kernel::check::{CheckConfig, CheckMode, Select};
+use lpstack::kernel::image::{Kernel, OpenOptions};
 use lpstack::memory::Memory;
 use lpstack::patchset::{parse_funcs, PatchSet};
 use lpstack::walk::WalkConfig;
@@ -61,14 +61,15 @@ fn bench(c: &mut Criterion) {
         }
     }
     let pages = Pages(Arc::new(pages));
-    let mut plain = Kernel::open(dump, &vi).expect("kernel");
-    let set = PatchSet::resolve(&specs, &plain.symbols).expect("set");
+    let mut plain = Kernel::open(dump, &vi, OpenOptions::default()).expect("kernel");
+    let set = PatchSet::resolve(&specs, &plain.symbols()).expect("set");
     let sym = |name| plain.symbol(name).expect(name);
     let (text, end) = (sym("_text"), sym("_end"));
     // The direct map is linear: any slab address (the next task) gives it.
-    let next = plain.mem.read_u64(plain.init_task + plain.layout.task.tasks.offset).expect("task list");
-    let page_offset = next - plain.mem.translate(next).expect("next task");
-    let text_pa = plain.mem.translate(text).expect("text");
+    let head = plain.init_task() + plain.layout().task.tasks.offset;
+    let next = plain.memory().read_u64(head).expect("task list");
+    let page_offset = next - plain.memory().translate(next).expect("next task");
+    let text_pa = plain.memory().translate(text).expect("text");
     let headers = KcoreHeaders {
         segments: vec![
             KcoreSegment { vaddr: page_offset, paddr: 0, offset: 0, size: 64 << 30 },
@@ -76,28 +77,27 @@ fn bench(c: &mut Criterion) {
         ],
         vmcoreinfo: Some(vi.clone()),
     };
-    let open = || Kernel::open(KcorePhys::new("dump as kcore", pages.clone(), &headers).expect("kcore"), &vi).expect("kernel");
-    let (config, live) = (WalkConfig::default(), LiveConfig::default());
-    let tasks = check_kernel(&mut plain, &set, &[], &config, |_, _| {}).expect("check").len();
+    let open = || Kernel::open(KcorePhys::new("dump as kcore", pages.clone(), &headers).expect("kcore"), &vi, OpenOptions::default()).expect("kernel");
+    let config = WalkConfig::default();
+    let live = |threads| CheckConfig { walk: config, mode: CheckMode::Live { passes: 5, threads }, select: Select::All };
+    let tasks = plain.check(&set, &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &[] }, select: Select::All }, |_, _| {}).map(|c| c.tasks).expect("check").len();
 
     let mut g = c.benchmark_group(format!("live-6.12-{tasks}-tasks"));
     g.sample_size(20);
-    g.bench_function("setup", |b| b.iter(|| black_box(open().symbols.tables().len())));
+    g.bench_function("setup", |b| b.iter(|| black_box(open().symbols().tables().len())));
     let mut kernel = open();
     g.bench_function("check, 1 thread", |b| {
         b.iter(|| {
-            let mut reads = LiveReads::default();
-            black_box(check_kernel_live_counted(&mut kernel, &set, &config, &live, |_| true, |_, _| {}, &mut reads).expect("check").len())
+            black_box(kernel.check(&set, &live(1), |_, _| {}).expect("check").tasks.len())
         })
     });
     g.bench_function("check, 2 threads", |b| {
         b.iter(|| {
-            let mut reads = LiveReads::default();
-            black_box(check_kernel_live_parallel(&mut kernel, &set, &config, &live, |_| true, &mut reads).expect("check").len())
+            black_box(kernel.check(&set, &live(2), |_, _| {}).expect("check").tasks.len())
         })
     });
     g.bench_function("dump check (no re-reads)", |b| {
-        b.iter(|| black_box(check_kernel(&mut kernel, &set, &[], &config, |_, _| {}).expect("check").len()))
+        b.iter(|| black_box(kernel.check(&set, &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &[] }, select: Select::All }, |_, _| {}).map(|c| c.tasks).expect("check").len()))
     });
     g.finish();
 }

@@ -8,10 +8,9 @@ use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use lpstack::dump::Dump;
-use lpstack::kernel::check::check_kernel;
-use lpstack::kernel::image::Kernel;
+use lpstack::kernel::check::CheckConfig;
+use lpstack::kernel::image::{Kernel, OpenOptions};
 use lpstack::patchset::{parse_funcs, PatchSet};
-use lpstack::walk::WalkConfig;
 
 fn bench(c: &mut Criterion) {
     for dir in ["6.12.117+deb12-amd64", "6.1.0-57-amd64"] {
@@ -25,18 +24,18 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let dump = Dump::open(&bytes).expect("dump");
                 let vi = dump.vmcoreinfo().cloned().expect("vmcoreinfo");
-                let mut k = Kernel::open(dump, &vi).expect("kernel");
-                let set = PatchSet::resolve(&specs, &k.symbols).expect("set");
-                black_box(check_kernel(&mut k, &set, &[], &WalkConfig::default(), |_, _| {}).expect("check").len())
+                let mut k = Kernel::open(dump, &vi, OpenOptions::default()).expect("kernel");
+                let set = PatchSet::resolve(&specs, &k.symbols()).expect("set");
+                black_box(k.check(&set, &CheckConfig::default(), |_, _| {}).map(|c| c.tasks).expect("check").len())
             })
         });
         // The per-task part alone, on an opened kernel.
         let dump = Dump::open(&bytes).expect("dump");
         let vi = dump.vmcoreinfo().cloned().expect("vmcoreinfo");
-        let mut k = Kernel::open(dump, &vi).expect("kernel");
-        let set = PatchSet::resolve(&specs, &k.symbols).expect("set");
+        let mut k = Kernel::open(dump, &vi, OpenOptions::default()).expect("kernel");
+        let set = PatchSet::resolve(&specs, &k.symbols()).expect("set");
         g.bench_function("check-tasks", |b| {
-            b.iter(|| black_box(check_kernel(&mut k, &set, &[], &WalkConfig::default(), |_, _| {}).expect("check").len()))
+            b.iter(|| black_box(k.check(&set, &CheckConfig::default(), |_, _| {}).map(|c| c.tasks).expect("check").len()))
         });
         g.finish();
     }

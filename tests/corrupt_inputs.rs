@@ -24,8 +24,8 @@ use lpstack::arch::x86_64::{Reg, Regs};
 use lpstack::cfi::{CfiCache, CfiTable};
 use lpstack::dump::{Dump, VmcoreInfo};
 use lpstack::kernel::btf::Btf;
-use lpstack::kernel::check::check_kernel;
-use lpstack::kernel::image::{Kernel, KernelError, SymbolSource};
+use lpstack::kernel::check::CheckConfig;
+use lpstack::kernel::image::{Kernel, OpenOptions, KernelError, SymbolSource};
 use lpstack::kernel::layout::Layout;
 use lpstack::memory::{MemoryError, PhysMemory, SliceMemory};
 use lpstack::orc::elf::{module_entries, orc_sections, vmlinux_table};
@@ -454,14 +454,14 @@ fn stack_pointers_outside_every_mapping_are_unreliable() {
     let specs = parse_funcs("lpstack_park:park_here_a\n", "vmlinux").unwrap();
     // The blocked tasks, and where their thread.sp sits physically.
     let (blocked, words) = {
-        let mut kernel = Kernel::open(&mut dump, &vi).unwrap();
-        let set = PatchSet::resolve(&specs, &kernel.symbols).unwrap();
-        let reports = check_kernel(&mut kernel, &set, &[], &WalkConfig::default(), |_, _| {}).unwrap();
-        let off = kernel.layout.task.thread_sp.offset;
+        let mut kernel = Kernel::open(&mut dump, &vi, OpenOptions::default()).unwrap();
+        let set = PatchSet::resolve(&specs, &kernel.symbols()).unwrap();
+        let reports = kernel.check(&set, &CheckConfig::default(), |_, _| {}).unwrap().tasks;
+        let off = kernel.layout().task.thread_sp.offset;
         let blocked: Vec<(i32, u64)> = reports
             .iter()
             .filter(|r| matches!(r.verdict, Verdict::Blocked { .. }))
-            .map(|r| (r.task.pid, kernel.mem.translate(r.task.addr + off).unwrap()))
+            .map(|r| (r.task.pid, kernel.memory().translate(r.task.addr + off).unwrap()))
             .collect();
         // thread.sp: non-canonical, unmapped kernel space, and a user address.
         let targets = [0xdead_0000_0000_1000u64, 0xffff_ffff_ff00_0000, 0x7fff_0000_0000];
@@ -469,9 +469,9 @@ fn stack_pointers_outside_every_mapping_are_unreliable() {
         (blocked, words)
     };
     assert_eq!(blocked.len(), 4);
-    let mut kernel = Kernel::open(Overrides { dump: &mut dump, words }, &vi).unwrap();
-    let set = PatchSet::resolve(&specs, &kernel.symbols).unwrap();
-    let reports = check_kernel(&mut kernel, &set, &[], &WalkConfig::default(), |_, _| {}).unwrap();
+    let mut kernel = Kernel::open(Overrides { dump: &mut dump, words }, &vi, OpenOptions::default()).unwrap();
+    let set = PatchSet::resolve(&specs, &kernel.symbols()).unwrap();
+    let reports = kernel.check(&set, &CheckConfig::default(), |_, _| {}).unwrap().tasks;
     for (pid, _) in &blocked {
         let r = reports.iter().find(|r| r.task.pid == *pid).unwrap();
         assert_eq!(r.verdict.name(), "unreliable", "pid {pid}: {:?}", r.reliability);
@@ -491,7 +491,7 @@ fn wrong_vmlinux_or_system_map_for_a_dump_is_a_named_error() {
         let map = common::read_gz(&format!("orc/System.map-{source_release}.gz"));
         let vmlinux = common::read(&format!("orc/vmlinux-{source_release}.orc.elf"));
         for source in [SymbolSource::SystemMap(&map), SymbolSource::Vmlinux(&vmlinux)] {
-            match Kernel::open_with(Dump::open(&bytes).unwrap(), &vi, source) {
+            match Kernel::open(Dump::open(&bytes).unwrap(), &vi, OpenOptions { symbols: source }) {
                 Ok(_) => panic!("{dump_dir}: symbols of {source_release} accepted"),
                 Err(e @ KernelError::BuildIdMismatch { .. }) => assert!(e.to_string().contains("not the same kernel")),
                 Err(e @ (KernelError::SymbolMismatch { .. } | KernelError::MissingSymbol(_))) => {

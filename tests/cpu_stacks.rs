@@ -13,10 +13,10 @@
 mod common;
 
 use lpstack::dump::Dump;
-use lpstack::kernel::check::check_kernel;
-use lpstack::kernel::image::{CpuRegs, Kernel};
+use lpstack::kernel::check::{CheckConfig, CheckMode};
+use lpstack::kernel::image::{CpuRegs, Kernel, OpenOptions};
 use lpstack::patchset::PatchSet;
-use lpstack::walk::{CleanEnd, FrameKind, Reliability, StackKind, WalkConfig};
+use lpstack::walk::{CleanEnd, FrameKind, Reliability, StackKind};
 
 #[test]
 fn a_timer_interrupt_on_the_irq_stack_is_walked_to_user_mode() {
@@ -25,29 +25,29 @@ fn a_timer_interrupt_on_the_irq_stack_is_walked_to_user_mode() {
     let dump = Dump::open(&bytes).unwrap();
     let vi = dump.vmcoreinfo().cloned().unwrap();
     let cpus: Vec<CpuRegs> = dump.cpus().iter().filter_map(|c| c.index_hint.map(|cpu| CpuRegs { cpu, regs: c.regs })).collect();
-    let mut kernel = Kernel::open(dump, &vi).unwrap();
-    assert!(kernel.warnings.is_empty(), "{:?}", kernel.warnings);
+    let mut kernel = Kernel::open(dump, &vi, OpenOptions::default()).unwrap();
+    assert!(kernel.warnings().is_empty(), "{:?}", kernel.warnings());
     // Every CPU: one IRQ stack of the BTF's size and the exception stacks.
-    for (cpu, stacks) in kernel.cpu_stacks.iter().enumerate() {
+    for (cpu, stacks) in kernel.cpu_stacks().iter().enumerate() {
         let irq: Vec<_> = stacks.iter().filter(|r| r.kind == StackKind::Irq).collect();
         assert_eq!(irq.len(), 1, "CPU {cpu}");
         assert_eq!(irq[0].end - irq[0].start, 16 << 10, "CPU {cpu}: IRQ_STACK_SIZE");
         assert!(stacks.iter().filter(|r| r.kind == StackKind::Exception).count() >= 4, "CPU {cpu}: {stacks:x?}");
     }
     let empty = PatchSet::default();
-    let reports = check_kernel(&mut kernel, &empty, &cpus, &WalkConfig::default(), |_, _| {}).unwrap();
+    let reports = kernel.check(&empty, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {}).unwrap().tasks;
     let r = reports.iter().find(|r| r.task.on_cpu && r.task.comm == "sh").expect("the busy loop on a CPU");
     assert_eq!(r.reliability, Some(Reliability::Reliable(CleanEnd::UserRegs)), "{:x?}", r.frames);
-    let name = |pc| kernel.symbols.lookup(pc).map(|s| s.name.to_string()).unwrap_or_default();
+    let name = |pc| kernel.symbols().lookup(pc).map(|s| s.name.to_string()).unwrap_or_default();
     let names: Vec<String> = r.frames.iter().map(|f| name(f.pc)).collect();
     assert_eq!(names.first().map(String::as_str), Some("lapic_next_event"), "{names:?}");
     assert!(names.iter().any(|n| n == "hrtimer_interrupt"), "{names:?}");
     assert_eq!(names.last().map(String::as_str), Some("asm_sysvec_apic_timer_interrupt"), "{names:?}");
     // All on the task's own stack; the IRQ and exception stacks are
     // elsewhere: the vmalloc'ed IRQ stack, the cpu_entry_area ones.
-    let stacks = &kernel.cpu_stacks[r.task.cpu as usize];
+    let stacks = &kernel.cpu_stacks()[r.task.cpu as usize];
     let on = |sp: u64| {
-        if sp >= r.task.stack && sp <= r.task.stack + kernel.thread_size {
+        if sp >= r.task.stack && sp <= r.task.stack + kernel.thread_size() {
             Some(StackKind::Task)
         } else {
             stacks.iter().find(|s| sp >= s.start && sp <= s.end).map(|s| s.kind)
@@ -75,10 +75,10 @@ fn cpu_stacks_of_both_layouts() {
         let bytes = common::read(&format!("vmcore/{dir}/vmcore.trimmed.kdump"));
         let dump = Dump::open(&bytes).unwrap();
         let vi = dump.vmcoreinfo().cloned().unwrap();
-        let kernel = Kernel::open(dump, &vi).unwrap();
-        assert!(kernel.warnings.is_empty(), "{dir}: {:?}", kernel.warnings);
-        assert_eq!(kernel.cpu_stacks.len(), 2, "{dir}");
-        for stacks in &kernel.cpu_stacks {
+        let kernel = Kernel::open(dump, &vi, OpenOptions::default()).unwrap();
+        assert!(kernel.warnings().is_empty(), "{dir}: {:?}", kernel.warnings());
+        assert_eq!(kernel.cpu_stacks().len(), 2, "{dir}");
+        for stacks in kernel.cpu_stacks() {
             let kinds: Vec<StackKind> = stacks.iter().map(|s| s.kind).collect();
             assert_eq!(kinds.iter().filter(|k| **k == StackKind::Irq).count(), 1, "{dir}");
             assert_eq!(kinds.iter().filter(|k| **k == StackKind::Entry).count(), 1, "{dir}");
@@ -91,7 +91,7 @@ fn cpu_stacks_of_both_layouts() {
             }
         }
         // The two CPUs' areas differ.
-        assert_ne!(kernel.cpu_stacks[0], kernel.cpu_stacks[1], "{dir}");
+        assert_ne!(kernel.cpu_stacks()[0], kernel.cpu_stacks()[1], "{dir}");
     }
 }
 
@@ -107,17 +107,17 @@ fn real_kdump_running_kthread_in_a_patched_function() {
     let bytes = common::read(&format!("vmcore/{dir}/vmcore.trimmed.kdump"));
     let dump = Dump::open(&bytes).unwrap();
     let vi = dump.vmcoreinfo().cloned().unwrap();
-    let mut kernel = Kernel::open(dump, &vi).unwrap();
+    let mut kernel = Kernel::open(dump, &vi, OpenOptions::default()).unwrap();
     let cpus = kernel.crash_notes_regs();
     assert_eq!(cpus.len(), 2, "crash_notes of both CPUs");
     let state = kernel.klp_state().unwrap().unwrap();
-    let ks = lpstack::patchset::klp::from_transition(&state, &kernel.symbols).unwrap();
-    let reports = check_kernel(&mut kernel, &ks.set, &cpus, &WalkConfig::default(), |_, _| {}).unwrap();
+    let ks = lpstack::patchset::klp::from_transition(&state, &kernel.symbols()).unwrap();
+    let reports = kernel.check(&ks.set, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {}).unwrap().tasks;
     let r = reports.iter().find(|r| r.task.comm == "lpstack_spin").expect("the spinner");
     assert!(r.task.on_cpu && matches!(r.verdict, lpstack::verdict::Verdict::Running));
     assert_eq!(r.reliability, Some(Reliability::Reliable(CleanEnd::EndOfStack)), "{:x?}", r.frames);
     let names: Vec<String> =
-        r.frames.iter().map(|f| kernel.symbols.lookup(f.pc).map(|s| s.name.to_string()).unwrap_or_default()).collect();
+        r.frames.iter().map(|f| kernel.symbols().lookup(f.pc).map(|s| s.name.to_string()).unwrap_or_default()).collect();
     assert_eq!(names, ["lpspin_work", "lpstack_spin_loop", "kthread", "ret_from_fork", "ret_from_fork_asm"]);
     // drgn's trace of the same task, from the committed record.
     let drgn = String::from_utf8(common::read(&format!("vmcore/{dir}/drgn-stacks.txt"))).unwrap();
@@ -189,10 +189,10 @@ fn real_kdumps_every_cpu_has_drgns_frames_across_stacks() {
         let bytes = common::read(&format!("vmcore/{dir}/vmcore.trimmed.kdump"));
         let dump = Dump::open(&bytes).unwrap();
         let vi = dump.vmcoreinfo().cloned().unwrap();
-        let mut kernel = Kernel::open(dump, &vi).unwrap();
+        let mut kernel = Kernel::open(dump, &vi, OpenOptions::default()).unwrap();
         let cpus = kernel.crash_notes_regs();
         let empty = PatchSet::default();
-        let reports = check_kernel(&mut kernel, &empty, &cpus, &WalkConfig::default(), |_, _| {}).unwrap();
+        let reports = kernel.check(&empty, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {}).unwrap().tasks;
         let drgn = drgn_running(&String::from_utf8(common::read(&format!("vmcore/{dir}/drgn-stacks.txt"))).unwrap());
         assert_eq!(drgn.len(), 2, "{dir}: two CPUs");
         let panic_cpu = kernel.panic_cpu().expect("panic_cpu is set");
@@ -201,7 +201,7 @@ fn real_kdumps_every_cpu_has_drgns_frames_across_stacks() {
                 .iter()
                 .find(|r| r.task.pid == d.pid && r.task.on_cpu && r.task.cpu == d.cpu)
                 .unwrap_or_else(|| panic!("{dir}: pid {} on CPU {}", d.pid, d.cpu));
-            let stacks = &kernel.cpu_stacks[d.cpu as usize];
+            let stacks = &kernel.cpu_stacks()[d.cpu as usize];
             let kind = |sp: u64| {
                 stacks.iter().find(|s| s.contains(sp, 8)).map_or(StackKind::Task, |s| s.kind)
             };
@@ -212,7 +212,7 @@ fn real_kdumps_every_cpu_has_drgns_frames_across_stacks() {
                 let mut seen: Vec<StackKind> = ours.iter().map(|f| f.2).collect();
                 seen.dedup();
                 assert_eq!(seen, crossed, "{dir}: stacks crossed");
-                let name = |pc| kernel.symbols.lookup(pc).map_or("?", |s| s.name);
+                let name = |pc| kernel.symbols().lookup(pc).map_or("?", |s| s.name);
                 assert_eq!([name(r.frames[0].pc), name(r.frames[1].pc)], ["__crash_kexec", "panic"], "{dir}");
                 assert_eq!(r.frames[1].kind, FrameKind::Scanned, "{dir}");
                 assert!(r.frames.iter().all(|f| !f.reliable), "{dir}");
@@ -239,10 +239,10 @@ fn module_symbol_sizes_are_the_kernels() {
     let bytes = common::read(&format!("vmcore/{dir}/vmcore.trimmed.kdump"));
     let dump = Dump::open(&bytes).unwrap();
     let vi = dump.vmcoreinfo().cloned().unwrap();
-    let kernel = Kernel::open(dump, &vi).unwrap();
-    let table = kernel.symbols.table("lpstack_irqpanic").expect("the module's symbols");
+    let kernel = Kernel::open(dump, &vi, OpenOptions::default()).unwrap();
+    let table = kernel.symbols().table("lpstack_irqpanic").expect("the module's symbols");
     let sym = table.find_by_name("lpstack_irqpanic_fire").next().unwrap();
     assert_eq!(sym.size, hex(size), "{printed}");
-    let at = kernel.symbols.lookup(sym.address + hex(off)).unwrap();
+    let at = kernel.symbols().lookup(sym.address + hex(off)).unwrap();
     assert_eq!((at.name, at.offset), ("lpstack_irqpanic_fire", hex(off)));
 }

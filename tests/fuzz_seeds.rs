@@ -19,7 +19,7 @@ use lpstack::dump::flattened::flatten;
 use lpstack::dump::write::{write_kdump, KdumpWriteInfo, WriteCompression};
 use lpstack::dump::Dump;
 use lpstack::kernel::btf::Btf;
-use lpstack::kernel::image::Kernel;
+use lpstack::kernel::image::{Kernel, OpenOptions};
 use lpstack::kernel::kallsyms::{read_kallsyms, KallsymsLocation, KnownSymbol};
 use lpstack::memory::{read_vec, Memory, SliceMemory};
 use lpstack::orc::elf::orc_sections;
@@ -274,11 +274,11 @@ fn kallsyms_seed(name_order: bool) -> Vec<u8> {
     let bytes = common::read("vmcore/6.12.117+deb12-amd64/vmcore.trimmed.kdump");
     let dump = Dump::open(&bytes).unwrap();
     let vi = dump.vmcoreinfo().cloned().unwrap();
-    let mut kernel = Kernel::open(dump, &vi).unwrap();
+    let mut kernel = Kernel::open(dump, &vi, OpenOptions::default()).unwrap();
     let stext = vi.symbol("_stext").unwrap();
-    let index = kernel.symbols.tables()[0].iter().position(|s| s.name == "_stext").unwrap();
+    let index = kernel.symbols().tables()[0].iter().position(|s| s.name == "_stext").unwrap();
     let n = (index + 16) as u32;
-    let mem = &mut kernel.mem;
+    let mem = &mut kernel.memory();
     let at = |name: &str| vi.symbol(name).unwrap();
     // Header: num_syms 0, relative_base 16, token_index 32, token_table
     // 544, offsets, names (last, padded to a page so block reads succeed).
@@ -301,7 +301,7 @@ fn kallsyms_seed(name_order: bool) -> Vec<u8> {
     img[0..4].copy_from_slice(&n.to_le_bytes());
     img[16..24].copy_from_slice(&mem.read_u64(at("kallsyms_relative_base")).unwrap().to_le_bytes());
     if name_order {
-        let table = &kernel.symbols.tables()[0];
+        let table = &kernel.symbols().tables()[0];
         let mut order: Vec<usize> = (0..n as usize).collect();
         order.sort_by_key(|&i| table.get(i).unwrap().name);
         img.truncate(24);

@@ -6,15 +6,15 @@
 mod common;
 
 use lpstack::dump::Dump;
-use lpstack::kernel::image::Kernel;
+use lpstack::kernel::image::{Kernel, OpenOptions};
 use lpstack::symbols::{SymbolKind, SymbolRef, SymbolTable};
 
 fn vmlinux_table(dir: &str) -> SymbolTable {
     let bytes = common::read(&format!("vmcore/{dir}/vmcore.trimmed.kdump"));
     let dump = Dump::open(&bytes).unwrap();
     let vi = dump.vmcoreinfo().cloned().unwrap();
-    let kernel = Kernel::open(dump, &vi).unwrap();
-    kernel.symbols.table("vmlinux").unwrap().clone()
+    let kernel = Kernel::open(dump, &vi, OpenOptions::default()).unwrap();
+    kernel.symbols().table("vmlinux").unwrap().clone()
 }
 
 fn owned(s: Option<SymbolRef<'_>>) -> Option<(String, u64, u64, u64, SymbolKind)> {

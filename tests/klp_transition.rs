@@ -22,15 +22,14 @@ mod common;
 use std::collections::BTreeSet;
 
 use lpstack::dump::Dump;
-use lpstack::kernel::check::{check_kernel, TaskReport};
-use lpstack::kernel::image::{CpuRegs, Kernel};
+use lpstack::kernel::check::{CheckConfig, CheckMode, TaskReport};
+use lpstack::kernel::image::{CpuRegs, Kernel, OpenOptions};
 use lpstack::kernel::klp::{KlpState, KlpTarget};
 use lpstack::patchset::klp::{from_transition, resolve_in_kernel, KernelSet, KlpKnowledge, ResolveOptions};
 use lpstack::kernel::btf::Btf;
 use lpstack::patchset::ko::read_livepatch_module;
 use lpstack::patchset::{parse_funcs, PatchSet};
 use lpstack::verdict::Verdict;
-use lpstack::walk::WalkConfig;
 
 const RUNS: &[&str] = &[
     "6.12.117+deb12-amd64-stacked",
@@ -81,7 +80,7 @@ fn open(dir: &str) -> (Kernel<Dump<'static>>, Vec<CpuRegs>) {
     let dump = Dump::open(bytes).unwrap();
     let vi = dump.vmcoreinfo().cloned().expect("VMCOREINFO");
     let cpus = dump.cpus().iter().filter_map(|c| c.index_hint.map(|cpu| CpuRegs { cpu, regs: c.regs })).collect();
-    (Kernel::open(dump, &vi).unwrap(), cpus)
+    (Kernel::open(dump, &vi, OpenOptions::default()).unwrap(), cpus)
 }
 
 /// Each checked range, in a comparable form.
@@ -108,17 +107,17 @@ fn verdicts(reports: &[TaskReport<'_>]) -> Vec<(i32, &'static str, String)> {
 
 /// The three ways to name the set, each with the kernel's rules.
 fn sets(dir: &str, kernel: &mut Kernel<Dump<'static>>, state: &KlpState, patch_module: &str) -> Vec<(&'static str, KernelSet)> {
-    let memory = from_transition(state, &kernel.symbols).expect("a transition in progress");
+    let memory = from_transition(state, &kernel.symbols()).expect("a transition in progress");
     let funcs = String::from_utf8(common::read(&format!("vmcore/{dir}/funcs.txt"))).unwrap();
     let specs = parse_funcs(&funcs, "vmlinux").unwrap();
-    let written = resolve_in_kernel(&specs, &kernel.symbols, &KlpKnowledge::State(state), ResolveOptions::default()).unwrap();
+    let written = resolve_in_kernel(&specs, &kernel.symbols(), &KlpKnowledge::State(state), ResolveOptions::default()).unwrap();
     let btf_bytes = kernel.read_btf().unwrap();
     let btf = Btf::parse(&btf_bytes).unwrap();
     let ko = common::read(&format!("vmcore/{dir}/{patch_module}.ko"));
     let module = read_livepatch_module(&ko, Some(&btf)).unwrap();
     assert_eq!(module.name, patch_module);
     let options = ResolveOptions { unpatch: false, replace: module.replace.unwrap_or(true) };
-    let from_ko = resolve_in_kernel(&module.func_specs(), &kernel.symbols, &KlpKnowledge::State(state), options).unwrap();
+    let from_ko = resolve_in_kernel(&module.func_specs(), &kernel.symbols(), &KlpKnowledge::State(state), options).unwrap();
     vec![("memory", memory), ("funcs.txt", written), ("module", from_ko)]
 }
 
@@ -139,7 +138,7 @@ fn memory_funcs_txt_and_module_agree_with_the_kernel() {
         let mut first_verdicts = None;
         for (name, ks) in &sets {
             assert_eq!(ranges(&ks.set), ranges(&first.set), "{dir}: {name} vs {first_name}");
-            let reports = check_kernel(&mut kernel, &ks.set, &cpus, &WalkConfig::default(), |_, _| {}).unwrap();
+            let reports = kernel.check(&ks.set, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {}).unwrap().tasks;
             let v = verdicts(&reports);
             match &first_verdicts {
                 None => first_verdicts = Some(v),
@@ -148,7 +147,7 @@ fn memory_funcs_txt_and_module_agree_with_the_kernel() {
         }
 
         // Against the kernel.
-        let reports = check_kernel(&mut kernel, &first.set, &cpus, &WalkConfig::default(), |_, _| {}).unwrap();
+        let reports = kernel.check(&first.set, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {}).unwrap().tasks;
         let mut blocked = BTreeSet::new();
         let mut compared = 0;
         for r in reports.iter().filter(|r| !r.task.idle) {
@@ -186,10 +185,10 @@ fn original_functions_alone_would_call_blocked_tasks_switchable() {
         let loaded: Vec<_> = parse_funcs(&funcs, "vmlinux")
             .unwrap()
             .into_iter()
-            .filter(|s| s.object == "vmlinux" || kernel.symbols.table(&s.object).is_some())
+            .filter(|s| s.object == "vmlinux" || kernel.symbols().table(&s.object).is_some())
             .collect();
-        let naive = PatchSet::resolve(&loaded, &kernel.symbols).unwrap();
-        let reports = check_kernel(&mut kernel, &naive, &cpus, &WalkConfig::default(), |_, _| {}).unwrap();
+        let naive = PatchSet::resolve(&loaded, &kernel.symbols()).unwrap();
+        let reports = kernel.check(&naive, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {}).unwrap().tasks;
         let wrongly_switchable = reports
             .iter()
             .filter(|r| r.verdict.is_switchable())
@@ -292,11 +291,11 @@ fn kthreads_in_a_patched_main_loop_never_converge() {
     let gt = ground_truth(dir);
     let (mut kernel, cpus) = open(dir);
     let state = kernel.klp_state().unwrap().unwrap();
-    let ks = from_transition(&state, &kernel.symbols).unwrap();
-    let reports = check_kernel(&mut kernel, &ks.set, &cpus, &WalkConfig::default(), |_, _| {}).unwrap();
+    let ks = from_transition(&state, &kernel.symbols()).unwrap();
+    let reports = kernel.check(&ks.set, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {}).unwrap().tasks;
     let mut never = BTreeSet::new();
     for r in &reports {
-        let info = lpstack::kernel::stall::stall_info(r, KlpTarget::Patched, &kernel.symbols);
+        let info = lpstack::kernel::stall::stall_info(r, KlpTarget::Patched, &kernel.symbols());
         if info.never_converges.is_some() {
             never.insert((r.task.pid, r.task.comm.clone()));
         }

@@ -4,20 +4,24 @@
 
 mod common;
 
-use std::cell::Cell;
-use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use lpstack::dump::kcore::{KcoreHeaders, KcorePhys, KcoreSegment, ReadAt};
 use lpstack::dump::Dump;
 use lpstack::kernel::check::{
-    check_kernel, check_kernel_live, check_kernel_live_counted, check_kernel_live_parallel, LiveConfig, LiveReads,
+    CheckConfig, CheckMode, Checked, LiveReads, Select,
 };
-use lpstack::kernel::image::{CpuRegs, Kernel};
+use lpstack::kernel::image::{CpuRegs, Kernel, OpenOptions};
 use lpstack::memory::{Memory, MemoryError, MemoryErrorKind, PhysMemory};
 use lpstack::patchset::{parse_funcs, PatchSet};
 use lpstack::verdict::Verdict;
 use lpstack::walk::{UnreliableReason, WalkConfig};
+
+/// A live check of `kernel` (passes per task, threads), as `check live` makes it.
+fn live_check<'s, P: PhysMemory + Send>(kernel: &mut Kernel<P>, set: &'s PatchSet, walk: WalkConfig, passes: u32, threads: u8, select: Select<'_>) -> Checked<'s> {
+    let config = CheckConfig { walk, mode: CheckMode::Live { passes, threads }, select };
+    kernel.check(set, &config, |_, _| {}).unwrap()
+}
 
 const DUMP: &str = "6.12.117+deb12-amd64";
 
@@ -34,7 +38,7 @@ struct Moving<P> {
 impl<P: PhysMemory> PhysMemory for Moving<P> {
     fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         self.inner.read_phys(paddr, buf)?;
-        if let Some(at) = self.at.get() {
+        if let Some(at) = *self.at.lock().unwrap() {
             let bump = self.looks.min(self.moves).to_le_bytes();
             for (i, b) in buf.iter_mut().enumerate() {
                 let a = paddr + i as u64;
@@ -51,14 +55,14 @@ impl<P: PhysMemory> PhysMemory for Moving<P> {
 }
 
 /// Where the moving u64 is (set once the kernel is open).
-type MovingAt = Rc<Cell<Option<u64>>>;
+type MovingAt = Arc<Mutex<Option<u64>>>;
 
 fn open(bytes: &[u8], moves: u64) -> (Kernel<Moving<Dump<'_>>>, MovingAt, Vec<CpuRegs>) {
     let dump = Dump::open(bytes).unwrap();
     let vi = dump.vmcoreinfo().cloned().unwrap();
     let cpus = dump.cpus().iter().filter_map(|c| c.index_hint.map(|cpu| CpuRegs { cpu, regs: c.regs })).collect();
-    let at = Rc::new(Cell::new(None));
-    let kernel = Kernel::open(Moving { inner: dump, at: at.clone(), looks: 0, moves }, &vi).unwrap();
+    let at = Arc::new(Mutex::new(None));
+    let kernel = Kernel::open(Moving { inner: dump, at: at.clone(), looks: 0, moves }, &vi, OpenOptions::default()).unwrap();
     (kernel, at, cpus)
 }
 
@@ -67,13 +71,13 @@ fn a_still_kernel_reads_as_its_dump_and_a_moving_task_is_never_switchable() {
     let bytes = common::read(&format!("vmcore/{DUMP}/vmcore.trimmed.kdump"));
     let funcs = String::from_utf8(common::read(&format!("vmcore/{DUMP}/funcs.txt"))).unwrap();
     let config = WalkConfig::default();
-    let live = LiveConfig { max_passes: 4 };
+    let live = 4;
 
     // Nothing moves: every task off a CPU gets the dump check's verdict.
     let (mut kernel, _, cpus) = open(&bytes, 0);
-    let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &kernel.symbols).unwrap();
-    let want = check_kernel(&mut kernel, &set, &cpus, &config, |_, _| {}).unwrap();
-    let got = check_kernel_live(&mut kernel, &set, &config, &live, |_| true, |_, _| {}).unwrap();
+    let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &kernel.symbols()).unwrap();
+    let want = kernel.check(&set, &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &cpus }, select: Select::All }, |_, _| {}).unwrap().tasks;
+    let got = live_check(&mut kernel, &set, config, live, 1, Select::All).tasks;
     assert_eq!(got.len(), want.len());
     let mut blocked = 0;
     for (g, w) in got.iter().zip(&want) {
@@ -90,13 +94,13 @@ fn a_still_kernel_reads_as_its_dump_and_a_moving_task_is_never_switchable() {
 
     // The first blocked task now context-switches between every look.
     let target = want.iter().find(|r| matches!(r.verdict, Verdict::Blocked { .. })).unwrap();
-    let nvcsw = kernel.layout.task.nvcsw.expect("nvcsw in BTF").offset;
+    let nvcsw = kernel.layout().task.nvcsw.expect("nvcsw in BTF").offset;
     for (moves, settles) in [(u64::MAX, false), (3, true)] {
         let (mut kernel, at, _) = open(&bytes, moves);
-        at.set(Some(kernel.mem.translate(target.task.addr + nvcsw).unwrap()));
-        let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &kernel.symbols).unwrap();
-        let only = |t: &lpstack::kernel::tasks::TaskInfo| t.addr == target.task.addr;
-        let got = check_kernel_live(&mut kernel, &set, &config, &live, only, |_, _| {}).unwrap();
+        *at.lock().unwrap() = Some(kernel.memory().translate(target.task.addr + nvcsw).unwrap());
+        let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &kernel.symbols()).unwrap();
+        let only = Select::Tasks(std::slice::from_ref(&target.task.addr));
+        let got = live_check(&mut kernel, &set, config, live, 1, only).tasks;
         assert_eq!(got.len(), 1);
         if settles {
             // Still after a few moves: walked again, same verdict.
@@ -111,12 +115,12 @@ fn a_still_kernel_reads_as_its_dump_and_a_moving_task_is_never_switchable() {
     // Its pid reads differently after the listing (the second drop of the
     // cache), then holds: the task_struct now holds another task (or reads
     // wrong), so however still it is, it is not the listed task.
-    let pid_at = kernel.layout.task.pid.offset;
+    let pid_at = kernel.layout().task.pid.offset;
     let (mut kernel, at, _) = open(&bytes, 2);
-    at.set(Some(kernel.mem.translate(target.task.addr + pid_at).unwrap()));
-    let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &kernel.symbols).unwrap();
-    let only = |t: &lpstack::kernel::tasks::TaskInfo| t.addr == target.task.addr;
-    let got = check_kernel_live(&mut kernel, &set, &config, &live, only, |_, _| {}).unwrap();
+    *at.lock().unwrap() = Some(kernel.memory().translate(target.task.addr + pid_at).unwrap());
+    let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &kernel.symbols()).unwrap();
+    let only = Select::Tasks(std::slice::from_ref(&target.task.addr));
+    let got = live_check(&mut kernel, &set, config, live, 1, only).tasks;
     assert_eq!(got.len(), 1);
     let want = UnreliableReason::ChangedWhileReading { task: target.task.addr, passes: 4 };
     assert_eq!(got[0].verdict, Verdict::Unreliable { reason: want, frame: 0 });
@@ -202,9 +206,10 @@ fn open_as_kcore(bytes: &[u8], switching: SwitchingAt) -> Kernel<KcorePhys<DumpA
     let (text, end) = (sym("_text"), sym("_end"));
     // page_offset_base is not in the trimmed dump: the direct map is linear,
     // so any slab address (the next task) and its physical address give it.
-    let next = plain.mem.read_u64(plain.init_task + plain.layout.task.tasks.offset).unwrap();
-    let page_offset = next - plain.mem.translate(next).unwrap();
-    let text_pa = plain.mem.translate(text).unwrap();
+    let tasks_at = plain.symbol("init_task").unwrap() + plain.layout().task.tasks.offset;
+    let next = plain.memory().read_u64(tasks_at).unwrap();
+    let page_offset = next - plain.memory().translate(next).unwrap();
+    let text_pa = plain.memory().translate(text).unwrap();
     let dump = Dump::open(bytes).unwrap();
     let vi = dump.vmcoreinfo().cloned().unwrap();
     let ram_size = 64 << 30;
@@ -216,7 +221,7 @@ fn open_as_kcore(bytes: &[u8], switching: SwitchingAt) -> Kernel<KcorePhys<DumpA
         vmcoreinfo: Some(vi.clone()),
     };
     let phys = KcorePhys::new("vmcore as kcore", DumpAsKcore(Arc::new(Mutex::new(dump)), switching), &headers).unwrap();
-    Kernel::open(phys, &vi).unwrap()
+    Kernel::open(phys, &vi, OpenOptions::default()).unwrap()
 }
 
 /// Each kcore pread is a syscall and a trip through the kernel's kcore
@@ -228,14 +233,14 @@ fn a_live_check_makes_few_kcore_reads_per_task() {
     let funcs = String::from_utf8(common::read(&format!("vmcore/{DUMP}/funcs.txt"))).unwrap();
     let config = WalkConfig::default();
     let (mut plain, _, cpus) = open(&bytes, 0);
-    let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &plain.symbols).unwrap();
-    let want = check_kernel(&mut plain, &set, &cpus, &config, |_, _| {}).unwrap();
+    let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &plain.symbols()).unwrap();
+    let want = plain.check(&set, &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &cpus }, select: Select::All }, |_, _| {}).unwrap().tasks;
 
     let mut kernel = open_as_kcore(&bytes, SwitchingAt::default());
-    let bytes_before = kernel.mem.phys().bytes;
-    let mut reads = LiveReads::default();
-    let live = LiveConfig::default();
-    let got = check_kernel_live_counted(&mut kernel, &set, &config, &live, |_| true, |_, _| {}, &mut reads).unwrap();
+    let bytes_before = kernel.memory().phys().bytes;
+    let reads;
+    let live = 5;
+    let got = { let c = live_check(&mut kernel, &set, config, live, 1, Select::All); reads = c.reads; c.tasks };
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g.task.addr, w.task.addr);
@@ -263,25 +268,25 @@ fn a_live_check_makes_few_kcore_reads_per_task() {
     assert!(per(reads.total()) <= 3.8, "{reads:?}");
     assert!(per(reads.listing) <= 1.6, "{reads:?}");
     assert!(reads.reread <= reads.walks, "one request per look after a walk: {reads:?}");
-    eprintln!("{:.1} KiB read per task", (kernel.mem.phys().bytes - bytes_before) as f64 / 1024.0 / tasks);
+    eprintln!("{:.1} KiB read per task", (kernel.memory().phys().bytes - bytes_before) as f64 / 1024.0 / tasks);
     // On two threads: the same reports in the same order, and about as
     // many reads (the second reader starts with an empty cache).
     let mut kernel2 = open_as_kcore(&bytes, SwitchingAt::default());
-    let main_before = kernel2.mem.phys().reads;
-    let mut reads2 = LiveReads::default();
-    let par = check_kernel_live_parallel(&mut kernel2, &set, &config, &live, |_| true, &mut reads2).unwrap();
+    let main_before = kernel2.memory().phys().reads;
+    let reads2: LiveReads;
+    let par = { let c = live_check(&mut kernel2, &set, config, live, 2, Select::All); reads2 = c.reads; c.tasks };
     assert_eq!(par.len(), got.len());
     for (p, g) in par.iter().zip(&got) {
         assert_eq!((p.task.addr, &p.verdict, &p.frames), (g.task.addr, &g.verdict, &g.frames));
     }
-    let main = kernel2.mem.phys().reads - main_before;
+    let main = kernel2.memory().phys().reads - main_before;
     eprintln!("two threads: {reads2:?}; {main} requests by the first");
     assert!(main < reads2.total() * 3 / 4, "the second thread did its half");
     assert_eq!(reads2.walks, reads.walks);
     assert!(reads2.total() <= reads.total() + 4, "{reads2:?} against {reads:?}");
     assert!(reads2.bytes > 0 && reads2.bytes <= reads.bytes + 4 * 16384, "{reads2:?} against {reads:?}");
-    let (lo, hi) = lpstack::kernel::tasks::task_span(&kernel.layout);
-    eprintln!("task_struct {} bytes, fields read after a walk {lo:#x}..{hi:#x}", kernel.layout.task.size);
+    let (lo, hi) = lpstack::kernel::tasks::task_span(&kernel.layout());
+    eprintln!("task_struct {} bytes, fields read after a walk {lo:#x}..{hi:#x}", kernel.layout().task.size);
 }
 
 /// Through kcore's cache too, a task that moves between the looks before
@@ -293,13 +298,13 @@ fn under_kcore_a_moving_task_is_walked_afresh() {
     let bytes = common::read(&format!("vmcore/{DUMP}/vmcore.trimmed.kdump"));
     let funcs = String::from_utf8(common::read(&format!("vmcore/{DUMP}/funcs.txt"))).unwrap();
     let config = WalkConfig::default();
-    let live = LiveConfig { max_passes: 4 };
+    let live = 4;
     let (mut plain, _, cpus) = open(&bytes, 0);
-    let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &plain.symbols).unwrap();
-    let want = check_kernel(&mut plain, &set, &cpus, &config, |_, _| {}).unwrap();
+    let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &plain.symbols()).unwrap();
+    let want = plain.check(&set, &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &cpus }, select: Select::All }, |_, _| {}).unwrap().tasks;
     let target = want.iter().find(|r| matches!(r.verdict, Verdict::Blocked { .. })).unwrap();
-    let nvcsw = plain.layout.task.nvcsw.expect("nvcsw in BTF").offset;
-    let ret = target.task.thread_sp + plain.layout.frame.ret_addr.offset;
+    let nvcsw = plain.layout().task.nvcsw.expect("nvcsw in BTF").offset;
+    let ret = target.task.thread_sp + plain.layout().frame.ret_addr.offset;
     // (moves, walks): never still; still from the third look after the
     // listing's, blocked elsewhere (returning to 0x1, not code: unreliable);
     // moved once before the listing, still since (blocked as in the dump).
@@ -310,24 +315,25 @@ fn under_kcore_a_moving_task_is_walked_afresh() {
         let switching = SwitchingAt::default();
         let mut kernel = open_as_kcore(&bytes, switching.clone());
         let sw = Switching {
-            nvcsw: kernel.mem.translate(target.task.addr + nvcsw).unwrap(),
-            ret: kernel.mem.translate(ret).unwrap(),
+            nvcsw: kernel.memory().translate(target.task.addr + nvcsw).unwrap(),
+            ret: kernel.memory().translate(ret).unwrap(),
             new_ret: 1,
             moves,
             preads: 0,
         };
         *switching.lock().unwrap() = Some(sw);
-        let only = |t: &lpstack::kernel::tasks::TaskInfo| t.addr == target.task.addr;
-        let mut reads = LiveReads::default();
+        let only = Select::Tasks(std::slice::from_ref(&target.task.addr));
+        let mut reads: LiveReads;
         let got = if parallel {
             // The target is the second thread's, after a still task.
-            let pair = |t: &lpstack::kernel::tasks::TaskInfo| t.addr == target.task.addr || t.addr == other;
-            let got = check_kernel_live_parallel(&mut kernel, &set, &config, &live, pair, &mut reads).unwrap();
+            let pair_addrs = [other, target.task.addr];
+            let pair = Select::Tasks(&pair_addrs);
+            let got = { let c = live_check(&mut kernel, &set, config, live, 2, pair); reads = c.reads; c.tasks };
             assert_eq!(got.len(), 2);
             reads.walks -= 1;
             got[1..].to_vec()
         } else {
-            check_kernel_live_counted(&mut kernel, &set, &config, &live, only, |_, _| {}, &mut reads).unwrap()
+            { let c = live_check(&mut kernel, &set, config, live, 1, only); reads = c.reads; c.tasks }
         };
         assert_eq!(got.len(), 1);
         let v = &got[0].verdict;

@@ -7,13 +7,12 @@ mod common;
 use std::collections::BTreeMap;
 
 use lpstack::dump::Dump;
-use lpstack::kernel::check::check_kernel;
-use lpstack::kernel::image::{Kernel, KernelError, SymbolSource};
+use lpstack::kernel::check::CheckConfig;
+use lpstack::kernel::image::{Kernel, OpenOptions, KernelError, SymbolSource};
 use lpstack::kernel::tasks::TaskListError;
 use lpstack::memory::{MemoryError, PhysMemory};
 use lpstack::patchset::{parse_funcs, PatchSet};
 use lpstack::verdict::Verdict;
-use lpstack::walk::WalkConfig;
 
 const DIR: &str = "6.12.117+deb12-amd64";
 
@@ -22,10 +21,10 @@ fn dump_bytes() -> Vec<u8> {
 }
 
 /// pid -> verdict name, or None when the dump could not be checked.
-fn verdicts<P: PhysMemory>(phys: P, vi: &lpstack::dump::VmcoreInfo) -> Option<BTreeMap<i32, &'static str>> {
-    let mut kernel = Kernel::open(phys, vi).ok()?;
-    let set = PatchSet::resolve(&parse_funcs("lpstack_park:park_here_a\n", "vmlinux").ok()?, &kernel.symbols).ok()?;
-    let reports = check_kernel(&mut kernel, &set, &[], &WalkConfig::default(), |_, _| {}).ok()?;
+fn verdicts<P: PhysMemory + Send>(phys: P, vi: &lpstack::dump::VmcoreInfo) -> Option<BTreeMap<i32, &'static str>> {
+    let mut kernel = Kernel::open(phys, vi, OpenOptions::default()).ok()?;
+    let set = PatchSet::resolve(&parse_funcs("lpstack_park:park_here_a\n", "vmlinux").ok()?, &kernel.symbols()).ok()?;
+    let reports = kernel.check(&set, &CheckConfig::default(), |_, _| {}).map(|c| c.tasks).ok()?;
     Some(reports.iter().filter(|r| !r.task.idle).map(|r| (r.task.pid, r.verdict.name())).collect())
 }
 
@@ -103,13 +102,13 @@ fn missing_stack_pages_make_blocked_tasks_unreliable_not_safe() {
     // Find the blocked tasks' stack pages (physical) with an intact pass.
     let mut stacks = Vec::new();
     {
-        let mut kernel = Kernel::open(&mut dump, &vi).unwrap();
-        let set = PatchSet::resolve(&parse_funcs("lpstack_park:park_here_a\n", "vmlinux").unwrap(), &kernel.symbols).unwrap();
-        let reports = check_kernel(&mut kernel, &set, &[], &WalkConfig::default(), |_, _| {}).unwrap();
+        let mut kernel = Kernel::open(&mut dump, &vi, OpenOptions::default()).unwrap();
+        let set = PatchSet::resolve(&parse_funcs("lpstack_park:park_here_a\n", "vmlinux").unwrap(), &kernel.symbols()).unwrap();
+        let reports = kernel.check(&set, &CheckConfig::default(), |_, _| {}).unwrap().tasks;
         for r in reports.iter().filter(|r| matches!(r.verdict, Verdict::Blocked { .. })) {
             // The page holding the deepest frames' return addresses.
             let sp = r.frames.last().unwrap().sp;
-            let pa = kernel.mem.translate(sp - 8).unwrap();
+            let pa = kernel.memory().translate(sp - 8).unwrap();
             stacks.push((r.task.pid, pa & !0xfff));
         }
     }
@@ -129,14 +128,14 @@ fn looping_task_list_is_a_named_error() {
     // Point the 10th process's tasks.next back at the 3rd: a loop that
     // never returns to init_task.
     let (at, target) = {
-        let mut kernel = Kernel::open(&mut dump, &vi).unwrap();
+        let mut kernel = Kernel::open(&mut dump, &vi, OpenOptions::default()).unwrap();
         let tasks = kernel.tasks().unwrap();
-        let off = kernel.layout.task.tasks.offset;
+        let off = kernel.layout().task.tasks.offset;
         let leaders: Vec<u64> = tasks.iter().filter(|t| t.pid == t.tgid && !t.idle).map(|t| t.addr).collect();
         let va = leaders[9] + off;
-        (kernel.mem.translate(va).unwrap(), leaders[2] + off)
+        (kernel.memory().translate(va).unwrap(), leaders[2] + off)
     };
-    let mut kernel = Kernel::open(Tampered { dump: &mut dump, missing: vec![], overrides: vec![(at, target)] }, &vi).unwrap();
+    let mut kernel = Kernel::open(Tampered { dump: &mut dump, missing: vec![], overrides: vec![(at, target)] }, &vi, OpenOptions::default()).unwrap();
     match kernel.tasks() {
         Err(TaskListError::Loop { addr }) => assert_eq!(addr, target),
         other => panic!("{:?}", other.map(|t| t.len())),
@@ -149,7 +148,7 @@ fn wrong_symbols_and_missing_vmcoreinfo_are_named_errors() {
     let dump = Dump::open(&bytes).unwrap();
     let vi = dump.vmcoreinfo().cloned().unwrap();
     let map61 = common::read_gz("orc/System.map-6.1.0-57-amd64.gz");
-    match Kernel::open_with(dump, &vi, SymbolSource::SystemMap(&map61)) {
+    match Kernel::open(dump, &vi, OpenOptions { symbols: SymbolSource::SystemMap(&map61) }) {
         Err(KernelError::SymbolMismatch { name, .. }) => assert!(["_stext", "init_uts_ns"].contains(&name)),
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("a 6.1 System.map accepted for a 6.12 dump"),
@@ -157,14 +156,14 @@ fn wrong_symbols_and_missing_vmcoreinfo_are_named_errors() {
     // The right System.map works and agrees with kallsyms.
     let dump = Dump::open(&bytes).unwrap();
     let map612 = common::read_gz("orc/System.map-6.12.117+deb12-amd64.gz");
-    let k = Kernel::open_with(dump, &vi, SymbolSource::SystemMap(&map612)).unwrap();
+    let k = Kernel::open(dump, &vi, OpenOptions { symbols: SymbolSource::SystemMap(&map612) }).unwrap();
     assert!(k.symbol("pipe_read").is_some());
     // VMCOREINFO without the kallsyms symbols (a pre-6.0 kernel) says so.
     let stripped = lpstack::dump::VmcoreInfo::parse(
         vi.text().lines().filter(|l| !l.contains("kallsyms")).collect::<Vec<_>>().join("\n").as_bytes(),
     )
     .unwrap();
-    match Kernel::open(Dump::open(&bytes).unwrap(), &stripped) {
+    match Kernel::open(Dump::open(&bytes).unwrap(), &stripped, OpenOptions::default()) {
         Err(KernelError::MissingVmcoreinfo(what)) => assert!(what.contains("kallsyms")),
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("opened without kallsyms"),
@@ -181,25 +180,25 @@ fn holes_in_the_task_list_fall_back_to_the_pid_idr() {
     let vi = dump.vmcoreinfo().cloned().unwrap();
     let truth = verdicts(&mut dump, &vi).unwrap();
     let (holes, lost): (Vec<(u64, u64)>, Vec<i32>) = {
-        let mut kernel = Kernel::open(&mut dump, &vi).unwrap();
+        let mut kernel = Kernel::open(&mut dump, &vi, OpenOptions::default()).unwrap();
         let tasks = kernel.tasks().unwrap();
-        let off = kernel.layout.task.tasks.offset;
+        let off = kernel.layout().task.tasks.offset;
         // Three processes' task_struct pages, far apart in the list.
         let picked: Vec<_> = tasks.iter().filter(|t| t.pid == t.tgid && !t.idle).step_by(9).take(3).cloned().collect();
         picked
             .iter()
             .map(|t| {
-                let pa = kernel.mem.translate(t.addr + off).unwrap() & !0xfff;
+                let pa = kernel.memory().translate(t.addr + off).unwrap() & !0xfff;
                 ((pa, pa + 4096), t.pid)
             })
             .unzip()
     };
     let mut tampered = Tampered { dump: &mut dump, missing: holes, overrides: vec![] };
-    let mut kernel = Kernel::open(&mut tampered, &vi).unwrap();
+    let mut kernel = Kernel::open(&mut tampered, &vi, OpenOptions::default()).unwrap();
     let tasks = kernel.tasks().unwrap();
-    assert!(kernel.warnings.iter().any(|w| w.contains("pid IDR")), "{:?}", kernel.warnings);
-    let set = PatchSet::resolve(&parse_funcs("lpstack_park:park_here_a\n", "vmlinux").unwrap(), &kernel.symbols).unwrap();
-    let reports = check_kernel(&mut kernel, &set, &[], &WalkConfig::default(), |_, _| {}).unwrap();
+    assert!(kernel.warnings().iter().any(|w| w.contains("pid IDR")), "{:?}", kernel.warnings());
+    let set = PatchSet::resolve(&parse_funcs("lpstack_park:park_here_a\n", "vmlinux").unwrap(), &kernel.symbols()).unwrap();
+    let reports = kernel.check(&set, &CheckConfig::default(), |_, _| {}).unwrap().tasks;
     assert_eq!(tasks.len(), reports.len());
     let got: BTreeMap<i32, &'static str> = reports.iter().filter(|r| !r.task.idle).map(|r| (r.task.pid, r.verdict.name())).collect();
     assert_eq!(got.len(), truth.len(), "every task found");

@@ -10,11 +10,11 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use lpstack::dump::Dump;
-use lpstack::kernel::check::check_kernel;
-use lpstack::kernel::image::{CpuRegs, Kernel};
+use lpstack::kernel::check::{CheckConfig, CheckMode};
+use lpstack::kernel::image::{CpuRegs, Kernel, OpenOptions};
 use lpstack::patchset::{parse_funcs, PatchSet};
 use lpstack::verdict::Verdict;
-use lpstack::walk::{Reliability, WalkConfig};
+use lpstack::walk::Reliability;
 
 const DUMPS: &[&str] = &["6.12.117+deb12-amd64", "6.12.117+deb12-amd64-la57", "6.1.0-57-amd64"];
 
@@ -54,11 +54,11 @@ fn verdicts_equal_the_kernels_on_real_dumps() {
         let cpus: Vec<CpuRegs> =
             dump.cpus().iter().filter_map(|c| c.index_hint.map(|cpu| CpuRegs { cpu, regs: c.regs })).collect();
         assert!(!cpus.is_empty(), "{dir}: QEMU CPU notes");
-        let mut kernel = Kernel::open(dump, &vi).unwrap();
-        assert!(kernel.modules.iter().any(|m| m.name == "lpstack_park"), "{dir}");
+        let mut kernel = Kernel::open(dump, &vi, OpenOptions::default()).unwrap();
+        assert!(kernel.modules().iter().any(|m| m.name == "lpstack_park"), "{dir}");
         let funcs = String::from_utf8(common::read(&format!("vmcore/{dir}/funcs.txt"))).unwrap();
-        let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &kernel.symbols).unwrap();
-        let reports = check_kernel(&mut kernel, &set, &cpus, &WalkConfig::default(), |_, _| {}).unwrap();
+        let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &kernel.symbols()).unwrap();
+        let reports = kernel.check(&set, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {}).unwrap().tasks;
         let gt = ground_truth(dir);
 
         let mut compared = 0;
@@ -109,8 +109,8 @@ fn unpatch_direction_checks_the_replacement() {
     let bytes = common::read(&format!("vmcore/{dir}/vmcore.trimmed.kdump"));
     let dump = Dump::open(&bytes).unwrap();
     let vi = dump.vmcoreinfo().cloned().unwrap();
-    let mut kernel = Kernel::open(dump, &vi).unwrap();
-    let lp = kernel.symbols.table("lpstack_lp").expect("livepatch module symbols");
+    let mut kernel = Kernel::open(dump, &vi, OpenOptions::default()).unwrap();
+    let lp = kernel.symbols().table("lpstack_lp").expect("livepatch module symbols");
     let new_name = lp
         .iter()
         .find(|s| s.name.contains("park_here_a"))
@@ -118,7 +118,7 @@ fn unpatch_direction_checks_the_replacement() {
         .expect("replacement symbol");
     let old = parse_funcs("lpstack_park:park_here_a\n", "vmlinux").unwrap();
     let new = parse_funcs(&format!("lpstack_lp:{new_name}\n"), "vmlinux").unwrap();
-    let set = PatchSet::resolve_new(&old, &new, &kernel.symbols).unwrap();
-    let reports = check_kernel(&mut kernel, &set, &[], &WalkConfig::default(), |_, _| {}).unwrap();
+    let set = PatchSet::resolve_new(&old, &new, &kernel.symbols()).unwrap();
+    let reports = kernel.check(&set, &CheckConfig::default(), |_, _| {}).unwrap().tasks;
     assert!(reports.iter().all(|r| !matches!(r.verdict, Verdict::Blocked { .. })));
 }

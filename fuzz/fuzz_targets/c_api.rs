@@ -168,7 +168,7 @@ fuzz_target!(|data: &[u8]| {
                     }
                 }
             }
-            let mut hits = [lpstack_hit { function: 0, frame: 0, pc: 0, past_unreliable: 0, reserved: 0 }; 8];
+            let mut hits = [lpstack_hit { function: 0, frame: 0, pc: 0, past_unreliable: 0, inlined: 0 }; 8];
             let mut nh = 0usize;
             ok(unsafe { lpstack_scratch_hits(scratch, hits.as_mut_ptr(), hits.len(), &mut nh) });
             let mut text = [0 as c_char; 256];

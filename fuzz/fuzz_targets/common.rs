@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use lpstack::patchset::PatchSet;
-use lpstack::verdict::{decide, find_hits};
+use lpstack::verdict::{judge, Walked};
 use lpstack::walk::{Frame, Reliability, WalkConfig};
 
 /// Takes fields off the front of the input; past the end every field is 0
@@ -75,8 +75,7 @@ pub fn check_walk(frames: &[Frame], r: &Reliability, config: &WalkConfig) {
         let Ok(set) = PatchSet::from_ranges([("vmlinux", "planted", f.pc, 1)]) else {
             continue;
         };
-        find_hits(frames, r, &set, &mut hits);
-        let v = decide(r, &set, &hits);
+        let v = judge(Walked { frames, reliability: Some(r), running: false }, &set, None, &mut hits);
         assert!(!v.is_switchable(), "a patched function at {:#x} on the stack, yet switchable", f.pc);
     }
 }

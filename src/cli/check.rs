@@ -7,8 +7,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use lpstack::dump::Dump;
-use lpstack::kernel::check::{check_kernel, TaskReport};
-use lpstack::kernel::image::{CpuRegs, Kernel, SymbolSource};
+use lpstack::kernel::check::{CheckConfig, CheckMode, Select, TaskReport};
+use lpstack::kernel::image::{CpuRegs, Kernel, OpenOptions, SymbolSource};
 use lpstack::model::{evaluate_all, Model, ModelOutcome, ThreadFacts};
 use lpstack::kernel::klp::KlpTarget;
 use lpstack::kernel::stall::stall_info;
@@ -157,7 +157,7 @@ fn run_vmcore(args: &CheckArgs, path: &std::path::Path) -> Result<i32, CliError>
         (None, Some(t)) => SymbolSource::SystemMap(t),
         (None, None) => SymbolSource::Kallsyms,
     };
-    let mut kernel = Kernel::open_with(dump, &vi, source).map_err(|e| named(&e))?;
+    let mut kernel = Kernel::open(dump, &vi, OpenOptions { symbols: source }).map_err(|e| named(&e))?;
     let cpus = if cpus.is_empty() { kernel.crash_notes_regs() } else { cpus };
     let (kernel_set, transition) = kernel_set(args, &mut kernel, &path.display().to_string())?;
     for n in &kernel_set.notes {
@@ -169,25 +169,25 @@ fn run_vmcore(args: &CheckArgs, path: &std::path::Path) -> Result<i32, CliError>
         kernel_regs: if args.frame_pointer_rules { KernelRegsPolicy::Reject } else { KernelRegsPolicy::Accept },
     };
     let bar = progress_bar();
-    let reports = check_kernel(&mut kernel, &set, &cpus, &config, |i, n| {
+    let reports = kernel.check(&set, &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &cpus }, select: Select::All }, |i, n| {
         if let Some(b) = &bar {
             b.set_length(n as u64);
             b.set_position(i as u64);
         }
-    })
+    }).map(|c| c.tasks)
     .map_err(|e| named(&e))?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     // Setup and task listing both add warnings (skipped modules, a broken
     // task list read through the pid IDR).
-    for w in &kernel.warnings {
+    for w in kernel.warnings() {
         eprintln!("lpstack: warning: {w}");
     }
 
     let models = parse_models(args)?;
     let panic_cpu = kernel.panic_cpu();
-    let mut rows = kernel_rows(&reports, transition.as_ref(), &kernel.symbols);
+    let mut rows = kernel_rows(&reports, transition.as_ref(), kernel.symbols());
     // Rows are the reports, in order.
     for (row, r) in rows.iter_mut().zip(&reports) {
         if r.task.on_cpu && r.reliability.is_some() && Some(r.task.cpu) == panic_cpu {
@@ -196,14 +196,14 @@ fn run_vmcore(args: &CheckArgs, path: &std::path::Path) -> Result<i32, CliError>
     }
     let target = Target {
         key: "kernel",
-        json: json!({"release": kernel.release, "build_id": build_id}),
-        title: format!("kernel {}", kernel.release),
+        json: json!({"release": kernel.release(), "build_id": build_id}),
+        title: format!("kernel {}", kernel.release()),
         noun: "tasks",
         home_object: "vmlinux".into(),
         transition,
         notes: kernel_set.notes,
     };
-    report::print(args.format, &target, &rows, &set, &evaluate_models(&models, &rows, &set), &kernel.symbols, args.all_frames)
+    report::print(args.format, &target, &rows, &set, &evaluate_models(&models, &rows, &set), kernel.symbols(), args.all_frames)
 }
 
 /// The consistency models over this snapshot, evaluated once, before the
@@ -322,11 +322,11 @@ pub(super) fn kernel_set<P: PhysMemory>(
     let mut ks = match (&args.set, &args.patch) {
         (Some(_), _) if args.new_set.is_some() => {
             // Explicit replacements: the user said which range to check.
-            KernelSet { set: load_set(args, &kernel.symbols, "vmlinux")?, notes: vec![] }
+            KernelSet { set: load_set(args, kernel.symbols(), "vmlinux")?, notes: vec![] }
         }
         (Some(path), _) => {
             let specs = parse_funcs(&read(path)?, "vmlinux").map_err(at(path))?;
-            resolve_in_kernel(&specs, &kernel.symbols, &knowledge, ResolveOptions { unpatch: args.unpatch, replace: args.replace })
+            resolve_in_kernel(&specs, kernel.symbols(), &knowledge, ResolveOptions { unpatch: args.unpatch, replace: args.replace })
                 .map_err(at(path))?
         }
         (None, Some(path)) => patch_module_set(path, kernel, &knowledge, args.unpatch)?,
@@ -340,7 +340,7 @@ pub(super) fn kernel_set<P: PhysMemory>(
                     _ => format!("{what}: this kernel has no livepatch support; give the patched set with --set funcs.txt or --patch FILE.ko"),
                 }));
             };
-            let mut ks = from_transition(state, &kernel.symbols).ok_or_else(|| {
+            let mut ks = from_transition(state, kernel.symbols()).ok_or_else(|| {
                 CliError(format!(
                     "{what}: no livepatch transition in progress; give the patched set with --set funcs.txt or --patch FILE.ko"
                 ))
@@ -390,7 +390,7 @@ fn patch_module_set<P: PhysMemory>(
     // both default to it; a replace checks more (its nops), so assume it.
     let replace = module.replace.unwrap_or(true);
     let options = ResolveOptions { unpatch, replace };
-    let mut ks = resolve_in_kernel(&specs, &kernel.symbols, knowledge, options).map_err(|e| named(&format!("function {e}")))?;
+    let mut ks = resolve_in_kernel(&specs, kernel.symbols(), knowledge, options).map_err(|e| named(&format!("function {e}")))?;
     let objects = module.objects.len();
     ks.notes.insert(
         0,

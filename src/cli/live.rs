@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use lpstack::kernel::check::{check_kernel_live_counted, check_kernel_live_parallel, LiveConfig, LiveReads};
+use lpstack::kernel::check::{CheckConfig, CheckMode, Select};
 use lpstack::kernel::live::{euid, open_live, LiveSources, SymbolsFrom};
 use lpstack::walk::{KernelRegsPolicy, WalkConfig};
 use serde_json::json;
@@ -35,25 +35,20 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
         kernel_regs: if args.frame_pointer_rules { KernelRegsPolicy::Reject } else { KernelRegsPolicy::Accept },
     };
     let pids = &args.pids;
-    let keep = |t: &lpstack::kernel::tasks::TaskInfo| pids.is_empty() || pids.contains(&t.pid) || pids.contains(&t.tgid);
-    let live_config = LiveConfig { max_passes: args.max_passes.max(1) };
-    let mut reads = LiveReads::default();
     // --threads 2: two kcore readers, each its own open file (the kernel
     // copies kcore reads through a buffer per open file).
+    let select = if pids.is_empty() { Select::All } else { Select::Pids(pids) };
+    let check = CheckConfig { walk: config, mode: CheckMode::Live { passes: args.max_passes.max(1), threads: args.threads }, select };
     let t1 = Instant::now();
-    let reports = if args.threads > 1 {
-        check_kernel_live_parallel(&mut kernel, &set, &config, &live_config, keep, &mut reads)
-    } else {
-        check_kernel_live_counted(&mut kernel, &set, &config, &live_config, keep, |_, _| {}, &mut reads)
-    }
-    .map_err(|e| CliError(format!("{}: {e}", sources.kcore.display())))?;
+    let checked = kernel.check(&set, &check, |_, _| {}).map_err(|e| CliError(format!("{}: {e}", sources.kcore.display())))?;
+    let (reports, reads) = (checked.tasks, checked.reads);
     let t_check = t1.elapsed();
     if reports.is_empty() {
         // Nothing checked is not "all switchable".
         let what = if pids.is_empty() { "no task was listed".to_string() } else { format!("no task matched --pid {pids:?}") };
         return Err(CliError(format!("{}: {what}", sources.kcore.display())));
     }
-    for w in &kernel.warnings {
+    for w in kernel.warnings() {
         eprintln!("lpstack: warning: {w}");
     }
     if args.timing {
@@ -77,19 +72,19 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
         );
     }
     let models = parse_models(args)?;
-    let rows: Vec<Row<'_, '_>> = kernel_rows(&reports, transition.as_ref(), &kernel.symbols)
+    let rows: Vec<Row<'_, '_>> = kernel_rows(&reports, transition.as_ref(), kernel.symbols())
         .into_iter()
         .zip(&reports)
         .map(|(row, r)| Row { running_detail: format!("on CPU {}", r.task.cpu), ..row })
         .collect();
     let target = Target {
         key: "kernel",
-        json: json!({"release": kernel.release, "build_id": build_id, "live": true}),
-        title: format!("kernel {} (live)", kernel.release),
+        json: json!({"release": kernel.release(), "build_id": build_id, "live": true}),
+        title: format!("kernel {} (live)", kernel.release()),
         noun: "tasks",
         home_object: "vmlinux".into(),
         transition,
         notes: kernel_set.notes,
     };
-    report::print(args.format, &target, &rows, &set, &evaluate_models(&models, &rows, &set), &kernel.symbols, args.all_frames)
+    report::print(args.format, &target, &rows, &set, &evaluate_models(&models, &rows, &set), kernel.symbols(), args.all_frames)
 }

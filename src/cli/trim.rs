@@ -8,11 +8,10 @@ use std::path::PathBuf;
 
 use lpstack::dump::write::{write_kdump, KdumpWriteInfo, WriteCompression};
 use lpstack::dump::Dump;
-use lpstack::kernel::check::check_kernel;
-use lpstack::kernel::image::Kernel;
+use lpstack::kernel::check::{CheckConfig, CheckMode};
+use lpstack::kernel::image::{Kernel, OpenOptions};
 use lpstack::memory::{MemoryError, PhysMemory};
 use lpstack::patchset::PatchSet;
-use lpstack::walk::WalkConfig;
 
 use super::{map_file, CliError};
 
@@ -74,7 +73,7 @@ pub fn run(args: TrimArgs) -> Result<i32, CliError> {
 
     let mut rec = Recording { dump: &mut dump, pages: BTreeSet::new(), page_size };
     {
-        let mut kernel = Kernel::open(&mut rec, &vi).map_err(|e| named(&e))?;
+        let mut kernel = Kernel::open(&mut rec, &vi, OpenOptions::default()).map_err(|e| named(&e))?;
         let cpus = if cpus.is_empty() { kernel.crash_notes_regs() } else { cpus };
         // The livepatch state too (a dump without it reads as unreadable);
         // a kernel without livepatch has none to keep.
@@ -83,11 +82,12 @@ pub fn run(args: TrimArgs) -> Result<i32, CliError> {
         }
         let _ = kernel.panic_cpu();
         let set = PatchSet::default();
-        check_kernel(&mut kernel, &set, &cpus, &WalkConfig::default(), |_, _| {}).map_err(|e| named(&e))?;
+        kernel.check(&set, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {}).map(|c| c.tasks).map_err(|e| named(&e))?;
         // Keep what the pid-IDR fallback reads too, so that a trimmed dump
         // still supports it.
         if let Some(ns) = kernel.symbol("init_pid_ns") {
-            let _ = lpstack::kernel::tasks::list_threads_by_pid(&mut kernel.mem, &kernel.layout, ns);
+            let layout = *kernel.layout();
+            let _ = lpstack::kernel::tasks::list_threads_by_pid(kernel.memory(), &layout, ns);
         }
     }
     let mut wanted: BTreeSet<u64> = BTreeSet::new();

@@ -180,15 +180,104 @@ impl<P: PhysMemory> Walker<'_, P> {
     }
 }
 
-/// Checks every task against `set`.
-pub fn check_kernel<'set, P: PhysMemory>(
+/// How a kernel is checked ([`Kernel::check`]).
+#[derive(Clone, Copy, Debug)]
+pub struct CheckConfig<'a> {
+    pub walk: WalkConfig,
+    pub mode: CheckMode<'a>,
+    /// Which tasks are checked (all of them by default).
+    pub select: Select<'a>,
+}
+
+/// Which tasks a check looks at.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Select<'a> {
+    #[default]
+    All,
+    /// Tasks whose thread id or process id is one of these.
+    Pids(&'a [i32]),
+    /// Tasks at these `task_struct` addresses (as crash's `bt ADDR`).
+    Tasks(&'a [u64]),
+}
+
+impl Select<'_> {
+    pub fn keeps(&self, t: &TaskInfo) -> bool {
+        match self {
+            Select::All => true,
+            Select::Pids(p) => p.contains(&t.pid) || p.contains(&t.tgid),
+            Select::Tasks(a) => a.contains(&t.addr),
+        }
+    }
+}
+
+/// What the memory is, and so how tasks are read.
+#[derive(Clone, Copy, Debug)]
+pub enum CheckMode<'a> {
+    /// A dump: nothing moves. A task on a CPU starts from that CPU's
+    /// registers (the dump's crash notes), when there are any.
+    Dump { cpus: &'a [CpuRegs] },
+    /// A running kernel (/proc/kcore): each task is read, walked and read
+    /// again; one that changed is walked again, up to `passes` times. A
+    /// task on a CPU is Running (no registers are known for it); one that
+    /// never holds still is Running if last seen on a CPU, else Unreliable
+    /// with `ChangedWhileReading`. `threads` 2 walks half of the tasks on a
+    /// second thread with its own reader when the source can open one
+    /// ([`PhysMemory::split`], kcore); the reports stay in task order.
+    Live { passes: u32, threads: u8 },
+}
+
+impl Default for CheckConfig<'_> {
+    fn default() -> Self {
+        CheckConfig { walk: WalkConfig::default(), mode: CheckMode::Dump { cpus: &[] }, select: Select::All }
+    }
+}
+
+/// A check's outcome: one report per task, in listing order.
+#[derive(Clone, Debug)]
+pub struct Checked<'set> {
+    pub tasks: Vec<TaskReport<'set>>,
+    /// Requests to the memory source by purpose (counted for a live check).
+    pub reads: LiveReads,
+}
+
+impl<P: PhysMemory + Send> Kernel<P> {
+    /// Lists the tasks as livepatch does and judges each against `set`:
+    /// the one check of a kernel, dump or live (see [`CheckMode`]).
+    /// `progress(done, total)` is called as tasks are walked (not by a
+    /// two-thread live check).
+    pub fn check<'set>(
+        &mut self,
+        set: &'set PatchSet,
+        config: &CheckConfig<'_>,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Checked<'set>, TaskListError> {
+        let keep = |t: &TaskInfo| config.select.keeps(t);
+        let mut reads = LiveReads::default();
+        let tasks = match config.mode {
+            CheckMode::Dump { cpus } => check_dump(self, set, cpus, &config.walk, keep, progress)?,
+            CheckMode::Live { passes, threads } => {
+                let live = LiveConfig { max_passes: passes.max(1) };
+                if threads > 1 {
+                    check_live_parallel(self, set, &config.walk, &live, keep, &mut reads)?
+                } else {
+                    check_live(self, set, &config.walk, &live, keep, progress, &mut reads)?
+                }
+            }
+        };
+        Ok(Checked { tasks, reads })
+    }
+}
+
+/// Checks every task of a dump against `set`.
+fn check_dump<'set, P: PhysMemory>(
     kernel: &mut Kernel<P>,
     set: &'set PatchSet,
     cpus: &[CpuRegs],
     config: &WalkConfig,
+    keep: impl Fn(&TaskInfo) -> bool,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<TaskReport<'set>>, TaskListError> {
-    let tasks = kernel.tasks()?;
+    let tasks: Vec<TaskInfo> = kernel.tasks()?.into_iter().filter(|t| keep(t)).collect();
     let total = tasks.len();
     // --max-frames may be huge; the walk grows the buffer as it goes.
     let mut frames = Vec::with_capacity(config.max_frames.min(1024));
@@ -207,15 +296,9 @@ pub fn check_kernel<'set, P: PhysMemory>(
 
 /// How hard to look at a moving task.
 #[derive(Clone, Copy, Debug)]
-pub struct LiveConfig {
+struct LiveConfig {
     /// Read-walk-reread passes before a task is given up on.
     pub max_passes: u32,
-}
-
-impl Default for LiveConfig {
-    fn default() -> Self {
-        LiveConfig { max_passes: 5 }
-    }
 }
 
 /// Requests to the memory source (kcore preads) made by a live check, by
@@ -259,29 +342,9 @@ fn same_snapshot(a: &TaskInfo, b: &TaskInfo) -> bool {
         == (b.pid, b.state, b.exit_state, b.on_cpu, b.cpu, b.switches, b.thread_sp, b.stack, b.unreadable.is_some())
 }
 
-/// Checks every task of a running kernel against `set`, the kernel running
-/// on while it is read. Each task is read (state, on_cpu, context-switch
-/// counts) in the listing, walked, and read again fresh; a task that
-/// changed is walked again on memory read after that look, up to
-/// `live.max_passes` times. A task on a CPU is Running (no registers are known for it); one
-/// that never holds still is Running if last seen on a CPU, else
-/// Unreliable with [`UnreliableReason::ChangedWhileReading`]. `keep` picks
-/// the tasks to check (all with `|_| true`).
-///
-/// [`UnreliableReason::ChangedWhileReading`]: crate::walk::UnreliableReason::ChangedWhileReading
-pub fn check_kernel_live<'set, P: PhysMemory>(
-    kernel: &mut Kernel<P>,
-    set: &'set PatchSet,
-    config: &WalkConfig,
-    live: &LiveConfig,
-    keep: impl FnMut(&TaskInfo) -> bool,
-    progress: impl FnMut(usize, usize),
-) -> Result<Vec<TaskReport<'set>>, TaskListError> {
-    check_kernel_live_counted(kernel, set, config, live, keep, progress, &mut LiveReads::default())
-}
-
-/// [`check_kernel_live`], counting the source's reads by purpose into `reads`.
-pub fn check_kernel_live_counted<'set, P: PhysMemory>(
+/// Checks the tasks of a running kernel on this thread (see
+/// [`CheckMode::Live`]), counting the source's reads by purpose.
+fn check_live<'set, P: PhysMemory>(
     kernel: &mut Kernel<P>,
     set: &'set PatchSet,
     config: &WalkConfig,
@@ -297,12 +360,12 @@ pub fn check_kernel_live_counted<'set, P: PhysMemory>(
     Ok(out)
 }
 
-/// [`check_kernel_live_counted`] on two threads when the source can open a
-/// second reader of itself ([`PhysMemory::split`], kcore): each checks half
-/// of the tasks with its own cache, as one would alone; the reports come
-/// in task order. Each kcore reader must be its own open file: the kernel
-/// copies through a bounce buffer per open file.
-pub fn check_kernel_live_parallel<'set, P: PhysMemory + Send>(
+/// [`check_live`] on two threads when the source can open a second reader
+/// of itself ([`PhysMemory::split`], kcore): each checks half of the tasks
+/// with its own cache, as one would alone; the reports come in task order.
+/// Each kcore reader must be its own open file: the kernel copies through
+/// a bounce buffer per open file.
+fn check_live_parallel<'set, P: PhysMemory + Send>(
     kernel: &mut Kernel<P>,
     set: &'set PatchSet,
     config: &WalkConfig,
@@ -367,7 +430,7 @@ fn live_listing<P: PhysMemory>(
     Ok(listed?.into_iter().filter(|t| keep(t)).collect())
 }
 
-/// Checks `tasks` of a running kernel in order (see [`check_kernel_live`]).
+/// Checks `tasks` of a running kernel in order (see [`CheckMode::Live`]).
 fn live_tasks<'set, P: PhysMemory>(
     w: &mut Walker<'_, P>,
     set: &'set PatchSet,

@@ -6,14 +6,14 @@
 use std::borrow::Cow;
 
 use super::addrspace::{KernelSpace, PagingConfig};
-use super::btf::Btf;
+use super::btf::{Btf, BtfError};
 use super::kallsyms::{read_kallsyms, KallsymsError, KallsymsLocation, KnownSymbol};
 use super::layout::{Layout, LayoutError};
 use super::modules::{read_modules, LoadedModule};
 use crate::dump::VmcoreInfo;
 use crate::memory::{Memory, MemoryError, PhysMemory};
-use crate::orc::{format_from_header, format_from_release, OrcError, OrcFormat, OrcTable, OrcTables, ORC_ENTRY_SIZE};
-use crate::symbols::{SymbolTable, Symbolizer};
+use crate::orc::{format_from_header, format_from_release, OrcError, OrcTable, OrcTables, ORC_ENTRY_SIZE};
+use crate::symbols::{SymbolError, SymbolTable, Symbolizer};
 use crate::walk::{CodeRanges, StackKind, StackRange, TrampolineKind};
 
 /// Why a kernel could not be set up. Each names what was missing.
@@ -27,10 +27,10 @@ pub enum KernelError {
     Memory { what: &'static str, err: MemoryError },
     #[error(transparent)]
     Kallsyms(#[from] KallsymsError),
-    #[error("BTF at {addr:#x}: {msg}")]
-    Btf { addr: u64, msg: String },
+    #[error("BTF at {addr:#x}: {err}")]
+    Btf { addr: u64, err: BtfError },
     #[error("BTF file: {0}")]
-    BtfFile(String),
+    BtfFile(BtfError),
     #[error(transparent)]
     Layout(#[from] LayoutError),
     #[error("ORC table of {object}: {err}")]
@@ -41,14 +41,17 @@ pub enum KernelError {
     BuildIdMismatch { file: String, dump: String },
     #[error("the given symbols put {name} at {file:#x} (after KASLR), the dump says {dump:#x}: not the same kernel")]
     SymbolMismatch { name: &'static str, file: u64, dump: u64 },
-    #[error("{0}")]
-    Symbols(String),
+    #[error("System.map: {0}")]
+    SystemMap(SymbolError),
+    #[error("vmlinux: {0}")]
+    Vmlinux(SymbolError),
 }
 
 /// Where vmlinux symbols come from.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub enum SymbolSource<'a> {
     /// kallsyms in the dump (6.0+ VMCOREINFO names its tables).
+    #[default]
     Kallsyms,
     /// A System.map text, link-time addresses.
     SystemMap(&'a str),
@@ -68,6 +71,13 @@ fn relocate(table: &SymbolTable, offset: u64) -> SymbolTable {
     }
     out.finish();
     out
+}
+
+/// How to open a kernel ([`Kernel::open`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenOptions<'a> {
+    /// Where vmlinux symbols come from (kallsyms in memory by default).
+    pub symbols: SymbolSource<'a>,
 }
 
 fn mem_err(what: &'static str) -> impl Fn(MemoryError) -> KernelError {
@@ -98,27 +108,26 @@ pub struct CpuRegs {
 
 /// A kernel ready for task walks.
 pub struct Kernel<P> {
-    pub mem: KernelSpace<P>,
-    pub release: String,
-    pub symbols: Symbolizer,
-    pub layout: Layout,
-    pub orc: OrcTables<'static>,
-    pub orc_format: OrcFormat,
-    pub code: CodeRanges,
-    pub modules: Vec<LoadedModule>,
-    pub thread_size: u64,
-    pub init_task: u64,
+    pub(crate) mem: KernelSpace<P>,
+    pub(crate) release: String,
+    pub(crate) symbols: Symbolizer,
+    pub(crate) layout: Layout,
+    pub(crate) orc: OrcTables<'static>,
+    pub(crate) code: CodeRanges,
+    pub(crate) modules: Vec<LoadedModule>,
+    pub(crate) thread_size: u64,
+    pub(crate) init_task: u64,
     /// `ret_from_fork_asm` (6.5+) or `ret_from_fork`: entered by a jump, so a
     /// task starting there has a signal-style first frame.
-    pub ret_from_fork: u64,
-    pub nr_cpus: u32,
-    pub per_cpu_offsets: Vec<u64>,
-    pub online: Vec<bool>,
+    pub(crate) ret_from_fork: u64,
+    pub(crate) nr_cpus: u32,
+    pub(crate) per_cpu_offsets: Vec<u64>,
+    pub(crate) online: Vec<bool>,
     /// Each CPU's stacks besides the task stack (hardirq, exception), for
     /// the task running there.
-    pub cpu_stacks: Vec<Vec<StackRange>>,
+    pub(crate) cpu_stacks: Vec<Vec<StackRange>>,
     /// Problems that did not stop the setup (a module without symbols...).
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// vmlinux symbols from the kernel's own kallsyms tables, located by
@@ -191,21 +200,18 @@ fn read_bytes<M: Memory>(mem: &mut M, addr: u64, len: u64, what: &'static str) -
 }
 
 impl<P: PhysMemory> Kernel<P> {
-    /// Sets up the kernel from physical memory and its VMCOREINFO, with
-    /// symbols from kallsyms.
-    pub fn open(phys: P, vi: &VmcoreInfo) -> Result<Self, KernelError> {
-        Self::open_with(phys, vi, SymbolSource::Kallsyms)
-    }
-
-    /// As [`Kernel::open`], with symbols from `source`.
-    pub fn open_with(phys: P, vi: &VmcoreInfo, source: SymbolSource<'_>) -> Result<Self, KernelError> {
+    /// Sets up the kernel from physical memory (a dump, /proc/kcore) and
+    /// its VMCOREINFO: symbols as `options` say, types from BTF, ORC,
+    /// modules and CPUs, all read from memory.
+    pub fn open(phys: P, vi: &VmcoreInfo, options: OpenOptions<'_>) -> Result<Self, KernelError> {
+        let source = options.symbols;
         let release = vi.osrelease().unwrap_or("unknown").to_string();
         let mut mem = KernelSpace::new(phys, paging_from_vmcoreinfo(vi)?);
 
         let table = match source {
             SymbolSource::Kallsyms => None,
             SymbolSource::SystemMap(text) => Some(
-                crate::symbols::parse_system_map("vmlinux", text).map_err(|e| KernelError::Symbols(format!("System.map: {e}")))?,
+                crate::symbols::parse_system_map("vmlinux", text).map_err(KernelError::SystemMap)?,
             ),
             SymbolSource::Vmlinux(data) => {
                 let file_id = object::File::parse(data)
@@ -216,7 +222,7 @@ impl<P: PhysMemory> Kernel<P> {
                     && !dump.to_ascii_lowercase().starts_with(&file) && !file.starts_with(&dump.to_ascii_lowercase()) {
                         return Err(KernelError::BuildIdMismatch { file, dump: dump.to_string() });
                     }
-                Some(crate::symbols::symbols_from_elf("vmlinux", data).map_err(|e| KernelError::Symbols(format!("vmlinux: {e}")))?)
+                Some(crate::symbols::symbols_from_elf("vmlinux", data).map_err(KernelError::Vmlinux)?)
             }
         };
         if let Some(t) = table {
@@ -235,14 +241,14 @@ impl<P: PhysMemory> Kernel<P> {
     }
 
     /// Sets up the kernel once vmlinux symbols are known.
-    pub fn from_symbols(mem: KernelSpace<P>, release: String, table: SymbolTable) -> Result<Self, KernelError> {
+    fn from_symbols(mem: KernelSpace<P>, release: String, table: SymbolTable) -> Result<Self, KernelError> {
         Self::from_parts(mem, release, table, None)
     }
 
     /// As [`Kernel::from_symbols`], with the vmlinux BTF given (a running
     /// kernel's /sys/kernel/btf/vmlinux) instead of read from
     /// `__start_BTF..__stop_BTF` in memory.
-    pub fn from_parts(
+    pub(crate) fn from_parts(
         mut mem: KernelSpace<P>,
         release: String,
         table: SymbolTable,
@@ -256,14 +262,14 @@ impl<P: PhysMemory> Kernel<P> {
         // Types.
         let layout = match btf {
             Some(bytes) => {
-                let btf = Btf::parse(bytes).map_err(|e| KernelError::BtfFile(e.to_string()))?;
+                let btf = Btf::parse(bytes).map_err(KernelError::BtfFile)?;
                 Layout::from_btf(&btf)?
             }
             None => {
                 let (btf_start, btf_stop) = (sym("__start_BTF")?, sym("__stop_BTF")?);
                 let btf_bytes = read_bytes(&mut mem, btf_start, btf_stop.saturating_sub(btf_start), "BTF")?;
                 let btf =
-                    Btf::parse(&btf_bytes).map_err(|e| KernelError::Btf { addr: btf_start, msg: e.to_string() })?;
+                    Btf::parse(&btf_bytes).map_err(|err| KernelError::Btf { addr: btf_start, err })?;
                 Layout::from_btf(&btf)?
             }
         };
@@ -369,7 +375,6 @@ impl<P: PhysMemory> Kernel<P> {
             symbols,
             layout,
             orc,
-            orc_format,
             code,
             modules,
             thread_size,
@@ -381,6 +386,52 @@ impl<P: PhysMemory> Kernel<P> {
             cpu_stacks,
             warnings,
         })
+    }
+
+    /// The kernel release (`uname -r`), from VMCOREINFO.
+    pub fn release(&self) -> &str {
+        &self.release
+    }
+
+    /// vmlinux and module symbols.
+    pub fn symbols(&self) -> &Symbolizer {
+        &self.symbols
+    }
+
+    /// The kernel's virtual address space (page walks, KASLR).
+    pub fn memory(&mut self) -> &mut KernelSpace<P> {
+        &mut self.mem
+    }
+
+    /// Struct layouts from BTF.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The loaded modules, with their symbols and ORC.
+    pub fn modules(&self) -> &[LoadedModule] {
+        &self.modules
+    }
+
+    /// Each CPU's stacks besides the task stack (hardirq, exception).
+    pub fn cpu_stacks(&self) -> &[Vec<StackRange>] {
+        &self.cpu_stacks
+    }
+
+    /// The size of a task stack.
+    pub fn thread_size(&self) -> u64 {
+        self.thread_size
+    }
+
+    /// Problems met that did not stop the setup or the task listing (a
+    /// module without symbols, a broken task list...).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The address of `init_task` (the head of the task list, pid 0 on CPU 0).
+    pub fn init_task(&self) -> u64 {
+        self.init_task
     }
 
     /// Address of a per-CPU variable on `cpu`.
