@@ -22,6 +22,8 @@
 #![allow(clippy::missing_safety_doc)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
+mod tables;
 mod unwinder;
 mod patchset;
 mod decide;
@@ -68,24 +70,20 @@ pub enum lpstack_result {
     InvalidUtf8 = 11,
 }
 
-impl lpstack_result {
-    fn from_u32(v: u32) -> Option<Self> {
-        use lpstack_result::*;
-        Some(match v {
-            0 => Ok,
-            1 => NullArgument,
-            2 => InvalidArgument,
-            3 => ParseError,
-            4 => BufferTooSmall,
-            5 => Panic,
-            6 => SizeTooSmall,
-            7 => UnknownFormat,
-            8 => ResolveError,
-            9 => WrongKind,
-            10 => NotFound,
-            11 => InvalidUtf8,
-            _ => return None,
-        })
+c_enum! {
+    lpstack_result, message {
+        Ok: c"ok",
+        NullArgument: c"a required pointer argument is NULL",
+        InvalidArgument: c"invalid argument",
+        ParseError: c"input could not be parsed",
+        BufferTooSmall: c"buffer too small",
+        Panic: c"internal error (panic caught at the C API boundary)",
+        SizeTooSmall: c"struct size field too small (set it to sizeof)",
+        UnknownFormat: c"ORC format unknown: pass it explicitly",
+        ResolveError: c"a patched function could not be resolved",
+        WrongKind: c"wrong kind of unwinder for this call",
+        NotFound: c"not found",
+        InvalidUtf8: c"string is not UTF-8",
     }
 }
 
@@ -252,23 +250,7 @@ pub extern "C" fn lpstack_version() -> *const c_char {
 /// "unknown result").
 #[unsafe(no_mangle)]
 pub extern "C" fn lpstack_result_message(result: u32) -> *const c_char {
-    use lpstack_result::*;
-    let text: &'static str = match lpstack_result::from_u32(result) {
-        Some(Ok) => "ok\0",
-        Some(NullArgument) => "a required pointer argument is NULL\0",
-        Some(InvalidArgument) => "invalid argument\0",
-        Some(ParseError) => "input could not be parsed\0",
-        Some(BufferTooSmall) => "buffer too small\0",
-        Some(Panic) => "internal error (panic caught at the C API boundary)\0",
-        Some(SizeTooSmall) => "struct size field too small (set it to sizeof)\0",
-        Some(UnknownFormat) => "ORC format unknown: pass it explicitly\0",
-        Some(ResolveError) => "a patched function could not be resolved\0",
-        Some(WrongKind) => "wrong kind of unwinder for this call\0",
-        Some(NotFound) => "not found\0",
-        Some(InvalidUtf8) => "string is not UTF-8\0",
-        None => "unknown result\0",
-    };
-    text.as_ptr().cast()
+    lpstack_result::from_u32(result).map_or(c"unknown result", lpstack_result::message).as_ptr()
 }
 
 /// Copies the text of the calling thread's last failure (NUL-terminated)
@@ -314,6 +296,11 @@ mod tests {
         let r = guard(|| panic!("boom"));
         assert_eq!(r, lpstack_result::Panic);
         assert!(lpstack_last_error_len() > 0);
+    }
+
+    #[test]
+    fn result_table_is_complete() {
+        tables::tests::check_table::<lpstack_result>();
     }
 
     #[test]

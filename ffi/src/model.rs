@@ -7,6 +7,7 @@ use std::ffi::{c_char, c_int};
 use lpstack_core::model::{Leave, Model, Switch, ThreadFacts, evaluate};
 use lpstack_core::verdict::PatchHit;
 
+use crate::tables::enum_arg;
 use crate::{Error, array_stride, element, guard, lpstack_result, put, string};
 
 /// When a (thread, function) pair is clear.
@@ -21,6 +22,14 @@ pub enum lpstack_leave {
     Kernel = 2,
 }
 
+c_enum! {
+    lpstack_leave <=> Leave, name {
+        Function: c"LEAVE_FUNCTION" <=> Function,
+        PatchedSet: c"LEAVE_PATCHED_SET" <=> PatchedSet,
+        Kernel: c"LEAVE_KERNEL" <=> Kernel,
+    }
+}
+
 /// What switches at once: the unit a ready flag is given for.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +40,14 @@ pub enum lpstack_switch {
     Thread = 1,
     /// One unit: everything (kpatch's stop_machine).
     Kernel = 2,
+}
+
+c_enum! {
+    lpstack_switch <=> Switch, name {
+        Function: c"SWITCH_FUNCTION" <=> Function,
+        Thread: c"SWITCH_THREAD" <=> Thread,
+        Kernel: c"SWITCH_KERNEL" <=> Kernel,
+    }
 }
 
 /// One thread of the snapshot, for lpstack_model_evaluate. From a
@@ -53,18 +70,8 @@ pub struct lpstack_thread_facts {
 }
 
 fn model(leave: u32, switch: u32) -> Result<Model, Error> {
-    let leave = match leave {
-        0 => Leave::Function,
-        1 => Leave::PatchedSet,
-        2 => Leave::Kernel,
-        _ => return Err(Error::invalid(format!("leave {leave} is not an lpstack_leave"))),
-    };
-    let switch = match switch {
-        0 => Switch::Function,
-        1 => Switch::Thread,
-        2 => Switch::Kernel,
-        _ => return Err(Error::invalid(format!("switch {switch} is not an lpstack_switch"))),
-    };
+    let leave = enum_arg::<lpstack_leave>(leave, "leave")?.into();
+    let switch = enum_arg::<lpstack_switch>(switch, "switch")?.into();
     Ok(Model { leave, switch })
 }
 
@@ -161,20 +168,37 @@ pub unsafe extern "C" fn lpstack_model_parse(name: *const c_char, leave: *mut u3
         let m: Model = name.parse().map_err(|e: lpstack_core::model::ModelParseError| {
             Error::new(lpstack_result::ParseError, e.to_string())
         })?;
-        let l = match m.leave {
-            Leave::Function => lpstack_leave::Function,
-            Leave::PatchedSet => lpstack_leave::PatchedSet,
-            Leave::Kernel => lpstack_leave::Kernel,
-        };
-        let s = match m.switch {
-            Switch::Function => lpstack_switch::Function,
-            Switch::Thread => lpstack_switch::Thread,
-            Switch::Kernel => lpstack_switch::Kernel,
-        };
+        let l = lpstack_leave::from(m.leave);
+        let s = lpstack_switch::from(m.switch);
         unsafe {
             put(leave, l as u32);
             put(switch_, s as u32);
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::tests::check_table;
+
+    #[test]
+    fn model_tables_are_complete() {
+        check_table::<lpstack_leave>();
+        check_table::<lpstack_switch>();
+    }
+
+    /// The names are the model syntax lpstack_model_parse reads.
+    #[test]
+    fn model_names_parse_back() {
+        for &l in <lpstack_leave as crate::tables::CEnum>::ALL {
+            for &s in <lpstack_switch as crate::tables::CEnum>::ALL {
+                let text = format!("{},{}", l.name().to_str().unwrap_or("?"), s.name().to_str().unwrap_or("?"));
+                let m: Model = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+                assert_eq!((lpstack_leave::from(m.leave), lpstack_switch::from(m.switch)), (l, s), "{text}");
+                assert_eq!(m, Model { leave: l.into(), switch: s.into() });
+            }
+        }
+    }
 }

@@ -12,7 +12,7 @@ use lpstack_core::symbols::{SymbolTable, Symbolizer, parse_system_map, symbols_f
 use lpstack_core::walk::{CodeMap, CodeRanges, TrampolineKind, UserModule, UserModules};
 use object::{Object, ObjectSegment};
 
-
+use crate::tables::{CEnum, Word, enum_arg};
 use crate::{Error, Result, arg, arg_mut, array_stride, bytes, copy_str, element, guard, lpstack_result, put, string};
 
 /// An unwind context: kernel (ORC) or userspace (DWARF CFI). Immutable
@@ -77,21 +77,21 @@ pub enum lpstack_trampoline {
     Rethook = 2,
 }
 
-impl lpstack_trampoline {
-    pub(crate) fn from_core(kind: TrampolineKind) -> Self {
-        match kind {
-            TrampolineKind::FtraceGraph => lpstack_trampoline::FtraceGraph,
-            TrampolineKind::Kretprobe => lpstack_trampoline::Kretprobe,
-            TrampolineKind::Rethook => lpstack_trampoline::Rethook,
-        }
+c_enum! {
+    lpstack_trampoline <=> TrampolineKind, name {
+        FtraceGraph: c"ftrace-graph" <=> FtraceGraph,
+        Kretprobe: c"kretprobe" <=> Kretprobe,
+        Rethook: c"rethook" <=> Rethook,
     }
-    pub(crate) fn to_core(v: u64) -> Option<TrampolineKind> {
-        match v {
-            0 => Some(TrampolineKind::FtraceGraph),
-            1 => Some(TrampolineKind::Kretprobe),
-            2 => Some(TrampolineKind::Rethook),
-            _ => None,
-        }
+}
+
+/// As a decision's `reason_detail`.
+impl Word for TrampolineKind {
+    fn to_word(self) -> u64 {
+        lpstack_trampoline::from(self).to_u32().into()
+    }
+    fn from_word(w: u64) -> Option<Self> {
+        lpstack_trampoline::from_u32(w.try_into().ok()?).map(Into::into)
     }
 }
 
@@ -345,9 +345,8 @@ pub unsafe extern "C" fn lpstack_unwinder_add_trampoline(u: *mut lpstack_unwinde
     guard(|| {
         let u = unsafe { arg_mut(u, "u")? };
         let k = kernel_mut(u)?;
-        let kind = lpstack_trampoline::to_core(kind.into())
-            .ok_or_else(|| Error::invalid(format!("trampoline kind {kind} is unknown")))?;
-        k.trampolines.add_trampoline(pc, kind);
+        let kind = enum_arg::<lpstack_trampoline>(kind, "trampoline kind")?;
+        k.trampolines.add_trampoline(pc, kind.into());
         Ok(())
     })
 }
@@ -534,5 +533,21 @@ pub unsafe extern "C" fn lpstack_unwinder_symbolize(
 pub unsafe extern "C" fn lpstack_unwinder_free(u: *mut lpstack_unwinder) {
     if !u.is_null() {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(unsafe { Box::from_raw(u) })));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trampoline_table_is_complete_and_named_as_the_library() {
+        crate::tables::tests::check_table::<lpstack_trampoline>();
+        for &t in lpstack_trampoline::ALL {
+            let core = TrampolineKind::from(t);
+            assert_eq!(lpstack_trampoline::from(core), t);
+            assert_eq!(t.name().to_str().ok(), Some(core.name()));
+            assert_eq!(TrampolineKind::from_word(core.to_word()), Some(core));
+        }
     }
 }
