@@ -368,6 +368,7 @@ pub unsafe extern "C" fn lpstack_scratch_new(max_frames: u32, out: *mut *mut lps
             cache: CfiCache::new(),
             capacity,
         });
+        // SAFETY: `out` was checked non-NULL above and is writable (contract).
         unsafe { put(out, Box::into_raw(s)) };
         Ok(())
     })
@@ -377,6 +378,7 @@ pub unsafe extern "C" fn lpstack_scratch_new(max_frames: u32, out: *mut *mut lps
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lpstack_scratch_free(s: *mut lpstack_scratch) {
     if !s.is_null() {
+        // SAFETY: non-NULL and, by the contract, from its `_new` call and not yet freed.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(unsafe { Box::from_raw(s) })));
     }
 }
@@ -392,6 +394,7 @@ pub unsafe extern "C" fn lpstack_scratch_hits(
     written: *mut usize,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `s` is NULL or a valid handle (contract); `arg` rejects NULL.
         let s = unsafe { arg(s, "s")? };
         if written.is_null() {
             return Err(Error::null("written"));
@@ -411,8 +414,10 @@ pub unsafe extern "C" fn lpstack_scratch_hits(
                 past_unreliable: h.past_unreliable.into(),
                 reserved: 0,
             };
+            // SAFETY: i < n <= cap; `out` is non-NULL when n > 0 and holds `cap` hits (contract).
             unsafe { out.add(i).write(hit) };
         }
+        // SAFETY: `written` was checked non-NULL above and is writable (contract).
         unsafe { put(written, n) };
         Ok(())
     })
@@ -426,6 +431,7 @@ struct CallbackMemory {
 
 impl Memory for CallbackMemory {
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> std::result::Result<(), MemoryError> {
+        // SAFETY: the caller's callback and context (contract), given `buf.len()` writable bytes.
         let r = unsafe { (self.read)(self.ctx, addr, buf.as_mut_ptr().cast(), buf.len()) };
         match r {
             0 => Ok(()),
@@ -479,8 +485,10 @@ unsafe fn prepare(u: &lpstack_unwinder, input: &lpstack_thread_input, capacity: 
         if input.extra_stacks.is_null() {
             return Err(Error::null("extra_stacks"));
         }
+        // SAFETY: `input.extra_stacks` holds `n` sized elements (contract); `array_stride` rejects NULL.
         let stride = unsafe { array_stride(input.extra_stacks, n, size_of::<lpstack_stack>(), "extra_stacks")? };
         for i in 0..n {
+            // SAFETY: `i` < the count `array_stride` checked `stride` for.
             let s = unsafe { element(input.extra_stacks, i, stride, "extra_stacks")? };
             let kind = enum_arg::<lpstack_stack_kind>(s.kind, "stack kind")?.into();
             if s.start >= s.end {
@@ -595,16 +603,23 @@ pub unsafe extern "C" fn lpstack_thread_decide(
     frames_written: *mut usize,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid handle (contract); `arg` rejects NULL.
         let u = unsafe { arg(u, "u")? };
         let empty = PatchSet::default();
+        // SAFETY: `set` is NULL or a valid set (contract).
         let set = unsafe { set.as_ref() }.map_or(&empty, |s| &s.set);
+        // SAFETY: `input` is NULL or a struct starting with `size` (contract); `struct_size` rejects NULL.
         unsafe { struct_size(input.cast(), size_of::<lpstack_thread_input>(), "in")? };
+        // SAFETY: `struct_size` just checked `input` non-NULL; valid by the contract.
         let input = unsafe { &*input };
+        // SAFETY: `scratch` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let s = unsafe { arg_mut(scratch, "scratch")? };
+        // SAFETY: `out` is NULL or a struct starting with `size` (contract); `struct_size` rejects NULL.
         let size = unsafe { struct_size(out.cast(), size_of::<lpstack_decision>(), "out")? };
         if frames.is_null() && frames_cap > 0 {
             return Err(Error::null("frames"));
         }
+        // SAFETY: `input` was checked; its `extra_stacks` array is the caller's (contract).
         let p = unsafe { prepare(u, input, s.capacity)? };
         let d = run(u, set, p, s, size);
         let n = s.frames.len().min(frames_cap);
@@ -612,10 +627,13 @@ pub unsafe extern "C" fn lpstack_thread_decide(
             let flags = if f.reliable { LPSTACK_FRAME_RELIABLE } else { 0 }
                 | if f.kernel_regs { LPSTACK_FRAME_KERNEL_REGS } else { 0 };
             let frame = lpstack_frame { pc: f.pc, sp: f.sp, kind: frame_kind(f.kind), flags };
+            // SAFETY: i < n <= frames_cap; `frames` is non-NULL when frames_cap > 0 and holds that many (contract).
             unsafe { frames.add(i).write(frame) };
         }
+        // SAFETY: `out` was checked non-NULL above and is writable (contract).
         unsafe { put(out, d) };
         if !frames_written.is_null() {
+            // SAFETY: `frames_written` was checked non-NULL above and is writable (contract).
             unsafe { put(frames_written, n) };
         }
         Ok(())
@@ -638,23 +656,33 @@ pub unsafe extern "C" fn lpstack_threads_decide(
     outs: *mut lpstack_decision,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid handle (contract); `arg` rejects NULL.
         let u = unsafe { arg(u, "u")? };
         let empty = PatchSet::default();
+        // SAFETY: `set` is NULL or a valid set (contract).
         let set = unsafe { set.as_ref() }.map_or(&empty, |s| &s.set);
+        // SAFETY: `scratch` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let s = unsafe { arg_mut(scratch, "scratch")? };
         if n == 0 {
             return Ok(());
         }
+        // SAFETY: `inputs` holds `n` sized elements (contract); `array_stride` rejects NULL.
         let in_stride = unsafe { array_stride(inputs, n, size_of::<lpstack_thread_input>(), "inputs")? };
+        // SAFETY: `outs` holds `n` sized elements (contract); `array_stride` rejects NULL.
         let out_stride = unsafe { array_stride(outs.cast_const(), n, size_of::<lpstack_decision>(), "outs")? };
         for i in 0..n {
+            // SAFETY: `i` < the count `array_stride` checked `in_stride` for.
             let input = unsafe { element(inputs, i, in_stride, "inputs")? };
+            // SAFETY: `input` was checked; its `extra_stacks` array is the caller's (contract).
             unsafe { prepare(u, input, s.capacity)? };
         }
         for i in 0..n {
+            // SAFETY: `i` < the count `array_stride` checked `in_stride` for.
             let input = unsafe { element(inputs, i, in_stride, "inputs")? };
+            // SAFETY: `input` was checked; its `extra_stacks` array is the caller's (contract).
             let p = unsafe { prepare(u, input, s.capacity)? };
             let d = run(u, set, p, s, out_stride);
+            // SAFETY: i < n: inside `outs`, whose stride `array_stride` checked (contract: n elements).
             unsafe { put(outs.cast::<u8>().add(i * out_stride).cast::<lpstack_decision>(), d) };
         }
         Ok(())
@@ -686,11 +714,13 @@ pub unsafe extern "C" fn lpstack_decision_reason_text(
     len_out: *mut usize,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `d` is NULL or a struct starting with `size` (contract); `struct_size` rejects NULL.
         unsafe { struct_size(d.cast(), size_of::<lpstack_decision>(), "d")? };
         if len_out.is_null() {
             return Err(Error::null("len_out"));
         }
         // Field by field: a C caller may hold any value in the enums.
+        // SAFETY: `struct_size` checked `d` non-NULL; valid by the contract.
         let (reason, addr, detail) = unsafe {
             (
                 std::ptr::addr_of!((*d).reason).cast::<u32>().read(),
@@ -700,7 +730,9 @@ pub unsafe extern "C" fn lpstack_decision_reason_text(
         };
         let r = reason_of(reason, addr, detail)
             .ok_or_else(|| Error::new(lpstack_result::NotFound, "the decision has no (known) reason"))?;
+        // SAFETY: `buf` holds `cap` bytes (contract); `copy_str` rejects NULL and checks the room.
         let n = unsafe { copy_str(&r.to_string(), buf, cap)? };
+        // SAFETY: `len_out` was checked non-NULL above and is writable (contract).
         unsafe { put(len_out, n) };
         Ok(())
     })
@@ -756,10 +788,12 @@ mod tests {
                 assert_eq!(r.name(), core.code_c(), "{r:?}");
                 assert_eq!(lpstack_reason::from_core(&core).0, r);
             }
+            // SAFETY: the name functions return static NUL-terminated strings, non-NULL for known values.
             assert_eq!(unsafe { CStr::from_ptr(lpstack_reason_name(r as u32)) }, r.name());
         }
         assert!(lpstack_reason_name(lpstack_reason::ALL.len() as u32).is_null());
         for &v in lpstack_verdict::ALL {
+            // SAFETY: the name functions return static NUL-terminated strings, non-NULL for known values.
             assert_eq!(unsafe { CStr::from_ptr(lpstack_verdict_name(v as u32)) }, v.name());
         }
         assert!(lpstack_verdict_name(lpstack_verdict::ALL.len() as u32).is_null());
@@ -791,6 +825,7 @@ mod tests {
         ];
         let name = |r: u32| {
             let p = lpstack_reason_name(r);
+            // SAFETY: the name functions return static NUL-terminated strings, non-NULL for known values.
             (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_str().unwrap_or("?").to_owned())
         };
         assert_eq!(name(lpstack_reason::None as u32).as_deref(), Some("none"));

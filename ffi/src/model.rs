@@ -108,6 +108,7 @@ pub unsafe extern "C" fn lpstack_model_evaluate(
             Switch::Kernel => 1,
         };
         if ready.is_null() && ready_cap == 0 {
+            // SAFETY: `units` was checked non-NULL above and is writable (contract).
             unsafe { put(units, count) };
             return Ok(());
         }
@@ -117,14 +118,17 @@ pub unsafe extern "C" fn lpstack_model_evaluate(
         if ready_cap < count {
             return Err(Error::new(lpstack_result::BufferTooSmall, format!("{count} units, room for {ready_cap}")));
         }
+        // SAFETY: `threads` holds `n_threads` sized elements (contract); `array_stride` rejects NULL.
         let stride = unsafe { array_stride(threads, n_threads, size_of::<lpstack_thread_facts>(), "threads")? };
         let mut hits: Vec<Vec<PatchHit>> = Vec::with_capacity(n_threads);
         let mut flags = Vec::with_capacity(n_threads);
         for t in 0..n_threads {
+            // SAFETY: `t` < the count `array_stride` checked `stride` for.
             let f = unsafe { element(threads, t, stride, "threads")? };
             if f.hits.is_null() && f.hit_count > 0 {
                 return Err(Error::null("threads[].hits"));
             }
+            // SAFETY: `hits` is non-NULL (checked above) with `hit_count` entries (contract).
             let list = if f.hit_count == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(f.hits, f.hit_count) } };
             let mut h = Vec::with_capacity(list.len());
             for &func in list {
@@ -146,8 +150,10 @@ pub unsafe extern "C" fn lpstack_model_evaluate(
             return Err(Error::new(lpstack_result::Panic, "model returned an unexpected number of units"));
         }
         for (i, unit) in result.iter().enumerate() {
+            // SAFETY: i < count <= ready_cap; `ready` is non-NULL and holds `ready_cap` bytes (contract).
             unsafe { ready.add(i).write(unit.ready.into()) };
         }
+        // SAFETY: `units` was checked non-NULL above and is writable (contract).
         unsafe { put(units, count) };
         Ok(())
     })
@@ -158,6 +164,7 @@ pub unsafe extern "C" fn lpstack_model_evaluate(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lpstack_model_parse(name: *const c_char, leave: *mut u32, switch_: *mut u32) -> lpstack_result {
     guard(|| {
+        // SAFETY: `name` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
         let name = unsafe { string(name, "name")? };
         if leave.is_null() {
             return Err(Error::null("leave"));
@@ -170,6 +177,7 @@ pub unsafe extern "C" fn lpstack_model_parse(name: *const c_char, leave: *mut u3
         })?;
         let l = lpstack_leave::from(m.leave);
         let s = lpstack_switch::from(m.switch);
+        // SAFETY: `leave` and `switch_` were checked non-NULL above; writable (contract).
         unsafe {
             put(leave, l as u32);
             put(switch_, s as u32);

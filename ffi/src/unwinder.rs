@@ -183,6 +183,7 @@ pub unsafe extern "C" fn lpstack_unwinder_new_orc_elf(
     out: *mut *mut lpstack_unwinder,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `elf` holds `len` readable bytes (contract); `bytes` rejects NULL.
         let data = unsafe { bytes(elf, len, "elf")? };
         if out.is_null() {
             return Err(Error::null("out"));
@@ -207,6 +208,7 @@ pub unsafe extern "C" fn lpstack_unwinder_new_orc_elf(
             }
             symbols.add(t);
         }
+        // SAFETY: `out` was checked non-NULL above and is writable (contract).
         unsafe { put(out, Box::into_raw(kernel_unwinder(table, symbols))) };
         Ok(())
     })
@@ -227,7 +229,9 @@ pub unsafe extern "C" fn lpstack_unwinder_new_orc_tables(
     out: *mut *mut lpstack_unwinder,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `ip_table` holds `ip_len` readable bytes (contract); `bytes` rejects NULL.
         let ips = unsafe { bytes(ip_table, ip_len, "ip_table")? };
+        // SAFETY: `entries` holds `entries_len` readable bytes (contract); `bytes` rejects NULL.
         let ents = unsafe { bytes(entries, entries_len, "entries")? };
         if out.is_null() {
             return Err(Error::null("out"));
@@ -235,6 +239,7 @@ pub unsafe extern "C" fn lpstack_unwinder_new_orc_tables(
         let format = self::orc_format(orc_format)?
             .ok_or_else(|| Error::new(lpstack_result::UnknownFormat, "raw ORC tables need an explicit orc_format"))?;
         let table = OrcTable::new(ips.to_vec(), ents.to_vec(), ip_table_addr, format).map_err(orc_error)?;
+        // SAFETY: `out` was checked non-NULL above and is writable (contract).
         unsafe { put(out, Box::into_raw(kernel_unwinder(table, Symbolizer::new()))) };
         Ok(())
     })
@@ -258,8 +263,11 @@ pub unsafe extern "C" fn lpstack_unwinder_add_orc_tables(
     text_end: u64,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let u = unsafe { arg_mut(u, "u")? };
+        // SAFETY: `ip_table` holds `ip_len` readable bytes (contract); `bytes` rejects NULL.
         let ips = unsafe { bytes(ip_table, ip_len, "ip_table")? };
+        // SAFETY: `entries` holds `entries_len` readable bytes (contract); `bytes` rejects NULL.
         let ents = unsafe { bytes(entries, entries_len, "entries")? };
         let k = kernel_mut(u)?;
         let format = self::orc_format(orc_format)?.unwrap_or(k.format);
@@ -296,15 +304,20 @@ pub unsafe extern "C" fn lpstack_unwinder_add_orc_module(
     text_end: u64,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let u = unsafe { arg_mut(u, "u")? };
+        // SAFETY: `ko` holds `len` readable bytes (contract); `bytes` rejects NULL.
         let data = unsafe { bytes(ko, len, "ko")? };
         if sections.is_null() && n_sections > 0 {
             return Err(Error::null("sections"));
         }
+        // SAFETY: `sections` holds `n_sections` sized elements (contract); `array_stride` rejects NULL.
         let stride = unsafe { array_stride(sections, n_sections, size_of::<lpstack_section>(), "sections")? };
         let mut bases: Vec<(&str, u64)> = Vec::with_capacity(n_sections);
         for i in 0..n_sections {
+            // SAFETY: `i` < the count `array_stride` checked `stride` for.
             let s = unsafe { element(sections, i, stride, "sections")? };
+            // SAFETY: `s.name` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
             bases.push((unsafe { string(s.name, "sections[].name")? }, s.address));
         }
         let k = kernel_mut(u)?;
@@ -328,6 +341,7 @@ pub unsafe extern "C" fn lpstack_unwinder_add_orc_module(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lpstack_unwinder_add_text(u: *mut lpstack_unwinder, start: u64, end: u64) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let u = unsafe { arg_mut(u, "u")? };
         let k = kernel_mut(u)?;
         if start >= end {
@@ -343,6 +357,7 @@ pub unsafe extern "C" fn lpstack_unwinder_add_text(u: *mut lpstack_unwinder, sta
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lpstack_unwinder_add_trampoline(u: *mut lpstack_unwinder, pc: u64, kind: u32) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let u = unsafe { arg_mut(u, "u")? };
         let k = kernel_mut(u)?;
         let kind = enum_arg::<lpstack_trampoline>(kind, "trampoline kind")?;
@@ -360,6 +375,7 @@ pub unsafe extern "C" fn lpstack_unwinder_new_user(out: *mut *mut lpstack_unwind
             return Err(Error::null("out"));
         }
         let u = Box::new(lpstack_unwinder { kind: Kind::User(UserModules::default()), symbols: Symbolizer::new() });
+        // SAFETY: `out` was checked non-NULL above and is writable (contract).
         unsafe { put(out, Box::into_raw(u)) };
         Ok(())
     })
@@ -414,8 +430,11 @@ pub unsafe extern "C" fn lpstack_unwinder_add_elf(
     bias: u64,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let u = unsafe { arg_mut(u, "u")? };
+        // SAFETY: `name` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
         let name = unsafe { string(name, "name")? };
+        // SAFETY: `elf` holds `len` readable bytes (contract); `bytes` rejects NULL.
         let data = unsafe { bytes(elf, len, "elf")? };
         add_user_module(u, name, data, start, end, bias)
     })
@@ -435,8 +454,11 @@ pub unsafe extern "C" fn lpstack_unwinder_add_mapping(
     file_offset: u64,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let u = unsafe { arg_mut(u, "u")? };
+        // SAFETY: `name` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
         let name = unsafe { string(name, "name")? };
+        // SAFETY: `elf` holds `len` readable bytes (contract); `bytes` rejects NULL.
         let data = unsafe { bytes(elf, len, "elf")? };
         let bias = mapping_bias(data, start, file_offset)
             .map_err(|m| Error::new(lpstack_result::ParseError, format!("{name}: {m}")))?;
@@ -493,8 +515,11 @@ pub unsafe extern "C" fn lpstack_unwinder_add_system_map(
     text: *const c_char,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let u = unsafe { arg_mut(u, "u")? };
+        // SAFETY: `object` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
         let object = unsafe { string(object, "object")? };
+        // SAFETY: `text` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
         let text = unsafe { string(text, "text")? };
         let t = parse_system_map(object, text).map_err(|e| Error::new(lpstack_result::ParseError, e.to_string()))?;
         replace_symbols(&mut u.symbols, t);
@@ -514,6 +539,7 @@ pub unsafe extern "C" fn lpstack_unwinder_symbolize(
     offset: *mut u64,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid handle (contract); `arg` rejects NULL.
         let u = unsafe { arg(u, "u")? };
         if offset.is_null() {
             return Err(Error::null("offset"));
@@ -522,7 +548,9 @@ pub unsafe extern "C" fn lpstack_unwinder_symbolize(
             .symbols
             .lookup(pc)
             .ok_or_else(|| Error::new(lpstack_result::NotFound, format!("no symbol at {pc:#x}")))?;
+        // SAFETY: `buf` holds `cap` bytes (contract); `copy_str` rejects NULL and checks the room.
         unsafe { copy_str(s.name, buf, cap)? };
+        // SAFETY: `offset` was checked non-NULL above and is writable (contract).
         unsafe { put(offset, s.offset) };
         Ok(())
     })
@@ -532,6 +560,7 @@ pub unsafe extern "C" fn lpstack_unwinder_symbolize(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lpstack_unwinder_free(u: *mut lpstack_unwinder) {
     if !u.is_null() {
+        // SAFETY: non-NULL and, by the contract, from its `_new` call and not yet freed.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(unsafe { Box::from_raw(u) })));
     }
 }
