@@ -14,7 +14,8 @@ use lpstack_core::walk::{
     StackRange, UnreliableReason, WalkConfig, WalkStart, walk_cfi, walk_orc,
 };
 
-use crate::unwinder::{Kind, lpstack_trampoline};
+use crate::tables::{CEnum, ReasonWords, Word, enum_arg};
+use crate::unwinder::Kind;
 use crate::{
     Error, Result, arg, arg_mut, array_stride, copy_str, element, guard, lpstack_patchset, lpstack_result,
     lpstack_unwinder, put, struct_size,
@@ -39,6 +40,16 @@ pub enum lpstack_stack_kind {
     Exception = 2,
     Entry = 3,
     User = 4,
+}
+
+c_enum! {
+    lpstack_stack_kind <=> StackKind, name {
+        Task: c"task" <=> Task,
+        Irq: c"irq" <=> Irq,
+        Exception: c"exception" <=> Exception,
+        Entry: c"entry" <=> Entry,
+        User: c"user" <=> User,
+    }
 }
 
 /// A further stack the walk may move to (a CPU's IRQ or exception stacks).
@@ -114,6 +125,15 @@ pub enum lpstack_verdict {
     Running = 3,
 }
 
+c_enum! {
+    lpstack_verdict, name {
+        Switchable: c"switchable",
+        Blocked: c"blocked",
+        Unreliable: c"unreliable",
+        Running: c"running",
+    }
+}
+
 /// Why a stack is unreliable (lpstack's `UnreliableReason::code()`).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,6 +170,27 @@ pub enum lpstack_reason {
     ChangedWhileReading = 13,
 }
 
+// The names are the library's `UnreliableReason::code()` (a test checks);
+// each field goes to `reason_addr` or `reason_detail`.
+c_enum! {
+    lpstack_reason <=> UnreliableReason { fields }, name {
+        None: c"none",
+        NoUnwindEntry: c"no-unwind-entry" <=> NoUnwindEntry { pc: addr },
+        UndefinedUnwindEntry: c"undefined-unwind-entry" <=> UndefinedEntry { pc: addr },
+        UnknownUnwindEntry: c"unknown-unwind-entry" <=> UnknownEntry { pc: addr, raw: detail },
+        MissingRegister: c"missing-register" <=> MissingRegister { pc: addr, reg: detail },
+        OutsideStack: c"outside-stack" <=> OutsideStack { addr: addr },
+        WrongDirection: c"wrong-direction" <=> WrongDirection { sp: addr, prev_sp: detail },
+        Unreadable: c"unreadable" <=> Unreadable { addr: addr, kind: detail },
+        NotText: c"not-text" <=> NotText { pc: addr },
+        FrameLimit: c"frame-limit" <=> FrameLimit { limit: detail },
+        Trampoline: c"trampoline" <=> Trampoline { pc: addr, kind: detail },
+        KernelRegs: c"kernel-regs" <=> KernelRegs { pc: addr },
+        StartNotOnStack: c"start-not-on-stack" <=> StartNotOnStack { sp: addr },
+        ChangedWhileReading: c"changed-while-reading" <=> ChangedWhileReading { task: addr, passes: detail },
+    }
+}
+
 /// How a read failed, in `reason_detail` of an UNREADABLE decision.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +201,35 @@ pub enum lpstack_memory_error {
     ShortRead = 2,
     /// The callback returned a negative value.
     ReadFailed = 3,
+}
+
+c_enum! {
+    lpstack_memory_error <=> MemoryErrorKind, name {
+        Unmapped: c"unmapped" <=> Unmapped,
+        NotInDump: c"not-in-dump" <=> NotInDump,
+        ShortRead: c"short-read" <=> ShortRead,
+        ReadFailed: c"read-failed" <=> Backend,
+    }
+}
+
+/// As an UNREADABLE decision's `reason_detail`.
+impl Word for MemoryErrorKind {
+    fn to_word(self) -> u64 {
+        lpstack_memory_error::from(self).to_u32().into()
+    }
+    fn from_word(w: u64) -> Option<Self> {
+        lpstack_memory_error::from_u32(w.try_into().ok()?).map(Into::into)
+    }
+}
+
+/// As a MISSING_REGISTER decision's `reason_detail`: the DWARF number.
+impl Word for Reg {
+    fn to_word(self) -> u64 {
+        self as u64
+    }
+    fn from_word(w: u64) -> Option<Self> {
+        Reg::ALL.get(usize::try_from(w).ok()?).copied()
+    }
 }
 
 /// How a reliable walk ended.
@@ -173,6 +243,14 @@ pub enum lpstack_walk_end {
     /// User-mode registers: the top of a kernel stack, or a thread that was
     /// in user mode (then `frame_count` is 0).
     UserRegs = 2,
+}
+
+c_enum! {
+    lpstack_walk_end from CleanEnd, name {
+        None: c"none",
+        EndOfStack: c"end-of-stack" <=> EndOfStack,
+        UserRegs: c"user-regs" <=> UserRegs,
+    }
 }
 
 /// The decision for one thread. The caller sets `size`; lpstack fills the
@@ -219,6 +297,16 @@ pub enum lpstack_frame_kind {
     /// A return address found by scanning the stack for a call to the
     /// function above it, which has no unwind data; never reliable.
     Scanned = 4,
+}
+
+c_enum! {
+    lpstack_frame_kind <=> FrameKind, name {
+        Start: c"start" <=> Start,
+        Call: c"call" <=> Call,
+        Regs: c"regs" <=> Regs,
+        Iret: c"iret" <=> Iret,
+        Scanned: c"scanned" <=> Scanned,
+    }
 }
 
 /// `flags` of lpstack_frame: the walk vouches for this frame.
@@ -285,6 +373,7 @@ pub unsafe extern "C" fn lpstack_scratch_new(max_frames: u32, out: *mut *mut lps
             cache: CfiCache::new(),
             capacity,
         });
+        // SAFETY: `out` was checked non-NULL above and is writable (contract).
         unsafe { put(out, Box::into_raw(s)) };
         Ok(())
     })
@@ -294,6 +383,7 @@ pub unsafe extern "C" fn lpstack_scratch_new(max_frames: u32, out: *mut *mut lps
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lpstack_scratch_free(s: *mut lpstack_scratch) {
     if !s.is_null() {
+        // SAFETY: non-NULL and, by the contract, from its `_new` call and not yet freed.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(unsafe { Box::from_raw(s) })));
     }
 }
@@ -309,6 +399,7 @@ pub unsafe extern "C" fn lpstack_scratch_hits(
     written: *mut usize,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `s` is NULL or a valid handle (contract); `arg` rejects NULL.
         let s = unsafe { arg(s, "s")? };
         if written.is_null() {
             return Err(Error::null("written"));
@@ -328,8 +419,10 @@ pub unsafe extern "C" fn lpstack_scratch_hits(
                 past_unreliable: h.past_unreliable.into(),
                 inlined: h.inlined.into(),
             };
+            // SAFETY: i < n <= cap; `out` is non-NULL when n > 0 and holds `cap` hits (contract).
             unsafe { out.add(i).write(hit) };
         }
+        // SAFETY: `written` was checked non-NULL above and is writable (contract).
         unsafe { put(written, n) };
         Ok(())
     })
@@ -343,6 +436,7 @@ struct CallbackMemory {
 
 impl Memory for CallbackMemory {
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> std::result::Result<(), MemoryError> {
+        // SAFETY: the caller's callback and context (contract), given `buf.len()` writable bytes.
         let r = unsafe { (self.read)(self.ctx, addr, buf.as_mut_ptr().cast(), buf.len()) };
         match r {
             0 => Ok(()),
@@ -358,17 +452,6 @@ struct Prepared {
     bounds: StackBounds,
     config: WalkConfig,
     mem: Option<CallbackMemory>,
-}
-
-fn stack_kind(v: u32) -> Option<StackKind> {
-    Some(match v {
-        0 => StackKind::Task,
-        1 => StackKind::Irq,
-        2 => StackKind::Exception,
-        3 => StackKind::Entry,
-        4 => StackKind::User,
-        _ => return None,
-    })
 }
 
 /// Checks an input; fails without side effects (so a batch can check all
@@ -407,10 +490,12 @@ unsafe fn prepare(u: &lpstack_unwinder, input: &lpstack_thread_input, capacity: 
         if input.extra_stacks.is_null() {
             return Err(Error::null("extra_stacks"));
         }
+        // SAFETY: `input.extra_stacks` holds `n` sized elements (contract); `array_stride` rejects NULL.
         let stride = unsafe { array_stride(input.extra_stacks, n, size_of::<lpstack_stack>(), "extra_stacks")? };
         for i in 0..n {
+            // SAFETY: `i` < the count `array_stride` checked `stride` for.
             let s = unsafe { element(input.extra_stacks, i, stride, "extra_stacks")? };
-            let kind = stack_kind(s.kind).ok_or_else(|| Error::invalid(format!("stack kind {} is unknown", s.kind)))?;
+            let kind = enum_arg::<lpstack_stack_kind>(s.kind, "stack kind")?.into();
             if s.start >= s.end {
                 return Err(Error::invalid(format!("extra stack {i} [{:#x}, {:#x}) is empty", s.start, s.end)));
             }
@@ -432,70 +517,20 @@ unsafe fn prepare(u: &lpstack_unwinder, input: &lpstack_thread_input, capacity: 
     Ok(Prepared { start, bounds, config, mem })
 }
 
+/// A core reason as a decision's `reason`, `reason_addr`, `reason_detail`.
 fn reason_fields(r: &UnreliableReason) -> (lpstack_reason, u64, u64) {
-    use lpstack_reason as R;
-    match *r {
-        UnreliableReason::NoUnwindEntry { pc } => (R::NoUnwindEntry, pc, 0),
-        UnreliableReason::UndefinedEntry { pc } => (R::UndefinedUnwindEntry, pc, 0),
-        UnreliableReason::UnknownEntry { pc, raw } => (R::UnknownUnwindEntry, pc, raw.into()),
-        UnreliableReason::MissingRegister { pc, reg } => (R::MissingRegister, pc, reg as u64),
-        UnreliableReason::OutsideStack { addr } => (R::OutsideStack, addr, 0),
-        UnreliableReason::WrongDirection { sp, prev_sp } => (R::WrongDirection, sp, prev_sp),
-        UnreliableReason::Unreadable { addr, kind } => {
-            let k = match kind {
-                MemoryErrorKind::Unmapped => lpstack_memory_error::Unmapped,
-                MemoryErrorKind::NotInDump => lpstack_memory_error::NotInDump,
-                MemoryErrorKind::ShortRead => lpstack_memory_error::ShortRead,
-                MemoryErrorKind::Backend => lpstack_memory_error::ReadFailed,
-            };
-            (R::Unreadable, addr, k as u64)
-        }
-        UnreliableReason::NotText { pc } => (R::NotText, pc, 0),
-        UnreliableReason::FrameLimit { limit } => (R::FrameLimit, 0, limit.into()),
-        UnreliableReason::Trampoline { pc, kind } => (R::Trampoline, pc, lpstack_trampoline::from_core(kind) as u64),
-        UnreliableReason::KernelRegs { pc } => (R::KernelRegs, pc, 0),
-        UnreliableReason::StartNotOnStack { sp } => (R::StartNotOnStack, sp, 0),
-        UnreliableReason::ChangedWhileReading { task, passes } => (R::ChangedWhileReading, task, passes.into()),
-    }
+    let (reason, w) = lpstack_reason::from_core(r);
+    (reason, w.addr, w.detail)
 }
 
 /// The reason a decision describes, rebuilt from its fields.
-fn reason_of(reason: u32, a: u64, x: u64) -> Option<UnreliableReason> {
-    Some(match reason {
-        1 => UnreliableReason::NoUnwindEntry { pc: a },
-        2 => UnreliableReason::UndefinedEntry { pc: a },
-        3 => UnreliableReason::UnknownEntry { pc: a, raw: u8::try_from(x).ok()? },
-        4 => UnreliableReason::MissingRegister { pc: a, reg: *Reg::ALL.get(usize::try_from(x).ok()?)? },
-        5 => UnreliableReason::OutsideStack { addr: a },
-        6 => UnreliableReason::WrongDirection { sp: a, prev_sp: x },
-        7 => {
-            let kind = match x {
-                0 => MemoryErrorKind::Unmapped,
-                1 => MemoryErrorKind::NotInDump,
-                2 => MemoryErrorKind::ShortRead,
-                3 => MemoryErrorKind::Backend,
-                _ => return None,
-            };
-            UnreliableReason::Unreadable { addr: a, kind }
-        }
-        8 => UnreliableReason::NotText { pc: a },
-        9 => UnreliableReason::FrameLimit { limit: u32::try_from(x).ok()? },
-        10 => UnreliableReason::Trampoline { pc: a, kind: lpstack_trampoline::to_core(x)? },
-        11 => UnreliableReason::KernelRegs { pc: a },
-        12 => UnreliableReason::StartNotOnStack { sp: a },
-        13 => UnreliableReason::ChangedWhileReading { task: a, passes: u32::try_from(x).ok()? },
-        _ => return None,
-    })
+fn reason_of(reason: u32, addr: u64, detail: u64) -> Option<UnreliableReason> {
+    lpstack_reason::from_u32(reason)?.to_core(ReasonWords { addr, detail })
 }
 
+// By the name lpstack_thread_decide uses.
 fn frame_kind(k: FrameKind) -> lpstack_frame_kind {
-    match k {
-        FrameKind::Start => lpstack_frame_kind::Start,
-        FrameKind::Call => lpstack_frame_kind::Call,
-        FrameKind::Regs => lpstack_frame_kind::Regs,
-        FrameKind::Iret => lpstack_frame_kind::Iret,
-        FrameKind::Scanned => lpstack_frame_kind::Scanned,
-    }
+    k.into()
 }
 
 /// Walks and judges one prepared thread; the frames and hits stay in the
@@ -538,10 +573,7 @@ fn run(u: &lpstack_unwinder, set: &PatchSet, p: Prepared, s: &mut lpstack_scratc
     d.frame_count = u32::try_from(s.frames.len()).unwrap_or(u32::MAX);
     d.hit_count = u32::try_from(s.hits.len()).unwrap_or(u32::MAX);
     if let Reliability::Reliable(end) = rel {
-        d.end = match end {
-            CleanEnd::EndOfStack => lpstack_walk_end::EndOfStack,
-            CleanEnd::UserRegs => lpstack_walk_end::UserRegs,
-        };
+        d.end = end.into();
     }
     match verdict {
         Verdict::Switchable => d.verdict = lpstack_verdict::Switchable,
@@ -584,16 +616,23 @@ pub unsafe extern "C" fn lpstack_thread_decide(
     frames_written: *mut usize,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid handle (contract); `arg` rejects NULL.
         let u = unsafe { arg(u, "u")? };
         let empty = PatchSet::default();
+        // SAFETY: `set` is NULL or a valid set (contract).
         let set = unsafe { set.as_ref() }.map_or(&empty, |s| &s.set);
+        // SAFETY: `input` is NULL or a struct starting with `size` (contract); `struct_size` rejects NULL.
         unsafe { struct_size(input.cast(), size_of::<lpstack_thread_input>(), "in")? };
+        // SAFETY: `struct_size` just checked `input` non-NULL; valid by the contract.
         let input = unsafe { &*input };
+        // SAFETY: `scratch` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let s = unsafe { arg_mut(scratch, "scratch")? };
+        // SAFETY: `out` is NULL or a struct starting with `size` (contract); `struct_size` rejects NULL.
         let size = unsafe { struct_size(out.cast(), size_of::<lpstack_decision>(), "out")? };
         if frames.is_null() && frames_cap > 0 {
             return Err(Error::null("frames"));
         }
+        // SAFETY: `input` was checked; its `extra_stacks` array is the caller's (contract).
         let p = unsafe { prepare(u, input, s.capacity)? };
         let d = run(u, set, p, s, size);
         let n = s.frames.len().min(frames_cap);
@@ -601,10 +640,13 @@ pub unsafe extern "C" fn lpstack_thread_decide(
             let flags = if f.reliable { LPSTACK_FRAME_RELIABLE } else { 0 }
                 | if f.kernel_regs { LPSTACK_FRAME_KERNEL_REGS } else { 0 };
             let frame = lpstack_frame { pc: f.pc, sp: f.sp, kind: frame_kind(f.kind), flags };
+            // SAFETY: i < n <= frames_cap; `frames` is non-NULL when frames_cap > 0 and holds that many (contract).
             unsafe { frames.add(i).write(frame) };
         }
+        // SAFETY: `out` was checked non-NULL above and is writable (contract).
         unsafe { put(out, d) };
         if !frames_written.is_null() {
+            // SAFETY: `frames_written` was checked non-NULL above and is writable (contract).
             unsafe { put(frames_written, n) };
         }
         Ok(())
@@ -627,23 +669,33 @@ pub unsafe extern "C" fn lpstack_threads_decide(
     outs: *mut lpstack_decision,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid handle (contract); `arg` rejects NULL.
         let u = unsafe { arg(u, "u")? };
         let empty = PatchSet::default();
+        // SAFETY: `set` is NULL or a valid set (contract).
         let set = unsafe { set.as_ref() }.map_or(&empty, |s| &s.set);
+        // SAFETY: `scratch` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let s = unsafe { arg_mut(scratch, "scratch")? };
         if n == 0 {
             return Ok(());
         }
+        // SAFETY: `inputs` holds `n` sized elements (contract); `array_stride` rejects NULL.
         let in_stride = unsafe { array_stride(inputs, n, size_of::<lpstack_thread_input>(), "inputs")? };
+        // SAFETY: `outs` holds `n` sized elements (contract); `array_stride` rejects NULL.
         let out_stride = unsafe { array_stride(outs.cast_const(), n, size_of::<lpstack_decision>(), "outs")? };
         for i in 0..n {
+            // SAFETY: `i` < the count `array_stride` checked `in_stride` for.
             let input = unsafe { element(inputs, i, in_stride, "inputs")? };
+            // SAFETY: `input` was checked; its `extra_stacks` array is the caller's (contract).
             unsafe { prepare(u, input, s.capacity)? };
         }
         for i in 0..n {
+            // SAFETY: `i` < the count `array_stride` checked `in_stride` for.
             let input = unsafe { element(inputs, i, in_stride, "inputs")? };
+            // SAFETY: `input` was checked; its `extra_stacks` array is the caller's (contract).
             let p = unsafe { prepare(u, input, s.capacity)? };
             let d = run(u, set, p, s, out_stride);
+            // SAFETY: i < n: inside `outs`, whose stride `array_stride` checked (contract: n elements).
             unsafe { put(outs.cast::<u8>().add(i * out_stride).cast::<lpstack_decision>(), d) };
         }
         Ok(())
@@ -654,26 +706,14 @@ pub unsafe extern "C" fn lpstack_threads_decide(
 /// for LPSTACK_REASON_NONE, NULL for an unknown value).
 #[unsafe(no_mangle)]
 pub extern "C" fn lpstack_reason_name(reason: u32) -> *const c_char {
-    // The library's names, through the same decoding as a decision's
-    // fields, so that a new reason cannot be left without one.
-    match reason {
-        0 => c"none".as_ptr(),
-        r => reason_of(r, 0, 0).map_or(std::ptr::null(), |x| x.code_c().as_ptr()),
-    }
+    lpstack_reason::from_u32(reason).map_or(std::ptr::null(), |r| r.name().as_ptr())
 }
 
 /// The name of a verdict ("switchable", "blocked", "unreliable",
 /// "running"; NULL for an unknown value).
 #[unsafe(no_mangle)]
 pub extern "C" fn lpstack_verdict_name(verdict: u32) -> *const c_char {
-    let text: &'static str = match verdict {
-        0 => "switchable\0",
-        1 => "blocked\0",
-        2 => "unreliable\0",
-        3 => "running\0",
-        _ => return std::ptr::null(),
-    };
-    text.as_ptr().cast()
+    lpstack_verdict::from_u32(verdict).map_or(std::ptr::null(), |v| v.name().as_ptr())
 }
 
 /// A sentence for an UNRELIABLE decision's reason (e.g. "cannot read
@@ -687,11 +727,13 @@ pub unsafe extern "C" fn lpstack_decision_reason_text(
     len_out: *mut usize,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `d` is NULL or a struct starting with `size` (contract); `struct_size` rejects NULL.
         unsafe { struct_size(d.cast(), size_of::<lpstack_decision>(), "d")? };
         if len_out.is_null() {
             return Err(Error::null("len_out"));
         }
         // Field by field: a C caller may hold any value in the enums.
+        // SAFETY: `struct_size` checked `d` non-NULL; valid by the contract.
         let (reason, addr, detail) = unsafe {
             (
                 std::ptr::addr_of!((*d).reason).cast::<u32>().read(),
@@ -701,7 +743,9 @@ pub unsafe extern "C" fn lpstack_decision_reason_text(
         };
         let r = reason_of(reason, addr, detail)
             .ok_or_else(|| Error::new(lpstack_result::NotFound, "the decision has no (known) reason"))?;
+        // SAFETY: `buf` holds `cap` bytes (contract); `copy_str` rejects NULL and checks the room.
         let n = unsafe { copy_str(&r.to_string(), buf, cap)? };
+        // SAFETY: `len_out` was checked non-NULL above and is writable (contract).
         unsafe { put(len_out, n) };
         Ok(())
     })
@@ -710,7 +754,68 @@ pub unsafe extern "C" fn lpstack_decision_reason_text(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tables::tests::check_table;
     use std::ffi::CStr;
+
+    #[test]
+    fn decision_tables_are_complete() {
+        check_table::<lpstack_stack_kind>();
+        check_table::<lpstack_verdict>();
+        check_table::<lpstack_reason>();
+        check_table::<lpstack_memory_error>();
+        check_table::<lpstack_walk_end>();
+        check_table::<lpstack_frame_kind>();
+    }
+
+    #[test]
+    fn core_conversions_round_trip() {
+        for &k in lpstack_stack_kind::ALL {
+            assert_eq!(lpstack_stack_kind::from(StackKind::from(k)), k);
+        }
+        for &k in lpstack_memory_error::ALL {
+            let core = MemoryErrorKind::from(k);
+            assert_eq!(lpstack_memory_error::from(core), k);
+            assert_eq!(MemoryErrorKind::from_word(core.to_word()), Some(core));
+        }
+        for &k in lpstack_frame_kind::ALL {
+            let core = FrameKind::from(k);
+            assert_eq!(frame_kind(core), k);
+            assert_eq!(k.name().to_str().ok(), Some(core.name()), "the library's name");
+        }
+        assert_eq!(lpstack_walk_end::from(CleanEnd::EndOfStack), lpstack_walk_end::EndOfStack);
+        assert_eq!(lpstack_walk_end::from(CleanEnd::UserRegs), lpstack_walk_end::UserRegs);
+        for r in Reg::ALL {
+            assert_eq!(Reg::from_word(r.to_word()), Some(r));
+        }
+        assert_eq!(Reg::from_word(Reg::ALL.len() as u64), None);
+    }
+
+    /// Every C reason but NONE has a core one, named alike; the name
+    /// functions answer from the tables, NULL past the last value.
+    #[test]
+    fn reasons_and_verdicts_are_named_from_the_tables() {
+        for &r in lpstack_reason::ALL {
+            let core = r.to_core(ReasonWords::default());
+            assert_eq!(core.is_none(), r == lpstack_reason::None, "{r:?}");
+            if let Some(core) = core {
+                assert_eq!(r.name(), core.code_c(), "{r:?}");
+                assert_eq!(lpstack_reason::from_core(&core).0, r);
+            }
+            // SAFETY: the name functions return static NUL-terminated strings, non-NULL for known values.
+            assert_eq!(unsafe { CStr::from_ptr(lpstack_reason_name(r as u32)) }, r.name());
+        }
+        assert!(lpstack_reason_name(lpstack_reason::ALL.len() as u32).is_null());
+        for &v in lpstack_verdict::ALL {
+            // SAFETY: the name functions return static NUL-terminated strings, non-NULL for known values.
+            assert_eq!(unsafe { CStr::from_ptr(lpstack_verdict_name(v as u32)) }, v.name());
+        }
+        assert!(lpstack_verdict_name(lpstack_verdict::ALL.len() as u32).is_null());
+        // A word out of its field's range describes no reason.
+        let wide = ReasonWords { addr: 1, detail: u64::MAX };
+        assert_eq!(lpstack_reason::UnknownUnwindEntry.to_core(wide), None);
+        assert_eq!(lpstack_reason::Unreadable.to_core(wide), None);
+        assert_eq!(lpstack_reason::Trampoline.to_core(wide), None);
+    }
 
     /// Every reason the header declares has the library's name, and the
     /// value after the last one has none (issue 14: 13 had none).
@@ -733,6 +838,7 @@ mod tests {
         ];
         let name = |r: u32| {
             let p = lpstack_reason_name(r);
+            // SAFETY: the name functions return static NUL-terminated strings, non-NULL for known values.
             (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_str().unwrap_or("?").to_owned())
         };
         assert_eq!(name(lpstack_reason::None as u32).as_deref(), Some("none"));

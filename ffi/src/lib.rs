@@ -21,7 +21,12 @@
 // The contract of every entry point is written once, in the header.
 #![allow(clippy::missing_safety_doc)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
+// Each unsafe block says why it is sound (a warning, so as not to break
+// work in flight).
+#![warn(clippy::undocumented_unsafe_blocks)]
 
+#[macro_use]
+mod tables;
 mod unwinder;
 mod patchset;
 mod decide;
@@ -68,24 +73,20 @@ pub enum lpstack_result {
     InvalidUtf8 = 11,
 }
 
-impl lpstack_result {
-    fn from_u32(v: u32) -> Option<Self> {
-        use lpstack_result::*;
-        Some(match v {
-            0 => Ok,
-            1 => NullArgument,
-            2 => InvalidArgument,
-            3 => ParseError,
-            4 => BufferTooSmall,
-            5 => Panic,
-            6 => SizeTooSmall,
-            7 => UnknownFormat,
-            8 => ResolveError,
-            9 => WrongKind,
-            10 => NotFound,
-            11 => InvalidUtf8,
-            _ => return None,
-        })
+c_enum! {
+    lpstack_result, message {
+        Ok: c"ok",
+        NullArgument: c"a required pointer argument is NULL",
+        InvalidArgument: c"invalid argument",
+        ParseError: c"input could not be parsed",
+        BufferTooSmall: c"buffer too small",
+        Panic: c"internal error (panic caught at the C API boundary)",
+        SizeTooSmall: c"struct size field too small (set it to sizeof)",
+        UnknownFormat: c"ORC format unknown: pass it explicitly",
+        ResolveError: c"a patched function could not be resolved",
+        WrongKind: c"wrong kind of unwinder for this call",
+        NotFound: c"not found",
+        InvalidUtf8: c"string is not UTF-8",
     }
 }
 
@@ -148,10 +149,13 @@ pub(crate) fn guard_value<T>(fallback: T, body: impl FnOnce() -> T) -> T {
 
 /// `&T` from a pointer the caller promised is valid or NULL.
 pub(crate) unsafe fn arg<'a, T>(p: *const T, what: &str) -> Result<&'a T> {
+    // SAFETY: the caller promises NULL or a valid `T` for 'a.
     unsafe { p.as_ref() }.ok_or_else(|| Error::null(what))
 }
 
+/// `&mut T` from a pointer the caller promised is valid and unshared, or NULL.
 pub(crate) unsafe fn arg_mut<'a, T>(p: *mut T, what: &str) -> Result<&'a mut T> {
+    // SAFETY: the caller promises NULL or a valid, unshared `T` for 'a.
     unsafe { p.as_mut() }.ok_or_else(|| Error::null(what))
 }
 
@@ -166,6 +170,7 @@ pub(crate) unsafe fn bytes<'a>(p: *const u8, len: usize, what: &str) -> Result<&
     if len > isize::MAX as usize {
         return Err(Error::invalid(format!("`{what}` length {len} is too large")));
     }
+    // SAFETY: non-NULL, len <= isize::MAX; the caller promises `len` readable bytes.
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
 }
 
@@ -174,6 +179,7 @@ pub(crate) unsafe fn string<'a>(p: *const c_char, what: &str) -> Result<&'a str>
     if p.is_null() {
         return Err(Error::null(what));
     }
+    // SAFETY: non-NULL; the caller promises a NUL-terminated string.
     unsafe { CStr::from_ptr(p) }
         .to_str()
         .map_err(|_| Error::new(lpstack_result::InvalidUtf8, format!("`{what}` is not UTF-8")))
@@ -181,6 +187,7 @@ pub(crate) unsafe fn string<'a>(p: *const c_char, what: &str) -> Result<&'a str>
 
 /// Writes a handle or value to an output pointer checked beforehand.
 pub(crate) unsafe fn put<T>(out: *mut T, value: T) {
+    // SAFETY: the caller checked `out` non-NULL; it points to writable storage.
     unsafe { out.write(value) }
 }
 
@@ -190,6 +197,7 @@ pub(crate) unsafe fn struct_size(p: *const usize, min: usize, what: &str) -> Res
     if p.is_null() {
         return Err(Error::null(what));
     }
+    // SAFETY: non-NULL; the caller promises a struct that starts with `size_t size`.
     let size = unsafe { p.read() };
     if size < min {
         return Err(Error::new(
@@ -206,6 +214,7 @@ pub(crate) unsafe fn array_stride<T>(p: *const T, n: usize, min: usize, what: &s
     if n == 0 {
         return Ok(min);
     }
+    // SAFETY: n > 0, so the caller promises `p` NULL or an element with its `size`.
     let stride = unsafe { struct_size(p.cast(), min, what)? };
     if stride % std::mem::align_of::<T>() != 0 || n.checked_mul(stride).is_none_or(|b| b > isize::MAX as usize) {
         return Err(Error::invalid(format!("`{what}[0].size` {stride} is not a usable array stride")));
@@ -215,11 +224,16 @@ pub(crate) unsafe fn array_stride<T>(p: *const T, n: usize, min: usize, what: &s
 
 /// Element `i` of a strided array whose every element carries the same size.
 pub(crate) unsafe fn element<'a, T>(p: *const T, i: usize, stride: usize, what: &str) -> Result<&'a T> {
+    // SAFETY: the caller promises i < n elements of `stride` bytes, and
+    // array_stride bounded n * stride by isize::MAX.
     let e = unsafe { p.cast::<u8>().add(i * stride).cast::<T>() };
+    // SAFETY: in the array, aligned (stride is a multiple of the alignment),
+    // and every element starts with its `size_t size`.
     let size = unsafe { e.cast::<usize>().read() };
     if size != stride {
         return Err(Error::invalid(format!("`{what}[{i}].size` is {size}, not {stride} as element 0")));
     }
+    // SAFETY: in bounds and aligned as above, and as large as element 0.
     Ok(unsafe { &*e })
 }
 
@@ -235,6 +249,8 @@ pub(crate) unsafe fn copy_str(text: &str, buf: *mut c_char, cap: usize) -> Resul
             format!("{} bytes needed, the buffer holds {cap}", text.len() + 1),
         ));
     }
+    // SAFETY: `buf` is non-NULL with `cap` > text.len() bytes (the caller
+    // promises `cap`); a Rust `&str` does not overlap a caller's buffer.
     unsafe {
         std::ptr::copy_nonoverlapping(text.as_ptr().cast::<c_char>(), buf, text.len());
         buf.add(text.len()).write(0);
@@ -252,23 +268,7 @@ pub extern "C" fn lpstack_version() -> *const c_char {
 /// "unknown result").
 #[unsafe(no_mangle)]
 pub extern "C" fn lpstack_result_message(result: u32) -> *const c_char {
-    use lpstack_result::*;
-    let text: &'static str = match lpstack_result::from_u32(result) {
-        Some(Ok) => "ok\0",
-        Some(NullArgument) => "a required pointer argument is NULL\0",
-        Some(InvalidArgument) => "invalid argument\0",
-        Some(ParseError) => "input could not be parsed\0",
-        Some(BufferTooSmall) => "buffer too small\0",
-        Some(Panic) => "internal error (panic caught at the C API boundary)\0",
-        Some(SizeTooSmall) => "struct size field too small (set it to sizeof)\0",
-        Some(UnknownFormat) => "ORC format unknown: pass it explicitly\0",
-        Some(ResolveError) => "a patched function could not be resolved\0",
-        Some(WrongKind) => "wrong kind of unwinder for this call\0",
-        Some(NotFound) => "not found\0",
-        Some(InvalidUtf8) => "string is not UTF-8\0",
-        None => "unknown result\0",
-    };
-    text.as_ptr().cast()
+    lpstack_result::from_u32(result).map_or(c"unknown result", lpstack_result::message).as_ptr()
 }
 
 /// Copies the text of the calling thread's last failure (NUL-terminated)
@@ -292,7 +292,9 @@ pub unsafe extern "C" fn lpstack_last_error(buf: *mut c_char, cap: usize, len_ou
                 message: text,
             });
         }
+        // SAFETY: `buf` holds `cap` bytes (contract); `copy_str` rejects NULL and checks the room.
         let n = unsafe { copy_str(&text, buf, cap)? };
+        // SAFETY: `len_out` was checked non-NULL above and is writable (contract).
         unsafe { put(len_out, n) };
         Ok(())
     })
@@ -317,11 +319,18 @@ mod tests {
     }
 
     #[test]
+    fn result_table_is_complete() {
+        tables::tests::check_table::<lpstack_result>();
+    }
+
+    #[test]
     fn every_result_has_a_message() {
         for v in 0..=11 {
+            // SAFETY: the name functions return static NUL-terminated strings, non-NULL for known values.
             let m = unsafe { CStr::from_ptr(lpstack_result_message(v)) };
             assert_ne!(m.to_str().unwrap_or(""), "unknown result", "{v}");
         }
+        // SAFETY: the name functions return static NUL-terminated strings, non-NULL for known values.
         let m = unsafe { CStr::from_ptr(lpstack_result_message(12)) };
         assert_eq!(m.to_str().unwrap_or(""), "unknown result");
     }

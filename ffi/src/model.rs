@@ -7,6 +7,7 @@ use std::ffi::{c_char, c_int};
 use lpstack_core::model::{Leave, Model, Switch, ThreadFacts, evaluate};
 use lpstack_core::verdict::PatchHit;
 
+use crate::tables::enum_arg;
 use crate::{Error, array_stride, element, guard, lpstack_result, put, string};
 
 /// When a (thread, function) pair is clear.
@@ -21,6 +22,14 @@ pub enum lpstack_leave {
     Kernel = 2,
 }
 
+c_enum! {
+    lpstack_leave <=> Leave, name {
+        Function: c"LEAVE_FUNCTION" <=> Function,
+        PatchedSet: c"LEAVE_PATCHED_SET" <=> PatchedSet,
+        Kernel: c"LEAVE_KERNEL" <=> Kernel,
+    }
+}
+
 /// What switches at once: the unit a ready flag is given for.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +40,14 @@ pub enum lpstack_switch {
     Thread = 1,
     /// One unit: everything (kpatch's stop_machine).
     Kernel = 2,
+}
+
+c_enum! {
+    lpstack_switch <=> Switch, name {
+        Function: c"SWITCH_FUNCTION" <=> Function,
+        Thread: c"SWITCH_THREAD" <=> Thread,
+        Kernel: c"SWITCH_KERNEL" <=> Kernel,
+    }
 }
 
 /// One thread of the snapshot, for lpstack_model_evaluate. From a
@@ -53,18 +70,8 @@ pub struct lpstack_thread_facts {
 }
 
 fn model(leave: u32, switch: u32) -> Result<Model, Error> {
-    let leave = match leave {
-        0 => Leave::Function,
-        1 => Leave::PatchedSet,
-        2 => Leave::Kernel,
-        _ => return Err(Error::invalid(format!("leave {leave} is not an lpstack_leave"))),
-    };
-    let switch = match switch {
-        0 => Switch::Function,
-        1 => Switch::Thread,
-        2 => Switch::Kernel,
-        _ => return Err(Error::invalid(format!("switch {switch} is not an lpstack_switch"))),
-    };
+    let leave = enum_arg::<lpstack_leave>(leave, "leave")?.into();
+    let switch = enum_arg::<lpstack_switch>(switch, "switch")?.into();
     Ok(Model { leave, switch })
 }
 
@@ -101,6 +108,7 @@ pub unsafe extern "C" fn lpstack_model_evaluate(
             Switch::Kernel => 1,
         };
         if ready.is_null() && ready_cap == 0 {
+            // SAFETY: `units` was checked non-NULL above and is writable (contract).
             unsafe { put(units, count) };
             return Ok(());
         }
@@ -110,14 +118,17 @@ pub unsafe extern "C" fn lpstack_model_evaluate(
         if ready_cap < count {
             return Err(Error::new(lpstack_result::BufferTooSmall, format!("{count} units, room for {ready_cap}")));
         }
+        // SAFETY: `threads` holds `n_threads` sized elements (contract); `array_stride` rejects NULL.
         let stride = unsafe { array_stride(threads, n_threads, size_of::<lpstack_thread_facts>(), "threads")? };
         let mut hits: Vec<Vec<PatchHit>> = Vec::with_capacity(n_threads);
         let mut flags = Vec::with_capacity(n_threads);
         for t in 0..n_threads {
+            // SAFETY: `t` < the count `array_stride` checked `stride` for.
             let f = unsafe { element(threads, t, stride, "threads")? };
             if f.hits.is_null() && f.hit_count > 0 {
                 return Err(Error::null("threads[].hits"));
             }
+            // SAFETY: `hits` is non-NULL (checked above) with `hit_count` entries (contract).
             let list = if f.hit_count == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(f.hits, f.hit_count) } };
             let mut h = Vec::with_capacity(list.len());
             for &func in list {
@@ -139,8 +150,10 @@ pub unsafe extern "C" fn lpstack_model_evaluate(
             return Err(Error::new(lpstack_result::Panic, "model returned an unexpected number of units"));
         }
         for (i, unit) in result.iter().enumerate() {
+            // SAFETY: i < count <= ready_cap; `ready` is non-NULL and holds `ready_cap` bytes (contract).
             unsafe { ready.add(i).write(unit.ready.into()) };
         }
+        // SAFETY: `units` was checked non-NULL above and is writable (contract).
         unsafe { put(units, count) };
         Ok(())
     })
@@ -151,6 +164,7 @@ pub unsafe extern "C" fn lpstack_model_evaluate(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lpstack_model_parse(name: *const c_char, leave: *mut u32, switch_: *mut u32) -> lpstack_result {
     guard(|| {
+        // SAFETY: `name` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
         let name = unsafe { string(name, "name")? };
         if leave.is_null() {
             return Err(Error::null("leave"));
@@ -161,20 +175,38 @@ pub unsafe extern "C" fn lpstack_model_parse(name: *const c_char, leave: *mut u3
         let m: Model = name.parse().map_err(|e: lpstack_core::model::ModelParseError| {
             Error::new(lpstack_result::ParseError, e.to_string())
         })?;
-        let l = match m.leave {
-            Leave::Function => lpstack_leave::Function,
-            Leave::PatchedSet => lpstack_leave::PatchedSet,
-            Leave::Kernel => lpstack_leave::Kernel,
-        };
-        let s = match m.switch {
-            Switch::Function => lpstack_switch::Function,
-            Switch::Thread => lpstack_switch::Thread,
-            Switch::Kernel => lpstack_switch::Kernel,
-        };
+        let l = lpstack_leave::from(m.leave);
+        let s = lpstack_switch::from(m.switch);
+        // SAFETY: `leave` and `switch_` were checked non-NULL above; writable (contract).
         unsafe {
             put(leave, l as u32);
             put(switch_, s as u32);
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::tests::check_table;
+
+    #[test]
+    fn model_tables_are_complete() {
+        check_table::<lpstack_leave>();
+        check_table::<lpstack_switch>();
+    }
+
+    /// The names are the model syntax lpstack_model_parse reads.
+    #[test]
+    fn model_names_parse_back() {
+        for &l in <lpstack_leave as crate::tables::CEnum>::ALL {
+            for &s in <lpstack_switch as crate::tables::CEnum>::ALL {
+                let text = format!("{},{}", l.name().to_str().unwrap_or("?"), s.name().to_str().unwrap_or("?"));
+                let m: Model = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+                assert_eq!((lpstack_leave::from(m.leave), lpstack_switch::from(m.switch)), (l, s), "{text}");
+                assert_eq!(m, Model { leave: l.into(), switch: s.into() });
+            }
+        }
+    }
 }

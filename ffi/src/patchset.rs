@@ -70,19 +70,23 @@ pub unsafe extern "C" fn lpstack_patchset_new_from_text(
     out: *mut *mut lpstack_patchset,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `funcs_txt` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
         let text = unsafe { string(funcs_txt, "funcs_txt")? };
         let default_object =
+            // SAFETY: `default_object` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
             if default_object.is_null() { "vmlinux" } else { unsafe { string(default_object, "default_object")? } };
         if out.is_null() {
             return Err(Error::null("out"));
         }
         let empty = Symbolizer::new();
+        // SAFETY: `symbols_source` is NULL or a valid unwinder (contract).
         let symbols = match unsafe { symbols_source.as_ref() } {
             Some(u) => &u.symbols,
             None => &empty,
         };
         let specs = parse_funcs(text, default_object).map_err(set_error)?;
         let set = PatchSet::resolve(&specs, symbols).map_err(set_error)?;
+        // SAFETY: `out` was checked non-NULL above and is writable (contract).
         unsafe { put(out, Box::into_raw(new_set(set))) };
         Ok(())
     })
@@ -102,15 +106,20 @@ pub unsafe extern "C" fn lpstack_patchset_new_from_ranges(
         if out.is_null() {
             return Err(Error::null("out"));
         }
+        // SAFETY: `ranges` holds `n` sized elements (contract); `array_stride` rejects NULL.
         let stride = unsafe { array_stride(ranges, n, size_of::<lpstack_range>(), "ranges")? };
         let mut list = Vec::with_capacity(n);
         for i in 0..n {
+            // SAFETY: `i` < the count `array_stride` checked `stride` for.
             let r = unsafe { element(ranges, i, stride, "ranges")? };
+            // SAFETY: `r.object` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
             let object = unsafe { string(r.object, "ranges[].object")? };
+            // SAFETY: `r.function` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
             let function = unsafe { string(r.function, "ranges[].function")? };
             list.push((object, function, r.address, r.size_bytes));
         }
         let set = PatchSet::from_ranges(list).map_err(set_error)?;
+        // SAFETY: `out` was checked non-NULL above and is writable (contract).
         unsafe { put(out, Box::into_raw(new_set(set))) };
         Ok(())
     })
@@ -119,6 +128,7 @@ pub unsafe extern "C" fn lpstack_patchset_new_from_ranges(
 /// The number of functions in the set (0 for NULL).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lpstack_patchset_len(set: *const lpstack_patchset) -> usize {
+    // SAFETY: `set` is NULL or a valid set (contract).
     crate::guard_value(0, || unsafe { set.as_ref() }.map_or(0, |s| s.set.len()))
 }
 
@@ -131,7 +141,9 @@ pub unsafe extern "C" fn lpstack_patchset_get(
     out: *mut lpstack_range,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `set` is NULL or a valid handle (contract); `arg` rejects NULL.
         let s = unsafe { arg(set, "set")? };
+        // SAFETY: `out` is NULL or a struct starting with `size` (contract); `struct_size` rejects NULL.
         let size = unsafe { struct_size(out.cast(), size_of::<lpstack_range>(), "out")? };
         let (f, (object, function)) = s
             .set
@@ -146,6 +158,7 @@ pub unsafe extern "C" fn lpstack_patchset_get(
             address: f.address,
             size_bytes: f.size,
         };
+        // SAFETY: `out` was checked non-NULL above and is writable (contract).
         unsafe { put(out, r) };
         Ok(())
     })
@@ -155,6 +168,7 @@ pub unsafe extern "C" fn lpstack_patchset_get(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lpstack_patchset_free(set: *mut lpstack_patchset) {
     if !set.is_null() {
+        // SAFETY: non-NULL and, by the contract, from its `_new` call and not yet freed.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(unsafe { Box::from_raw(set) })));
     }
 }

@@ -15,7 +15,7 @@ use lpstack_core::symbols::{SymbolTable, Symbolizer, parse_system_map, symbols_f
 use lpstack_core::walk::{CodeMap, CodeRanges, TrampolineKind, UserModule, UserModules};
 use object::{Object, ObjectSegment};
 
-
+use crate::tables::{CEnum, Word, enum_arg};
 use crate::{Error, Result, arg, arg_mut, array_stride, bytes, copy_str, element, guard, lpstack_result, put, string};
 
 /// An unwind context: kernel (ORC) or userspace (DWARF CFI). Immutable
@@ -90,21 +90,21 @@ pub enum lpstack_trampoline {
     Rethook = 2,
 }
 
-impl lpstack_trampoline {
-    pub(crate) fn from_core(kind: TrampolineKind) -> Self {
-        match kind {
-            TrampolineKind::FtraceGraph => lpstack_trampoline::FtraceGraph,
-            TrampolineKind::Kretprobe => lpstack_trampoline::Kretprobe,
-            TrampolineKind::Rethook => lpstack_trampoline::Rethook,
-        }
+c_enum! {
+    lpstack_trampoline <=> TrampolineKind, name {
+        FtraceGraph: c"ftrace-graph" <=> FtraceGraph,
+        Kretprobe: c"kretprobe" <=> Kretprobe,
+        Rethook: c"rethook" <=> Rethook,
     }
-    pub(crate) fn to_core(v: u64) -> Option<TrampolineKind> {
-        match v {
-            0 => Some(TrampolineKind::FtraceGraph),
-            1 => Some(TrampolineKind::Kretprobe),
-            2 => Some(TrampolineKind::Rethook),
-            _ => None,
-        }
+}
+
+/// As a decision's `reason_detail`.
+impl Word for TrampolineKind {
+    fn to_word(self) -> u64 {
+        lpstack_trampoline::from(self).to_u32().into()
+    }
+    fn from_word(w: u64) -> Option<Self> {
+        lpstack_trampoline::from_u32(w.try_into().ok()?).map(Into::into)
     }
 }
 
@@ -197,6 +197,7 @@ pub unsafe extern "C" fn lpstack_unwinder_new_orc_elf(
     out: *mut *mut lpstack_unwinder,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `elf` holds `len` readable bytes (contract); `bytes` rejects NULL.
         let data = unsafe { bytes(elf, len, "elf")? };
         if out.is_null() {
             return Err(Error::null("out"));
@@ -221,6 +222,7 @@ pub unsafe extern "C" fn lpstack_unwinder_new_orc_elf(
             }
             symbols.add(t);
         }
+        // SAFETY: `out` was checked non-NULL above and is writable (contract).
         unsafe { put(out, Box::into_raw(kernel_unwinder(table, symbols))) };
         Ok(())
     })
@@ -241,7 +243,9 @@ pub unsafe extern "C" fn lpstack_unwinder_new_orc_tables(
     out: *mut *mut lpstack_unwinder,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `ip_table` holds `ip_len` readable bytes (contract); `bytes` rejects NULL.
         let ips = unsafe { bytes(ip_table, ip_len, "ip_table")? };
+        // SAFETY: `entries` holds `entries_len` readable bytes (contract); `bytes` rejects NULL.
         let ents = unsafe { bytes(entries, entries_len, "entries")? };
         if out.is_null() {
             return Err(Error::null("out"));
@@ -249,6 +253,7 @@ pub unsafe extern "C" fn lpstack_unwinder_new_orc_tables(
         let format = self::orc_format(orc_format)?
             .ok_or_else(|| Error::new(lpstack_result::UnknownFormat, "raw ORC tables need an explicit orc_format"))?;
         let table = OrcTable::new(ips.to_vec(), ents.to_vec(), ip_table_addr, format).map_err(orc_error)?;
+        // SAFETY: `out` was checked non-NULL above and is writable (contract).
         unsafe { put(out, Box::into_raw(kernel_unwinder(table, Symbolizer::new()))) };
         Ok(())
     })
@@ -272,8 +277,11 @@ pub unsafe extern "C" fn lpstack_unwinder_add_orc_tables(
     text_end: u64,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let u = unsafe { arg_mut(u, "u")? };
+        // SAFETY: `ip_table` holds `ip_len` readable bytes (contract); `bytes` rejects NULL.
         let ips = unsafe { bytes(ip_table, ip_len, "ip_table")? };
+        // SAFETY: `entries` holds `entries_len` readable bytes (contract); `bytes` rejects NULL.
         let ents = unsafe { bytes(entries, entries_len, "entries")? };
         let k = kernel_mut(u)?;
         let format = self::orc_format(orc_format)?.unwrap_or(k.format);
@@ -310,15 +318,20 @@ pub unsafe extern "C" fn lpstack_unwinder_add_orc_module(
     text_end: u64,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let u = unsafe { arg_mut(u, "u")? };
+        // SAFETY: `ko` holds `len` readable bytes (contract); `bytes` rejects NULL.
         let data = unsafe { bytes(ko, len, "ko")? };
         if sections.is_null() && n_sections > 0 {
             return Err(Error::null("sections"));
         }
+        // SAFETY: `sections` holds `n_sections` sized elements (contract); `array_stride` rejects NULL.
         let stride = unsafe { array_stride(sections, n_sections, size_of::<lpstack_section>(), "sections")? };
         let mut bases: Vec<(&str, u64)> = Vec::with_capacity(n_sections);
         for i in 0..n_sections {
+            // SAFETY: `i` < the count `array_stride` checked `stride` for.
             let s = unsafe { element(sections, i, stride, "sections")? };
+            // SAFETY: `s.name` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
             bases.push((unsafe { string(s.name, "sections[].name")? }, s.address));
         }
         let k = kernel_mut(u)?;
@@ -342,6 +355,7 @@ pub unsafe extern "C" fn lpstack_unwinder_add_orc_module(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lpstack_unwinder_add_text(u: *mut lpstack_unwinder, start: u64, end: u64) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let u = unsafe { arg_mut(u, "u")? };
         let k = kernel_mut(u)?;
         if start >= end {
@@ -357,11 +371,11 @@ pub unsafe extern "C" fn lpstack_unwinder_add_text(u: *mut lpstack_unwinder, sta
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lpstack_unwinder_add_trampoline(u: *mut lpstack_unwinder, pc: u64, kind: u32) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let u = unsafe { arg_mut(u, "u")? };
         let k = kernel_mut(u)?;
-        let kind = lpstack_trampoline::to_core(kind.into())
-            .ok_or_else(|| Error::invalid(format!("trampoline kind {kind} is unknown")))?;
-        k.trampolines.add_trampoline(pc, kind);
+        let kind = enum_arg::<lpstack_trampoline>(kind, "trampoline kind")?;
+        k.trampolines.add_trampoline(pc, kind.into());
         Ok(())
     })
 }
@@ -375,6 +389,7 @@ pub unsafe extern "C" fn lpstack_unwinder_new_user(out: *mut *mut lpstack_unwind
             return Err(Error::null("out"));
         }
         let u = Box::new(lpstack_unwinder { kind: Kind::User(UserModules::default()), symbols: Symbolizer::new(), inlines: None });
+        // SAFETY: `out` was checked non-NULL above and is writable (contract).
         unsafe { put(out, Box::into_raw(u)) };
         Ok(())
     })
@@ -429,8 +444,11 @@ pub unsafe extern "C" fn lpstack_unwinder_add_elf(
     bias: u64,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let u = unsafe { arg_mut(u, "u")? };
+        // SAFETY: `name` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
         let name = unsafe { string(name, "name")? };
+        // SAFETY: `elf` holds `len` readable bytes (contract); `bytes` rejects NULL.
         let data = unsafe { bytes(elf, len, "elf")? };
         add_user_module(u, name, data, start, end, bias)
     })
@@ -450,8 +468,11 @@ pub unsafe extern "C" fn lpstack_unwinder_add_mapping(
     file_offset: u64,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let u = unsafe { arg_mut(u, "u")? };
+        // SAFETY: `name` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
         let name = unsafe { string(name, "name")? };
+        // SAFETY: `elf` holds `len` readable bytes (contract); `bytes` rejects NULL.
         let data = unsafe { bytes(elf, len, "elf")? };
         let bias = mapping_bias(data, start, file_offset)
             .map_err(|m| Error::new(lpstack_result::ParseError, format!("{name}: {m}")))?;
@@ -508,8 +529,11 @@ pub unsafe extern "C" fn lpstack_unwinder_add_system_map(
     text: *const c_char,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let u = unsafe { arg_mut(u, "u")? };
+        // SAFETY: `object` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
         let object = unsafe { string(object, "object")? };
+        // SAFETY: `text` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
         let text = unsafe { string(text, "text")? };
         let t = parse_system_map(object, text).map_err(|e| Error::new(lpstack_result::ParseError, e.to_string()))?;
         replace_symbols(&mut u.symbols, t);
@@ -529,6 +553,7 @@ pub unsafe extern "C" fn lpstack_unwinder_symbolize(
     offset: *mut u64,
 ) -> lpstack_result {
     guard(|| {
+        // SAFETY: `u` is NULL or a valid handle (contract); `arg` rejects NULL.
         let u = unsafe { arg(u, "u")? };
         if offset.is_null() {
             return Err(Error::null("offset"));
@@ -537,7 +562,9 @@ pub unsafe extern "C" fn lpstack_unwinder_symbolize(
             .symbols
             .lookup(pc)
             .ok_or_else(|| Error::new(lpstack_result::NotFound, format!("no symbol at {pc:#x}")))?;
+        // SAFETY: `buf` holds `cap` bytes (contract); `copy_str` rejects NULL and checks the room.
         unsafe { copy_str(s.name, buf, cap)? };
+        // SAFETY: `offset` was checked non-NULL above and is writable (contract).
         unsafe { put(offset, s.offset) };
         Ok(())
     })
@@ -574,10 +601,11 @@ pub unsafe extern "C" fn lpstack_unwinder_add_dwarf(
     len: usize,
 ) -> lpstack_result {
     guard(|| {
-        // SAFETY: the pointers are checked non-null; the caller's contract
-        // is that they point to what the header says.
+        // SAFETY: `u` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let u = unsafe { arg_mut(u, "u")? };
+        // SAFETY: `name` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
         let name = unsafe { string(name, "name")? };
+        // SAFETY: `dwarf` holds `len` readable bytes (contract); `bytes` rejects NULL.
         let data = unsafe { bytes(dwarf, len, "dwarf")? };
         add_dwarf(u, name, data, name)
     })
@@ -594,9 +622,11 @@ pub unsafe extern "C" fn lpstack_unwinder_load_dwarf(
     path: *const c_char,
 ) -> lpstack_result {
     guard(|| {
-        // SAFETY: as in lpstack_unwinder_add_dwarf.
+        // SAFETY: `u` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let u = unsafe { arg_mut(u, "u")? };
+        // SAFETY: `name` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
         let name = unsafe { string(name, "name")? };
+        // SAFETY: `path` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
         let path = unsafe { string(path, "path")? };
         let data = std::fs::read(path).map_err(|e| Error::new(lpstack_result::NotFound, format!("{path}: {e}")))?;
         if has_dwarf(&data) {
@@ -618,6 +648,23 @@ fn has_dwarf(elf: &[u8]) -> bool {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn lpstack_unwinder_free(u: *mut lpstack_unwinder) {
     if !u.is_null() {
+        // SAFETY: non-NULL and, by the contract, from its `_new` call and not yet freed.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(unsafe { Box::from_raw(u) })));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trampoline_table_is_complete_and_named_as_the_library() {
+        crate::tables::tests::check_table::<lpstack_trampoline>();
+        for &t in lpstack_trampoline::ALL {
+            let core = TrampolineKind::from(t);
+            assert_eq!(lpstack_trampoline::from(core), t);
+            assert_eq!(t.name().to_str().ok(), Some(core.name()));
+            assert_eq!(TrampolineKind::from_word(core.to_word()), Some(core));
+        }
     }
 }
