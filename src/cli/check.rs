@@ -201,8 +201,20 @@ fn run_vmcore(args: &CheckArgs, path: &std::path::Path) -> Result<i32, CliError>
         home_object: "vmlinux".into(),
         transition,
         notes: kernel_set.notes,
+        listing_gaps: listing_gaps(&kernel.listing_gaps),
     };
     report::print(args.format, &target, &rows, &set, &models, &kernel.symbols, args.all_frames)
+}
+
+/// The listing's gaps as report lines, each also said on stderr.
+pub(super) fn listing_gaps(gaps: &[lpstack::kernel::tasks::ListingGap]) -> Vec<String> {
+    gaps.iter()
+        .map(|g| {
+            let line = format!("task listing: {g}");
+            eprintln!("lpstack: warning: {line}");
+            line
+        })
+        .collect()
 }
 
 pub(super) fn parse_models(args: &CheckArgs) -> Result<Vec<Model>, CliError> {

@@ -81,6 +81,7 @@ pub(super) fn print_process(
         home_object: inspection.main_object.clone(),
         transition: None,
         notes: vec![],
+        listing_gaps: vec![],
     };
     report::print(args.format, &target, &rows, set, models, &inspection.symbols, args.all_frames)
 }

@@ -90,6 +90,7 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
         home_object: "vmlinux".into(),
         transition,
         notes: kernel_set.notes,
+        listing_gaps: super::check::listing_gaps(&kernel.listing_gaps),
     };
     report::print(args.format, &target, &rows, &set, &models, &kernel.symbols, args.all_frames)
 }

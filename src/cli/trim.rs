@@ -87,7 +87,7 @@ pub fn run(args: TrimArgs) -> Result<i32, CliError> {
         // Keep what the pid-IDR fallback reads too, so that a trimmed dump
         // still supports it.
         if let Some(ns) = kernel.symbol("init_pid_ns") {
-            let _ = lpstack::kernel::tasks::list_threads_by_pid(&mut kernel.mem, &kernel.layout, ns);
+            let _ = lpstack::kernel::tasks::list_threads_by_pid(&mut kernel.mem, &kernel.layout, ns, &mut Vec::new());
         }
     }
     let mut wanted: BTreeSet<u64> = BTreeSet::new();

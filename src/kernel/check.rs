@@ -5,7 +5,7 @@
 use super::addrspace::KernelSpace;
 use super::image::{CpuRegs, Kernel};
 use super::layout::Layout;
-use super::tasks::{list_threads, list_threads_by_pid, read_task, task_span, unreadable_task, TaskInfo, TaskListError};
+use super::tasks::{list_threads, list_threads_by_pid, read_task, task_span, unreadable_task, ListingGap, TaskInfo, TaskListError};
 use crate::memory::{Memory, PhysMemory, SliceMemory};
 use crate::patchset::PatchSet;
 use crate::orc::OrcTables;
@@ -25,8 +25,17 @@ pub struct TaskReport<'set> {
 }
 
 impl<P: PhysMemory> Kernel<P> {
-    /// Every thread, then each online CPU's idle task (as klp does).
+    /// Every thread, then each online CPU's idle task (as klp does). What
+    /// the listing went past without reading is in `self.listing_gaps`.
     pub fn tasks(&mut self) -> Result<Vec<TaskInfo>, TaskListError> {
+        self.listing_gaps.clear();
+        let mut gaps = Vec::new();
+        let listed = self.tasks_noting(&mut gaps);
+        self.listing_gaps = gaps;
+        listed
+    }
+
+    fn tasks_noting(&mut self, gaps: &mut Vec<ListingGap>) -> Result<Vec<TaskInfo>, TaskListError> {
         let mut tasks = match list_threads(&mut self.mem, &self.layout, self.init_task) {
             Ok(t) => t,
             // Holes in the task list (a filtered dump): every thread also
@@ -34,7 +43,7 @@ impl<P: PhysMemory> Kernel<P> {
             Err(TaskListError::Memory(e)) => match self.symbol("init_pid_ns") {
                 Some(ns) => {
                     self.warnings.push(format!("task list broken ({e}); tasks listed through the pid IDR"));
-                    list_threads_by_pid(&mut self.mem, &self.layout, ns)?
+                    list_threads_by_pid(&mut self.mem, &self.layout, ns, gaps)?
                 }
                 None => return Err(TaskListError::Memory(e)),
             },
@@ -45,15 +54,39 @@ impl<P: PhysMemory> Kernel<P> {
             let mut t = read_task(&mut self.mem, &self.layout, self.init_task)?;
             t.idle = true;
             tasks.push(t);
+            let others = self.online.iter().skip(1).filter(|&&o| o).count();
+            if others > 0 {
+                gaps.push(ListingGap {
+                    addr: None,
+                    what: format!(
+                        "no struct rq layout in BTF or no `runqueues` symbol: the idle tasks of {others} online CPU(s) besides CPU 0 are not listed"
+                    ),
+                });
+            }
             return Ok(tasks);
         };
         for cpu in 0..self.nr_cpus {
             if !self.online.get(cpu as usize).copied().unwrap_or(false) {
                 continue; // the kernel switches offline idle tasks at once
             }
-            let Some(rq_addr) = self.per_cpu(runqueues, cpu) else { continue };
+            let Some(rq_addr) = self.per_cpu(runqueues, cpu) else {
+                gaps.push(ListingGap {
+                    addr: Some(runqueues),
+                    what: format!("CPU {cpu}: no per-CPU offset for `runqueues` ({runqueues:#x}): its idle task is not listed"),
+                });
+                continue;
+            };
             let mut t = match self.mem.read_u64(rq_addr + rq.idle.offset) {
-                Ok(0) => continue,
+                Ok(0) => {
+                    gaps.push(ListingGap {
+                        addr: Some(rq_addr + rq.idle.offset),
+                        what: format!(
+                            "CPU {cpu}: rq->idle at {:#x} is NULL on an online CPU: its idle task is not listed",
+                            rq_addr + rq.idle.offset
+                        ),
+                    });
+                    continue;
+                }
                 Ok(idle) => read_task(&mut self.mem, &self.layout, idle).unwrap_or_else(|e| unreadable_task(idle, e)),
                 Err(e) => unreadable_task(rq_addr, e),
             };

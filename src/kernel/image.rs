@@ -119,6 +119,9 @@ pub struct Kernel<P> {
     pub cpu_stacks: Vec<Vec<StackRange>>,
     /// Problems that did not stop the setup (a module without symbols...).
     pub warnings: Vec<String>,
+    /// What the last [`Kernel::tasks`] listing went past without reading
+    /// (tasks that may be missing from it): empty when it is complete.
+    pub listing_gaps: Vec<super::tasks::ListingGap>,
 }
 
 /// vmlinux symbols from the kernel's own kallsyms tables, located by
@@ -380,6 +383,7 @@ impl<P: PhysMemory> Kernel<P> {
             online,
             cpu_stacks,
             warnings,
+            listing_gaps: Vec::new(),
         })
     }
 
