@@ -92,3 +92,34 @@ fn vmcore_truncated_before_open_is_a_named_error() {
     assert!(stderr.contains(&vmcore.display().to_string()), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A core file without a single thread (no NT_PRSTATUS) checks nothing:
+/// exit 2, naming the file, not an empty "all switchable".
+#[test]
+fn core_without_threads_is_an_error() {
+    let dir = temp_dir("nothreads");
+    // An x86-64 ET_CORE ELF header with no program headers at all.
+    let mut eh = vec![0u8; 64];
+    eh[..4].copy_from_slice(b"\x7fELF");
+    eh[4] = 2;
+    eh[5] = 1;
+    eh[6] = 1;
+    eh[0x10..0x12].copy_from_slice(&4u16.to_le_bytes());
+    eh[0x12..0x14].copy_from_slice(&62u16.to_le_bytes());
+    eh[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+    eh[0x34..0x36].copy_from_slice(&64u16.to_le_bytes());
+    eh[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+    let core = dir.join("empty.core");
+    std::fs::write(&core, &eh).unwrap();
+    let funcs = dir.join("funcs.txt");
+    std::fs::write(&funcs, "main\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lpstack"))
+        .args(["check".as_ref(), "core".as_ref(), core.as_os_str(), "--set".as_ref(), funcs.as_os_str()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stdout: {} stderr: {stderr}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains(&core.display().to_string()) && stderr.contains("no threads"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no report: {}", String::from_utf8_lossy(&out.stdout));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -178,6 +178,10 @@ fn run_vmcore(args: &CheckArgs, path: &std::path::Path) -> Result<i32, CliError>
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    if reports.is_empty() {
+        // Nothing checked is not "all switchable".
+        return Err(CliError(format!("{}: the task listing found no task (not even an idle task)", path.display())));
+    }
     // Setup and task listing both add warnings (skipped modules, a broken
     // task list read through the pid IDR).
     for w in &kernel.warnings {

@@ -28,6 +28,9 @@ pub fn run(args: &CheckArgs, path: &Path) -> Result<i32, CliError> {
     for n in &notes {
         eprintln!("lpstack: warning: {n}");
     }
+    if reports.is_empty() {
+        return Err(CliError(format!("{}: no thread of the core was checked", path.display())));
+    }
     let models = parse_models(args)?;
     let title = format!("core {} of process {}", path.display(), core.snapshot.pid);
     print_process(args, &inspection, &reports, &set, &models, title)

@@ -34,6 +34,9 @@ pub fn run(args: &CheckArgs, pid: i32) -> Result<i32, CliError> {
     for problem in attached.detach() {
         eprintln!("lpstack: warning: {problem}");
     }
+    if reports.is_empty() {
+        return Err(at(&"no thread of the process could be read (nothing checked is not \"all switchable\")"));
+    }
     let models = parse_models(args)?;
     super::core::print_process(args, &inspection, &reports, &set, &models, format!("process {pid}"))
 }

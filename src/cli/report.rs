@@ -368,6 +368,14 @@ pub fn print(
     symbols: &Symbolizer,
     all_frames: bool,
 ) -> Result<i32, CliError> {
+    // Every front-end says why it found nothing before it gets here; this
+    // is the last word, for any path that did not.
+    if rows.is_empty() {
+        return Err(CliError(format!(
+            "{}: no {} to check (nothing checked is not \"all switchable\")",
+            target.title, target.noun
+        )));
+    }
     // A listing that went past something is not known to hold every task.
     let all_switchable = rows.iter().all(|r| r.verdict.is_switchable()) && target.listing_gaps.is_empty();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
