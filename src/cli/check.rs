@@ -272,6 +272,17 @@ pub(super) fn task_row<'a, 'set>(r: &'a TaskReport<'set>) -> Row<'a, 'set> {
 /// The patch set from --set (and --new-set); `default_object` is the
 /// object of lines without one (vmlinux, or a process's executable).
 pub(super) fn load_set(args: &CheckArgs, symbols: &Symbolizer, default_object: &str) -> Result<PatchSet, CliError> {
+    load_set_with(args, symbols, default_object, &mut |_| false).map(|(set, _)| set)
+}
+
+/// [`load_set`], accepting a line with no symbol when `inline_only` says
+/// the function exists only as inlined copies; with the notes on them.
+pub(super) fn load_set_with(
+    args: &CheckArgs,
+    symbols: &Symbolizer,
+    default_object: &str,
+    inline_only: &mut dyn FnMut(&lpstack::patchset::FuncSpec) -> bool,
+) -> Result<(PatchSet, Vec<String>), CliError> {
     let read = |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| CliError(format!("{}: {e}", p.display())));
     fn at(p: &std::path::Path) -> impl Fn(lpstack::patchset::PatchSetError) -> CliError + '_ {
         move |e| CliError(format!("{}: {e}", p.display()))
@@ -286,7 +297,7 @@ pub(super) fn load_set(args: &CheckArgs, symbols: &Symbolizer, default_object: &
         None => None,
     };
     let direction = if args.unpatch { Direction::Unpatch } else { Direction::Patch };
-    PatchSet::resolve_for(direction, &old, new.as_deref(), symbols).map_err(at(set_path))
+    PatchSet::resolve_for_with_inline_only(direction, &old, new.as_deref(), symbols, inline_only).map_err(at(set_path))
 }
 
 /// The patched set of a kernel, with livepatch's rules (objects not
