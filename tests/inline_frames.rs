@@ -66,3 +66,35 @@ fn live_thread_in_an_inlined_copy_is_blocked() {
     assert!(frames.iter().all(|f| f["symbol"] != "patched_fn"), "{frames:?}");
     assert!(frames.iter().any(|f| f["symbol"].as_str().is_some_and(|s| s.starts_with("caller"))));
 }
+
+/// A function with no out-of-line copy (no symbol; only DWARF knows it):
+/// the funcs.txt line is accepted with a note, and a thread parked in its
+/// inlined copy is blocked. Without DWARF the line stays an error: nothing
+/// could check it.
+#[test]
+fn inline_only_function_is_checked_through_dwarf() {
+    let dir = std::env::temp_dir().join(format!("lpstack-inline-only-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs/inline_only.c");
+    let bin = dir.join("inline_only");
+    assert!(Command::new("cc").args(["-O2", "-g", "-o"]).arg(&bin).arg(src).status().unwrap().success());
+    let data = std::fs::read(&bin).unwrap();
+    let syms = symbols_from_elf("inline_only", &data).unwrap();
+    assert!(syms.find_by_name("inline_only_fn").next().is_none(), "gcc kept an out-of-line copy");
+    let (code, v) = common::check_pid_json(&bin, "inline_only_fn\n");
+    assert_eq!(code, Some(1), "{v}");
+    let t = &v["tasks"][0];
+    assert_eq!(t["verdict"], "blocked", "{t}");
+    assert_eq!(t["blocking"]["function"], "inline_only_fn");
+    assert_eq!(t["blocking"]["inlined"], true);
+    let notes = v["notes"].as_array().unwrap();
+    assert!(notes.iter().any(|n| n.as_str().is_some_and(|n| n.contains("only inlined copies"))), "{notes:?}");
+    assert_eq!(v["patched"][0]["size"], 0);
+
+    let bare = dir.join("inline_only_nodwarf");
+    assert!(Command::new("cc").args(["-O2", "-o"]).arg(&bare).arg(src).status().unwrap().success());
+    let (code, v) = common::check_pid_json(&bare, "inline_only_fn\n");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, Some(2), "{v}");
+    assert!(v.is_null());
+}

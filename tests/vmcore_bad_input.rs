@@ -10,7 +10,7 @@ use lpstack::dump::Dump;
 use lpstack::kernel::check::CheckConfig;
 use lpstack::kernel::image::{Kernel, OpenOptions, KernelError, SymbolSource};
 use lpstack::kernel::tasks::TaskListError;
-use lpstack::memory::{MemoryError, PhysMemory};
+use lpstack::memory::{Memory, MemoryError, PhysMemory};
 use lpstack::patchset::{parse_funcs, PatchSet};
 use lpstack::verdict::Verdict;
 
@@ -129,7 +129,7 @@ fn looping_task_list_is_a_named_error() {
     // never returns to init_task.
     let (at, target) = {
         let mut kernel = Kernel::open(&mut dump, &vi, OpenOptions::default()).unwrap();
-        let tasks = kernel.tasks().unwrap();
+        let tasks = kernel.tasks().unwrap().tasks;
         let off = kernel.layout().task.tasks.offset;
         let leaders: Vec<u64> = tasks.iter().filter(|t| t.pid == t.tgid && !t.idle).map(|t| t.addr).collect();
         let va = leaders[9] + off;
@@ -138,7 +138,7 @@ fn looping_task_list_is_a_named_error() {
     let mut kernel = Kernel::open(Tampered { dump: &mut dump, missing: vec![], overrides: vec![(at, target)] }, &vi, OpenOptions::default()).unwrap();
     match kernel.tasks() {
         Err(TaskListError::Loop { addr }) => assert_eq!(addr, target),
-        other => panic!("{:?}", other.map(|t| t.len())),
+        other => panic!("{:?}", other.map(|t| t.tasks.len())),
     }
 }
 
@@ -181,7 +181,7 @@ fn holes_in_the_task_list_fall_back_to_the_pid_idr() {
     let truth = verdicts(&mut dump, &vi).unwrap();
     let (holes, lost): (Vec<(u64, u64)>, Vec<i32>) = {
         let mut kernel = Kernel::open(&mut dump, &vi, OpenOptions::default()).unwrap();
-        let tasks = kernel.tasks().unwrap();
+        let tasks = kernel.tasks().unwrap().tasks;
         let off = kernel.layout().task.tasks.offset;
         // Three processes' task_struct pages, far apart in the list.
         let picked: Vec<_> = tasks.iter().filter(|t| t.pid == t.tgid && !t.idle).step_by(9).take(3).cloned().collect();
@@ -195,7 +195,7 @@ fn holes_in_the_task_list_fall_back_to_the_pid_idr() {
     };
     let mut tampered = Tampered { dump: &mut dump, missing: holes, overrides: vec![] };
     let mut kernel = Kernel::open(&mut tampered, &vi, OpenOptions::default()).unwrap();
-    let tasks = kernel.tasks().unwrap();
+    let tasks = kernel.tasks().unwrap().tasks;
     assert!(kernel.warnings().iter().any(|w| w.contains("pid IDR")), "{:?}", kernel.warnings());
     let set = PatchSet::resolve(&parse_funcs("lpstack_park:park_here_a\n", "vmlinux").unwrap(), &kernel.symbols()).unwrap();
     let reports = kernel.check(&set, &CheckConfig::default(), |_, _| {}).unwrap().tasks;
@@ -211,4 +211,56 @@ fn holes_in_the_task_list_fall_back_to_the_pid_idr() {
             assert_eq!(got.get(pid), Some(v), "pid {pid} unchanged");
         }
     }
+}
+
+/// What the listing goes past is named, and nothing it may hide is called
+/// switchable: a struct pid whose page is gone (with the task list broken,
+/// so that the pid IDR is walked) and a CPU whose rq->idle reads NULL.
+#[test]
+fn listing_gaps_are_named() {
+    let bytes = dump_bytes();
+    let mut dump = Dump::open(&bytes).unwrap();
+    let vi = dump.vmcoreinfo().cloned().unwrap();
+    let (missing, pid_addr, victim, idle_at) = {
+        let mut kernel = Kernel::open(&mut dump, &vi, OpenOptions::default()).unwrap();
+        let listing = kernel.tasks().unwrap();
+        assert!(listing.gaps.is_empty(), "{:?}", listing.gaps);
+        let tasks = listing.tasks;
+        let off = kernel.layout().task.tasks.offset;
+        let p = kernel.layout().pid_idr.unwrap();
+        let leaders: Vec<_> = tasks.iter().filter(|t| t.pid == t.tgid && !t.idle).cloned().collect();
+        // Two holes: more than the task list walk can bridge.
+        let hole = |k: &mut Kernel<_>, t: &lpstack::kernel::tasks::TaskInfo| {
+            let pa = k.memory().translate(t.addr + off).unwrap() & !0xfff;
+            (pa, pa + 4096)
+        };
+        let holes = [hole(&mut kernel, &leaders[5]), hole(&mut kernel, &leaders[14])];
+        // pid_links[PIDTYPE_PID].pprev points at its pid's tasks[0].first.
+        let victim = leaders[20].clone();
+        let pprev = kernel.memory().read_u64(victim.addr + p.task_pid_link.offset + 8).unwrap();
+        let pid_addr = pprev - p.pid_first_task.offset;
+        let pid_page = kernel.memory().translate(pprev).unwrap() & !0xfff;
+        let rq = kernel.layout().rq.unwrap();
+        let rq0 = kernel.per_cpu(kernel.symbol("runqueues").unwrap(), 0).unwrap();
+        let idle_at = kernel.memory().translate(rq0 + rq.idle.offset).unwrap();
+        (vec![holes[0], holes[1], (pid_page, pid_page + 4096)], pid_addr, victim, idle_at)
+    };
+    let mut tampered = Tampered { dump: &mut dump, missing, overrides: vec![(idle_at, 0)] };
+    let mut kernel = Kernel::open(&mut tampered, &vi, OpenOptions::default()).unwrap();
+    let set = PatchSet::resolve(&parse_funcs("lpstack_park:park_here_a\n", "vmlinux").unwrap(), kernel.symbols()).unwrap();
+    let checked = kernel.check(&set, &CheckConfig::default(), |_, _| {}).unwrap();
+    let reports = checked.tasks;
+    let gaps: Vec<String> = checked.listing_gaps.iter().map(|g| g.to_string()).collect();
+    assert!(kernel.warnings().iter().any(|w| w.contains("pid IDR")), "{:?}", kernel.warnings());
+    assert!(gaps.iter().any(|g| g.contains(&format!("struct pid at {pid_addr:#x}"))), "{gaps:?}");
+    assert!(gaps.iter().any(|g| g.contains("CPU 0: rq->idle")), "{gaps:?}");
+    let placeholder = reports.iter().find(|r| r.task.addr == pid_addr).expect("the unreadable struct pid is a row");
+    assert_eq!(placeholder.verdict.name(), "unreliable");
+    for r in reports.iter().filter(|r| r.task.pid == victim.pid || r.task.addr == victim.addr) {
+        assert_ne!(r.verdict.name(), "switchable", "the task behind the lost struct pid");
+    }
+    // Listing again starts afresh.
+    drop(tampered);
+    let mut kernel = Kernel::open(&mut dump, &vi, OpenOptions::default()).unwrap();
+    assert!(kernel.tasks().unwrap().gaps.is_empty());
 }

@@ -169,15 +169,22 @@ fn run_vmcore(args: &CheckArgs, path: &std::path::Path) -> Result<i32, CliError>
         kernel_regs: if args.frame_pointer_rules { KernelRegsPolicy::Reject } else { KernelRegsPolicy::Accept },
     };
     let bar = progress_bar();
-    let reports = kernel.check(&set, &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &cpus }, select: Select::All }, |i, n| {
-        if let Some(b) = &bar {
-            b.set_length(n as u64);
-            b.set_position(i as u64);
-        }
-    }).map(|c| c.tasks)
-    .map_err(|e| named(&e))?;
+    let check = CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &cpus }, select: Select::All };
+    let checked = kernel
+        .check(&set, &check, |i, n| {
+            if let Some(b) = &bar {
+                b.set_length(n as u64);
+                b.set_position(i as u64);
+            }
+        })
+        .map_err(|e| named(&e))?;
+    let (reports, gaps) = (checked.tasks, checked.listing_gaps);
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    if reports.is_empty() {
+        // Nothing checked is not "all switchable".
+        return Err(CliError(format!("{}: the task listing found no task (not even an idle task)", path.display())));
     }
     // Setup and task listing both add warnings (skipped modules, a broken
     // task list read through the pid IDR).
@@ -202,6 +209,7 @@ fn run_vmcore(args: &CheckArgs, path: &std::path::Path) -> Result<i32, CliError>
         home_object: "vmlinux".into(),
         transition,
         notes: kernel_set.notes,
+        listing_gaps: listing_gaps(&gaps),
     };
     report::print(args.format, &target, &rows, &set, &evaluate_models(&models, &rows, &set), kernel.symbols(), args.all_frames)
 }
@@ -220,6 +228,17 @@ fn facts<'a>(rows: &'a [Row<'_, '_>]) -> Vec<ThreadFacts<'a>> {
             reliable: r.reliability.is_some_and(Reliability::is_reliable),
             in_kernel: r.in_kernel,
             hits: r.hits,
+        })
+        .collect()
+}
+
+/// The listing's gaps as report lines, each also said on stderr.
+pub(super) fn listing_gaps(gaps: &[lpstack::kernel::tasks::ListingGap]) -> Vec<String> {
+    gaps.iter()
+        .map(|g| {
+            let line = format!("task listing: {g}");
+            eprintln!("lpstack: warning: {line}");
+            line
         })
         .collect()
 }
@@ -275,6 +294,17 @@ pub(super) fn task_row<'a, 'set>(r: &'a TaskReport<'set>) -> Row<'a, 'set> {
 /// The patch set from --set (and --new-set); `default_object` is the
 /// object of lines without one (vmlinux, or a process's executable).
 pub(super) fn load_set(args: &CheckArgs, symbols: &Symbolizer, default_object: &str) -> Result<PatchSet, CliError> {
+    load_set_with(args, symbols, default_object, &mut |_| false).map(|(set, _)| set)
+}
+
+/// [`load_set`], accepting a line with no symbol when `inline_only` says
+/// the function exists only as inlined copies; with the notes on them.
+pub(super) fn load_set_with(
+    args: &CheckArgs,
+    symbols: &Symbolizer,
+    default_object: &str,
+    inline_only: &mut dyn FnMut(&lpstack::patchset::FuncSpec) -> bool,
+) -> Result<(PatchSet, Vec<String>), CliError> {
     let read = |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| CliError(format!("{}: {e}", p.display())));
     fn at(p: &std::path::Path) -> impl Fn(lpstack::patchset::PatchSetError) -> CliError + '_ {
         move |e| CliError(format!("{}: {e}", p.display()))
@@ -289,7 +319,7 @@ pub(super) fn load_set(args: &CheckArgs, symbols: &Symbolizer, default_object: &
         None => None,
     };
     let direction = if args.unpatch { Direction::Unpatch } else { Direction::Patch };
-    PatchSet::resolve_for(direction, &old, new.as_deref(), symbols).map_err(at(set_path))
+    PatchSet::resolve_for_with_inline_only(direction, &old, new.as_deref(), symbols, inline_only).map_err(at(set_path))
 }
 
 /// The patched set of a kernel, with livepatch's rules (objects not

@@ -11,7 +11,7 @@ use lpstack::verdict::Verdict;
 use lpstack::walk::WalkConfig;
 use serde_json::json;
 
-use super::check::{CheckArgs, evaluate_models, load_set, parse_models};
+use super::check::{CheckArgs, evaluate_models, load_set_with, parse_models};
 use super::report::{self, Row, Target};
 use super::{CliError, map_file};
 
@@ -21,16 +21,20 @@ pub fn run(args: &CheckArgs, path: &Path) -> Result<i32, CliError> {
     let root = args.sysroot.clone().unwrap_or_else(|| "/".into());
     let mut mem = core.memory();
     let inspection = Inspection::new(core.snapshot.clone(), &FileAccess::Sysroot(root), &mut mem);
-    let set = load_set(args, &inspection.symbols, &inspection.main_object)?;
+    let (set, set_notes) =
+        load_set_with(args, &inspection.symbols, &inspection.main_object, &mut |f| inspection.dwarf_inlines(&f.object, &f.function))?;
     let config = WalkConfig { max_frames: args.max_frames.max(1), ..WalkConfig::default() };
     let mut notes = Vec::new();
     let reports = inspection.check_with_notes(&mut mem, &set, &config, &mut notes);
     for n in &notes {
         eprintln!("lpstack: warning: {n}");
     }
+    if reports.is_empty() {
+        return Err(CliError(format!("{}: no thread of the core was checked", path.display())));
+    }
     let models = parse_models(args)?;
     let title = format!("core {} of process {}", path.display(), core.snapshot.pid);
-    print_process(args, &inspection, &reports, &set, &models, title)
+    print_process(args, &inspection, &reports, &set, &models, title, set_notes)
 }
 
 /// The report of a process (live or core), shared by `pid` and `core`.
@@ -41,8 +45,9 @@ pub(super) fn print_process(
     set: &PatchSet,
     models: &[Model],
     title: String,
+    set_notes: Vec<String>,
 ) -> Result<i32, CliError> {
-    for note in &inspection.notes {
+    for note in inspection.notes.iter().chain(&set_notes) {
         eprintln!("lpstack: note: {note}");
     }
     let s = &inspection.snapshot;
@@ -80,7 +85,8 @@ pub(super) fn print_process(
         noun: "threads",
         home_object: inspection.main_object.clone(),
         transition: None,
-        notes: vec![],
+        notes: set_notes,
+        listing_gaps: vec![],
     };
     report::print(args.format, &target, &rows, set, &evaluate_models(models, &rows, set), &inspection.symbols, args.all_frames)
 }

@@ -41,7 +41,7 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
     let check = CheckConfig { walk: config, mode: CheckMode::Live { passes: args.max_passes.max(1), threads: args.threads }, select };
     let t1 = Instant::now();
     let checked = kernel.check(&set, &check, |_, _| {}).map_err(|e| CliError(format!("{}: {e}", sources.kcore.display())))?;
-    let (reports, reads) = (checked.tasks, checked.reads);
+    let (reports, reads, gaps) = (checked.tasks, checked.reads, checked.listing_gaps);
     let t_check = t1.elapsed();
     if reports.is_empty() {
         // Nothing checked is not "all switchable".
@@ -85,6 +85,7 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
         home_object: "vmlinux".into(),
         transition,
         notes: kernel_set.notes,
+        listing_gaps: super::check::listing_gaps(&gaps),
     };
     report::print(args.format, &target, &rows, &set, &evaluate_models(&models, &rows, &set), kernel.symbols(), args.all_frames)
 }

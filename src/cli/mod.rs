@@ -5,6 +5,7 @@
 mod check;
 mod core;
 mod live;
+mod mapped;
 mod orc;
 mod pid;
 mod report;
@@ -58,13 +59,7 @@ pub fn run() -> i32 {
     }
 }
 
-/// Maps a file read-only. The mapping is only read; a file changed while
-/// mapped gives wrong answers, not memory unsafety in our code paths.
-pub fn map_file(path: &std::path::Path) -> Result<memmap2::Mmap, CliError> {
-    let file = std::fs::File::open(path).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
-    // SAFETY: read-only private mapping; see above.
-    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| CliError(format!("{}: cannot map: {e}", path.display())))
-}
+pub use mapped::map_file;
 
 /// Parses a hex address with or without 0x.
 pub fn parse_addr(s: &str) -> Result<u64, String> {

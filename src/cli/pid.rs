@@ -5,7 +5,7 @@ use lpstack::process::{FileAccess, Inspection};
 use lpstack::walk::WalkConfig;
 
 use super::CliError;
-use super::check::{CheckArgs, load_set, parse_models};
+use super::check::{CheckArgs, load_set_with, parse_models};
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub fn run(args: &CheckArgs, pid: i32) -> Result<i32, CliError> {
@@ -24,7 +24,8 @@ pub fn run(args: &CheckArgs, pid: i32) -> Result<i32, CliError> {
     let snapshot = attached.snapshot().map_err(|e| at(&e))?;
     let mut mem = attached.memory();
     inspection.update(snapshot, &access, &mut mem);
-    let set = load_set(args, &inspection.symbols, &inspection.main_object)?;
+    let (set, set_notes) =
+        load_set_with(args, &inspection.symbols, &inspection.main_object, &mut |f| inspection.dwarf_inlines(&f.object, &f.function))?;
     let config = WalkConfig { max_frames: args.max_frames.max(1), ..WalkConfig::default() };
     let mut notes = Vec::new();
     let reports = inspection.check_with_notes(&mut mem, &set, &config, &mut notes);
@@ -34,8 +35,11 @@ pub fn run(args: &CheckArgs, pid: i32) -> Result<i32, CliError> {
     for problem in attached.detach() {
         eprintln!("lpstack: warning: {problem}");
     }
+    if reports.is_empty() {
+        return Err(at(&"no thread of the process could be read (nothing checked is not \"all switchable\")"));
+    }
     let models = parse_models(args)?;
-    super::core::print_process(args, &inspection, &reports, &set, &models, format!("process {pid}"))
+    super::core::print_process(args, &inspection, &reports, &set, &models, format!("process {pid}"), set_notes)
 }
 
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]

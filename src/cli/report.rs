@@ -33,6 +33,9 @@ pub struct Target {
     /// What the user should know about the patched set (skipped objects,
     /// stacked patches, where the set came from).
     pub notes: Vec<String>,
+    /// What the listing of tasks went past without reading: tasks may be
+    /// missing, so the answer is never "all switchable" (exit 1).
+    pub listing_gaps: Vec<String>,
 }
 
 /// One thread, as the report needs it.
@@ -155,6 +158,13 @@ pub fn table_report(
         writeln!(out, "    {n:>6}  {f}")?;
     }
     writeln!(out, "  running     {running}")?;
+    if !target.listing_gaps.is_empty() {
+        // Not a row: what may hide a task that cannot switch.
+        writeln!(out, "  not listed  {} part(s) of the task listing could not be read:", target.listing_gaps.len())?;
+        for g in &target.listing_gaps {
+            writeln!(out, "    {g}")?;
+        }
+    }
     // During a transition the tasks the kernel already switched are
     // counted, not listed; every other task is, with the kernel's words.
     let stuck: Vec<&Row<'_, '_>> = match &target.transition {
@@ -311,6 +321,7 @@ pub fn json_report(target: &Target, rows: &[Row<'_, '_>], set: &PatchSet, models
         summary["switched_by_kernel"] = json!(switched);
         summary["pending"] = json!(rows.len() - switched);
     }
+    summary["not_listed"] = json!(target.listing_gaps.len());
     let models: Vec<Value> = models
         .iter()
         .map(|m| {
@@ -324,7 +335,8 @@ pub fn json_report(target: &Target, rows: &[Row<'_, '_>], set: &PatchSet, models
         target.key: target.json,
         "patched": set.funcs().iter().map(|f| json!({"object": f.object, "function": f.function, "sympos": f.sympos, "address": f.address, "size": f.size, "checked": format!("{}:{}", f.checked_object, f.checked_function), "version": f.version})).collect::<Vec<_>>(),
         "transition": target.transition.as_ref().map(|(module, target)| json!({"patch": module, "target": target})),
-        "notes": target.notes,
+        "notes": target.notes.iter().chain(&target.listing_gaps).collect::<Vec<_>>(),
+        "listing_gaps": target.listing_gaps,
         "summary": summary,
         "models": models,
         "tasks": tasks,
@@ -342,7 +354,16 @@ pub fn print(
     symbols: &Symbolizer,
     all_frames: bool,
 ) -> Result<i32, CliError> {
-    let all_switchable = rows.iter().all(|r| r.verdict.is_switchable());
+    // Every front-end says why it found nothing before it gets here; this
+    // is the last word, for any path that did not.
+    if rows.is_empty() {
+        return Err(CliError(format!(
+            "{}: no {} to check (nothing checked is not \"all switchable\")",
+            target.title, target.noun
+        )));
+    }
+    // A listing that went past something is not known to hold every task.
+    let all_switchable = rows.iter().all(|r| r.verdict.is_switchable()) && target.listing_gaps.is_empty();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match format {
         super::check::OutputFormat::Json => {

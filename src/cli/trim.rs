@@ -87,7 +87,7 @@ pub fn run(args: TrimArgs) -> Result<i32, CliError> {
         // still supports it.
         if let Some(ns) = kernel.symbol("init_pid_ns") {
             let layout = *kernel.layout();
-            let _ = lpstack::kernel::tasks::list_threads_by_pid(kernel.memory(), &layout, ns);
+            let _ = lpstack::kernel::tasks::list_threads_by_pid(kernel.memory(), &layout, ns, &mut Vec::new());
         }
     }
     let mut wanted: BTreeSet<u64> = BTreeSet::new();

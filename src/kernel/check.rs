@@ -5,7 +5,7 @@
 use super::addrspace::KernelSpace;
 use super::image::{CpuRegs, Kernel};
 use super::layout::Layout;
-use super::tasks::{list_threads, list_threads_by_pid, read_task, task_span, unreadable_task, TaskInfo, TaskListError};
+use super::tasks::{list_threads, list_threads_by_pid, read_task, task_span, unreadable_task, ListingGap, TaskInfo, TaskListError, TaskListing};
 use crate::memory::{Memory, PhysMemory, SliceMemory};
 use crate::patchset::PatchSet;
 use crate::orc::OrcTables;
@@ -25,8 +25,15 @@ pub struct TaskReport<'set> {
 }
 
 impl<P: PhysMemory> Kernel<P> {
-    /// Every thread, then each online CPU's idle task (as klp does).
-    pub fn tasks(&mut self) -> Result<Vec<TaskInfo>, TaskListError> {
+    /// Every thread, then each online CPU's idle task (as klp does), with
+    /// what the listing went past without reading.
+    pub fn tasks(&mut self) -> Result<TaskListing, TaskListError> {
+        let mut gaps = Vec::new();
+        let tasks = self.tasks_noting(&mut gaps)?;
+        Ok(TaskListing { tasks, gaps })
+    }
+
+    fn tasks_noting(&mut self, gaps: &mut Vec<ListingGap>) -> Result<Vec<TaskInfo>, TaskListError> {
         let mut tasks = match list_threads(&mut self.mem, &self.layout, self.init_task) {
             Ok(t) => t,
             // Holes in the task list (a filtered dump): every thread also
@@ -34,7 +41,7 @@ impl<P: PhysMemory> Kernel<P> {
             Err(TaskListError::Memory(e)) => match self.symbol("init_pid_ns") {
                 Some(ns) => {
                     self.warnings.push(format!("task list broken ({e}); tasks listed through the pid IDR"));
-                    list_threads_by_pid(&mut self.mem, &self.layout, ns)?
+                    list_threads_by_pid(&mut self.mem, &self.layout, ns, gaps)?
                 }
                 None => return Err(TaskListError::Memory(e)),
             },
@@ -45,15 +52,39 @@ impl<P: PhysMemory> Kernel<P> {
             let mut t = read_task(&mut self.mem, &self.layout, self.init_task)?;
             t.idle = true;
             tasks.push(t);
+            let others = self.online.iter().skip(1).filter(|&&o| o).count();
+            if others > 0 {
+                gaps.push(ListingGap {
+                    addr: None,
+                    what: format!(
+                        "no struct rq layout in BTF or no `runqueues` symbol: the idle tasks of {others} online CPU(s) besides CPU 0 are not listed"
+                    ),
+                });
+            }
             return Ok(tasks);
         };
         for cpu in 0..self.nr_cpus {
             if !self.online.get(cpu as usize).copied().unwrap_or(false) {
                 continue; // the kernel switches offline idle tasks at once
             }
-            let Some(rq_addr) = self.per_cpu(runqueues, cpu) else { continue };
+            let Some(rq_addr) = self.per_cpu(runqueues, cpu) else {
+                gaps.push(ListingGap {
+                    addr: Some(runqueues),
+                    what: format!("CPU {cpu}: no per-CPU offset for `runqueues` ({runqueues:#x}): its idle task is not listed"),
+                });
+                continue;
+            };
             let mut t = match self.mem.read_u64(rq_addr + rq.idle.offset) {
-                Ok(0) => continue,
+                Ok(0) => {
+                    gaps.push(ListingGap {
+                        addr: Some(rq_addr + rq.idle.offset),
+                        what: format!(
+                            "CPU {cpu}: rq->idle at {:#x} is NULL on an online CPU: its idle task is not listed",
+                            rq_addr + rq.idle.offset
+                        ),
+                    });
+                    continue;
+                }
                 Ok(idle) => read_task(&mut self.mem, &self.layout, idle).unwrap_or_else(|e| unreadable_task(idle, e)),
                 Err(e) => unreadable_task(rq_addr, e),
             };
@@ -236,6 +267,9 @@ impl Default for CheckConfig<'_> {
 #[derive(Clone, Debug)]
 pub struct Checked<'set> {
     pub tasks: Vec<TaskReport<'set>>,
+    /// What the task listing went past without reading: tasks may be
+    /// missing from `tasks`. Empty when the listing is complete.
+    pub listing_gaps: Vec<ListingGap>,
     /// Requests to the memory source by purpose (counted for a live check).
     pub reads: LiveReads,
 }
@@ -251,20 +285,26 @@ impl<P: PhysMemory + Send> Kernel<P> {
         config: &CheckConfig<'_>,
         progress: impl FnMut(usize, usize),
     ) -> Result<Checked<'set>, TaskListError> {
-        let keep = |t: &TaskInfo| config.select.keeps(t);
         let mut reads = LiveReads::default();
-        let tasks = match config.mode {
-            CheckMode::Dump { cpus } => check_dump(self, set, cpus, &config.walk, keep, progress)?,
+        let select = |listed: Vec<TaskInfo>| -> Vec<TaskInfo> { listed.into_iter().filter(|t| config.select.keeps(t)).collect() };
+        let (tasks, listing_gaps) = match config.mode {
+            CheckMode::Dump { cpus } => {
+                let listing = self.tasks()?;
+                (check_dump(self, set, cpus, &config.walk, select(listing.tasks), progress), listing.gaps)
+            }
             CheckMode::Live { passes, threads } => {
                 let live = LiveConfig { max_passes: passes.max(1) };
-                if threads > 1 {
-                    check_live_parallel(self, set, &config.walk, &live, keep, &mut reads)?
+                let listing = live_listing(self, &live, &mut reads)?;
+                let tasks = select(listing.tasks);
+                let reports = if threads > 1 {
+                    check_live_parallel(self, set, &config.walk, &live, tasks, &mut reads)
                 } else {
-                    check_live(self, set, &config.walk, &live, keep, progress, &mut reads)?
-                }
+                    check_live(self, set, &config.walk, &live, tasks, progress, &mut reads)
+                };
+                (reports, listing.gaps)
             }
         };
-        Ok(Checked { tasks, reads })
+        Ok(Checked { tasks, listing_gaps, reads })
     }
 }
 
@@ -274,10 +314,9 @@ fn check_dump<'set, P: PhysMemory>(
     set: &'set PatchSet,
     cpus: &[CpuRegs],
     config: &WalkConfig,
-    keep: impl Fn(&TaskInfo) -> bool,
+    tasks: Vec<TaskInfo>,
     mut progress: impl FnMut(usize, usize),
-) -> Result<Vec<TaskReport<'set>>, TaskListError> {
-    let tasks: Vec<TaskInfo> = kernel.tasks()?.into_iter().filter(|t| keep(t)).collect();
+) -> Vec<TaskReport<'set>> {
     let total = tasks.len();
     // --max-frames may be huge; the walk grows the buffer as it goes.
     let mut frames = Vec::with_capacity(config.max_frames.min(1024));
@@ -291,7 +330,7 @@ fn check_dump<'set, P: PhysMemory>(
         out.push(TaskReport { task, frames: frames.clone(), reliability, hits, verdict });
     }
     progress(total, total);
-    Ok(out)
+    out
 }
 
 /// How hard to look at a moving task.
@@ -349,15 +388,14 @@ fn check_live<'set, P: PhysMemory>(
     set: &'set PatchSet,
     config: &WalkConfig,
     live: &LiveConfig,
-    keep: impl FnMut(&TaskInfo) -> bool,
+    tasks: Vec<TaskInfo>,
     mut progress: impl FnMut(usize, usize),
     reads: &mut LiveReads,
-) -> Result<Vec<TaskReport<'set>>, TaskListError> {
-    let tasks = live_listing(kernel, live, keep, reads)?;
+) -> Vec<TaskReport<'set>> {
     let total = tasks.len();
     let out = live_tasks(&mut kernel.walker(), set, config, live, tasks, &mut |i| progress(i, total), reads);
     progress(total, total);
-    Ok(out)
+    out
 }
 
 /// [`check_live`] on two threads when the source can open a second reader
@@ -370,16 +408,15 @@ fn check_live_parallel<'set, P: PhysMemory + Send>(
     set: &'set PatchSet,
     config: &WalkConfig,
     live: &LiveConfig,
-    keep: impl FnMut(&TaskInfo) -> bool,
+    mut tasks: Vec<TaskInfo>,
     reads: &mut LiveReads,
-) -> Result<Vec<TaskReport<'set>>, TaskListError> {
-    let mut tasks = live_listing(kernel, live, keep, reads)?;
+) -> Vec<TaskReport<'set>> {
     let second = match kernel.mem.split() {
         Some(mem) if tasks.len() >= 2 => Some((mem, tasks.split_off(tasks.len() / 2))),
         _ => None,
     };
     let Some((mut mem2, second)) = second else {
-        return Ok(live_tasks(&mut kernel.walker(), set, config, live, tasks, &mut |_| {}, reads));
+        return live_tasks(&mut kernel.walker(), set, config, live, tasks, &mut |_| {}, reads);
     };
     let mut code2 = kernel.code.clone();
     let mut reads2 = LiveReads::default();
@@ -398,7 +435,7 @@ fn check_live_parallel<'set, P: PhysMemory + Send>(
     };
     out.extend(rest);
     reads.add(&reads2);
-    Ok(out)
+    out
 }
 
 /// The tasks a live check looks at, listed afresh (the listing is each
@@ -406,9 +443,8 @@ fn check_live_parallel<'set, P: PhysMemory + Send>(
 fn live_listing<P: PhysMemory>(
     kernel: &mut Kernel<P>,
     live: &LiveConfig,
-    mut keep: impl FnMut(&TaskInfo) -> bool,
     reads: &mut LiveReads,
-) -> Result<Vec<TaskInfo>, TaskListError> {
+) -> Result<TaskListing, TaskListError> {
     let (r0, b0) = (kernel.mem.phys().reads(), kernel.mem.phys().bytes_read());
     // The task list itself moves (exits unlink tasks): retry a failed read.
     let mut listed = Err(TaskListError::TooLong);
@@ -427,7 +463,7 @@ fn live_listing<P: PhysMemory>(
     // the listing: page tables and pages cached since then still hold for
     // it, and its first walk need not read them again.
     kernel.mem.invalidate();
-    Ok(listed?.into_iter().filter(|t| keep(t)).collect())
+    listed
 }
 
 /// Checks `tasks` of a running kernel in order (see [`CheckMode::Live`]).

@@ -58,6 +58,30 @@ impl TaskInfo {
     }
 }
 
+/// Something the listing went past without reading it: a task may be
+/// missing there, so the listing is not known to be complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListingGap {
+    /// The address that could not be read or followed, when there is one.
+    pub addr: Option<u64>,
+    /// What was skipped and why, naming the address.
+    pub what: String,
+}
+
+/// The tasks livepatch would check, and what the listing went past.
+#[derive(Clone, Debug, Default)]
+pub struct TaskListing {
+    pub tasks: Vec<TaskInfo>,
+    /// Empty when the listing is known to be complete.
+    pub gaps: Vec<ListingGap>,
+}
+
+impl std::fmt::Display for ListingGap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TaskListError {
     #[error("task list: {0}")]
@@ -279,15 +303,31 @@ pub fn list_threads<M: Memory>(mem: &mut M, l: &Layout, init_task: u64) -> Resul
 /// Every thread, found through the pid IDR of `init_pid_ns` (at
 /// `ns_addr`) instead of the task list: each `struct pid` of a thread links
 /// to its task. Used when a filtered dump has holes in the task list; a
-/// task whose page is missing is still listed, as unreadable.
-pub fn list_threads_by_pid<M: Memory>(mem: &mut M, l: &Layout, ns_addr: u64) -> Result<Vec<TaskInfo>, TaskListError> {
+/// task whose page is missing is still listed, as unreadable. A `struct
+/// pid` that cannot be read is listed as an unreadable task at the pid's
+/// address (its task, if any, is unknown) and named in `gaps`, as is a
+/// part of the IDR that is not followed.
+pub fn list_threads_by_pid<M: Memory>(
+    mem: &mut M,
+    l: &Layout,
+    ns_addr: u64,
+    gaps: &mut Vec<ListingGap>,
+) -> Result<Vec<TaskInfo>, TaskListError> {
     let Some(p) = l.pid_idr else { return Err(TaskListError::NoPidIdr) };
     let head = mem.read_u64(ns_addr + p.ns_xa_head.offset)?;
     let mut pids = Vec::new();
     // Depth-first over xarray nodes; internal entries have low bits 0b10.
     let mut stack = vec![(head, 0u32)];
     while let Some((entry, depth)) = stack.pop() {
-        if entry == 0 || depth > 16 {
+        if entry == 0 {
+            continue;
+        }
+        if depth > 16 {
+            // 16 levels of 64 slots are more pids than there can be.
+            gaps.push(ListingGap {
+                addr: Some(entry),
+                what: format!("pid IDR entry {entry:#x} is deeper than 16 levels (corrupt): the tasks under it are not listed"),
+            });
             continue;
         }
         let internal = entry & 3 == 2;
@@ -310,7 +350,23 @@ pub fn list_threads_by_pid<M: Memory>(mem: &mut M, l: &Layout, ns_addr: u64) -> 
     let mut out = Vec::with_capacity(pids.len());
     let mut seen = HashSet::new();
     for pid in pids {
-        let Ok(link) = mem.read_u64(pid + p.pid_first_task.offset) else { continue };
+        let link = match mem.read_u64(pid + p.pid_first_task.offset) {
+            Ok(link) => link,
+            Err(e) => {
+                gaps.push(ListingGap {
+                    addr: Some(pid),
+                    what: format!(
+                        "struct pid at {pid:#x} (pid IDR) could not be read ({e}): the task it links to, if any, is listed as unreadable"
+                    ),
+                });
+                let mut t = unreadable_task(pid, e);
+                if let Ok(nr) = p.pid_nr.read_int(mem, pid) {
+                    t.pid = nr as i32;
+                }
+                out.push(t);
+                continue;
+            }
+        };
         if link == 0 {
             continue; // a pid without a task (a process group id, say)
         }
@@ -473,6 +529,54 @@ mod tests {
         assert!(ts[0].unreadable.is_some(), "A cannot be read");
         assert_eq!(ts[1].pid, 20);
         assert!(ts[1].unreadable.is_none());
+    }
+
+    /// The pid IDR: a struct pid that cannot be read is listed as an
+    /// unreadable task at its address and named as a gap; nothing is
+    /// skipped silently.
+    #[test]
+    fn unreadable_struct_pid_is_a_named_gap() {
+        struct Holey<'a>(SliceMemory<'a>, u64);
+        impl Memory for Holey<'_> {
+            fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+                if addr >= self.1 && addr < self.1 + 0x1000 {
+                    return Err(MemoryError::new(addr, crate::memory::MemoryErrorKind::NotInDump));
+                }
+                self.0.read(addr, buf)
+            }
+        }
+        use super::super::layout::PidIdrLayout;
+        let (mut m, mut l) = world(true);
+        l.pid_idr = Some(PidIdrLayout {
+            ns_xa_head: f(0x8, 8),
+            node_shift: f(0, 1),
+            node_slots: f(0x10, 32),
+            node_slot_count: 4,
+            pid_first_task: f(0x8, 8),
+            task_pid_link: f(0x90, 16),
+            pid_nr: f(0x20, 4),
+        });
+        let (ns, node, pid_a, pid_b, pid_c) = (BASE + 0x5000, BASE + 0x6000, BASE + 0x7000, BASE + 0xa000, BASE + 0xb000);
+        m.put(ns + 0x8, node | 2);
+        m.put(node + 0x10, pid_a);
+        m.put(node + 0x18, pid_b);
+        m.put(node + 0x20, pid_c);
+        m.put(pid_a + 0x8, BASE + 0x2000 + 0x90);
+        m.put(pid_c + 0x8, BASE + 0x4000 + 0x90);
+        // pid_b's page is gone.
+        let mut mem = Holey(SliceMemory::new(BASE, &m.0), pid_b);
+        let mut gaps = Vec::new();
+        let ts = list_threads_by_pid(&mut mem, &l, ns, &mut gaps).unwrap();
+        let got: Vec<(u64, i32, bool)> = ts.iter().map(|t| (t.addr - BASE, t.pid, t.unreadable.is_some())).collect();
+        assert_eq!(got, [(0x2000, 10, false), (0xa000, -1, true), (0x4000, 20, false)]);
+        assert_eq!(gaps.len(), 1);
+        assert_eq!(gaps[0].addr, Some(pid_b));
+        assert!(gaps[0].to_string().contains(&format!("struct pid at {pid_b:#x}")), "{}", gaps[0]);
+        // Intact: no gap.
+        let mut gaps = Vec::new();
+        let ts = list_threads_by_pid(&mut SliceMemory::new(BASE, &m.0), &l, ns, &mut gaps).unwrap();
+        assert_eq!(ts.len(), 2, "pid_b links to no task");
+        assert!(gaps.is_empty());
     }
 
     /// A task read from its span alone reads as from all of memory.

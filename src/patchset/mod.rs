@@ -193,7 +193,9 @@ pub struct PatchedFunc {
     pub sympos: u32,
     /// Line of the old function's spec; 0 for `from_ranges`.
     pub line: usize,
-    /// The checked range: `[address, address + size)`.
+    /// The checked range: `[address, address + size)`. Size 0 (address 0)
+    /// for a function with only inlined copies: no pc is in it, and its
+    /// copies are found through DWARF by name.
     pub address: u64,
     pub size: u64,
     /// The symbol whose range is checked: the old function itself, or the
@@ -239,7 +241,8 @@ impl PatchedFunc {
         pc >= self.address && pc - self.address < self.size
     }
 
-    /// Last address in the range (`size` is never 0).
+    /// Last address in the range (for an inline-only entry, size 0, its
+    /// address; such entries are not in the address index).
     fn last(&self) -> u64 {
         self.address.saturating_add(self.size.saturating_sub(1))
     }
@@ -415,6 +418,55 @@ impl PatchSet {
         }
     }
 
+    /// As [`PatchSet::resolve_for`], for a process: a line whose function
+    /// has no symbol, but that `inline_only` says the object's DWARF knows
+    /// as inlined (a static inline function with no out-of-line copy), is
+    /// accepted with no address range (size 0, never matched by address);
+    /// its inlined copies are what is checked, by name, through DWARF.
+    /// Each such line gets a note. Only for a first patch (no `new_specs`,
+    /// not unpatching) and without sympos; anything else stays an error.
+    pub fn resolve_for_with_inline_only(
+        direction: Direction,
+        old_specs: &[FuncSpec],
+        new_specs: Option<&[FuncSpec]>,
+        symbols: &Symbolizer,
+        inline_only: &mut dyn FnMut(&FuncSpec) -> bool,
+    ) -> Result<(PatchSet, Vec<String>), PatchSetError> {
+        if direction != Direction::Patch || new_specs.is_some() {
+            return PatchSet::resolve_for(direction, old_specs, new_specs, symbols).map(|s| (s, Vec::new()));
+        }
+        let mut funcs = Vec::with_capacity(old_specs.len());
+        let mut notes = Vec::new();
+        for spec in old_specs {
+            let (address, size) = match resolve_spec(spec, symbols) {
+                Ok(range) => range,
+                Err(e @ PatchSetError::UnknownFunction { .. }) => {
+                    if spec.sympos != 0 || !inline_only(spec) {
+                        return Err(e);
+                    }
+                    notes.push(format!(
+                        "line {}: `{}` has no symbol in `{}`, only inlined copies: checked through DWARF",
+                        spec.line, spec.function, spec.object
+                    ));
+                    (0, 0)
+                }
+                Err(e) => return Err(e),
+            };
+            funcs.push(PatchedFunc {
+                object: spec.object.clone(),
+                function: spec.function.clone(),
+                sympos: spec.sympos,
+                line: spec.line,
+                address,
+                size,
+                checked_object: spec.object.clone(),
+                checked_function: spec.function.clone(),
+                version: CheckedVersion::Original,
+            });
+        }
+        Ok((PatchSet::from_funcs(funcs), notes))
+    }
+
     /// From raw `(object, function, address, size)` ranges (C API, tests);
     /// the function is both reported and checked. Size 0 is rejected.
     pub fn from_ranges<'a>(
@@ -444,9 +496,10 @@ impl PatchSet {
         Ok(PatchSet::from_funcs(funcs))
     }
 
-    /// `funcs` all have a non-zero size.
+    /// Entries of size 0 (inline-only functions: no out-of-line copy) are
+    /// left out of the address index: no pc is ever found in them.
     pub(crate) fn from_funcs(funcs: Vec<PatchedFunc>) -> PatchSet {
-        let mut by_address: Vec<usize> = (0..funcs.len()).collect();
+        let mut by_address: Vec<usize> = (0..funcs.len()).filter(|&i| funcs.get(i).is_some_and(|f| f.size > 0)).collect();
         by_address.sort_by_key(|&index| funcs.get(index).map_or(0, |func| func.address));
         let mut max_last = Vec::with_capacity(by_address.len());
         let mut highest = 0;
@@ -519,6 +572,38 @@ mod tests {
             sympos,
             line,
         }
+    }
+
+    /// A line with no symbol is accepted only when the object's DWARF
+    /// knows the function as inlined; it has no range, so no pc is ever
+    /// found in it, and other lines still resolve as before.
+    #[test]
+    fn inline_only_lines_have_no_range() {
+        let symbols = symbolizer();
+        let s = specs("cmdline_proc_show\nonly_inlined\n");
+        let mut asked = Vec::new();
+        let (set, notes) = PatchSet::resolve_for_with_inline_only(Direction::Patch, &s, None, &symbols, &mut |f| {
+            asked.push(f.function.clone());
+            true
+        })
+        .unwrap();
+        assert_eq!(asked, ["only_inlined"]);
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("line 2") && notes[0].contains("only inlined copies"), "{}", notes[0]);
+        let f = &set.funcs()[1];
+        assert_eq!((f.function.as_str(), f.address, f.size), ("only_inlined", 0, 0));
+        for pc in [0, 1, u64::MAX, set.funcs()[0].address] {
+            assert!(set.find_all(pc).all(|i| i == 0), "pc {pc:#x}");
+        }
+        assert_eq!(set.find(set.funcs()[0].address), Some(0));
+        // No DWARF (or DWARF that does not know it): still an error.
+        let e = PatchSet::resolve_for_with_inline_only(Direction::Patch, &s, None, &symbols, &mut |_| false).unwrap_err();
+        assert!(matches!(e, PatchSetError::UnknownFunction { line: 2, .. }), "{e}");
+        // With a sympos, or unpatching, it is not accepted either.
+        let e = PatchSet::resolve_for_with_inline_only(Direction::Patch, &specs("only_inlined,1\n"), None, &symbols, &mut |_| true);
+        assert!(e.is_err());
+        let e = PatchSet::resolve_for_with_inline_only(Direction::Unpatch, &s, Some(&s), &symbols, &mut |_| true);
+        assert!(e.is_err());
     }
 
     /// vmlinux with a unique function, a name used three times (two

@@ -215,6 +215,16 @@ impl Inspection {
         r
     }
 
+    /// Does `object`'s DWARF (its debug file, else the file itself) know
+    /// `function` as inlined somewhere? False when the object is not
+    /// loaded, unreadable or without DWARF: such a line cannot be checked.
+    pub fn dwarf_inlines(&self, object: &str, function: &str) -> bool {
+        self.files.iter().filter(|f| f.name == object).any(|f| {
+            let dwarf = f.debug.as_deref().or(f.data.as_deref()).map(|b| &**b);
+            dwarf.is_some_and(|d| crate::symbols::inline::dwarf_inlines(d, function).unwrap_or(false))
+        })
+    }
+
     /// Walks every thread with CFI and judges it against `set`, inlined
     /// copies included.
     pub fn check<'set, M: Memory>(&self, mem: &mut M, set: &'set PatchSet, config: &WalkConfig) -> Vec<ThreadReport<'set>> {

@@ -35,6 +35,50 @@ pub enum InlineError {
     NoDwarf,
     #[error("DWARF: {0}")]
     Dwarf(gimli::Error),
+    #[error("DWARF: {0}")]
+    Scan(::gimli::Error),
+}
+
+/// Does the DWARF of `elf` (the binary or its debug file) know `function`
+/// as a function that was inlined somewhere: a DW_TAG_subprogram of that
+/// name with DW_AT_inline `DW_INL_inlined` or `DW_INL_declared_inlined`
+/// (the abstract instance of its inlined copies)? Names on the entry
+/// itself only (C; a C++ method named through DW_AT_specification is not
+/// found, and stays an error).
+pub fn dwarf_inlines(elf: &[u8], function: &str) -> Result<bool, InlineError> {
+    use ::gimli as g;
+    let file = object::File::parse(elf).map_err(|_| InlineError::NotElf)?;
+    if file.section_by_name(".debug_info").is_none() {
+        return Err(InlineError::NoDwarf);
+    }
+    let endian = if file.is_little_endian() { g::RunTimeEndian::Little } else { g::RunTimeEndian::Big };
+    let load = |id: g::SectionId| -> Result<Cow<'_, [u8]>, g::Error> {
+        Ok(file.section_by_name(id.name()).and_then(|s| s.uncompressed_data().ok()).unwrap_or(Cow::Borrowed(&[])))
+    };
+    let sections = g::DwarfSections::load(load).map_err(InlineError::Scan)?;
+    let dwarf = sections.borrow(|s| g::EndianSlice::new(s, endian));
+    let mut units = dwarf.units();
+    while let Some(header) = units.next().map_err(InlineError::Scan)? {
+        let unit = dwarf.unit(header).map_err(InlineError::Scan)?;
+        let mut entries = unit.entries();
+        while let Some(e) = entries.next_dfs().map_err(InlineError::Scan)? {
+            if e.tag() != g::DW_TAG_subprogram {
+                continue;
+            }
+            let inlined = matches!(
+                e.attr_value(g::DW_AT_inline),
+                Some(g::AttributeValue::Inline(g::DW_INL_inlined | g::DW_INL_declared_inlined))
+            );
+            if !inlined {
+                continue;
+            }
+            let Some(name) = e.attr_value(g::DW_AT_name) else { continue };
+            if dwarf.attr_string(&unit, name).is_ok_and(|n| n.slice() == function.as_bytes()) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 impl InlineResolver {
