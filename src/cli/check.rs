@@ -1,8 +1,8 @@
-//! `lpstack check <vmcore> --set funcs.txt`: per-task verdicts from a dump.
-//! `check pid PID`, `check core FILE` and `check live` are dispatched to
-//! `pid`, `core` and `live`.
+//! `lpstack check vmcore FILE --set funcs.txt` (or `check FILE`): per-task
+//! verdicts from a dump. `check pid PID`, `check core FILE` and `check live`
+//! are dispatched to `pid`, `core` and `live`; each target takes only the
+//! flags it uses.
 
-use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -24,51 +24,48 @@ use serde_json::json;
 use super::report::{self, Row, Target};
 use super::{map_file, CliError};
 
+/// `check FILE` is `check vmcore FILE`: the arguments either name a target
+/// (a subcommand with its own flags) or are a vmcore's.
 #[derive(clap::Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    arg_required_else_help = true,
+    after_help = "`lpstack check FILE [OPTIONS]` is short for `lpstack check vmcore FILE [OPTIONS]`."
+)]
 pub struct CheckArgs {
-    /// What to check: a vmcore file (ELF, kdump-compressed or flattened),
-    /// `pid PID` (a live process, stopped with ptrace while it is read),
-    /// `core FILE` (a process core file) or `live` (the running kernel,
-    /// as root, through /proc/kcore).
-    #[arg(required = true, num_args = 1..=2, value_names = ["VMCORE | pid PID | core FILE | live"])]
-    target: Vec<OsString>,
-    /// Root directory under which a core's mapped files (and debug files)
-    /// are found, for a core from another machine.
-    #[arg(long)]
-    pub(super) sysroot: Option<PathBuf>,
-    /// The patched functions: `[object:]function[,sympos]` per line. For a
-    /// kernel it may be left out: the patch in transition is then read
-    /// from the kernel's memory.
-    #[arg(long, conflicts_with = "patch")]
-    pub(super) set: Option<PathBuf>,
-    /// A livepatch module file (.ko from klp-build, kpatch-build or a
-    /// source-built `struct klp_patch`): its functions are the set.
-    #[arg(long, conflicts_with = "new_set")]
-    pub(super) patch: Option<PathBuf>,
-    /// Unpatching: check the replacements. For a kernel they are read from
-    /// its livepatch state (the patch that replaces the set's functions);
-    /// for a process, name them in --new-set.
-    #[arg(long)]
-    pub(super) unpatch: bool,
-    /// The --set is an atomic-replace patch: functions that live patches
-    /// replace and the set does not name get nop functions, checked too
-    /// (a --patch module says so itself).
-    #[arg(long)]
-    pub(super) replace: bool,
-    /// The new (replacement) functions, line by line with --set. Without
-    /// --unpatch this is a stacked patch: the previous patch's replacements
-    /// are what is checked.
-    #[arg(long)]
-    pub(super) new_set: Option<PathBuf>,
-    /// Consistency model, e.g. LEAVE_PATCHED_SET,SWITCH_THREAD (livepatch,
-    /// the default), kpatch, kgraft, or `all` for the nine.
-    #[arg(long)]
-    pub(super) model: Option<String>,
-    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
-    pub(super) format: OutputFormat,
-    /// Print every task's frames, not only those that cannot switch.
-    #[arg(long)]
-    pub(super) all_frames: bool,
+    #[command(subcommand)]
+    target: Option<CheckTarget>,
+    /// A vmcore file (short for `check vmcore VMCORE`).
+    #[arg(value_name = "VMCORE", required = true)]
+    vmcore: Option<PathBuf>,
+    #[command(flatten)]
+    vmcore_opts: VmcoreOpts,
+}
+
+#[derive(clap::Subcommand)]
+enum CheckTarget {
+    /// A kernel crash dump (ELF, kdump-compressed or flattened).
+    Vmcore(VmcoreArgs),
+    /// A live process, stopped with ptrace while it is read.
+    Pid(super::pid::PidArgs),
+    /// A process core file (the kernel's or gdb's gcore).
+    Core(super::core::CoreArgs),
+    /// The running kernel, as root, through /proc/kcore.
+    Live(super::live::LiveArgs),
+}
+
+#[derive(clap::Args)]
+pub struct VmcoreArgs {
+    /// The dump.
+    #[arg(value_name = "VMCORE")]
+    file: PathBuf,
+    #[command(flatten)]
+    opts: VmcoreOpts,
+}
+
+#[derive(clap::Args)]
+pub struct VmcoreOpts {
     /// A vmlinux (ELF with symtab) for symbols, for kernels before 6.0 or
     /// dumps missing kallsyms pages; its build ID must match the dump's.
     #[arg(long)]
@@ -76,33 +73,79 @@ pub struct CheckArgs {
     /// A System.map for symbols (checked against the dump's VMCOREINFO).
     #[arg(long, conflicts_with = "vmlinux")]
     system_map: Option<PathBuf>,
-    /// Frame limit; the kernel's is 100.
-    #[arg(long, default_value_t = 100)]
-    pub(super) max_frames: usize,
+    #[command(flatten)]
+    kernel: KernelArgs,
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+/// What the kernel targets (vmcore, live) share.
+#[derive(clap::Args)]
+pub struct KernelArgs {
     /// Treat kernel-mode pt_regs in mid-stack as unreliable, as frame-pointer
     /// kernels do.
     #[arg(long)]
     pub(super) frame_pointer_rules: bool,
-    /// `check live`: only these tasks (thread ids or process ids).
-    #[arg(long = "pid", num_args = 1.., value_name = "PID")]
-    pub(super) pids: Vec<i32>,
-    /// `check live`: read-walk-reread passes before a task that keeps
-    /// changing is reported as "changed while reading".
-    #[arg(long, default_value_t = 5)]
-    pub(super) max_passes: u32,
-    /// `check live`: print setup and check times to stderr.
+    #[command(flatten)]
+    pub(super) set: KernelSetArgs,
+}
+
+/// The patched set of a kernel: a process's sources plus livepatch modules
+/// and atomic replace, which only kernels have.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Patched set")]
+pub struct KernelSetArgs {
+    #[command(flatten)]
+    pub(super) common: SetArgs,
+    /// A livepatch module file (.ko from klp-build, kpatch-build or a
+    /// source-built `struct klp_patch`): its functions are the set.
+    #[arg(long, conflicts_with_all = ["set", "new_set"])]
+    pub(super) patch: Option<PathBuf>,
+    /// The --set is an atomic-replace patch: functions that live patches
+    /// replace and the set does not name get nop functions, checked too
+    /// (a --patch module says so itself).
+    #[arg(long, requires = "set", conflicts_with = "new_set")]
+    pub(super) replace: bool,
+}
+
+/// The patched set, for every target.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Patched set")]
+pub struct SetArgs {
+    /// The patched functions: `[object:]function[,sympos]` per line. For a
+    /// kernel it may be left out: the patch in transition is then read
+    /// from the kernel's memory.
     #[arg(long)]
-    pub(super) timing: bool,
-    /// `check live`: where vmlinux symbols come from. `memory` reads the
-    /// kernel's kallsyms tables in place (falling back to /proc/kallsyms on
-    /// kernels whose VMCOREINFO does not locate them); `proc-kallsyms`
-    /// parses /proc/kallsyms.
-    #[arg(long, value_enum, default_value_t = SymbolsFromArg::Memory)]
-    pub(super) symbols_from: SymbolsFromArg,
-    /// `check live`: walk tasks on 1 or 2 threads, each with its own kcore
-    /// reader.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
-    pub(super) threads: u8,
+    pub(super) set: Option<PathBuf>,
+    /// The new (replacement) functions, line by line with --set. Without
+    /// --unpatch this is a stacked patch: the previous patch's replacements
+    /// are what is checked.
+    #[arg(long, requires = "set")]
+    pub(super) new_set: Option<PathBuf>,
+    /// Unpatching: check the replacements. For a kernel they are read from
+    /// its livepatch state (the patch that replaces the set's functions);
+    /// for a process, name them in --new-set.
+    #[arg(long)]
+    pub(super) unpatch: bool,
+}
+
+/// The walk and the report, for every target.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Report")]
+pub struct ReportArgs {
+    /// Consistency model, e.g. LEAVE_PATCHED_SET,SWITCH_THREAD (livepatch,
+    /// the default), kpatch, kgraft, or `all` for the nine.
+    #[arg(long)]
+    pub(super) model: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub(super) format: OutputFormat,
+    /// Print every task's frames, not only those that cannot switch.
+    #[arg(long)]
+    pub(super) all_frames: bool,
+    /// Frame limit; the kernel's is 100.
+    #[arg(long, default_value_t = 100)]
+    pub(super) max_frames: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -118,23 +161,33 @@ pub enum OutputFormat {
 }
 
 pub fn run(args: CheckArgs) -> Result<i32, CliError> {
-    if !args.pids.is_empty() && args.target.first().is_none_or(|t| t != "live") {
-        return Err(CliError("--pid selects tasks of `check live` only".into()));
-    }
-    match args.target.as_slice() {
-        [what, pid] if what == "pid" => {
-            let pid = pid.to_str().and_then(|p| p.parse::<i32>().ok()).filter(|&p| p > 0);
-            let pid = pid.ok_or_else(|| CliError(format!("check pid: {:?} is not a process id", args.target[1])))?;
-            super::pid::run(&args, pid)
+    match args.target {
+        Some(CheckTarget::Vmcore(a)) => run_vmcore(&a.opts, &a.file),
+        Some(CheckTarget::Pid(a)) => super::pid::run(&a),
+        Some(CheckTarget::Core(a)) => super::core::run(&a),
+        Some(CheckTarget::Live(a)) => super::live::run(&a),
+        None => {
+            // clap requires VMCORE when no target is named.
+            let path = args.vmcore.ok_or_else(|| CliError("check needs a vmcore FILE or a target".into()))?;
+            misplaced_target(&path)?;
+            run_vmcore(&args.vmcore_opts, &path)
         }
-        [what, file] if what == "core" => super::core::run(&args, &PathBuf::from(file)),
-        [what] if what == "live" => super::live::run(&args),
-        [vmcore] => run_vmcore(&args, &PathBuf::from(vmcore)),
-        _ => Err(CliError("check takes a vmcore path, `pid PID`, `core FILE` or `live`".into())),
     }
 }
 
-fn run_vmcore(args: &CheckArgs, path: &std::path::Path) -> Result<i32, CliError> {
+/// `check --set F live` reads `live` as a vmcore path: flags before the
+/// target word make it the short form. Say so rather than "no such file".
+fn misplaced_target(path: &std::path::Path) -> Result<(), CliError> {
+    let word = path.to_str().filter(|w| ["vmcore", "pid", "core", "live"].contains(w));
+    match word {
+        Some(w) if !path.exists() => {
+            Err(CliError(format!("{w}: no such file; to check a {w} target, put its options after it: lpstack check {w} ...")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn run_vmcore(args: &VmcoreOpts, path: &std::path::Path) -> Result<i32, CliError> {
     let named = |e: &dyn std::fmt::Display| CliError(format!("{}: {e}", path.display()));
     let map = map_file(path)?;
     let dump = Dump::open(&map).map_err(|e| named(&e))?;
@@ -159,14 +212,14 @@ fn run_vmcore(args: &CheckArgs, path: &std::path::Path) -> Result<i32, CliError>
     };
     let mut kernel = Kernel::open(dump, &vi, OpenOptions { symbols: source }).map_err(|e| named(&e))?;
     let cpus = if cpus.is_empty() { kernel.crash_notes_regs() } else { cpus };
-    let (kernel_set, transition) = kernel_set(args, &mut kernel, &path.display().to_string())?;
+    let (kernel_set, transition) = kernel_set(&args.kernel.set, &mut kernel, &path.display().to_string())?;
     for n in &kernel_set.notes {
         eprintln!("lpstack: note: {n}");
     }
     let set = kernel_set.set;
     let config = WalkConfig {
-        max_frames: args.max_frames.max(1),
-        kernel_regs: if args.frame_pointer_rules { KernelRegsPolicy::Reject } else { KernelRegsPolicy::Accept },
+        max_frames: args.report.max_frames.max(1),
+        kernel_regs: if args.kernel.frame_pointer_rules { KernelRegsPolicy::Reject } else { KernelRegsPolicy::Accept },
     };
     let bar = progress_bar();
     let check = CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &cpus }, select: Select::All };
@@ -192,7 +245,7 @@ fn run_vmcore(args: &CheckArgs, path: &std::path::Path) -> Result<i32, CliError>
         eprintln!("lpstack: warning: {w}");
     }
 
-    let models = parse_models(args)?;
+    let models = parse_models(&args.report)?;
     let panic_cpu = kernel.panic_cpu();
     let mut rows = kernel_rows(&reports, transition.as_ref(), kernel.symbols());
     // Rows are the reports, in order.
@@ -211,7 +264,7 @@ fn run_vmcore(args: &CheckArgs, path: &std::path::Path) -> Result<i32, CliError>
         notes: kernel_set.notes,
         listing_gaps: listing_gaps(&gaps),
     };
-    report::print(args.format, &target, &rows, &set, &evaluate_models(&models, &rows, &set), kernel.symbols(), args.all_frames)
+    report::print(args.report.format, &target, &rows, &set, &evaluate_models(&models, &rows, &set), kernel.symbols(), args.report.all_frames)
 }
 
 /// The consistency models over this snapshot, evaluated once, before the
@@ -243,7 +296,7 @@ pub(super) fn listing_gaps(gaps: &[lpstack::kernel::tasks::ListingGap]) -> Vec<S
         .collect()
 }
 
-pub(super) fn parse_models(args: &CheckArgs) -> Result<Vec<Model>, CliError> {
+pub(super) fn parse_models(args: &ReportArgs) -> Result<Vec<Model>, CliError> {
     Ok(match args.model.as_deref() {
         None => vec![],
         Some("all") => Model::all().collect(),
@@ -293,14 +346,14 @@ pub(super) fn task_row<'a, 'set>(r: &'a TaskReport<'set>) -> Row<'a, 'set> {
 
 /// The patch set from --set (and --new-set); `default_object` is the
 /// object of lines without one (vmlinux, or a process's executable).
-pub(super) fn load_set(args: &CheckArgs, symbols: &Symbolizer, default_object: &str) -> Result<PatchSet, CliError> {
+pub(super) fn load_set(args: &SetArgs, symbols: &Symbolizer, default_object: &str) -> Result<PatchSet, CliError> {
     load_set_with(args, symbols, default_object, &mut |_| false).map(|(set, _)| set)
 }
 
 /// [`load_set`], accepting a line with no symbol when `inline_only` says
 /// the function exists only as inlined copies; with the notes on them.
 pub(super) fn load_set_with(
-    args: &CheckArgs,
+    args: &SetArgs,
     symbols: &Symbolizer,
     default_object: &str,
     inline_only: &mut dyn FnMut(&lpstack::patchset::FuncSpec) -> bool,
@@ -308,9 +361,6 @@ pub(super) fn load_set_with(
     let read = |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| CliError(format!("{}: {e}", p.display())));
     fn at(p: &std::path::Path) -> impl Fn(lpstack::patchset::PatchSetError) -> CliError + '_ {
         move |e| CliError(format!("{}: {e}", p.display()))
-    }
-    if args.patch.is_some() {
-        return Err(CliError("--patch reads kernel livepatch modules; a process takes --set funcs.txt".into()));
     }
     let set_path = args.set.as_ref().ok_or_else(|| CliError("a process check needs --set funcs.txt".into()))?;
     let old = parse_funcs(&read(set_path)?, default_object).map_err(at(set_path))?;
@@ -327,7 +377,7 @@ pub(super) fn load_set_with(
 /// --set, --patch or the patch in transition; and the transition itself.
 /// `what` names the target in messages.
 pub(super) fn kernel_set<P: PhysMemory>(
-    args: &CheckArgs,
+    args: &KernelSetArgs,
     kernel: &mut Kernel<P>,
     what: &str,
 ) -> Result<(KernelSet, Option<(String, KlpTarget)>), CliError> {
@@ -349,19 +399,20 @@ pub(super) fn kernel_set<P: PhysMemory>(
         let p = p.display().to_string();
         move |e: lpstack::patchset::PatchSetError| CliError(format!("{p}: {e}"))
     };
-    let mut ks = match (&args.set, &args.patch) {
-        (Some(_), _) if args.new_set.is_some() => {
+    let unpatch = args.common.unpatch;
+    let mut ks = match (&args.common.set, &args.patch) {
+        (Some(_), _) if args.common.new_set.is_some() => {
             // Explicit replacements: the user said which range to check.
-            KernelSet { set: load_set(args, kernel.symbols(), "vmlinux")?, notes: vec![] }
+            KernelSet { set: load_set(&args.common, kernel.symbols(), "vmlinux")?, notes: vec![] }
         }
         (Some(path), _) => {
             let specs = parse_funcs(&read(path)?, "vmlinux").map_err(at(path))?;
-            resolve_in_kernel(&specs, kernel.symbols(), &knowledge, ResolveOptions { unpatch: args.unpatch, replace: args.replace })
+            resolve_in_kernel(&specs, kernel.symbols(), &knowledge, ResolveOptions { unpatch, replace: args.replace })
                 .map_err(at(path))?
         }
-        (None, Some(path)) => patch_module_set(path, kernel, &knowledge, args.unpatch)?,
+        (None, Some(path)) => patch_module_set(path, kernel, &knowledge, unpatch)?,
         (None, None) => {
-            if args.unpatch {
+            if unpatch {
                 return Err(CliError("--unpatch needs --set or --patch".into()));
             }
             let Some(state) = &state else {

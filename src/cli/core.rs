@@ -1,7 +1,7 @@
 //! `lpstack check core FILE --set funcs.txt [--sysroot DIR]`: a process
 //! core file (the kernel's or gdb's `gcore`).
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use lpstack::model::Model;
 use lpstack::patchset::PatchSet;
@@ -11,19 +11,36 @@ use lpstack::verdict::Verdict;
 use lpstack::walk::WalkConfig;
 use serde_json::json;
 
-use super::check::{CheckArgs, evaluate_models, load_set_with, parse_models};
+use super::check::{ReportArgs, SetArgs, evaluate_models, load_set_with, parse_models};
 use super::report::{self, Row, Target};
 use super::{CliError, map_file};
 
-pub fn run(args: &CheckArgs, path: &Path) -> Result<i32, CliError> {
+#[derive(clap::Args)]
+#[command(mut_arg("set", |a| a.required(true)))]
+pub struct CoreArgs {
+    /// The core file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Root directory under which a core's mapped files (and debug files)
+    /// are found, for a core from another machine.
+    #[arg(long)]
+    sysroot: Option<PathBuf>,
+    #[command(flatten)]
+    set: SetArgs,
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+pub fn run(args: &CoreArgs) -> Result<i32, CliError> {
+    let path = &args.file;
     let map = map_file(path)?;
     let core = CoreFile::parse(&map, args.sysroot.as_deref()).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
     let root = args.sysroot.clone().unwrap_or_else(|| "/".into());
     let mut mem = core.memory();
     let inspection = Inspection::new(core.snapshot.clone(), &FileAccess::Sysroot(root), &mut mem);
     let (set, set_notes) =
-        load_set_with(args, &inspection.symbols, &inspection.main_object, &mut |f| inspection.dwarf_inlines(&f.object, &f.function))?;
-    let config = WalkConfig { max_frames: args.max_frames.max(1), ..WalkConfig::default() };
+        load_set_with(&args.set, &inspection.symbols, &inspection.main_object, &mut |f| inspection.dwarf_inlines(&f.object, &f.function))?;
+    let config = WalkConfig { max_frames: args.report.max_frames.max(1), ..WalkConfig::default() };
     let mut notes = Vec::new();
     let reports = inspection.check_with_notes(&mut mem, &set, &config, &mut notes);
     for n in &notes {
@@ -32,14 +49,14 @@ pub fn run(args: &CheckArgs, path: &Path) -> Result<i32, CliError> {
     if reports.is_empty() {
         return Err(CliError(format!("{}: no thread of the core was checked", path.display())));
     }
-    let models = parse_models(args)?;
+    let models = parse_models(&args.report)?;
     let title = format!("core {} of process {}", path.display(), core.snapshot.pid);
-    print_process(args, &inspection, &reports, &set, &models, title, set_notes)
+    print_process(&args.report, &inspection, &reports, &set, &models, title, set_notes)
 }
 
 /// The report of a process (live or core), shared by `pid` and `core`.
 pub(super) fn print_process(
-    args: &CheckArgs,
+    args: &ReportArgs,
     inspection: &Inspection,
     reports: &[ThreadReport<'_>],
     set: &PatchSet,

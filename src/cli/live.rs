@@ -9,11 +9,38 @@ use lpstack::kernel::live::{euid, open_live, LiveSources, SymbolsFrom};
 use lpstack::walk::{KernelRegsPolicy, WalkConfig};
 use serde_json::json;
 
-use super::check::{evaluate_models, kernel_rows, kernel_set, parse_models, CheckArgs, SymbolsFromArg};
+use super::check::{evaluate_models, kernel_rows, kernel_set, parse_models, KernelArgs, ReportArgs, SymbolsFromArg};
 use super::report::{self, Row, Target};
 use super::CliError;
 
-pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
+#[derive(clap::Args)]
+pub struct LiveArgs {
+    /// Only these tasks (thread ids or process ids).
+    #[arg(long = "pid", num_args = 1.., value_name = "PID")]
+    pids: Vec<i32>,
+    /// Read-walk-reread passes before a task that keeps changing is
+    /// reported as "changed while reading".
+    #[arg(long, default_value_t = 5)]
+    max_passes: u32,
+    /// Print setup and check times to stderr.
+    #[arg(long)]
+    timing: bool,
+    /// Where vmlinux symbols come from. `memory` reads the kernel's
+    /// kallsyms tables in place (falling back to /proc/kallsyms on kernels
+    /// whose VMCOREINFO does not locate them); `proc-kallsyms` parses
+    /// /proc/kallsyms.
+    #[arg(long, value_enum, default_value_t = SymbolsFromArg::Memory)]
+    symbols_from: SymbolsFromArg,
+    /// Walk tasks on 1 or 2 threads, each with its own kcore reader.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    threads: u8,
+    #[command(flatten)]
+    kernel: KernelArgs,
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+pub fn run(args: &LiveArgs) -> Result<i32, CliError> {
     let t0 = Instant::now();
     let symbols = match args.symbols_from {
         SymbolsFromArg::Memory => SymbolsFrom::Memory,
@@ -24,15 +51,15 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
     let mut kernel = live.kernel;
     let live_timings = live.timings;
     let build_id = live.vmcoreinfo.build_id().map(str::to_string);
-    let (kernel_set, transition) = kernel_set(args, &mut kernel, "the running kernel")?;
+    let (kernel_set, transition) = kernel_set(&args.kernel.set, &mut kernel, "the running kernel")?;
     for n in &kernel_set.notes {
         eprintln!("lpstack: note: {n}");
     }
     let set = kernel_set.set;
     let t_open = t0.elapsed();
     let config = WalkConfig {
-        max_frames: args.max_frames.max(1),
-        kernel_regs: if args.frame_pointer_rules { KernelRegsPolicy::Reject } else { KernelRegsPolicy::Accept },
+        max_frames: args.report.max_frames.max(1),
+        kernel_regs: if args.kernel.frame_pointer_rules { KernelRegsPolicy::Reject } else { KernelRegsPolicy::Accept },
     };
     let pids = &args.pids;
     // --threads 2: two kcore readers, each its own open file (the kernel
@@ -71,7 +98,7 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
             args.threads,
         );
     }
-    let models = parse_models(args)?;
+    let models = parse_models(&args.report)?;
     let rows: Vec<Row<'_, '_>> = kernel_rows(&reports, transition.as_ref(), kernel.symbols())
         .into_iter()
         .zip(&reports)
@@ -87,5 +114,5 @@ pub fn run(args: &CheckArgs) -> Result<i32, CliError> {
         notes: kernel_set.notes,
         listing_gaps: super::check::listing_gaps(&gaps),
     };
-    report::print(args.format, &target, &rows, &set, &evaluate_models(&models, &rows, &set), kernel.symbols(), args.all_frames)
+    report::print(args.report.format, &target, &rows, &set, &evaluate_models(&models, &rows, &set), kernel.symbols(), args.report.all_frames)
 }
