@@ -65,10 +65,7 @@ fn live(frame_pointers: bool) {
     assert_eq!(p.status_field("SigPnd:"), "0000000000000000");
 
     // The frames are gdb's (gdb attaches after us: same stacks).
-    if !have_gdb() {
-        eprintln!("gdb not installed: frames not compared with gdb");
-        return;
-    }
+    require_gdb();
     let bt = gdb_bt(p.pid);
     let object_of = |pc: u64| inspection.modules.find(pc).map(|m| m.name.clone());
     for o in &outcomes {
@@ -139,10 +136,7 @@ fn errors_name_the_process() {
 /// tracer; and the failed attach leaves no thread of it attached to us.
 #[test]
 fn already_traced_is_denied() {
-    if !have_gdb() {
-        eprintln!("gdb not installed: skipped");
-        return;
-    }
+    require_gdb();
     let p = Parked::start(&build(false));
     let mut gdb = Command::new("gdb")
         .args(["-nx", "-batch", "-p", &p.pid.to_string(), "-ex", "shell sleep 3"])

@@ -29,7 +29,7 @@
 # another script already fetched it, else downloaded with apt-get download.
 #
 # The dumps are ~130 MB each: never commit them. Run the tests on them with
-#   LPSTACK_TEST_DUMPS=OUT cargo test --test dump_formats
+#   LPSTACK_TEST_DUMPS=OUT cargo test --test dump_formats real_dumps_agree -- --ignored
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -208,8 +208,11 @@ pub fn parse_gdb_bt(text: &str) -> HashMap<i32, Vec<GdbFrame>> {
     out
 }
 
-pub fn have_gdb() -> bool {
-    Command::new("gdb").arg("--version").output().is_ok_and(|o| o.status.success())
+/// gdb is the reference these tests compare with: without it they fail
+/// (`.ci/run` installs it), never pass untested.
+pub fn require_gdb() {
+    let ok = Command::new("gdb").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(ok, "gdb is needed (apt-get install gdb; .ci/run installs it)");
 }
 
 /// gdb's backtraces of every thread of `pid` (gdb attaches and detaches).
