@@ -11,6 +11,8 @@
 //!
 //! Each layer works on plain bytes and knows only the layers to its left.
 
+#![warn(missing_docs)]
+
 pub mod arch;
 pub mod cfi;
 pub mod dump;

@@ -15,10 +15,13 @@ pub enum MemoryErrorKind {
     Backend,
 }
 
+/// A failed read: where, and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 #[error("memory at {addr:#x}: {}", kind_text(*kind))]
 pub struct MemoryError {
+    /// Address the failed read asked for (virtual, or physical for a [`PhysMemory`]).
     pub addr: u64,
+    /// Why it failed.
     pub kind: MemoryErrorKind,
 }
 
@@ -32,6 +35,7 @@ fn kind_text(kind: MemoryErrorKind) -> &'static str {
 }
 
 impl MemoryError {
+    /// An error for a read at `addr` that failed for `kind`.
     pub fn new(addr: u64, kind: MemoryErrorKind) -> Self {
         MemoryError { addr, kind }
     }
@@ -39,6 +43,7 @@ impl MemoryError {
 
 /// Reads memory. `read` fills all of `buf` or fails; partial reads are errors.
 pub trait Memory {
+    /// Fills all of `buf` with the bytes at virtual address `addr`, or fails.
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError>;
 
     /// Reads a little-endian u64, the unit of every stack access.
@@ -123,6 +128,8 @@ pub fn read_c_string<M: Memory + ?Sized>(mem: &mut M, addr: u64, max: usize) -> 
 
 /// Physical memory: a dump's pages, before any page-table walk.
 pub trait PhysMemory {
+    /// Fills all of `buf` with the bytes at physical address `paddr`, or fails;
+    /// may serve them from a cache (see [`PhysMemory::read_phys_fresh`]).
     fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError>;
 
     /// Forgets cached bytes, so the next reads see memory as it is now. A
@@ -197,11 +204,14 @@ impl<P: PhysMemory + ?Sized> PhysMemory for &mut P {
 /// Memory backed by one byte slice mapped at `base` (a captured stack, a test).
 #[derive(Clone, Copy, Debug)]
 pub struct SliceMemory<'a> {
+    /// Address of `bytes[0]`; reads below it are unmapped.
     pub base: u64,
+    /// The memory contents; reads past the end are unmapped.
     pub bytes: &'a [u8],
 }
 
 impl<'a> SliceMemory<'a> {
+    /// Maps `bytes` at `base`.
     pub fn new(base: u64, bytes: &'a [u8]) -> Self {
         SliceMemory { base, bytes }
     }
@@ -261,7 +271,7 @@ impl<F: FnMut(u64, &mut [u8]) -> Result<usize, ()>> Memory for FnMemory<F> {
     }
 }
 
-/// A byte slice as physical memory starting at address 0 (tests, raw images).
+/// A byte slice as physical memory starting at its `base` (tests, raw images).
 impl PhysMemory for SliceMemory<'_> {
     fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         self.read(paddr, buf)

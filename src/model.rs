@@ -34,23 +34,35 @@ use std::str::FromStr;
 
 use crate::verdict::PatchHit;
 
+/// The LEAVE_ half of a model: what a thread must have left for a
+/// (thread, function) pair to be clear.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Leave {
+    /// LEAVE_FUNCTION: that function is not on the thread's stack.
     Function,
+    /// LEAVE_PATCHED_SET: no function of the patched set is on the thread's stack.
     PatchedSet,
+    /// LEAVE_KERNEL: the thread has no kernel frames at all.
     Kernel,
 }
 
+/// The SWITCH_ half of a model: what switches at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Switch {
+    /// SWITCH_FUNCTION: one function across all threads.
     Function,
+    /// SWITCH_THREAD: one thread across all functions.
     Thread,
+    /// SWITCH_KERNEL: everything at once.
     Kernel,
 }
 
+/// A consistency model; displays as, and parses from, `LEAVE_…,SWITCH_…`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Model {
+    /// When a (thread, function) pair is clear.
     pub leave: Leave,
+    /// What a unit switches.
     pub switch: Switch,
 }
 
@@ -62,6 +74,7 @@ impl Model {
     /// kGraft.
     pub const KGRAFT: Model = Model { leave: Leave::Kernel, switch: Switch::Thread };
 
+    /// All nine combinations, LEAVE_ outer, SWITCH_ inner.
     pub fn all() -> impl Iterator<Item = Model> {
         [Leave::Function, Leave::PatchedSet, Leave::Kernel].into_iter().flat_map(|leave| {
             [Switch::Function, Switch::Thread, Switch::Kernel]
@@ -93,6 +106,7 @@ impl fmt::Display for Model {
     }
 }
 
+/// A string that names no consistency model (the string is kept).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unknown consistency model {0:?}: expected LEAVE_{{FUNCTION,PATCHED_SET,KERNEL}},SWITCH_{{FUNCTION,THREAD,KERNEL}} or livepatch, kpatch, kgraft")]
 pub struct ModelParseError(pub String);
@@ -143,26 +157,50 @@ pub struct ThreadFacts<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Blocker {
     /// Thread `thread` has patched function `function` on its stack.
-    OnStack { thread: usize, function: usize, frame: usize },
+    OnStack {
+        /// Index into the snapshot's threads.
+        thread: usize,
+        /// Index into [`PatchSet::funcs`](crate::patchset::PatchSet::funcs).
+        function: usize,
+        /// Index into the thread's frames.
+        frame: usize,
+    },
     /// The thread's stack was not read reliably.
-    Unreliable { thread: usize },
+    Unreliable {
+        /// Index into the snapshot's threads.
+        thread: usize,
+    },
     /// The thread is running and its stack was not read.
-    Running { thread: usize },
+    Running {
+        /// Index into the snapshot's threads.
+        thread: usize,
+    },
     /// LEAVE_KERNEL: the thread is in the kernel.
-    InKernel { thread: usize },
+    InKernel {
+        /// Index into the snapshot's threads.
+        thread: usize,
+    },
 }
 
+/// What switches together, as the model's [`Switch`] shapes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unit {
+    /// One patched function (index into the set) across all threads.
     Function(usize),
+    /// One thread (index into the snapshot) across all functions.
     Thread(usize),
+    /// Every thread and function at once.
     Kernel,
 }
 
+/// One unit's evaluation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnitResult {
+    /// Which unit.
     pub unit: Unit,
+    /// No blockers: the unit may switch now.
     pub ready: bool,
+    /// What keeps it from switching, in thread order; empty when ready.
     pub blockers: Vec<Blocker>,
 }
 
@@ -202,7 +240,10 @@ fn pair_blockers(model: Model, t: usize, facts: &ThreadFacts<'_>, function: Opti
 /// A model evaluated over one snapshot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelOutcome {
+    /// The model evaluated.
     pub model: Model,
+    /// One per thread, one per function, or a single kernel unit, as the
+    /// model's [`Switch`] says; in index order.
     pub units: Vec<UnitResult>,
 }
 

@@ -17,6 +17,7 @@ pub struct PatchHit {
     pub func: usize,
     /// Index into the thread's frames.
     pub frame: usize,
+    /// That frame's pc (for a caller's frame, the return address).
     pub pc: u64,
     /// The frame lies at or beyond the point where the walk lost trust.
     pub past_unreliable: bool,
@@ -32,6 +33,7 @@ pub trait InlineFrames {
     fn inlined_at(&mut self, pc: u64, found: &mut dyn FnMut(&str, &str));
 }
 
+/// Whether one thread may switch to the patched code now, and if not, why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict<'set> {
     /// A reliable trace with no patched function: the thread may switch.
@@ -39,14 +41,31 @@ pub enum Verdict<'set> {
     /// A reliable trace with a patched function on it (livepatch:
     /// "is sleeping on function"). The first function of the set, in set
     /// order, that is on the stack; at its innermost frame.
-    Blocked { function: &'set PatchedFunc, frame: usize, pc: u64, inlined: bool },
+    Blocked {
+        /// The patched function, an entry of the set.
+        function: &'set PatchedFunc,
+        /// Index into the thread's frames.
+        frame: usize,
+        /// That frame's pc.
+        pc: u64,
+        /// The function is there only as a copy inlined into the frame's
+        /// own function (see [`PatchHit::inlined`]).
+        inlined: bool,
+    },
     /// The trace cannot be trusted (livepatch: "has an unreliable stack").
-    Unreliable { reason: UnreliableReason, frame: usize },
+    Unreliable {
+        /// The first check that failed.
+        reason: UnreliableReason,
+        /// Index of the frame at which trust was lost; may equal the frame count.
+        frame: usize,
+    },
     /// On a CPU and not stopped: the kernel does not check it (-EBUSY).
     Running,
 }
 
 impl Verdict<'_> {
+    /// The verdict's lower-case name, as reports print it: "switchable",
+    /// "blocked", "unreliable" or "running".
     pub fn name(&self) -> &'static str {
         match self {
             Verdict::Switchable => "switchable",
@@ -56,6 +75,7 @@ impl Verdict<'_> {
         }
     }
 
+    /// True for [`Verdict::Switchable`].
     pub fn is_switchable(&self) -> bool {
         matches!(self, Verdict::Switchable)
     }

@@ -81,14 +81,17 @@ impl CachedRule {
     pub fn is_simple(&self) -> bool {
         self.flags & KIND_MASK == KIND_SIMPLE
     }
+    /// The CFA is rbp + `cfa_offset` (else rsp + it). Simple rules only.
     #[inline(always)]
     pub fn cfa_from_bp(&self) -> bool {
         self.flags & CFA_FROM_BP != 0
     }
+    /// CFA = rsp or rbp + this, in bytes. Simple rules only.
     #[inline(always)]
     pub fn cfa_offset(&self) -> i32 {
         self.a
     }
+    /// The return address is at CFA + this, in bytes. Simple rules only.
     #[inline(always)]
     pub fn ra_offset(&self) -> i32 {
         self.b
@@ -98,6 +101,7 @@ impl CachedRule {
     pub fn bp_offset(&self) -> Option<i32> {
         (self.flags & BP_SAVED != 0).then_some(self.c)
     }
+    /// rbx and r12-r15 keep their values across the frame. Simple rules only.
     #[inline(always)]
     pub fn others_unchanged(&self) -> bool {
         self.flags & OTHERS_UNCHANGED != 0
@@ -156,6 +160,7 @@ impl Default for CfiCache {
 }
 
 impl CfiCache {
+    /// An empty cache.
     pub fn new() -> Self {
         CfiCache {
             ctx: UnwindContext::new(),

@@ -10,16 +10,41 @@ use std::sync::Arc;
 
 use super::{entry, BpRule, CfiSource, CfiTable, FdeIndex, Row, Rule, Section, SharedBytes, SimpleRule};
 
+/// Why a file's CFI could not be set up or compiled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CfiError {
+    /// The file is not a readable 64-bit ELF file.
     #[error("not a readable ELF file")]
     NotElf,
+    /// gimli rejected an entry or its CFA program.
     #[error("{section} at offset {offset:#x}: {error}")]
-    Parse { section: &'static str, offset: u64, error: gimli::Error },
+    Parse {
+        /// `".eh_frame"` or `".debug_frame"`.
+        section: &'static str,
+        /// Byte offset of the FDE whose rows failed; 0 when reading or parsing
+        /// the entries themselves failed.
+        offset: u64,
+        /// gimli's error.
+        error: gimli::Error,
+    },
+    /// The built-in entry parser rejected an entry while indexing FDEs.
     #[error("{section} at offset {offset:#x}: {error}")]
-    Entry { section: &'static str, offset: u64, error: super::entry::EntryError },
+    Entry {
+        /// `".eh_frame"` or `".debug_frame"`.
+        section: &'static str,
+        /// Byte offset of the entry in the section.
+        offset: u64,
+        /// The parser's error.
+        error: super::entry::EntryError,
+    },
+    /// The section is too large for 32-bit FDE offsets.
     #[error("{section} is {size} bytes, too large")]
-    TooLarge { section: &'static str, size: u64 },
+    TooLarge {
+        /// `".eh_frame"` or `".debug_frame"`.
+        section: &'static str,
+        /// The section's size, in bytes.
+        size: u64,
+    },
 }
 
 type R<'a> = gimli::EndianSlice<'a, LittleEndian>;

@@ -28,8 +28,11 @@ pub enum ComplexError {
 /// The caller's registers after evaluating a row; `outermost` when the
 /// return address is undefined.
 pub struct ComplexStep {
+    /// The caller's registers: rsp = CFA unless a rule says otherwise; registers without a rule keep their value if callee-saved and are otherwise unknown.
     pub regs: Regs,
+    /// The row's CFA, the caller's stack pointer at the call.
     pub cfa: u64,
+    /// The return address is undefined: no caller to unwind to.
     pub outermost: bool,
 }
 

@@ -37,8 +37,11 @@ pub enum BpRule {
 pub struct SimpleRule {
     /// The CFA is rbp + offset (else rsp + offset).
     pub cfa_from_bp: bool,
+    /// CFA = rsp or rbp (`cfa_from_bp`) + this, in bytes.
     pub cfa_offset: i32,
+    /// The return address is saved at CFA + this, in bytes.
     pub ra_offset: i32,
+    /// Where the caller's rbp is.
     pub bp: BpRule,
     /// No rule touches rbx or r12-r15: they keep their values.
     pub others_unchanged: bool,
@@ -47,25 +50,36 @@ pub struct SimpleRule {
 /// Which section an FDE came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CfiSource {
+    /// `.eh_frame`.
     EhFrame,
+    /// `.debug_frame`.
     DebugFrame,
 }
 
+/// The unwind rule for one address range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rule {
     /// No CFI covers this address (in compiled rows: the end of an FDE).
     None,
+    /// CFA, return address and rbp given by a compact rule.
     Simple(SimpleRule),
     /// The return address is undefined: the outermost frame.
     Outermost,
     /// Evaluated by gimli from the FDE at `fde_offset`.
-    Complex { source: CfiSource, fde_offset: u32 },
+    Complex {
+        /// The section holding the FDE.
+        source: CfiSource,
+        /// Byte offset of the FDE in that section.
+        fde_offset: u32,
+    },
 }
 
 /// One row: `rule` applies from `start` to the next row's start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Row {
+    /// First address (file address) the rule covers.
     pub start: u64,
+    /// The rule from `start` on.
     pub rule: Rule,
     /// The FDE's CIE marks a signal trampoline: the caller's pc is exact.
     pub signal: bool,

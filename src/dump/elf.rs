@@ -14,6 +14,7 @@
 use super::notes::{Note, NoteError, NoteIter};
 use super::source::{le_u16, le_u32, le_u64};
 
+/// `e_machine` of an x86-64 file.
 pub const EM_X86_64: u16 = 62;
 const ET_CORE: u16 = 4;
 const PT_LOAD: u32 = 1;
@@ -23,30 +24,83 @@ const EHDR_SIZE: usize = 64;
 const PHDR_SIZE: usize = 56;
 const SHDR_SIZE: usize = 64;
 
+/// Why an ELF core could not be parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ElfError {
+    /// The file is shorter than the 64-byte ELF header.
     #[error("ELF header is cut short ({file_len} bytes in the file)")]
-    TruncatedHeader { file_len: u64 },
+    TruncatedHeader {
+        /// The file's size, in bytes.
+        file_len: u64,
+    },
+    /// No `\x7fELF` at offset 0.
     #[error("not an ELF file (no \\x7fELF at offset 0)")]
     BadMagic,
+    /// Not ELFCLASS64 little-endian.
     #[error("ELF e_ident[{index}] = {value}: only 64-bit little-endian ELF is read")]
-    Unsupported { index: u8, value: u8 },
+    Unsupported {
+        /// Which `e_ident` byte: 4 (class) or 5 (data encoding).
+        index: u8,
+        /// Its value.
+        value: u8,
+    },
+    /// `e_type` is not ET_CORE (4).
     #[error("ELF e_type = {0}, expected 4 (ET_CORE)")]
     NotCore(u16),
+    /// `e_phentsize` is below 56.
     #[error("ELF e_phentsize = {0} at offset 0x36 is below 56")]
     BadPhentsize(u16),
+    /// `e_phnum` is PN_XNUM but section header 0, which holds the real
+    /// count, is not in the file.
     #[error("ELF e_phnum = 0xffff (PN_XNUM) but section header 0 at e_shoff {shoff:#x} is missing")]
-    BadXnum { shoff: u64 },
+    BadXnum {
+        /// `e_shoff`.
+        shoff: u64,
+    },
+    /// The program header table runs past the end of the file.
     #[error("ELF program headers at {phoff:#x} ({phnum} x {phentsize} bytes) run past the end of the file")]
-    TruncatedPhdrs { phoff: u64, phnum: u32, phentsize: u16 },
+    TruncatedPhdrs {
+        /// `e_phoff`: file offset of the table.
+        phoff: u64,
+        /// Number of program headers (after PN_XNUM).
+        phnum: u32,
+        /// `e_phentsize`: bytes per program header.
+        phentsize: u16,
+    },
+    /// A PT_LOAD's or PT_NOTE's file data runs past the end of the file.
     #[error(
         "ELF program header {index}: data at {offset:#x}+{filesz:#x} runs past the end of the file ({file_len:#x})"
     )]
-    SegmentOutOfFile { index: u32, offset: u64, filesz: u64, file_len: u64 },
+    SegmentOutOfFile {
+        /// Index of the program header.
+        index: u32,
+        /// `p_offset`.
+        offset: u64,
+        /// `p_filesz`.
+        filesz: u64,
+        /// The file's size, in bytes.
+        file_len: u64,
+    },
+    /// A PT_LOAD stores more bytes than it covers.
     #[error("ELF program header {index}: p_filesz {filesz:#x} exceeds p_memsz {memsz:#x}")]
-    FileszAboveMemsz { index: u32, filesz: u64, memsz: u64 },
+    FileszAboveMemsz {
+        /// Index of the program header.
+        index: u32,
+        /// `p_filesz`.
+        filesz: u64,
+        /// `p_memsz`.
+        memsz: u64,
+    },
+    /// A PT_LOAD's address plus its size wraps around 64 bits.
     #[error("ELF program header {index}: address {addr:#x} + p_memsz {memsz:#x} overflows")]
-    AddressOverflow { index: u32, addr: u64, memsz: u64 },
+    AddressOverflow {
+        /// Index of the program header.
+        index: u32,
+        /// `p_paddr` or `p_vaddr`, whichever overflows.
+        addr: u64,
+        /// `p_memsz`.
+        memsz: u64,
+    },
 }
 
 /// What the bytes between `p_filesz` and `p_memsz` of a PT_LOAD mean.
@@ -63,11 +117,18 @@ pub enum ElfTail {
 /// One PT_LOAD.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segment {
+    /// Index of the program header.
     pub index: u32,
+    /// `p_vaddr`; 0 when the producer did not know it (QEMU without paging).
     pub vaddr: u64,
+    /// `p_paddr`; `u64::MAX` (kcore's -1) when the segment has none.
     pub paddr: u64,
+    /// `p_offset`: file offset of the segment's data.
     pub offset: u64,
+    /// `p_filesz`: bytes stored in the file.
     pub filesz: u64,
+    /// `p_memsz`: bytes of memory covered; see [`ElfTail`] for those past
+    /// `filesz`.
     pub memsz: u64,
 }
 
@@ -79,6 +140,7 @@ pub enum Lookup<'data> {
     Data(&'data [u8]),
     /// In `p_memsz` past `p_filesz`: `n` bytes to the end of the segment.
     Tail(u64),
+    /// In no PT_LOAD.
     Unmapped,
 }
 
@@ -115,6 +177,7 @@ impl AddrIndex {
     }
 }
 
+/// An ELF64 little-endian core read in place: its PT_LOADs and PT_NOTEs.
 #[derive(Clone, Debug)]
 pub struct ElfDump<'data> {
     data: &'data [u8],
@@ -128,11 +191,14 @@ pub struct ElfDump<'data> {
     tail: ElfTail,
 }
 
+/// True if `data` starts with the ELF magic.
 pub fn is_elf(data: &[u8]) -> bool {
     data.starts_with(b"\x7fELF")
 }
 
 impl<'data> ElfDump<'data> {
+    /// Parses and checks the ELF header and the PT_LOAD and PT_NOTE program
+    /// headers (other types are ignored).
     pub fn parse(data: &'data [u8]) -> Result<Self, ElfError> {
         let file_len = data.len() as u64;
         if !is_elf(data) {
@@ -219,6 +285,7 @@ impl<'data> ElfDump<'data> {
         Ok(ElfDump { data, machine, phnum, segments, notes, by_paddr, by_vaddr, tail: ElfTail::Zero })
     }
 
+    /// `e_machine` ([`EM_X86_64`] for x86-64).
     pub fn machine(&self) -> u16 {
         self.machine
     }
@@ -228,14 +295,17 @@ impl<'data> ElfDump<'data> {
         self.phnum
     }
 
+    /// The PT_LOADs, in program header order.
     pub fn segments(&self) -> &[Segment] {
         &self.segments
     }
 
+    /// How `p_filesz < p_memsz` tails read; [`ElfTail::Zero`] after `parse`.
     pub fn tail_policy(&self) -> ElfTail {
         self.tail
     }
 
+    /// Sets how `p_filesz < p_memsz` tails read.
     pub fn set_tail_policy(&mut self, tail: ElfTail) {
         self.tail = tail;
     }

@@ -16,30 +16,68 @@ use std::collections::BTreeMap;
 
 use super::source::{ByteSource, SourceError, be_u64, out_of_bounds};
 
+/// The signature at offset 0, NUL-padded to 16 bytes in the file.
 pub const SIGNATURE: &[u8; 12] = b"makedumpfile";
+/// Bytes of the flattened header; the first record follows it.
 pub const HEADER_SIZE: u64 = 4096;
 const RECORD_HEADER_SIZE: u64 = 16;
 
+/// Why a flattened stream could not be indexed. `at` fields are offsets in
+/// the flattened file; `offset` fields are in the reassembled one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FlatError {
+    /// No `makedumpfile` signature, NUL-padded to 16 bytes, at offset 0.
     #[error("flattened dump: no \"makedumpfile\" signature at offset 0")]
     BadSignature,
+    /// The file is shorter than the 4096-byte header.
     #[error("flattened dump: the 4096-byte header is cut short ({file_len} bytes in the file)")]
-    TruncatedHeader { file_len: u64 },
+    TruncatedHeader {
+        /// The file's size, in bytes.
+        file_len: u64,
+    },
+    /// The header's `type` (big-endian u64 at offset 0x10) is not 1.
     #[error("flattened dump: header type at offset 0x10 is {0}, expected 1")]
     BadType(u64),
+    /// The header's `version` (big-endian u64 at offset 0x18) is not 1.
     #[error("flattened dump: header version at offset 0x18 is {0}, expected 1")]
     BadVersion(u64),
+    /// The file ends inside a 16-byte record header.
     #[error("flattened dump: record header at file offset {at:#x} is cut short")]
-    TruncatedRecordHeader { at: u64 },
+    TruncatedRecordHeader {
+        /// File offset of the record header.
+        at: u64,
+    },
+    /// A record claims more data than the file holds after it.
     #[error(
         "flattened dump: record at file offset {at:#x} (target {offset:#x}) claims {size:#x} bytes, only {available:#x} follow"
     )]
-    TruncatedRecordData { at: u64, offset: u64, size: u64, available: u64 },
+    TruncatedRecordData {
+        /// File offset of the record header.
+        at: u64,
+        /// Where the data belongs in the reassembled file.
+        offset: u64,
+        /// The claimed data size, in bytes.
+        size: u64,
+        /// Bytes left in the file after the record header.
+        available: u64,
+    },
+    /// A record's offset or size is negative (and not the end marker), or
+    /// their sum exceeds `i64::MAX`.
     #[error("flattened dump: record at file offset {at:#x} has a bad target offset {offset:#x} or size {size:#x}")]
-    BadRecord { at: u64, offset: u64, size: u64 },
+    BadRecord {
+        /// File offset of the record header.
+        at: u64,
+        /// The record's target offset, as a raw u64.
+        offset: u64,
+        /// The record's size, as a raw u64.
+        size: u64,
+    },
+    /// The file ends without the `offset = size = -1` end marker.
     #[error("flattened dump: no end marker (offset = size = -1); data stops at file offset {at:#x}")]
-    MissingEnd { at: u64 },
+    MissingEnd {
+        /// Where the records stop: the file's size.
+        at: u64,
+    },
 }
 
 /// One stored piece of the reassembled file: `[start, end)` lives at `src`
@@ -68,6 +106,8 @@ pub fn is_flattened(data: &[u8]) -> bool {
 }
 
 impl<'data> FlattenedSource<'data> {
+    /// Checks the header and indexes every record up to the end marker; no
+    /// record data is copied.
     pub fn parse(data: &'data [u8]) -> Result<Self, FlatError> {
         if !is_flattened(data) {
             return Err(FlatError::BadSignature);

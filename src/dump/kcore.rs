@@ -31,38 +31,93 @@ const MAX_PHDRS: usize = 1 << 16;
 /// The notes are a few KiB (PRSTATUS, PRPSINFO, TASKSTRUCT, VMCOREINFO).
 const MAX_NOTES: u64 = 1 << 20;
 
+/// Why a kcore file's headers could not be read or used. `path` is the
+/// file's name as the caller gave it.
 #[derive(Debug, thiserror::Error)]
 pub enum KcoreError {
+    /// A read failed or came up short.
     #[error("{path}: reading {len} bytes at offset {offset:#x}: {err}")]
-    Io { path: String, offset: u64, len: usize, err: std::io::Error },
+    Io {
+        /// The file.
+        path: String,
+        /// File offset of the read.
+        offset: u64,
+        /// Bytes asked for.
+        len: usize,
+        /// The I/O error.
+        err: std::io::Error,
+    },
+    /// Not a little-endian ELF64 ET_CORE for x86-64.
     #[error("{path}: not an x86-64 ELF core (header bytes {detail})")]
-    NotElfCore { path: String, detail: String },
+    NotElfCore {
+        /// The file.
+        path: String,
+        /// The first 20 bytes of the ELF header, in hex.
+        detail: String,
+    },
+    /// `e_phentsize` is below 56, or `e_phnum` is 0 or above 65536.
     #[error("{path}: {count} program headers at offset {phoff:#x}, not a kcore")]
-    BadPhdrs { path: String, phoff: u64, count: usize },
+    BadPhdrs {
+        /// The file.
+        path: String,
+        /// `e_phoff`.
+        phoff: u64,
+        /// `e_phnum`.
+        count: usize,
+    },
+    /// A PT_NOTE is over 1 MiB.
     #[error("{path}: note segment at offset {offset:#x} is {size} bytes, too large")]
-    NotesTooLarge { path: String, offset: u64, size: u64 },
+    NotesTooLarge {
+        /// The file.
+        path: String,
+        /// `p_offset` of the note segment.
+        offset: u64,
+        /// `p_filesz` of the note segment, in bytes.
+        size: u64,
+    },
+    /// A note is malformed.
     #[error("{path}: {err}")]
-    Note { path: String, err: NoteError },
+    Note {
+        /// The file.
+        path: String,
+        /// What is wrong with the note.
+        err: NoteError,
+    },
+    /// The VMCOREINFO note does not parse.
     #[error("{path}: VMCOREINFO note: {err}")]
-    Vmcoreinfo { path: String, err: VmcoreInfoError },
+    Vmcoreinfo {
+        /// The file.
+        path: String,
+        /// Why it does not parse.
+        err: VmcoreInfoError,
+    },
+    /// No PT_LOAD has a physical address, so no RAM can be read.
     #[error("{path}: no PT_LOAD carries a physical address (p_paddr), nothing to read RAM through")]
-    NoRam { path: String },
+    NoRam {
+        /// The file.
+        path: String,
+    },
 }
 
 /// One PT_LOAD of kcore.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KcoreSegment {
+    /// `p_vaddr`: the kernel virtual address the segment starts at.
     pub vaddr: u64,
     /// `u64::MAX` when the segment has no physical address.
     pub paddr: u64,
+    /// `p_offset`: file offset of the segment's data.
     pub offset: u64,
+    /// `p_filesz`: the segment's size, in bytes.
     pub size: u64,
 }
 
 /// The headers of a kcore file: its segments and notes.
 #[derive(Clone, Debug)]
 pub struct KcoreHeaders {
+    /// The PT_LOADs, in program header order.
     pub segments: Vec<KcoreSegment>,
+    /// The parsed VMCOREINFO note; `None` when there is none.
     pub vmcoreinfo: Option<VmcoreInfo>,
 }
 
@@ -155,6 +210,7 @@ pub struct KcorePhys<R> {
 
 /// Reads file bytes at an offset (a `File`, or a buffer in tests).
 pub trait ReadAt {
+    /// Fills all of `buf` from file offset `offset`, or fails.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
 
     /// A second reader of the same bytes (at `path`), for a second thread.

@@ -34,18 +34,26 @@ use std::borrow::Cow;
 
 use super::source::{ByteSource, SourceError, le_u32, le_u64};
 
+/// `disk_dump_header.signature`, at offset 0.
 pub const SIGNATURE: &[u8; 8] = b"KDUMP   ";
+/// Bytes of `disk_dump_header` read, through `nr_cpus` (x86-64 layout).
 pub const HEADER_SIZE: usize = 464;
+/// Bytes of a header_version 6 `kdump_sub_header` (64-bit).
 pub const SUB_HEADER_SIZE: usize = 104;
+/// Bytes of one page descriptor (`page_desc_t`).
 pub const PAGE_DESC_SIZE: u64 = 24;
 
 /// Page descriptor / header status flags.
 pub const DUMP_DH_COMPRESSED_ZLIB: u32 = 0x1;
+/// LZO1X compression (in descriptor `flags` and header `status`).
 pub const DUMP_DH_COMPRESSED_LZO: u32 = 0x2;
+/// Snappy compression (in descriptor `flags` and header `status`).
 pub const DUMP_DH_COMPRESSED_SNAPPY: u32 = 0x4;
 /// Header status: the dump ran out of space; descriptors with offset 0 are lost pages.
 pub const DUMP_DH_COMPRESSED_INCOMPLETE: u32 = 0x8;
+/// Header status: makedumpfile excluded unused vmemmap pages.
 pub const DUMP_DH_EXCLUDED_VMEMMAP: u32 = 0x10;
+/// Zstd compression (in descriptor `flags` and header `status`).
 pub const DUMP_DH_COMPRESSED_ZSTD: u32 = 0x20;
 const COMPRESSION_MASK: u32 =
     DUMP_DH_COMPRESSED_ZLIB | DUMP_DH_COMPRESSED_LZO | DUMP_DH_COMPRESSED_SNAPPY | DUMP_DH_COMPRESSED_ZSTD;
@@ -55,28 +63,69 @@ const MAX_BLOCK_SIZE: u32 = 1 << 18;
 /// zstd frames whose window exceeds this are refused before decoding.
 const MAX_ZSTD_WINDOW: u64 = 1 << 20;
 
+/// Why a kdump-compressed file could not be opened, or a page read. File
+/// offsets are of the reassembled file for a flattened dump.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KdumpError {
+    /// No `"KDUMP   "` signature at offset 0.
     #[error("kdump: no \"KDUMP   \" signature at offset 0")]
     BadSignature,
+    /// A structure could not be read from the source.
     #[error("kdump: cannot read the {what}: {err}")]
-    Read { what: &'static str, err: SourceError },
+    Read {
+        /// Which structure, e.g. `"disk_dump_header"` or `"page descriptor"`.
+        what: &'static str,
+        /// Why the source could not serve it.
+        err: SourceError,
+    },
+    /// `header_version` (offset 8) is 0; versions above 6 are read as 6.
     #[error("kdump: header_version {0} at offset 8 is not supported (1..=6 are known; >6 read as 6)")]
     BadVersion(u32),
+    /// `block_size` (offset 428) is not a power of two in 512..=262144.
     #[error("kdump: block_size {0} at offset 428 is not a power of two in 512..=262144")]
     BadBlockSize(u32),
+    /// `sub_hdr_size` (offset 432) is 0.
     #[error("kdump: sub_hdr_size {0} at offset 432 is 0 blocks")]
     BadSubHeaderSize(u32),
+    /// `bitmap_blocks` (offset 436) is 0 or odd.
     #[error("kdump: bitmap_blocks {0} at offset 436 is odd or 0 (two bitmaps of equal size are expected)")]
     BadBitmapBlocks(u32),
+    /// An area the headers point at lies (partly) outside the file.
     #[error("kdump: {what} at {offset:#x}+{size:#x} lies outside the file")]
-    BadRange { what: &'static str, offset: u64, size: u64 },
+    BadRange {
+        /// Which area, e.g. `"1st bitmap"` or `"notes"`.
+        what: &'static str,
+        /// Its file offset.
+        offset: u64,
+        /// Its size, in bytes.
+        size: u64,
+    },
+    /// A page descriptor that cannot describe one page of this file.
     #[error("kdump: page descriptor of pfn {pfn:#x} at file offset {desc_offset:#x}: {why}")]
-    BadPageDesc { pfn: u64, desc_offset: u64, why: &'static str },
+    BadPageDesc {
+        /// The page frame number being read.
+        pfn: u64,
+        /// File offset of its descriptor.
+        desc_offset: u64,
+        /// What is wrong with the descriptor.
+        why: &'static str,
+    },
+    /// A page's data does not decompress to exactly one page.
     #[error(
         "kdump: pfn {pfn:#x}: {method} data at file offset {data_offset:#x} ({size} bytes) does not decompress to one page: {why}"
     )]
-    Decompress { pfn: u64, data_offset: u64, size: u32, method: &'static str, why: &'static str },
+    Decompress {
+        /// The page frame number being read.
+        pfn: u64,
+        /// File offset of the compressed data.
+        data_offset: u64,
+        /// Compressed size, in bytes (the descriptor's `size`).
+        size: u32,
+        /// `"zlib"`, `"lzo"`, `"snappy"` or `"zstd"`.
+        method: &'static str,
+        /// What the decoder (or the length check) reported.
+        why: &'static str,
+    },
 }
 
 fn read_err(what: &'static str) -> impl Fn(SourceError) -> KdumpError {
@@ -86,6 +135,8 @@ fn read_err(what: &'static str) -> impl Fn(SourceError) -> KdumpError {
 /// `struct new_utsname`: six NUL-padded 65-byte strings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Utsname {
+    /// sysname, nodename, release, version, machine, domainname, in that
+    /// order; each NUL-padded.
     pub fields: [[u8; 65]; 6],
 }
 
@@ -95,21 +146,28 @@ impl Utsname {
         let end = f.iter().position(|&b| b == 0).unwrap_or(f.len());
         std::str::from_utf8(&f[..end]).unwrap_or("")
     }
+    /// `sysname`, e.g. "Linux". Like all the getters: up to the first NUL,
+    /// and empty if that is not UTF-8.
     pub fn sysname(&self) -> &str {
         self.field(0)
     }
+    /// `nodename`: the host name.
     pub fn nodename(&self) -> &str {
         self.field(1)
     }
+    /// `release`: the kernel release (`uname -r`).
     pub fn release(&self) -> &str {
         self.field(2)
     }
+    /// `version`: the kernel build string (`uname -v`).
     pub fn version(&self) -> &str {
         self.field(3)
     }
+    /// `machine`: the architecture, e.g. "x86_64".
     pub fn machine(&self) -> &str {
         self.field(4)
     }
+    /// `domainname`: the NIS domain name.
     pub fn domainname(&self) -> &str {
         self.field(5)
     }
@@ -118,20 +176,39 @@ impl Utsname {
 /// `disk_dump_header`, as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KdumpHeader {
+    /// `header_version` (offset 8): which sub-header fields exist.
     pub header_version: u32,
+    /// `utsname` (offset 12): the dumped kernel's `uname`.
     pub utsname: Utsname,
+    /// `timestamp.tv_sec` (offset 408): when the dump was taken, in seconds
+    /// since the epoch.
     pub timestamp_sec: u64,
+    /// `timestamp.tv_usec` (offset 416): microseconds into that second.
     pub timestamp_usec: u64,
+    /// `status` (offset 424): `DUMP_DH_*` flags (compression methods used,
+    /// incomplete dump, excluded vmemmap).
     pub status: u32,
+    /// `block_size` (offset 428): the page size, in bytes.
     pub block_size: u32,
+    /// `sub_hdr_size` (offset 432): blocks of sub-header, notes and
+    /// VMCOREINFO after block 0.
     pub sub_hdr_size: u32,
+    /// `bitmap_blocks` (offset 436): blocks of the two bitmaps together.
     pub bitmap_blocks: u32,
     /// 32-bit; superseded by `max_mapnr_64` from header_version 6.
     pub max_mapnr: u32,
+    /// `total_ram_blocks` (offset 444), as the producer wrote it; not used
+    /// for reading.
     pub total_ram_blocks: u32,
+    /// `device_blocks` (offset 448), as the producer wrote it; not used for
+    /// reading.
     pub device_blocks: u32,
+    /// `written_blocks` (offset 452), as the producer wrote it; not used for
+    /// reading.
     pub written_blocks: u32,
+    /// `current_cpu` (offset 456): the CPU that took the dump.
     pub current_cpu: u32,
+    /// `nr_cpus` (offset 460): the number of CPUs.
     pub nr_cpus: u32,
 }
 
@@ -141,18 +218,38 @@ pub struct KdumpSubHeader {
     /// Raw header value. Do not trust it for QEMU dumps (see module docs):
     /// use VMCOREINFO's `NUMBER(phys_base)` read as decimal.
     pub phys_base: u64,
+    /// `dump_level` (offset 8): makedumpfile's `-d` page-exclusion mask.
     pub dump_level: u32,
+    /// `split` (offset 12, v2+): nonzero when this file is one part of a
+    /// split dump.
     pub split: u32,
+    /// `start_pfn` (offset 16, v2+): first pfn of this part of a split dump;
+    /// superseded by `start_pfn_64` from header_version 6.
     pub start_pfn: u64,
+    /// `end_pfn` (offset 24, v2+): pfn past this part of a split dump;
+    /// superseded by `end_pfn_64` from header_version 6.
     pub end_pfn: u64,
+    /// `offset_vmcoreinfo` (offset 32, v3+): file offset of the VMCOREINFO
+    /// text.
     pub offset_vmcoreinfo: u64,
+    /// `size_vmcoreinfo` (offset 40, v3+): its size in bytes; 0 for none.
     pub size_vmcoreinfo: u64,
+    /// `offset_note` (offset 48, v4+): file offset of the ELF notes.
     pub offset_note: u64,
+    /// `size_note` (offset 56, v4+): their size in bytes; 0 for none.
     pub size_note: u64,
+    /// `offset_eraseinfo` (offset 64, v5+): file offset of makedumpfile's
+    /// erase information.
     pub offset_eraseinfo: u64,
+    /// `size_eraseinfo` (offset 72, v5+): its size in bytes.
     pub size_eraseinfo: u64,
+    /// `start_pfn_64` (offset 80, v6+): first pfn of this part of a split
+    /// dump.
     pub start_pfn_64: u64,
+    /// `end_pfn_64` (offset 88, v6+): pfn past this part of a split dump.
     pub end_pfn_64: u64,
+    /// `max_mapnr_64` (offset 96, v6+): highest pfn + 1, replacing the
+    /// header's 32-bit `max_mapnr`.
     pub max_mapnr_64: u64,
 }
 
@@ -171,9 +268,14 @@ fn sub_header_len(version: u32) -> usize {
 /// A page descriptor (`page_desc_t`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageDesc {
+    /// `offset`: file offset of the page data (0 in an incomplete dump marks
+    /// a lost page).
     pub offset: u64,
+    /// `size`: bytes of page data, compressed or not.
     pub size: u32,
+    /// `flags`: the `DUMP_DH_COMPRESSED_*` method, or 0 for a raw page.
     pub flags: u32,
+    /// `page_flags`, as the producer wrote it; not used for reading.
     pub page_flags: u64,
 }
 
@@ -185,8 +287,11 @@ pub enum PageLookup {
     /// Memory that was excluded (or lost to a full disk, or in another file
     /// of a split dump).
     NotInDump,
+    /// Stored in the file.
     Stored {
+        /// The page's descriptor.
         desc: PageDesc,
+        /// File offset of that descriptor.
         desc_offset: u64,
     },
 }
@@ -282,6 +387,7 @@ pub struct KdumpFile<'data, S: ByteSource<'data>> {
     decoder: PageDecoder,
 }
 
+/// True if `data` starts with the kdump signature.
 pub fn is_kdump(data: &[u8]) -> bool {
     data.starts_with(SIGNATURE)
 }
@@ -333,6 +439,8 @@ fn parse_sub_header(b: &[u8], version: u32) -> KdumpSubHeader {
 }
 
 impl<'data, S: ByteSource<'data>> KdumpFile<'data, S> {
+    /// Reads and checks the headers and bitmaps, and borrows (or copies) the
+    /// notes and VMCOREINFO; pages are decoded on demand.
     pub fn parse(source: S) -> Result<Self, KdumpError> {
         let mut h = [0u8; HEADER_SIZE];
         match source.read_at(0, &mut h[..SIGNATURE.len()]) {
@@ -421,14 +529,17 @@ impl<'data, S: ByteSource<'data>> KdumpFile<'data, S> {
         })
     }
 
+    /// The `disk_dump_header`.
     pub fn header(&self) -> &KdumpHeader {
         &self.header
     }
 
+    /// The `kdump_sub_header`; fields newer than `header_version` are 0.
     pub fn sub_header(&self) -> &KdumpSubHeader {
         &self.sub
     }
 
+    /// The bytes the file is read from.
     pub fn source(&self) -> &S {
         &self.source
     }

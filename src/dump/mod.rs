@@ -15,7 +15,7 @@
 //! - [`flattened`]: makedumpfile's flattened stream, read in place
 //! - [`notes`]: ELF notes, NT_PRSTATUS, QEMU's CPU note, VMCOREINFO note
 //! - [`vmcoreinfo`]: `KEY=VALUE` parsing
-//! - [`write`]: a kdump-compressed writer (for cutting fixtures)
+//! - [`write`](mod@write): a kdump-compressed writer (for cutting fixtures)
 
 pub mod elf;
 pub mod flattened;
@@ -43,15 +43,19 @@ pub use vmcoreinfo::VmcoreInfo;
 pub struct Compression(pub u32);
 
 impl Compression {
+    /// Pages may be zlib-compressed (`DUMP_DH_COMPRESSED_ZLIB`).
     pub fn zlib(self) -> bool {
         self.0 & kdump::DUMP_DH_COMPRESSED_ZLIB != 0
     }
+    /// Pages may be LZO1X-compressed (`DUMP_DH_COMPRESSED_LZO`).
     pub fn lzo(self) -> bool {
         self.0 & kdump::DUMP_DH_COMPRESSED_LZO != 0
     }
+    /// Pages may be snappy-compressed (`DUMP_DH_COMPRESSED_SNAPPY`).
     pub fn snappy(self) -> bool {
         self.0 & kdump::DUMP_DH_COMPRESSED_SNAPPY != 0
     }
+    /// Pages may be zstd-compressed (`DUMP_DH_COMPRESSED_ZSTD`).
     pub fn zstd(self) -> bool {
         self.0 & kdump::DUMP_DH_COMPRESSED_ZSTD != 0
     }
@@ -61,6 +65,7 @@ impl Compression {
     }
 }
 
+/// Which container format a [`Dump`] was opened from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DumpFormat {
     /// An ELF core without QEMU notes: kdump's vmcore, makedumpfile -E, kcore.
@@ -68,27 +73,50 @@ pub enum DumpFormat {
     /// QEMU `dump-guest-memory` in ELF.
     ElfQemu,
     /// kdump-compressed; `compression` is the header's status flags.
-    KdumpCompressed { compression: Compression },
+    KdumpCompressed {
+        /// The compression flags of `disk_dump_header.status`.
+        compression: Compression,
+    },
     /// The makedumpfile flattened form of a kdump-compressed file.
-    Flattened { compression: Compression },
+    Flattened {
+        /// The compression flags of the reassembled file's `status`.
+        compression: Compression,
+    },
 }
 
+/// Why a dump could not be opened, or its memory read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DumpError {
+    /// No ELF, kdump or flattened signature at offset 0.
     #[error("not a crash dump: no ELF, \"KDUMP   \" or \"makedumpfile\" signature at offset 0")]
     UnknownFormat,
+    /// A flattened stream whose reassembled file is ELF: only kdump-compressed
+    /// contents are read in place.
     #[error("flattened dump holds an ELF file, not a kdump one: reassemble it with makedumpfile -R")]
     FlattenedElf,
+    /// The ELF core is malformed.
     #[error(transparent)]
     Elf(#[from] ElfError),
+    /// The kdump-compressed file, or a page in it, is malformed.
     #[error(transparent)]
     Kdump(#[from] KdumpError),
+    /// The flattened stream is malformed.
     #[error(transparent)]
     Flat(#[from] FlatError),
+    /// The address is in no memory range the dump describes.
     #[error("physical address {paddr:#x} is in no memory range of the dump")]
-    Unmapped { paddr: u64 },
+    Unmapped {
+        /// The first byte that could not be read (`u64::MAX` when the
+        /// requested range wraps around).
+        paddr: u64,
+    },
+    /// The memory exists but its page is not in the dump (excluded, lost to
+    /// a full disk, or in another file of a split dump).
     #[error("physical page at {paddr:#x} was left out of the dump")]
-    NotInDump { paddr: u64 },
+    NotInDump {
+        /// The first byte that could not be read.
+        paddr: u64,
+    },
 }
 
 impl DumpError {
@@ -262,6 +290,7 @@ impl<'data> Dump<'data> {
         }
     }
 
+    /// The format detected by [`Self::open`].
     pub fn format(&self) -> DumpFormat {
         self.format
     }
@@ -272,6 +301,8 @@ impl<'data> Dump<'data> {
         self.page_size
     }
 
+    /// The parsed VMCOREINFO; `None` when the dump has none or it did not
+    /// parse (then see [`Self::vmcoreinfo_error`]).
     pub fn vmcoreinfo(&self) -> Option<&VmcoreInfo> {
         self.vmcoreinfo.as_ref()
     }
@@ -300,6 +331,7 @@ impl<'data> Dump<'data> {
         }
     }
 
+    /// The ELF reader; `None` for kdump-compressed and flattened files.
     pub fn elf(&self) -> Option<&ElfDump<'data>> {
         match &self.backend {
             Backend::Elf(e) => Some(e),

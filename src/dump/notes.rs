@@ -9,6 +9,7 @@ use crate::arch::x86_64::{Reg, Regs};
 
 use super::source::{le_u32, le_u64};
 
+/// `n_type` of a "CORE" note holding a CPU's `struct elf_prstatus`.
 pub const NT_PRSTATUS: u32 = 1;
 /// `sizeof(struct elf_prstatus)` on x86-64.
 pub const PRSTATUS_SIZE_X86_64: usize = 336;
@@ -19,18 +20,49 @@ pub const QEMU_CPU_STATE_MIN_SIZE: usize = 432;
 /// With `kernel_gs_base` (QEMU 7.2 writes this one, still version 1).
 pub const QEMU_CPU_STATE_SIZE_GS: usize = 440;
 
+/// Why a note could not be read or decoded. `offset` is the file offset of
+/// the note header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NoteError {
+    /// Fewer than 12 bytes, not all zero, are left for a note header.
     #[error("note header at offset {offset:#x} is cut short")]
-    TruncatedHeader { offset: u64 },
+    TruncatedHeader {
+        /// File offset of the partial header.
+        offset: u64,
+    },
+    /// The name or descriptor runs past the end of the notes.
     #[error(
         "note at offset {offset:#x}: name ({namesz} bytes) or descriptor ({descsz} bytes) runs past the notes' end"
     )]
-    TruncatedBody { offset: u64, namesz: u32, descsz: u32 },
+    TruncatedBody {
+        /// File offset of the note header.
+        offset: u64,
+        /// `n_namesz`, in bytes.
+        namesz: u32,
+        /// `n_descsz`, in bytes.
+        descsz: u32,
+    },
+    /// An NT_PRSTATUS descriptor is not 336 bytes (the x86-64 size).
     #[error("NT_PRSTATUS note at offset {offset:#x}: descriptor is {size} bytes, expected 336 (x86-64)")]
-    BadPrstatusSize { offset: u64, size: usize },
+    BadPrstatusSize {
+        /// File offset of the note header.
+        offset: u64,
+        /// The descriptor's size, in bytes.
+        size: usize,
+    },
+    /// A QEMU note is not version 1, or its `size` field is below 432 or
+    /// larger than the descriptor.
     #[error("QEMU note at offset {offset:#x}: {size}-byte descriptor says version {version}, size {claimed}")]
-    BadQemuNote { offset: u64, size: usize, version: u32, claimed: u32 },
+    BadQemuNote {
+        /// File offset of the note header.
+        offset: u64,
+        /// The descriptor's size, in bytes.
+        size: usize,
+        /// The note's `version` field (0 if the descriptor is too short).
+        version: u32,
+        /// The note's `size` field (0 if the descriptor is too short).
+        claimed: u32,
+    },
 }
 
 /// One note, borrowed from the dump.
@@ -38,7 +70,10 @@ pub enum NoteError {
 pub struct Note<'data> {
     /// The name without its terminating NUL(s).
     pub name: &'data [u8],
+    /// `n_type`: the note's type, meaningful per name (e.g. [`NT_PRSTATUS`]
+    /// for "CORE").
     pub n_type: u32,
+    /// The descriptor, without its padding.
     pub desc: &'data [u8],
     /// File offset of the note header.
     pub offset: u64,
@@ -56,6 +91,8 @@ pub struct NoteIter<'data> {
 }
 
 impl<'data> NoteIter<'data> {
+    /// Iterates the notes in `data`, which lies at file offset `base`
+    /// (used for [`Note::offset`] and errors).
     pub fn new(data: &'data [u8], base: u64) -> Self {
         NoteIter { data, pos: 0, base, done: false }
     }
@@ -113,13 +150,19 @@ impl<'data> Iterator for NoteIter<'data> {
 /// The fields of an x86-64 `NT_PRSTATUS` note that a walk needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Prstatus {
+    /// `pr_pid`; see [`CpuState::pid`].
     pub pid: u32,
     /// All GPRs and rip known, cs set.
     pub regs: Regs,
+    /// `pr_reg` slot 15, `orig_rax`, as saved.
     pub orig_rax: u64,
+    /// `pr_reg` slot 18, `eflags`, as saved.
     pub eflags: u64,
+    /// `pr_reg` slot 20, `ss`, as saved.
     pub ss: u64,
+    /// `pr_reg` slot 21, `fs_base`, as saved.
     pub fs_base: u64,
+    /// `pr_reg` slot 22, `gs_base`, as saved.
     pub gs_base: u64,
 }
 
@@ -172,9 +215,13 @@ pub fn parse_prstatus_x86_64(note: &Note<'_>) -> Result<Prstatus, NoteError> {
 /// A segment register as QEMU saves it (`QEMUCPUSegment`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QemuSegment {
+    /// The segment selector.
     pub selector: u32,
+    /// The segment limit.
     pub limit: u32,
+    /// The descriptor's attribute flags, as QEMU stores them.
     pub flags: u32,
+    /// The segment base address.
     pub base: u64,
 }
 
@@ -189,30 +236,39 @@ pub struct QemuSegment {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QemuCpuState {
+    /// The note's `version` field: always 1 once parsed.
     pub version: u32,
+    /// The note's `size` field: bytes of state it holds, at least 432; 440
+    /// or more includes `kernel_gs_base`.
     pub size: u32,
     /// All GPRs and rip known; cs from the cs segment selector.
     pub regs: Regs,
+    /// RFLAGS.
     pub rflags: u64,
     /// cs, ds, es, fs, gs, ss, ldt, tr, gdt, idt.
     pub segments: [QemuSegment; 10],
+    /// cr0 to cr4, indexed by register number.
     pub cr: [u64; 5],
     /// `MSR_KERNEL_GS_BASE`: the kernel's per-CPU base while in user mode.
     pub kernel_gs_base: Option<u64>,
 }
 
 impl QemuCpuState {
+    /// The cs segment.
     pub fn cs(&self) -> &QemuSegment {
         &self.segments[0]
     }
+    /// The gs segment; its `base` is the GS base in effect at the dump.
     pub fn gs(&self) -> &QemuSegment {
         &self.segments[4]
     }
+    /// cr3, the running context's page-table root (the raw register value).
     pub fn cr3(&self) -> u64 {
         self.cr[3]
     }
 }
 
+/// Decodes a "QEMU" note's `QEMUCPUState`; only version 1 is known.
 pub fn parse_qemu_note(note: &Note<'_>) -> Result<QemuCpuState, NoteError> {
     let d = note.desc;
     let version = le_u32(d, 0).unwrap_or(0);
@@ -276,22 +332,28 @@ pub struct CpuState {
     /// `pr_pid`: in a kdump, the pid of the task running on the CPU (0 for
     /// idle); in a QEMU dump, cpu_index + 1.
     pub pid: u32,
+    /// The registers of NT_PRSTATUS (QEMU's note does not replace them).
     pub regs: Regs,
     /// From QEMU's note; kdump notes carry no control registers.
     pub cr3: Option<u64>,
     /// File offset of the NT_PRSTATUS note (of the reassembled file for a
     /// flattened dump).
     pub note_offset: u64,
+    /// The decoded NT_PRSTATUS note.
     pub prstatus: Prstatus,
+    /// QEMU's note for this CPU; `None` unless the dump has exactly one per
+    /// NT_PRSTATUS.
     pub qemu: Option<QemuCpuState>,
 }
 
 /// What the notes of a dump hold.
 #[derive(Clone, Debug, Default)]
 pub struct NoteSummary<'data> {
+    /// One per decoded NT_PRSTATUS, in note order.
     pub cpus: Vec<CpuState>,
     /// VMCOREINFO note payload.
     pub vmcoreinfo: Option<&'data [u8]>,
+    /// Whether any "QEMU" note was seen (the dump was written by QEMU).
     pub has_qemu_notes: bool,
     /// Notes that could not be decoded (they are skipped, not fatal).
     pub problems: Vec<NoteError>,

@@ -7,10 +7,22 @@ use std::borrow::Cow;
 /// Why a byte range could not be read from a source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
+    /// The range runs past the end of the (logical) file, or wraps around.
     #[error("file offset {offset:#x}+{len:#x} is past the end of the data ({file_len:#x} bytes)")]
-    OutOfBounds { offset: u64, len: u64, file_len: u64 },
+    OutOfBounds {
+        /// Start of the range.
+        offset: u64,
+        /// Length of the range, in bytes.
+        len: u64,
+        /// Size of the (logical) file, in bytes.
+        file_len: u64,
+    },
+    /// A flattened dump has no record for part of the range.
     #[error("flattened dump: no record holds file offset {offset:#x}")]
-    Hole { offset: u64 },
+    Hole {
+        /// The first offset no record covers.
+        offset: u64,
+    },
 }
 
 /// A read-only file image addressed by file offset.
@@ -18,6 +30,7 @@ pub trait ByteSource<'data> {
     /// Size of the (logical) file.
     fn len(&self) -> u64;
 
+    /// True if the file has no bytes.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }

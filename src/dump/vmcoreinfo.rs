@@ -10,16 +10,33 @@
 
 use std::collections::HashMap;
 
+/// Why VMCOREINFO, or a value in it, could not be read. Lines are 1-based.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VmcoreInfoError {
+    /// The payload, of this many bytes, is over [`MAX_SIZE`].
     #[error("VMCOREINFO is {0} bytes, more than the 1 MiB limit")]
     TooLarge(u64),
+    /// A line is not UTF-8.
     #[error("VMCOREINFO line {line}: not UTF-8")]
-    NotUtf8 { line: u32 },
+    NotUtf8 {
+        /// The line number.
+        line: u32,
+    },
+    /// A non-empty line has no `=`.
     #[error("VMCOREINFO line {line}: no '=' in the line")]
-    NoEquals { line: u32 },
+    NoEquals {
+        /// The line number.
+        line: u32,
+    },
+    /// A value is not in its key's format.
     #[error("VMCOREINFO line {line}: bad {what} value")]
-    BadValue { line: u32, what: &'static str },
+    BadValue {
+        /// The line number.
+        line: u32,
+        /// The kind of key, e.g. `"SYMBOL"`, `"NUMBER"` or `"PAGESIZE"`.
+        what: &'static str,
+    },
+    /// The asked-for key is absent; the value is its kind, e.g. `"SYMBOL"`.
     #[error("VMCOREINFO has no {0} line")]
     Missing(&'static str),
 }
@@ -85,6 +102,7 @@ impl VmcoreInfo {
         self.entries.get(key).map(|&(_, l)| l)
     }
 
+    /// `OSRELEASE`: the kernel release (`uname -r`).
     pub fn osrelease(&self) -> Option<&str> {
         self.get("OSRELEASE")
     }
@@ -94,6 +112,7 @@ impl VmcoreInfo {
         self.get("BUILD-ID")
     }
 
+    /// `PAGESIZE`: the page size in bytes, decimal.
     pub fn page_size(&self) -> Option<u64> {
         self.try_page_size().ok()
     }
@@ -133,16 +152,21 @@ impl VmcoreInfo {
         self.hex(&format!("SYMBOL({name})"), "SYMBOL")
     }
 
+    /// Like [`Self::number`], telling a missing key from a malformed value.
     pub fn try_number(&self, name: &str) -> Result<i64, VmcoreInfoError> {
         let key = format!("NUMBER({name})");
         let (v, line) = self.entries.get(&key).ok_or(VmcoreInfoError::Missing("NUMBER"))?;
         parse_signed(v).ok_or(VmcoreInfoError::BadValue { line: *line, what: "NUMBER" })
     }
 
+    /// Like [`Self::kerneloffset`], telling a missing key from a malformed
+    /// value.
     pub fn try_kerneloffset(&self) -> Result<u64, VmcoreInfoError> {
         self.hex("KERNELOFFSET", "KERNELOFFSET")
     }
 
+    /// Like [`Self::page_size`], telling a missing key from a malformed
+    /// value.
     pub fn try_page_size(&self) -> Result<u64, VmcoreInfoError> {
         self.decimal("PAGESIZE", "PAGESIZE")
     }

@@ -17,24 +17,52 @@ use super::kdump::{
 };
 use super::notes::NoteIter;
 
+/// Why a kdump-compressed file could not be written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
+    /// The output failed, with this error kind.
     #[error("write failed: {0}")]
     Io(std::io::ErrorKind),
+    /// The page size is not a power of two in 512..=262144.
     #[error("page size {0} is not a power of two in 512..=262144")]
     BadPageSize(u32),
+    /// A raw page is not exactly one page long.
     #[error("page of pfn {pfn:#x} is {len} bytes, not one page")]
-    PageLength { pfn: u64, len: usize },
+    PageLength {
+        /// The page's frame number.
+        pfn: u64,
+        /// Its length, in bytes.
+        len: usize,
+    },
+    /// The pfns are not strictly increasing.
     #[error("pfn {pfn:#x} is not above the previous one (pages must be sorted)")]
-    Unsorted { pfn: u64 },
+    Unsorted {
+        /// The first pfn not above its predecessor.
+        pfn: u64,
+    },
+    /// A pfn is not below [`KdumpWriteInfo::max_mapnr`].
     #[error("pfn {pfn:#x} is not below max_mapnr {max_mapnr:#x}")]
-    PfnBeyondMax { pfn: u64, max_mapnr: u64 },
+    PfnBeyondMax {
+        /// The page's frame number.
+        pfn: u64,
+        /// The `max_mapnr` it should be below.
+        max_mapnr: u64,
+    },
+    /// A [`KdumpPage::Stored`] page has not exactly one known compression
+    /// flag (and no other), or holds 0 or more than a page of bytes.
     #[error(
         "stored page of pfn {pfn:#x} has flags {flags:#x}: exactly one compression flag and a size of 1..=page size are needed"
     )]
-    BadStoredPage { pfn: u64, flags: u32 },
+    BadStoredPage {
+        /// The page's frame number.
+        pfn: u64,
+        /// The flags it was given.
+        flags: u32,
+    },
+    /// zlib failed on the page of this pfn.
     #[error("zlib compression failed for pfn {0:#x}")]
     Compress(u64),
+    /// The utsname field of this index is over 64 bytes.
     #[error("utsname field {0} is longer than 64 bytes")]
     UtsnameTooLong(usize),
 }
@@ -56,7 +84,9 @@ pub struct KdumpWriteInfo<'a> {
     pub max_mapnr: u64,
     /// Written as is into the sub-header (readers should prefer VMCOREINFO).
     pub phys_base: u64,
+    /// The header's `nr_cpus`.
     pub nr_cpus: u32,
+    /// The sub-header's `dump_level` (makedumpfile's `-d` mask).
     pub dump_level: u32,
     /// ELF notes (NT_PRSTATUS, QEMU, VMCOREINFO notes...), as one blob.
     pub notes: &'a [u8],
@@ -67,9 +97,12 @@ pub struct KdumpWriteInfo<'a> {
     pub present: &'a [(u64, u64)],
 }
 
+/// How [`write_kdump`] stores pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteCompression {
+    /// Every page raw.
     None,
+    /// zlib, keeping a page raw when compression does not make it smaller.
     Zlib,
 }
 
@@ -80,13 +113,20 @@ pub enum KdumpPage<'p> {
     Raw(&'p [u8]),
     /// Already compressed bytes with their descriptor flags, copied as they
     /// are (e.g. LZO or snappy pages cut out of a real dump).
-    Stored { flags: u32, data: &'p [u8] },
+    Stored {
+        /// Exactly one `DUMP_DH_COMPRESSED_*` flag.
+        flags: u32,
+        /// The compressed bytes: 1 to page size of them.
+        data: &'p [u8],
+    },
 }
 
 /// What was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriteSummary {
+    /// Bytes written: the file's size.
     pub bytes: u64,
+    /// Pages written (stored in the dump).
     pub pages: u64,
     /// Compression flags used by at least one page.
     pub flags: u32,

@@ -49,6 +49,7 @@ pub struct KernelSpace<P> {
 const UPPER_SLOTS: usize = 256;
 
 impl<P: PhysMemory> KernelSpace<P> {
+    /// An address space over `phys`, translated with `paging`; caches start empty.
     pub fn new(phys: P, paging: PagingConfig) -> Self {
         KernelSpace { phys, paging, tlb: [(u64::MAX, 0); TLB_SLOTS], upper: vec![(u64::MAX, 0); UPPER_SLOTS] }
     }
@@ -59,10 +60,12 @@ impl<P: PhysMemory> KernelSpace<P> {
         Some(KernelSpace::new(self.phys.split()?, self.paging))
     }
 
+    /// The underlying physical-memory source.
     pub fn phys(&mut self) -> &mut P {
         &mut self.phys
     }
 
+    /// The page-table root and depth this space translates with.
     pub fn paging(&self) -> PagingConfig {
         self.paging
     }

@@ -37,6 +37,7 @@ const MAX_DEPTH: u32 = 32;
 pub struct TypeId(pub u32);
 
 impl TypeId {
+    /// Type id 0: `void`.
     pub const VOID: TypeId = TypeId(0);
 }
 
@@ -49,25 +50,45 @@ impl fmt::Display for TypeId {
 /// `BTF_KIND_*`, plus `Void` for type id 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
+    /// Type id 0, `void` (no record in the type section).
     Void,
+    /// `BTF_KIND_INT` (1): an integer, `char` or `_Bool`.
     Int,
+    /// `BTF_KIND_PTR` (2): a pointer.
     Ptr,
+    /// `BTF_KIND_ARRAY` (3): a fixed-size array.
     Array,
+    /// `BTF_KIND_STRUCT` (4).
     Struct,
+    /// `BTF_KIND_UNION` (5).
     Union,
+    /// `BTF_KIND_ENUM` (6): an enum with 32-bit values.
     Enum,
+    /// `BTF_KIND_FWD` (7): a forward declaration of a struct or union.
     Fwd,
+    /// `BTF_KIND_TYPEDEF` (8).
     Typedef,
+    /// `BTF_KIND_VOLATILE` (9): the `volatile` qualifier.
     Volatile,
+    /// `BTF_KIND_CONST` (10): the `const` qualifier.
     Const,
+    /// `BTF_KIND_RESTRICT` (11): the `restrict` qualifier.
     Restrict,
+    /// `BTF_KIND_FUNC` (12): a function, naming its prototype.
     Func,
+    /// `BTF_KIND_FUNC_PROTO` (13): a function's signature.
     FuncProto,
+    /// `BTF_KIND_VAR` (14): a global variable.
     Var,
+    /// `BTF_KIND_DATASEC` (15): a data section and its variables.
     Datasec,
+    /// `BTF_KIND_FLOAT` (16).
     Float,
+    /// `BTF_KIND_DECL_TAG` (17): a `btf_decl_tag` attribute.
     DeclTag,
+    /// `BTF_KIND_TYPE_TAG` (18): a `btf_type_tag` attribute (e.g. `__user`).
     TypeTag,
+    /// `BTF_KIND_ENUM64` (19): an enum with 64-bit values.
     Enum64,
 }
 
@@ -130,6 +151,7 @@ pub struct Name {
 impl Name {
     const CAP: usize = 31;
 
+    /// `s`, cut at a char boundary to at most 31 bytes.
     pub fn new(s: &str) -> Name {
         let mut end = s.len().min(Name::CAP);
         while !s.is_char_boundary(end) {
@@ -170,7 +192,9 @@ impl fmt::Debug for Name {
 /// Which section of the BTF blob an error is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Section {
+    /// The type section (`type_off`, `type_len` in the header).
     Types,
+    /// The string section (`str_off`, `str_len` in the header).
     Strings,
 }
 
@@ -178,64 +202,166 @@ pub enum Section {
 /// type id or names involved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BtfError {
+    /// The data is shorter than the 24-byte header.
     #[error("BTF data is {len} bytes, too short for a header")]
-    TooShort { len: u64 },
+    TooShort {
+        /// Length of the data, in bytes.
+        len: u64,
+    },
+    /// The magic is not `BTF_MAGIC`.
     #[error("bad BTF magic {found:#06x} (expected 0xeb9f)")]
-    BadMagic { found: u16 },
+    BadMagic {
+        /// The magic read (little-endian).
+        found: u16,
+    },
+    /// The magic is `BTF_MAGIC` byte-swapped: big-endian BTF, not supported.
     #[error("BTF data is byte-swapped (big-endian); only little-endian BTF is supported")]
     ByteSwapped,
+    /// The header's version is not 1.
     #[error("unsupported BTF version {version}")]
-    UnsupportedVersion { version: u8 },
+    UnsupportedVersion {
+        /// The version read.
+        version: u8,
+    },
+    /// `hdr_len` is below 24 or past the end of the data.
     #[error("BTF header length {hdr_len} is invalid for {len} bytes of data")]
-    BadHeaderLen { hdr_len: u32, len: u64 },
+    BadHeaderLen {
+        /// `hdr_len` as read.
+        hdr_len: u32,
+        /// Length of the data, in bytes.
+        len: u64,
+    },
+    /// A section the header places runs past the end of the data.
     #[error("BTF {section:?} section at {offset}+{len} lies outside the {available} bytes after the header")]
     SectionOutOfBounds {
+        /// Which section.
         section: Section,
+        /// Its offset after the header, in bytes.
         offset: u32,
+        /// Its length, in bytes.
         len: u32,
+        /// Bytes of data after the header.
         available: u64,
     },
+    /// A base BTF's string section does not start with the empty string.
     #[error("BTF string section of the base BTF does not start with a NUL byte")]
     BadStringSection,
+    /// A type record runs past the end of the type section.
     #[error("BTF type {id} at offset {offset} of the type section is truncated")]
-    TruncatedType { id: TypeId, offset: u64 },
+    TruncatedType {
+        /// The id the type would have.
+        id: TypeId,
+        /// Its offset in the type section, in bytes.
+        offset: u64,
+    },
+    /// A type record has a kind this reader does not know.
     #[error("BTF type {id} at offset {offset} of the type section has unknown kind {kind}")]
-    UnknownKind { id: TypeId, offset: u64, kind: u8 },
+    UnknownKind {
+        /// The id the type would have.
+        id: TypeId,
+        /// Its offset in the type section, in bytes.
+        offset: u64,
+        /// The raw `BTF_KIND_*` value.
+        kind: u8,
+    },
+    /// Type ids would not fit in 32 bits.
     #[error("too many BTF types (ids would pass 2^32)")]
     TooManyTypes,
+    /// A string offset is outside the string table, or its string has no NUL.
     #[error("BTF string offset {offset} is outside the string section or not NUL-terminated")]
-    BadString { offset: u32 },
+    BadString {
+        /// The offset, in the string table of base and split BTF together.
+        offset: u32,
+    },
+    /// A type id refers to no type.
     #[error("BTF type {id} does not exist (referenced by {referenced_by:?})")]
-    MissingType { id: TypeId, referenced_by: Option<TypeId> },
+    MissingType {
+        /// The id with no type.
+        id: TypeId,
+        /// The type that refers to it; None when it was asked for directly.
+        referenced_by: Option<TypeId>,
+    },
+    /// A chain of typedefs, modifiers, arrays or anonymous members is
+    /// longer than 32 (a cycle?).
     #[error("BTF type chain starting at {id} is deeper than 32 (a cycle?)")]
-    TooDeep { id: TypeId },
+    TooDeep {
+        /// Where the chain starts.
+        id: TypeId,
+    },
+    /// The size of a type that has none (void, forward declaration, function).
     #[error("BTF type {id} ({kind:?}) has no size")]
-    NoSize { id: TypeId, kind: Kind },
+    NoSize {
+        /// The sizeless type.
+        id: TypeId,
+        /// Its kind.
+        kind: Kind,
+    },
+    /// A size or member offset overflows 64 bits.
     #[error("size of BTF type {id} overflows")]
-    SizeOverflow { id: TypeId },
+    SizeOverflow {
+        /// The type being measured or searched.
+        id: TypeId,
+    },
+    /// Members of a type that is not a struct or union.
     #[error("BTF type {id} ({kind:?}) is not a struct or union")]
-    NotComposite { id: TypeId, kind: Kind },
+    NotComposite {
+        /// The type, after typedefs and modifiers.
+        id: TypeId,
+        /// Its kind.
+        kind: Kind,
+    },
+    /// No struct, union, or typedef of one, has this name.
     #[error("no struct or union named {name} in BTF")]
-    NoStruct { name: Name },
+    NoStruct {
+        /// The name looked for.
+        name: Name,
+    },
+    /// A member path names a member that does not exist.
     #[error("{struct_name}: no member {element} (searched type {container})")]
     NoMember {
+        /// The struct the path starts from.
         struct_name: Name,
+        /// The member name not found.
         element: Name,
+        /// The struct or union searched.
         container: TypeId,
     },
+    /// A member path goes on past a member that is not a struct or union.
     #[error("{struct_name}: member {element} is not a struct or union, cannot descend into it")]
-    NotCompositeMember { struct_name: Name, element: Name },
+    NotCompositeMember {
+        /// The struct the path starts from.
+        struct_name: Name,
+        /// The member the path goes on from.
+        element: Name,
+    },
+    /// A member path indexes a member that is not an array.
     #[error("{struct_name}: member {element} is not an array, cannot index it")]
-    NotArray { struct_name: Name, element: Name },
+    NotArray {
+        /// The struct the path starts from.
+        struct_name: Name,
+        /// The indexed member.
+        element: Name,
+    },
+    /// A member path's index is past the end of its array.
     #[error("{struct_name}: index {index} is out of bounds for {element}[{nelems}]")]
     IndexOutOfBounds {
+        /// The struct the path starts from.
         struct_name: Name,
+        /// The indexed member.
         element: Name,
+        /// The index given.
         index: u32,
+        /// Elements in the array.
         nelems: u32,
     },
+    /// A member path does not parse (an empty name, a bad index).
     #[error("{struct_name}: malformed member path {path}")]
-    BadPath { struct_name: Name, path: Name },
+    BadPath {
+        /// The struct the path starts from.
+        struct_name: Name,
+        /// The path.
+        path: Name,
+    },
 }
 
 /// Where a member lies inside the struct a path started from.
@@ -259,6 +385,7 @@ pub struct Member {
 pub struct MemberInfo<'data> {
     /// `None` for anonymous struct/union members.
     pub name: Option<&'data str>,
+    /// The member's type as declared.
     pub type_id: TypeId,
     /// Offset in bits from the start of the containing struct.
     pub bit_offset: u32,

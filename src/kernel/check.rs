@@ -16,11 +16,15 @@ use crate::walk::{walk_orc, walk_orc_past_start, CodeRanges, Frame, Reliability,
 /// One task's outcome.
 #[derive(Clone, Debug)]
 pub struct TaskReport<'set> {
+    /// The task as last read (for a live check, the look that settled it).
     pub task: TaskInfo,
+    /// Its stack trace, innermost first; empty when it was not walked.
     pub frames: Vec<Frame>,
     /// None when the task was not walked (running, no registers).
     pub reliability: Option<Reliability>,
+    /// Every patched function found on `frames` (see [`judge`]).
     pub hits: Vec<PatchHit>,
+    /// Whether the task may switch to the patched code, and why.
     pub verdict: Verdict<'set>,
 }
 
@@ -214,7 +218,9 @@ impl<P: PhysMemory> Walker<'_, P> {
 /// How a kernel is checked ([`Kernel::check`]).
 #[derive(Clone, Copy, Debug)]
 pub struct CheckConfig<'a> {
+    /// Limits of each task's stack walk.
     pub walk: WalkConfig,
+    /// Dump or running kernel, and how each is read.
     pub mode: CheckMode<'a>,
     /// Which tasks are checked (all of them by default).
     pub select: Select<'a>,
@@ -223,6 +229,7 @@ pub struct CheckConfig<'a> {
 /// Which tasks a check looks at.
 #[derive(Clone, Copy, Debug, Default)]
 pub enum Select<'a> {
+    /// Every listed task.
     #[default]
     All,
     /// Tasks whose thread id or process id is one of these.
@@ -232,6 +239,7 @@ pub enum Select<'a> {
 }
 
 impl Select<'_> {
+    /// Whether task `t` is one of those selected.
     pub fn keeps(&self, t: &TaskInfo) -> bool {
         match self {
             Select::All => true,
@@ -246,7 +254,10 @@ impl Select<'_> {
 pub enum CheckMode<'a> {
     /// A dump: nothing moves. A task on a CPU starts from that CPU's
     /// registers (the dump's crash notes), when there are any.
-    Dump { cpus: &'a [CpuRegs] },
+    Dump {
+        /// Registers of the CPUs that were running, from the crash notes.
+        cpus: &'a [CpuRegs],
+    },
     /// A running kernel (/proc/kcore): each task is read, walked and read
     /// again; one that changed is walked again, up to `passes` times. A
     /// task on a CPU is Running (no registers are known for it); one that
@@ -254,7 +265,13 @@ pub enum CheckMode<'a> {
     /// with `ChangedWhileReading`. `threads` 2 walks half of the tasks on a
     /// second thread with its own reader when the source can open one
     /// ([`PhysMemory::split`], kcore); the reports stay in task order.
-    Live { passes: u32, threads: u8 },
+    Live {
+        /// Most read-walk-reread passes per task (at least 1).
+        passes: u32,
+        /// Walking threads: any value above 1 means two, each with half of
+        /// the tasks.
+        threads: u8,
+    },
 }
 
 impl Default for CheckConfig<'_> {
@@ -266,6 +283,7 @@ impl Default for CheckConfig<'_> {
 /// A check's outcome: one report per task, in listing order.
 #[derive(Clone, Debug)]
 pub struct Checked<'set> {
+    /// One report per selected task, in listing order.
     pub tasks: Vec<TaskReport<'set>>,
     /// What the task listing went past without reading: tasks may be
     /// missing from `tasks`. Empty when the listing is complete.
@@ -359,6 +377,7 @@ pub struct LiveReads {
 }
 
 impl LiveReads {
+    /// Requests of every purpose together (not counting `walks` or `bytes`).
     pub fn total(&self) -> u64 {
         self.listing + self.walk_start + self.walk_stack + self.reread
     }

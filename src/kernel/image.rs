@@ -19,30 +19,75 @@ use crate::walk::{CodeRanges, StackKind, StackRange, TrampolineKind};
 /// Why a kernel could not be set up. Each names what was missing.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KernelError {
+    /// A VMCOREINFO entry needed is absent (named as VMCOREINFO writes it).
     #[error("VMCOREINFO lacks {0} (a kernel before 6.0 needs --vmlinux or --system-map)")]
     MissingVmcoreinfo(&'static str),
+    /// A symbol needed is not in the vmlinux symbols.
     #[error("kernel symbol {0} not found")]
     MissingSymbol(&'static str),
+    /// A read of kernel memory failed.
     #[error("{what}: {err}")]
-    Memory { what: &'static str, err: MemoryError },
+    Memory {
+        /// What was being read (e.g. "BTF", ".orc_unwind").
+        what: &'static str,
+        /// The failed read.
+        err: MemoryError,
+    },
+    /// kallsyms could not be decoded.
     #[error(transparent)]
     Kallsyms(#[from] KallsymsError),
+    /// The BTF in memory (`__start_BTF`) does not parse.
     #[error("BTF at {addr:#x}: {err}")]
-    Btf { addr: u64, err: BtfError },
+    Btf {
+        /// Address of `__start_BTF`.
+        addr: u64,
+        /// Why it does not parse.
+        err: BtfError,
+    },
+    /// The BTF given as a file (/sys/kernel/btf/vmlinux) does not parse.
     #[error("BTF file: {0}")]
     BtfFile(BtfError),
+    /// BTF lacks a struct or member lpstack needs.
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    /// An ORC table is unusable or of an unknown format.
     #[error("ORC table of {object}: {err}")]
-    Orc { object: String, err: OrcError },
+    Orc {
+        /// The object the table belongs to, e.g. "vmlinux".
+        object: String,
+        /// What is wrong with it.
+        err: OrcError,
+    },
+    /// A region to read is larger than 256 MiB.
     #[error("{what} is {size} bytes, too large to be real")]
-    TooLarge { what: &'static str, size: u64 },
+    TooLarge {
+        /// The region (e.g. "BTF").
+        what: &'static str,
+        /// Its size, in bytes.
+        size: u64,
+    },
+    /// The vmlinux file given is not the dump's kernel (GNU build IDs differ).
     #[error("the given vmlinux has build ID {file}, the dump's kernel {dump}: not the same kernel")]
-    BuildIdMismatch { file: String, dump: String },
+    BuildIdMismatch {
+        /// The file's build ID, in hex.
+        file: String,
+        /// The dump's build ID (VMCOREINFO `BUILD-ID`), in hex.
+        dump: String,
+    },
+    /// The symbols given place a symbol elsewhere than VMCOREINFO does.
     #[error("the given symbols put {name} at {file:#x} (after KASLR), the dump says {dump:#x}: not the same kernel")]
-    SymbolMismatch { name: &'static str, file: u64, dump: u64 },
+    SymbolMismatch {
+        /// The symbol compared (`_stext` or `init_uts_ns`).
+        name: &'static str,
+        /// Its address from the given symbols, moved by the KASLR offset.
+        file: u64,
+        /// Its address from VMCOREINFO.
+        dump: u64,
+    },
+    /// The System.map given does not parse.
     #[error("System.map: {0}")]
     SystemMap(SymbolError),
+    /// The symbols of the vmlinux given could not be read.
     #[error("vmlinux: {0}")]
     Vmlinux(SymbolError),
 }
@@ -102,7 +147,9 @@ pub fn paging_from_vmcoreinfo(vi: &VmcoreInfo) -> Result<PagingConfig, KernelErr
 /// What the caller can tell about the CPUs: each CPU's registers.
 #[derive(Clone, Copy, Debug)]
 pub struct CpuRegs {
+    /// The CPU's number, as in `task_struct.cpu`.
     pub cpu: u32,
+    /// Its registers when it stopped (from a dump's crash notes).
     pub regs: crate::arch::x86_64::Regs,
 }
 
@@ -500,6 +547,7 @@ impl<P: PhysMemory> Kernel<P> {
         u32::try_from(i32::from_le_bytes(b)).ok()
     }
 
+    /// The address of vmlinux symbol `name` (the first if several), if any.
     pub fn symbol(&self, name: &str) -> Option<u64> {
         self.symbols.table("vmlinux").and_then(|t| t.find_by_name(name).next()).map(|s| s.address)
     }

@@ -17,28 +17,58 @@ use crate::symbols::{SymbolDecoder, SymbolKind, SymbolSize, SymbolTable};
 /// Where the tables are (runtime addresses, e.g. from VMCOREINFO).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct KallsymsLocation {
+    /// `kallsyms_num_syms` (a 32-bit count).
     pub num_syms: u64,
+    /// `kallsyms_names`.
     pub names: u64,
+    /// `kallsyms_token_table`.
     pub token_table: u64,
+    /// `kallsyms_token_index` (256 16-bit offsets into the token table).
     pub token_index: u64,
     /// `kallsyms_offsets` (with `relative_base`), or None with `addresses`.
     pub offsets: Option<u64>,
+    /// The variable `kallsyms_relative_base` (its address, not its value);
+    /// None without an offsets table.
     pub relative_base: Option<u64>,
+    /// `kallsyms_addresses` (absolute 64-bit addresses), for kernels
+    /// without `kallsyms_offsets`; None otherwise.
     pub addresses: Option<u64>,
 }
 
+/// Why the kernel's symbol table could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KallsymsError {
+    /// A table could not be read.
     #[error("kallsyms: {0}")]
     Memory(MemoryError),
+    /// `kallsyms_num_syms` is 0 or above 8 million.
     #[error("kallsyms_num_syms is {0}, beyond any real kernel")]
     TooMany(u64),
+    /// A name's length prefix is 0 or runs past what can be indexed.
     #[error("kallsyms name {index} at {addr:#x} is malformed")]
-    BadName { index: u64, addr: u64 },
+    BadName {
+        /// The symbol's index.
+        index: u64,
+        /// Address of its length prefix in `kallsyms_names`.
+        addr: u64,
+    },
+    /// A token in `kallsyms_token_table` has no NUL.
     #[error("kallsyms token {index} has no terminator")]
-    BadToken { index: u32 },
+    BadToken {
+        /// The token's index (0-255).
+        index: u32,
+    },
+    /// Neither offset encoding puts the known symbols at their addresses,
+    /// or kallsyms has none of them.
     #[error("kallsyms: neither offset encoding places {name_hint} at its VMCOREINFO address {want:#x}")]
-    NoEncodingMatches { name_hint: &'static str, want: u64 },
+    NoEncodingMatches {
+        /// The first known symbol's name.
+        name_hint: &'static str,
+        /// The first known symbol's expected address.
+        want: u64,
+    },
+    /// Neither `offsets` with `relative_base` nor `addresses` was given
+    /// (or they decode to no address at all).
     #[error("kallsyms: no offsets or addresses table given")]
     NoAddresses,
 }
@@ -52,7 +82,9 @@ impl From<MemoryError> for KallsymsError {
 /// A check: this symbol must decode at this address.
 #[derive(Clone, Copy, Debug)]
 pub struct KnownSymbol {
+    /// Symbol name, without type character.
     pub name: &'static str,
+    /// Its runtime address (e.g. from VMCOREINFO).
     pub address: u64,
 }
 

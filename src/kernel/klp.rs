@@ -21,52 +21,91 @@ const MAX_FUNCS: usize = 65536;
 /// `KSYM_NAME_LEN` (512 since 6.1).
 const MAX_NAME: usize = 512;
 
+/// Why the kernel's livepatch state could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KlpError {
+    /// A read failed.
     #[error("livepatch state: {what}: {err}")]
-    Memory { what: &'static str, err: MemoryError },
+    Memory {
+        /// The variable or field being read (e.g. `klp_func.old_name`).
+        what: &'static str,
+        /// The failed read.
+        err: MemoryError,
+    },
+    /// A list loops or is longer than any real one.
     #[error("livepatch state: {what} at {addr:#x} loops or is longer than {limit} entries")]
-    BadList { what: &'static str, addr: u64, limit: usize },
+    BadList {
+        /// Which list (e.g. `klp_patch.obj_list`).
+        what: &'static str,
+        /// Address of the list's head.
+        addr: u64,
+        /// Most entries accepted.
+        limit: usize,
+    },
+    /// `klp_transition_patch` points to no registered patch.
     #[error("livepatch state: klp_transition_patch {addr:#x} is not on the klp_patches list")]
-    UnknownTransitionPatch { addr: u64 },
+    UnknownTransitionPatch {
+        /// Its value.
+        addr: u64,
+    },
+    /// `klp_patches` exists, but BTF lacks the 5.1+ layout or a
+    /// transition symbol is missing.
     #[error("livepatch state: the kernel has klp_patches, but not the 5.1+ layout in BTF (klp_patch.obj_list...) or not klp_transition_patch / klp_target_state")]
     NoLayout,
+    /// `klp_target_state` is neither 0 nor 1 during a transition.
     #[error("livepatch state: klp_target_state is {value}, neither patched (1) nor unpatched (0)")]
-    BadTargetState { value: i64 },
+    BadTargetState {
+        /// Its value.
+        value: i64,
+    },
 }
 
 /// One `struct klp_func`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KlpFunc {
+    /// Address of the `klp_func`.
     pub addr: u64,
+    /// `old_name`: the patched function's name.
     pub old_name: String,
+    /// `old_sympos`: which of several same-named symbols (0: the only one).
     pub old_sympos: u64,
+    /// `old_func`: the patched function's address.
     pub old_func: u64,
+    /// `old_size`: the patched function's size, in bytes.
     pub old_size: u64,
     /// For a nop function the kernel sets this to `old_func`.
     pub new_func: u64,
+    /// `new_size`: the replacement's size, in bytes.
     pub new_size: u64,
     /// Added by an atomic replace for a function an older patch replaced
     /// and this one does not: it "patches" back to the original.
     pub nop: bool,
     /// On its `klp_ops.func_stack` (the ftrace handler sees it).
     pub patched: bool,
+    /// `transition`: the function is being applied or reverted.
     pub transition: bool,
     /// Address of `stack_node`, and its links: `next` is the entry pushed
     /// before this one (or the list head), `prev` the one after.
     pub stack_node: u64,
+    /// `stack_node.next`.
     pub stack_next: u64,
+    /// `stack_node.prev`.
     pub stack_prev: u64,
 }
 
 /// One `struct klp_object`: vmlinux (`name` None) or a module.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KlpObject {
+    /// Address of the `klp_object`.
     pub addr: u64,
+    /// The patched module's name; None for vmlinux (a NULL `name`).
     pub name: Option<String>,
     /// Its functions are on their func stacks: the object is loaded.
     pub patched: bool,
+    /// `dynamic`: made by an atomic replace (it holds nops); false when
+    /// BTF lacks the field.
     pub dynamic: bool,
+    /// Its functions, in `func_list` order.
     pub funcs: Vec<KlpFunc>,
 }
 
@@ -80,18 +119,24 @@ impl KlpObject {
 /// One `struct klp_patch`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KlpPatch {
+    /// Address of the `klp_patch`.
     pub addr: u64,
     /// The livepatch module's name (`patch->mod->name`).
     pub module: String,
+    /// `enabled`: the patch is enabled (its transition may be incomplete).
     pub enabled: bool,
+    /// `replace`: an atomic-replace (cumulative) patch.
     pub replace: bool,
+    /// Its objects, in `obj_list` order.
     pub objects: Vec<KlpObject>,
 }
 
 /// Where a transition goes (`klp_target_state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum KlpTarget {
+    /// `KLP_UNPATCHED` (0): the patch is being disabled.
     Unpatched,
+    /// `KLP_PATCHED` (1): the patch is being enabled.
     Patched,
 }
 
@@ -110,33 +155,42 @@ impl KlpTarget {
 pub struct KlpTransition {
     /// Index into [`KlpState::patches`].
     pub patch: usize,
+    /// Which way it goes.
     pub target: KlpTarget,
 }
 
 /// Every registered livepatch, oldest first, and the transition if any.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KlpState {
+    /// The `klp_patches` list, oldest first.
     pub patches: Vec<KlpPatch>,
+    /// None when no transition is in progress (`klp_transition_patch` NULL).
     pub transition: Option<KlpTransition>,
 }
 
 /// Where a function sits: patch, object and function index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FuncRef {
+    /// Index into [`KlpState::patches`].
     pub patch: usize,
+    /// Index into that patch's [`KlpPatch::objects`].
     pub object: usize,
+    /// Index into that object's [`KlpObject::funcs`].
     pub func: usize,
 }
 
 impl KlpState {
+    /// The patch `r` is in; None when `r` is out of range.
     pub fn patch(&self, r: FuncRef) -> Option<&KlpPatch> {
         self.patches.get(r.patch)
     }
 
+    /// The object `r` is in; None when `r` is out of range.
     pub fn object(&self, r: FuncRef) -> Option<&KlpObject> {
         self.patch(r)?.objects.get(r.object)
     }
 
+    /// The function `r` names; None when `r` is out of range.
     pub fn func(&self, r: FuncRef) -> Option<&KlpFunc> {
         self.object(r)?.funcs.get(r.func)
     }

@@ -8,7 +8,9 @@ use crate::memory::{Memory, MemoryError};
 /// A scalar member: where and how wide.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Field {
+    /// Offset from the start of the struct, in bytes.
     pub offset: u64,
+    /// Width, in bytes.
     pub size: u64,
 }
 
@@ -33,10 +35,13 @@ impl From<Member> for Field {
     }
 }
 
+/// Why a needed layout could not be taken from BTF.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LayoutError {
+    /// A BTF lookup failed (a required struct or member is absent).
     #[error("BTF: {0}")]
     Btf(#[from] BtfError),
+    /// BTF has no struct or member under any of the names tried.
     #[error("BTF has none of {0}")]
     Missing(&'static str),
 }
@@ -61,69 +66,100 @@ fn optional(btf: &Btf<'_>, s: &str, path: &str) -> Option<Field> {
 /// `struct task_struct` and friends.
 #[derive(Clone, Copy, Debug)]
 pub struct TaskLayout {
+    /// `sizeof(struct task_struct)`, in bytes.
     pub size: u64,
+    /// `task_struct.tasks`: the process list (`list_head`).
     pub tasks: Field,
+    /// `task_struct.pid`.
     pub pid: Field,
+    /// `task_struct.tgid`.
     pub tgid: Field,
+    /// `task_struct.comm`.
     pub comm: Field,
+    /// `task_struct.stack`: the kernel stack's base.
     pub stack: Field,
+    /// `task_struct.thread.sp`: a switched-out task's stack pointer.
     pub thread_sp: Field,
+    /// `task_struct.on_cpu`.
     pub on_cpu: Field,
     /// `task_struct.cpu` (5.16+) or `thread_info.cpu`.
     pub cpu: Field,
     /// `__state` (5.14+) or `state`.
     pub state: Field,
+    /// `task_struct.flags`.
     pub flags: Field,
+    /// `task_struct.exit_state`; None when BTF lacks it.
     pub exit_state: Option<Field>,
     /// Absent without CONFIG_LIVEPATCH.
     pub patch_state: Option<Field>,
+    /// `task_struct.signal` (a pointer to `struct signal_struct`).
     pub signal: Field,
     /// 6.7+: threads hang off `signal->thread_head` through `thread_node`.
     pub thread_node: Option<Field>,
+    /// `signal_struct.thread_head` (6.7+).
     pub signal_thread_head: Option<Field>,
     /// Before 6.7: the circular `thread_group` list.
     pub thread_group: Option<Field>,
+    /// `task_struct.nvcsw`: voluntary context switches; None when absent.
     pub nvcsw: Option<Field>,
+    /// `task_struct.nivcsw`: involuntary context switches; None when absent.
     pub nivcsw: Option<Field>,
 }
 
 /// `struct inactive_task_frame`: what `__switch_to_asm` pushed.
 #[derive(Clone, Copy, Debug)]
 pub struct SwitchFrameLayout {
+    /// `sizeof(struct inactive_task_frame)`, in bytes.
     pub size: u64,
+    /// `inactive_task_frame.bp`: the saved frame pointer.
     pub bp: Field,
+    /// `inactive_task_frame.ret_addr`: where the task resumes.
     pub ret_addr: Field,
 }
 
 /// `struct module` and its ORC and symbol fields.
 #[derive(Clone, Copy, Debug)]
 pub struct ModuleLayout {
+    /// `module.list`: the link in the `modules` list.
     pub list: Field,
+    /// `module.name` (a char array).
     pub name: Field,
+    /// `module.state`.
     pub state: Field,
     /// `klp` (CONFIG_LIVEPATCH): a livepatch module.
     pub klp: Option<Field>,
     /// 6.4+: `mem[MOD_TEXT]` (`struct module_memory`, base and size).
     pub mem_text_base: Option<Field>,
+    /// 6.4+: `mem[MOD_TEXT].size`.
     pub mem_text_size: Option<Field>,
+    /// Bytes from one `module.mem[]` entry to the next; 0 before 6.4.
     pub mem_stride: u64,
     /// Before 6.4: `core_layout.base` and `.text_size`.
     pub core_base: Option<Field>,
+    /// Before 6.4: `core_layout.text_size`.
     pub core_text_size: Option<Field>,
+    /// `module.arch.num_orcs`; None without ORC (CONFIG_UNWINDER_ORC).
     pub num_orcs: Option<Field>,
+    /// `module.arch.orc_unwind_ip`; None without ORC.
     pub orc_unwind_ip: Option<Field>,
+    /// `module.arch.orc_unwind`; None without ORC.
     pub orc_unwind: Option<Field>,
     /// `mod->kallsyms` (a pointer to `struct mod_kallsyms`).
     pub kallsyms: Field,
+    /// `mod_kallsyms.symtab` (a pointer to `Elf64_Sym`s).
     pub ks_symtab: Field,
+    /// `mod_kallsyms.num_symtab`.
     pub ks_num_symtab: Field,
+    /// `mod_kallsyms.strtab`.
     pub ks_strtab: Field,
 }
 
 /// `struct rq`, for each CPU's current and idle task.
 #[derive(Clone, Copy, Debug)]
 pub struct RqLayout {
+    /// `rq.curr`: the task running on the CPU.
     pub curr: Field,
+    /// `rq.idle`: the CPU's idle task.
     pub idle: Field,
 }
 
@@ -133,8 +169,11 @@ pub struct RqLayout {
 pub struct PidIdrLayout {
     /// `pid_namespace.idr.idr_rt.xa_head`.
     pub ns_xa_head: Field,
+    /// `xa_node.shift`.
     pub node_shift: Field,
+    /// `xa_node.slots`.
     pub node_slots: Field,
+    /// Number of entries in `xa_node.slots` (XA_CHUNK_SIZE).
     pub node_slot_count: u64,
     /// `pid.tasks[PIDTYPE_PID].first`.
     pub pid_first_task: Field,
@@ -148,29 +187,47 @@ pub struct PidIdrLayout {
 /// functions on lists), for the patched set the kernel itself checks.
 #[derive(Clone, Copy, Debug)]
 pub struct KlpLayout {
-    /// `klp_patch`
+    /// `klp_patch.mod`: the patch's module.
     pub patch_mod: Field,
+    /// `klp_patch.list`: the link in `klp_patches`.
     pub patch_list: Field,
+    /// `klp_patch.obj_list`: its objects.
     pub patch_obj_list: Field,
+    /// `klp_patch.enabled`.
     pub patch_enabled: Field,
+    /// `klp_patch.replace`: an atomic-replace patch.
     pub patch_replace: Field,
-    /// `klp_object`
+    /// `klp_object.name`: the patched module's name, NULL for vmlinux.
     pub obj_name: Field,
+    /// `klp_object.node`: the link in `klp_patch.obj_list`.
     pub obj_node: Field,
+    /// `klp_object.func_list`: its functions.
     pub obj_func_list: Field,
+    /// `klp_object.patched`.
     pub obj_patched: Field,
+    /// `klp_object.dynamic`; None when BTF lacks it.
     pub obj_dynamic: Option<Field>,
-    /// `klp_func`
+    /// `klp_func.old_name`.
     pub func_old_name: Field,
+    /// `klp_func.new_func`: the replacement's address.
     pub func_new_func: Field,
+    /// `klp_func.old_sympos`.
     pub func_old_sympos: Field,
+    /// `klp_func.old_func`: the patched function's address.
     pub func_old_func: Field,
+    /// `klp_func.node`: the link in `klp_object.func_list`.
     pub func_node: Field,
+    /// `klp_func.stack_node`: the link in its `klp_ops.func_stack`.
     pub func_stack_node: Field,
+    /// `klp_func.old_size`, in bytes.
     pub func_old_size: Field,
+    /// `klp_func.new_size`, in bytes.
     pub func_new_size: Field,
+    /// `klp_func.nop`; None when BTF lacks it.
     pub func_nop: Option<Field>,
+    /// `klp_func.patched`.
     pub func_patched: Field,
+    /// `klp_func.transition`.
     pub func_transition: Field,
     /// `module.name`, for the patch module's name.
     pub module_name: Field,
@@ -192,27 +249,37 @@ pub struct CpuStacksLayout {
     /// `cpu_entry_area.estacks` and `.entry_stack_page.stack`: the entry
     /// stack, found from the exception stacks' address.
     pub cea_estacks: Option<Field>,
+    /// `cpu_entry_area.entry_stack_page.stack`; None when BTF lacks it.
     pub cea_entry_stack: Option<Field>,
 }
 
 /// Names of [`CpuStacksLayout::exception`], in order.
 pub const EXCEPTION_STACKS: [&str; 6] = ["DF", "NMI", "DB", "MCE", "VC", "VC2"];
 
+/// Every layout lpstack reads the kernel with, from its BTF.
 #[derive(Clone, Copy, Debug)]
 pub struct Layout {
+    /// `struct task_struct` (required).
     pub task: TaskLayout,
     /// None when BTF lacks `struct irq_stack`.
     pub cpu_stacks: Option<CpuStacksLayout>,
     /// None without CONFIG_LIVEPATCH or before 5.1 (no `klp_patch.obj_list`).
     pub klp: Option<KlpLayout>,
+    /// None when BTF lacks part of the pid IDR (no fallback listing).
     pub pid_idr: Option<PidIdrLayout>,
+    /// `struct inactive_task_frame` (required).
     pub frame: SwitchFrameLayout,
+    /// None when BTF lacks a required `struct module` field.
     pub module: Option<ModuleLayout>,
+    /// None when BTF lacks `rq.curr` or `rq.idle`.
     pub rq: Option<RqLayout>,
+    /// Offset of `list_head.next`, in bytes (`prev` follows it).
     pub list_next: u64,
 }
 
 impl Layout {
+    /// Takes every layout from `btf`; fails only when a required one
+    /// (`task_struct`, `inactive_task_frame`, `list_head`) is incomplete.
     pub fn from_btf(btf: &Btf<'_>) -> Result<Layout, LayoutError> {
         let t = "task_struct";
         let task_id = btf.find_struct(t).ok_or(LayoutError::Missing("struct task_struct"))?;

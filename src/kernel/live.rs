@@ -27,11 +27,19 @@ use crate::symbols::{parse_proc_kallsyms, ProcKallsyms};
 /// Where the running kernel is read from. Tests point these elsewhere.
 #[derive(Clone, Debug)]
 pub struct LiveSources {
+    /// Physical memory and VMCOREINFO (default /proc/kcore).
     pub kcore: PathBuf,
+    /// Symbol text, when symbols come from it (default /proc/kallsyms).
     pub kallsyms: PathBuf,
+    /// vmlinux BTF (default /sys/kernel/btf/vmlinux).
     pub btf: PathBuf,
+    /// Lockdown mode, to explain a refused kcore (default
+    /// /sys/kernel/security/lockdown).
     pub lockdown: PathBuf,
+    /// The kptr_restrict sysctl, to explain hidden kallsyms addresses
+    /// (default /proc/sys/kernel/kptr_restrict).
     pub kptr_restrict: PathBuf,
+    /// Where vmlinux symbols are read from.
     pub symbols: SymbolsFrom,
 }
 
@@ -62,24 +70,74 @@ impl Default for LiveSources {
 /// Why the running kernel cannot be read. Each says what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
+    /// The caller is not root.
     #[error("not root (effective uid {euid}): reading {kcore} needs root (CAP_SYS_RAWIO); run lpstack check live as root, e.g. with sudo")]
-    NotRoot { euid: u32, kcore: String },
+    NotRoot {
+        /// The caller's effective user id.
+        euid: u32,
+        /// The kcore path.
+        kcore: String,
+    },
+    /// The kcore file does not exist.
     #[error("{path} does not exist: the kernel was built without CONFIG_PROC_KCORE (or /proc is not mounted); take a vmcore with kdump and run lpstack check VMCORE instead")]
-    KcoreMissing { path: String },
+    KcoreMissing {
+        /// The kcore path.
+        path: String,
+    },
+    /// kcore was refused (EPERM) while the kernel is locked down.
     #[error("{kcore}: {err}; the kernel is locked down ([{mode}] in {lockdown}), which closes /proc/kcore; boot with lockdown=none (or without an enforced Secure Boot lockdown), or take a vmcore with kdump and run lpstack check VMCORE")]
-    Lockdown { kcore: String, err: std::io::Error, mode: String, lockdown: String },
+    Lockdown {
+        /// The kcore path.
+        kcore: String,
+        /// The error opening or reading it.
+        err: std::io::Error,
+        /// The active lockdown mode (`integrity`, `confidentiality`).
+        mode: String,
+        /// The lockdown file's path.
+        lockdown: String,
+    },
+    /// Every /proc/kallsyms address reads as zero (kptr_restrict).
     #[error("{path}: all {lines} addresses read as zero: kernel.kptr_restrict ({restrict}) hides them from this reader; run as root with kptr_restrict 0 or 1 (sysctl kernel.kptr_restrict=1)")]
-    KallsymsHidden { path: String, lines: usize, restrict: String },
+    KallsymsHidden {
+        /// The kallsyms path.
+        path: String,
+        /// Symbol lines read, vmlinux and modules.
+        lines: usize,
+        /// The kptr_restrict value as shown ("= 2"), or "unknown".
+        restrict: String,
+    },
+    /// The BTF file does not exist.
     #[error("{path} does not exist: the kernel has no BTF (built without CONFIG_DEBUG_INFO_BTF=y), which lpstack needs for task_struct offsets; use a kernel built with it, or mount sysfs if it is not mounted")]
-    NoBtf { path: String },
+    NoBtf {
+        /// The BTF path.
+        path: String,
+    },
+    /// Any other failure to open or read a file.
     #[error("{path}: {err}")]
-    Io { path: String, err: std::io::Error },
+    Io {
+        /// The file's path.
+        path: String,
+        /// The I/O error.
+        err: std::io::Error,
+    },
+    /// A file's contents do not parse (/proc/kallsyms, the BTF file).
     #[error("{path}: {msg}")]
-    Format { path: String, msg: String },
+    Format {
+        /// The file's path.
+        path: String,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// The kcore headers are unreadable or malformed.
     #[error(transparent)]
     Kcore(#[from] KcoreError),
+    /// kcore has no VMCOREINFO note.
     #[error("{kcore}: no VMCOREINFO note (kernels before 4.19 lack it): the page-table root is unknown")]
-    NoVmcoreinfo { kcore: String },
+    NoVmcoreinfo {
+        /// The kcore path.
+        kcore: String,
+    },
+    /// The kernel could not be set up from its memory.
     #[error("running kernel: {0}")]
     Kernel(#[from] KernelError),
 }
@@ -145,7 +203,9 @@ pub fn btf_error(sources: &LiveSources, err: std::io::Error) -> LiveError {
 
 /// The running kernel, ready for task walks.
 pub struct LiveKernel {
+    /// The kernel, read through kcore.
     pub kernel: Kernel<KcorePhys<File>>,
+    /// kcore's VMCOREINFO note.
     pub vmcoreinfo: VmcoreInfo,
     /// How long each setup step took, in order.
     pub timings: Vec<(&'static str, std::time::Duration)>,

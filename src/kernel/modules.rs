@@ -13,13 +13,21 @@ const MAX_MODULES: usize = 10_000;
 const MAX_ORCS: u64 = 4_000_000;
 const MAX_SYMS: u64 = 2_000_000;
 
+/// One module on the kernel's `modules` list.
 pub struct LoadedModule {
+    /// Address of its `struct module`.
     pub addr: u64,
+    /// `mod->name`.
     pub name: String,
+    /// `mod->state` (`enum module_state`: 0 live, 1 coming, 2 going, 3 unformed).
     pub state: u32,
     /// Core text [start, end).
     pub text: Vec<(u64, u64)>,
+    /// Its ORC unwind table; None when the kernel has none for modules,
+    /// the module has no entries, or the table could not be used.
     pub orc: Option<OrcTable<'static>>,
+    /// Its symbols from `mod->kallsyms`, sized as the kernel sizes them;
+    /// empty when it has none.
     pub symbols: SymbolTable,
     /// `mod->klp`: a livepatch module. None when the kernel has no such
     /// field or it could not be read.

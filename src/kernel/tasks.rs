@@ -12,17 +12,26 @@ pub const PF_KTHREAD: u64 = 0x0020_0000;
 /// A list longer than this is taken to be corrupt.
 pub const MAX_TASKS: usize = 4_000_000;
 
+/// One task as read from its `task_struct` (a snapshot: a live task moves on).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskInfo {
     /// Address of the `task_struct`.
     pub addr: u64,
+    /// Thread id (`task->pid`); -1 when unreadable.
     pub pid: i32,
+    /// Process id (`task->tgid`); -1 when unreadable.
     pub tgid: i32,
+    /// Command name (`task->comm`, at most 15 bytes); "?" when unreadable.
     pub comm: String,
+    /// `task->__state` (or `state` before 5.14): TASK_* bits, 0 running.
     pub state: u64,
+    /// `task->exit_state` (EXIT_ZOMBIE, EXIT_DEAD); 0 when BTF lacks it.
     pub exit_state: u64,
+    /// `task->flags` (PF_* bits, e.g. [`PF_KTHREAD`]).
     pub flags: u64,
+    /// `task->on_cpu`: the task is running on a CPU.
     pub on_cpu: bool,
+    /// The CPU it runs or last ran on (`task->cpu` or `thread_info.cpu`).
     pub cpu: u32,
     /// Base of the kernel stack (`task->stack`).
     pub stack: u64,
@@ -40,6 +49,7 @@ pub struct TaskInfo {
 }
 
 impl TaskInfo {
+    /// A kernel thread (`PF_KTHREAD` set).
     pub fn kthread(&self) -> bool {
         self.flags & PF_KTHREAD != 0
     }
@@ -71,6 +81,7 @@ pub struct ListingGap {
 /// The tasks livepatch would check, and what the listing went past.
 #[derive(Clone, Debug, Default)]
 pub struct TaskListing {
+    /// Every thread, then each online CPU's idle task.
     pub tasks: Vec<TaskInfo>,
     /// Empty when the listing is known to be complete.
     pub gaps: Vec<ListingGap>,
@@ -82,14 +93,22 @@ impl std::fmt::Display for ListingGap {
     }
 }
 
+/// Why the tasks could not be listed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TaskListError {
+    /// A list could not be read or bridged.
     #[error("task list: {0}")]
     Memory(#[from] MemoryError),
+    /// A list comes back to a node or task seen before.
     #[error("task list loops: task_struct at {addr:#x} seen twice")]
-    Loop { addr: u64 },
+    Loop {
+        /// The node or `task_struct` address met twice.
+        addr: u64,
+    },
+    /// More than [`MAX_TASKS`] tasks.
     #[error("task list: more than {MAX_TASKS} tasks, taken as corrupt")]
     TooLong,
+    /// The pid IDR fallback was needed but BTF lacks its layout.
     #[error("task list is broken and BTF has no pid IDR layout to fall back on")]
     NoPidIdr,
 }

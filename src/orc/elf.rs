@@ -8,10 +8,15 @@ use super::{format_from_header, format_from_release, OrcEntry, OrcError, OrcForm
 /// The raw ORC sections of an executable ELF (vmlinux).
 #[derive(Clone, Copy, Debug)]
 pub struct OrcSections<'data> {
+    /// `.orc_unwind_ip`: little-endian s32s, each relative to its own address.
     pub ips: &'data [u8],
+    /// Link address of `.orc_unwind_ip`.
     pub ips_addr: u64,
+    /// `.orc_unwind`: 6-byte entries in parallel with `ips`.
     pub entries: &'data [u8],
+    /// `.orc_header` (a 20-byte SHA-1), present from 6.4 on.
     pub header: Option<&'data [u8]>,
+    /// The GNU build ID, when the file has one.
     pub build_id: Option<&'data [u8]>,
     /// From the `Linux version ...` banner in `.rodata`, when present.
     pub release: Option<&'data str>,
@@ -46,6 +51,7 @@ fn banner_release<'data>(file: &object::File<'data>) -> Option<&'data str> {
     std::str::from_utf8(&rest[..end]).ok()
 }
 
+/// Finds the ORC sections, build ID and banner release of a vmlinux image.
 pub fn orc_sections<'data>(data: &'data [u8]) -> Result<OrcSections<'data>, OrcError> {
     let file = object::File::parse(data).map_err(|_| OrcError::Elf("not a readable ELF file"))?;
     let (ips, ips_addr) = section_data(&file, ".orc_unwind_ip")?.ok_or(OrcError::MissingSections)?;
@@ -58,8 +64,11 @@ pub fn orc_sections<'data>(data: &'data [u8]) -> Result<OrcSections<'data>, OrcE
 /// How the format was chosen, for reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FormatSource {
+    /// Given by the caller.
     Explicit,
+    /// Named by `.orc_header`.
     Header,
+    /// Decided by the kernel release, given or read from the banner.
     Release,
 }
 
@@ -103,10 +112,13 @@ pub fn vmlinux_table<'data>(
 pub struct RelocatedEntry {
     /// Section name for section symbols, else the symbol's name.
     pub symbol: String,
+    /// The relocation's addend.
     pub addend: i64,
     /// The text section the entry points into, and the offset there.
     pub section: String,
+    /// Offset of the entry's ip in `section` (symbol value + addend).
     pub offset: u64,
+    /// The six `.orc_unwind` bytes, undecoded.
     pub entry: [u8; ORC_ENTRY_SIZE],
 }
 

@@ -3,27 +3,40 @@
 
 use super::OrcFormat;
 
+/// Bytes per `.orc_unwind` entry.
 pub const ORC_ENTRY_SIZE: usize = 6;
 
 /// Base registers of the ORC format (arch/x86/include/asm/orc_types.h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OrcReg {
+    /// 0. As `sp_reg`: no unwind data. As `bp_reg`: this frame did not save rbp.
     Undefined,
+    /// 1, `bp_reg` only: rbp is saved at CFA + `bp_offset`.
     PrevSp,
+    /// 2, `sp_reg` only: CFA = rdx (from saved registers), no offset.
     Dx,
+    /// 3, `sp_reg` only: CFA = rdi (from saved registers), no offset.
     Di,
+    /// 4. As `sp_reg`: CFA = rbp + `sp_offset`. As `bp_reg`: rbp is saved at rbp + `bp_offset`.
     Bp,
+    /// 5, `sp_reg` only: CFA = rsp + `sp_offset`.
     Sp,
+    /// 6, `sp_reg` only: CFA = r10 (from saved registers), no offset.
     R10,
+    /// 7, `sp_reg` only: CFA = r13 (from saved registers), no offset.
     R13,
+    /// 8, `sp_reg` only: CFA = the word at rbp + `sp_offset`.
     BpIndirect,
+    /// 9, `sp_reg` only: CFA = the word at rsp, plus `sp_offset` (since 5.12).
     SpIndirect,
     /// 10, added by newer kernels for clang-built entry code.
     Ax,
+    /// Any other value (11-15), kept raw.
     Unknown(u8),
 }
 
 impl OrcReg {
+    /// Decodes a 4-bit `sp_reg`/`bp_reg` field; unknown values become `Unknown`.
     #[inline]
     pub fn from_raw(raw: u8) -> Self {
         match raw {
@@ -51,11 +64,13 @@ pub enum OrcType {
     Undefined,
     /// The outermost frame: a clean end (v3 type 1; v1/v2 end bit).
     EndOfStack,
+    /// A call frame: return address at CFA - 8, the caller's sp is the CFA.
     Call,
     /// A full `pt_regs` at the CFA.
     Regs,
     /// An iret frame at the CFA (was REGS_IRET).
     RegsPartial,
+    /// A type value with no known meaning, kept raw.
     Unknown(u8),
 }
 
@@ -76,16 +91,24 @@ const OLD_TYPES: [OrcType; 4] = [OrcType::Call, OrcType::Regs, OrcType::RegsPart
 /// printing exactly as objtool does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct OrcEntry {
+    /// `orc_entry.sp_offset`: CFA = `sp_reg` + this, in bytes (see [`OrcReg`] for the exceptions).
     pub sp_offset: i16,
+    /// `orc_entry.bp_offset`: rbp is saved at `bp_reg` + this, in bytes.
     pub bp_offset: i16,
+    /// `orc_entry.sp_reg`: what the CFA is computed from.
     pub sp_reg: OrcReg,
+    /// `orc_entry.bp_reg`: where the caller's rbp is saved, if anywhere.
     pub bp_reg: OrcReg,
+    /// `orc_entry.type`, normalised over the formats.
     pub kind: OrcType,
     /// The ip is not a return address (an interrupted or signalled frame):
     /// look up the next frame at ip, not ip-1.
     pub signal: bool,
+    /// `sp_reg` as stored: the low nibble of byte 4.
     pub raw_sp_reg: u8,
+    /// `bp_reg` as stored: the high nibble of byte 4.
     pub raw_bp_reg: u8,
+    /// The type bits as stored: 2 bits in v1/v2, 3 in v3.
     pub raw_type: u8,
     /// The v1/v2 end bit (always false for v3).
     pub end: bool,

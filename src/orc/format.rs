@@ -7,6 +7,7 @@
 
 use super::OrcError;
 
+/// The layout of an ORC entry's flag bits, which changed twice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum OrcFormat {
     /// 4.14 to 6.2: `sp_reg:4 bp_reg:4 type:2 end:1`.
@@ -19,6 +20,7 @@ pub enum OrcFormat {
 }
 
 impl OrcFormat {
+    /// Parses `"1"`/`"v1"` to `"3"`/`"v3"`, as given on a command line.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "1" | "v1" => Some(OrcFormat::V1),
@@ -28,6 +30,7 @@ impl OrcFormat {
         }
     }
 
+    /// The version number: 1, 2 or 3.
     pub fn number(self) -> u32 {
         match self {
             OrcFormat::V1 => 1,
@@ -57,6 +60,7 @@ pub const KNOWN_HEADERS: &[KnownHeader] = &[KnownHeader {
     seen_in: "Debian 6.12.117+deb12-amd64",
 }];
 
+/// The format named by a 20-byte `.orc_header`; unknown hashes are an error.
 pub fn format_from_header(header: &[u8]) -> Result<OrcFormat, OrcError> {
     let header: &[u8; 20] = header
         .try_into()

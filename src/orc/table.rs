@@ -6,10 +6,12 @@ use std::borrow::Cow;
 
 use super::{OrcEntry, OrcError, OrcFormat, ORC_ENTRY_SIZE};
 
+/// Bytes of text per block of the lookup index, as in the kernel.
 pub const LOOKUP_BLOCK_SIZE: u64 = 256;
 
 /// Something that maps an instruction address to its ORC entry.
 pub trait OrcFinder {
+    /// The entry for `ip`: the rightmost with entry ip <= `ip`; None when `ip` is outside the table.
     fn find(&self, ip: u64) -> Option<OrcEntry>;
 }
 
@@ -126,22 +128,27 @@ impl<'data> OrcTable<'data> {
         self
     }
 
+    /// The entry layout the table is decoded with.
     pub fn format(&self) -> OrcFormat {
         self.format
     }
 
+    /// Number of entries.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// True when there are no entries (never, for a built table).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// The lowest entry ip.
     pub fn first_ip(&self) -> u64 {
         self.first_ip
     }
 
+    /// The highest entry ip.
     pub fn last_ip(&self) -> u64 {
         self.last_ip
     }
@@ -177,6 +184,7 @@ impl<'data> OrcTable<'data> {
         (i < self.len).then(|| (self.ip_at(i), self.entry_at(i)))
     }
 
+    /// Every (ip, entry), in table order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, OrcEntry)> + '_ {
         (0..self.len).map(|i| (self.ip_at(i), self.entry_at(i)))
     }
@@ -256,16 +264,19 @@ pub struct OrcTables<'data> {
 }
 
 impl<'data> OrcTables<'data> {
+    /// No tables.
     pub fn new() -> Self {
         OrcTables { tables: Vec::new() }
     }
 
+    /// Adds a table, keeping tables sorted by range start.
     pub fn push(&mut self, table: OrcTable<'data>) {
         let start = table.range().0;
         let at = self.tables.partition_point(|t| t.range().0 <= start);
         self.tables.insert(at, table);
     }
 
+    /// The tables, sorted by range start.
     pub fn tables(&self) -> &[OrcTable<'data>] {
         &self.tables
     }

@@ -24,11 +24,19 @@ use crate::symbols::Symbolizer;
 pub enum KlpKnowledge<'a> {
     /// No livepatch in this kernel (or not a kernel): nothing is stacked.
     None,
+    /// The livepatch state read from the kernel's memory: patches, func
+    /// stacks, the transition in progress.
     State(&'a KlpState),
     /// The state could not be read (`error` says where). Any function of
     /// these livepatch modules (name, text ranges) may be a live
     /// replacement, so all of their code is checked.
-    Unreadable { error: String, livepatch_modules: Vec<(String, Vec<(u64, u64)>)> },
+    Unreadable {
+        /// Why the state could not be read.
+        error: String,
+        /// Each module that is or may be a livepatch module: its name and
+        /// its text ranges as `(start, end)`, end exclusive.
+        livepatch_modules: Vec<(String, Vec<(u64, u64)>)>,
+    },
 }
 
 /// What the user says of the set beyond its functions.
@@ -45,7 +53,10 @@ pub struct ResolveOptions {
 /// that is not the original.
 #[derive(Clone, Debug, Default)]
 pub struct KernelSet {
+    /// The functions and the ranges checked for them.
     pub set: PatchSet,
+    /// One sentence each, for the user: skipped objects, functions added
+    /// from the kernel, versions checked other than the original.
     pub notes: Vec<String>,
 }
 

@@ -130,6 +130,7 @@ pub enum ModuleForm {
 }
 
 impl ModuleForm {
+    /// The form's name in messages: "klp-build", "kpatch-build" or "source-built".
     pub fn as_str(self) -> &'static str {
         match self {
             ModuleForm::KlpBuild => "klp-build",
@@ -145,6 +146,7 @@ pub struct LivepatchModule {
     /// The module's name (`name=` in `.modinfo`, else the name in
     /// `.gnu.linkonce.this_module`).
     pub name: String,
+    /// How it was built, hence where its list was read.
     pub form: ModuleForm,
     /// Atomic replace, when the file says: `Some` for source-built modules,
     /// `None` for klp-build and kpatch-build, whose generated init code sets
@@ -162,6 +164,7 @@ pub struct LivepatchModule {
 pub struct PatchObject {
     /// `None` is vmlinux.
     pub name: Option<String>,
+    /// Its patched functions, in file order.
     pub funcs: Vec<PatchFunc>,
 }
 
@@ -232,127 +235,256 @@ impl LivepatchModule {
 /// `section+0xoffset` (offsets within the section, as in `readelf -r`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KoError {
+    /// The file is not an ELF64 little-endian x86-64 `ET_REL` file.
     #[error("not an ELF64 little-endian x86-64 relocatable file: {reason}")]
-    NotElf { reason: String },
+    NotElf {
+        /// Which check failed.
+        reason: String,
+    },
+    /// The ELF structure is broken or unsupported (e.g. REL rather than
+    /// RELA relocations).
     #[error("malformed ELF: {reason}")]
-    Elf { reason: String },
+    Elf {
+        /// What is broken, and where.
+        reason: String,
+    },
+    /// No klp-build or kpatch-build section, and no static `klp_patch` found
+    /// (or only one whose `objs` is NULL).
     #[error(
         "not a livepatch module: no __klp_objects/.init.klp_objects, .kpatch.funcs or klp_patch found"
     )]
     NotLivepatch,
+    /// Neither klp-build nor kpatch-build sections, and no BTF with
+    /// `struct klp_patch` to look for a source-built one.
     #[error(
         "no __klp_objects/.init.klp_objects or .kpatch.funcs section{tag}; a source-built module's static struct klp_patch can only be found with BTF that has struct klp_patch (the target kernel's vmlinux BTF)",
         tag = if *livepatch_tag { " (.modinfo says livepatch=Y)" } else { "" }
     )]
-    NeedBtf { livepatch_tag: bool },
+    NeedBtf {
+        /// `.modinfo` has a `livepatch=` entry.
+        livepatch_tag: bool,
+    },
+    /// A struct or member the reader needs is missing from the BTF, or
+    /// unreadable.
     #[error("BTF: {what}: {source}")]
     Btf {
+        /// The struct, or `struct.member`, looked up.
         what: &'static str,
+        /// The BTF reader's error.
         #[source]
         source: BtfError,
     },
+    /// A BTF struct or member has a size the reader cannot use (or is a
+    /// bitfield).
     #[error("BTF: {what} is {size} bytes, expected {expected}")]
     BtfFieldSize {
+        /// The struct, or `struct.member`.
         what: &'static str,
+        /// Its size in BTF, in bytes.
         size: u64,
+        /// The sizes accepted, in words.
         expected: &'static str,
     },
+    /// Two of the sections that can hold the list are present.
     #[error("the module has both {first} and {second}; cannot tell which the kernel gets")]
     MultipleForms {
+        /// The first, in the order `.init.klp_objects`, `__klp_objects`,
+        /// `.kpatch.funcs`.
         first: &'static str,
+        /// The second, in that order.
         second: &'static str,
     },
+    /// A section of fixed-size records is not a whole number of them.
     #[error("{section} is {size:#x} bytes, not a multiple of sizeof(struct {what}) = {record}")]
     BadSectionSize {
+        /// The section's name.
         section: String,
+        /// Its size in bytes.
         size: u64,
+        /// The record's struct name.
         what: &'static str,
+        /// The record's size in bytes.
         record: u64,
     },
+    /// A section that must be read has no bytes in the file.
     #[error("{section} has no data in the file ({why})")]
-    NoData { section: String, why: &'static str },
+    NoData {
+        /// The section's name.
+        section: String,
+        /// Why: `SHT_NOBITS`, or a file range outside the file.
+        why: &'static str,
+    },
+    /// A field or record runs past the end of its section.
     #[error("{what} at {at} needs {len} bytes but {section} has {size:#x}")]
     Truncated {
+        /// The field or struct read.
         what: &'static str,
+        /// Where it starts, `section+0xoffset`.
         at: String,
+        /// Bytes needed.
         len: u64,
+        /// The section's name.
         section: String,
+        /// The section's size in bytes.
         size: u64,
     },
+    /// A pointer's target (symbol value + addend) lies outside the section
+    /// it names.
     #[error("relocation at {at} points outside {target} (offset {}, size {size:#x})", signed_hex(*offset))]
     RelocOutside {
+        /// The pointer field, `section+0xoffset`.
         at: String,
+        /// The section pointed into.
         target: String,
+        /// The target's offset in that section; may be negative.
         offset: i128,
+        /// That section's size in bytes.
         size: u64,
     },
+    /// A relocation the reader cannot follow: e.g. not `R_X86_64_64`, no
+    /// symbol, not at the field's start, past its section's end.
     #[error("relocation at {at}: {reason}")]
-    BadReloc { at: String, reason: String },
+    BadReloc {
+        /// The relocation's or field's place, `section+0xoffset`.
+        at: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A pointer field holds a non-zero value but has no relocation.
     #[error(
         "{what} at {at} holds {value:#x} without a relocation (a pointer in a .ko is either relocated or NULL)"
     )]
     UnrelocatedPointer {
+        /// The field, as `struct.member`.
         what: &'static str,
+        /// Its place, `section+0xoffset`.
         at: String,
+        /// The bytes it holds, as a little-endian number.
         value: u64,
     },
+    /// A number field (count, sympos, flag) has a relocation: likely the
+    /// wrong layout.
     #[error(
         "{what} at {at} has a relocation, but it is a plain number in this layout (wrong layout?)"
     )]
-    RelocatedLiteral { what: &'static str, at: String },
+    RelocatedLiteral {
+        /// The field, as `struct.member`.
+        what: &'static str,
+        /// Its place, `section+0xoffset`.
+        at: String,
+    },
+    /// A string or array pointer is relocated to a symbol the module does
+    /// not define.
     #[error("{what} at {at} points to the undefined symbol `{symbol}`, not into the module")]
     ExternalPointer {
+        /// The field, as `struct.member`.
         what: &'static str,
+        /// Its place, `section+0xoffset`.
         at: String,
+        /// The undefined symbol's name.
         symbol: String,
     },
+    /// A string runs to the end of its section without a NUL.
     #[error("string at {at} has no NUL before the end of its section")]
-    UnterminatedString { at: String },
+    UnterminatedString {
+        /// The string's start, `section+0xoffset`.
+        at: String,
+    },
+    /// A string is longer than `KSYM_NAME_LEN` (512) bytes.
     #[error("string at {at} is longer than 512 bytes (KSYM_NAME_LEN)")]
-    LongString { at: String },
+    LongString {
+        /// The string's start, `section+0xoffset`.
+        at: String,
+    },
+    /// More than 64 places look like a static `klp_patch`.
     #[error(
         "{count} places look like a struct klp_patch (more than 64); not a module anyone wrote"
     )]
-    TooManyPatchCandidates { count: usize },
+    TooManyPatchCandidates {
+        /// How many were found.
+        count: usize,
+    },
+    /// A name string is not valid UTF-8.
     #[error("string at {at} is not UTF-8")]
-    NonUtf8String { at: String },
+    NonUtf8String {
+        /// The string's start, `section+0xoffset`.
+        at: String,
+    },
+    /// A name string is empty (or lies in a NOBITS section).
     #[error("string at {at} is empty")]
-    EmptyString { at: String },
+    EmptyString {
+        /// The string's start, `section+0xoffset`.
+        at: String,
+    },
+    /// A source-built `objs` or `funcs` array has no all-zero entry before
+    /// the end of its section.
     #[error(
         "array of struct {what} at {at} runs to the end of {section} without its all-zero terminator"
     )]
     NoTerminator {
+        /// The element's struct name: `klp_object` or `klp_func`.
         what: &'static str,
+        /// The array's start, `section+0xoffset`.
         at: String,
+        /// The section's name.
         section: String,
     },
+    /// A function record lacks a field the kernel requires (its old name,
+    /// its replacement, a kpatch objname).
     #[error("function {ordinal} of object `{object}` (at {at}): {field} is NULL")]
     NullField {
+        /// 1-based position of the function in the module, counted across objects.
         ordinal: usize,
+        /// Its object's name (`vmlinux` for none; empty when the objname is NULL).
         object: String,
+        /// The record's place, `section+0xoffset`.
         at: String,
+        /// The NULL field's name.
         field: &'static str,
     },
+    /// An object record names an object (or counts functions) but has no
+    /// `funcs` array.
     #[error("object {ordinal} (at {at}) has a name but no funcs array")]
-    ObjectWithoutFuncs { ordinal: usize, at: String },
+    ObjectWithoutFuncs {
+        /// 1-based position of the object in the module.
+        ordinal: usize,
+        /// The record's place, `section+0xoffset`.
+        at: String,
+    },
+    /// A sympos does not fit lpstack's `u32`.
     #[error("sympos {value} at {at} does not fit in 32 bits")]
-    SymposTooLarge { at: String, value: u64 },
+    SymposTooLarge {
+        /// The field's place, `section+0xoffset`.
+        at: String,
+        /// The value read.
+        value: u64,
+    },
+    /// A function count claims more records than the section holds.
     #[error("{what} at {at} claims {count} functions; at most {fit} fit in {section}")]
     TooMany {
+        /// The count field, as `struct.member`.
         what: &'static str,
+        /// Its place, `section+0xoffset`.
         at: String,
+        /// The count read.
         count: u64,
+        /// How many records fit between the array's start and the section's end.
         fit: u64,
+        /// The array's section.
         section: String,
     },
+    /// More than one static `klp_patch` reads correctly.
     #[error("several struct klp_patch found: {}; cannot tell which one the module registers", candidates.join(", "))]
-    AmbiguousPatch { candidates: Vec<String> },
+    AmbiguousPatch {
+        /// Each one: its symbol and place, or its place alone.
+        candidates: Vec<String>,
+    },
+    /// No `name=` in `.modinfo` and no readable `struct module` name.
     #[error(
         "no module name: no name= in .modinfo and no readable name in .gnu.linkonce.this_module"
     )]
     NoModuleName,
 }
-
 /// `-0x9` rather than a 128-bit two's complement.
 fn signed_hex(value: i128) -> String {
     if value < 0 {

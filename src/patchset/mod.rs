@@ -21,73 +21,139 @@ pub mod klp;
 /// file the spec came from; the caller adds the path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatchSetError {
+    /// A line that is not `[object:]function[,sympos]`.
     #[error("line {line}: cannot parse `{text}`: expected `[object:]function[,sympos]`")]
-    Unparsable { line: usize, text: String },
-    #[error("line {line}: bad sympos in `{text}`: expected a decimal number")]
-    BadSympos { line: usize, text: String },
-    #[error("line {line}: `{text}` repeats line {first_line}")]
-    Duplicate {
+    Unparsable {
+        /// 1-based line.
         line: usize,
-        first_line: usize,
+        /// The line, comment and surrounding whitespace removed.
         text: String,
     },
+    /// The part after `,` is not a decimal `u32`.
+    #[error("line {line}: bad sympos in `{text}`: expected a decimal number")]
+    BadSympos {
+        /// 1-based line.
+        line: usize,
+        /// The line, comment and surrounding whitespace removed.
+        text: String,
+    },
+    /// The same object, function and sympos twice (after defaulting the object).
+    #[error("line {line}: `{text}` repeats line {first_line}")]
+    Duplicate {
+        /// 1-based line of the repeat.
+        line: usize,
+        /// 1-based line that named it first.
+        first_line: usize,
+        /// The repeated line, comment and surrounding whitespace removed.
+        text: String,
+    },
+    /// No symbol table is loaded for the object.
     #[error("line {line}: no symbols for object `{object}`")]
-    UnknownObject { line: usize, object: String },
+    UnknownObject {
+        /// 1-based line.
+        line: usize,
+        /// The object named.
+        object: String,
+    },
+    /// The object has no symbol of that name.
     #[error("line {line}: no symbol `{function}` in `{object}`")]
     UnknownFunction {
+        /// 1-based line.
         line: usize,
+        /// The object searched.
         object: String,
+        /// The name not found.
         function: String,
     },
+    /// Sympos 0 (unique) was given, but the name occurs several times.
     #[error(
         "line {line}: `{function}` occurs {count} times in `{object}`; add `,sympos` (1..={count})"
     )]
     Ambiguous {
+        /// 1-based line.
         line: usize,
+        /// The object searched.
         object: String,
+        /// The name that is not unique.
         function: String,
+        /// How many symbols of the object bear it (data symbols included).
         count: usize,
     },
+    /// The sympos is past the name's last occurrence.
     #[error(
         "line {line}: sympos {sympos} for `{function}` in `{object}`, but it occurs only {count} time(s)"
     )]
     SymposOutOfRange {
+        /// 1-based line.
         line: usize,
+        /// The object searched.
         object: String,
+        /// The name looked up.
         function: String,
+        /// The sympos asked for (1-based occurrence).
         sympos: u32,
+        /// How many symbols of the object bear the name.
         count: usize,
     },
+    /// The symbol has size 0 or an unknown size, so it has no range to check.
     #[error("line {line}: `{function}` in `{object}` at {address:#x} has zero or unknown size")]
     ZeroSize {
+        /// 1-based line.
         line: usize,
+        /// The object searched.
         object: String,
+        /// The symbol's name.
         function: String,
+        /// The symbol's address.
         address: u64,
     },
+    /// The symbol is data or absolute, not code: it cannot be patched.
     #[error("line {line}: `{function}` in `{object}` at {address:#x} is not a function")]
     NotAFunction {
+        /// 1-based line.
         line: usize,
+        /// The object searched.
         object: String,
+        /// The symbol's name.
         function: String,
+        /// The symbol's address.
         address: u64,
     },
+    /// Old and new (replacement) specs differ in number.
     #[error("{old} old functions but {new} new functions; they pair up line by line")]
-    CountMismatch { old: usize, new: usize },
+    CountMismatch {
+        /// Number of old specs.
+        old: usize,
+        /// Number of new specs.
+        new: usize,
+    },
+    /// Unpatching, without the replacement functions to check.
     #[error("unpatching checks the new (replacement) functions, but none were given")]
     MissingNewFunctions,
+    /// Unpatching was asked for, but the kernel's transition is patching.
     #[error("--unpatch, but the kernel is applying livepatch {module}, not removing it")]
-    DirectionConflict { module: String },
+    DirectionConflict {
+        /// The livepatch module in transition ("?" when unknown).
+        module: String,
+    },
+    /// Unpatching a function that no livepatch in the kernel replaces.
     #[error("line {line}: --unpatch, but no livepatch replaces `{function}` in `{object}`")]
     NotPatched {
+        /// 1-based line.
         line: usize,
+        /// The function's object.
         object: String,
+        /// The function named.
         function: String,
     },
+    /// A raw range given to [`PatchSet::from_ranges`] has size 0.
     #[error("range {number} (`{function}` in `{object}`) has size 0")]
     ZeroSizeRange {
+        /// 1-based position of the range in the input.
         number: usize,
+        /// The range's object.
         object: String,
+        /// The range's function.
         function: String,
     },
 }
@@ -95,7 +161,10 @@ pub enum PatchSetError {
 /// One line of a `funcs.txt`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FuncSpec {
+    /// Object holding the function (`vmlinux`, a module, an object of a
+    /// process); the default object when the line names none.
     pub object: String,
+    /// Symbol name of the function.
     pub function: String,
     /// 0: the name must be unique in `object`; N: its Nth occurrence.
     pub sympos: u32,
@@ -189,7 +258,9 @@ pub enum Direction {
 pub struct PatchedFunc {
     /// The patched (old) function, as reported to the user.
     pub object: String,
+    /// Name of the patched (old) function, as reported to the user.
     pub function: String,
+    /// Its sympos (0: the name is unique in `object`).
     pub sympos: u32,
     /// Line of the old function's spec; 0 for `from_ranges`.
     pub line: usize,
@@ -197,10 +268,13 @@ pub struct PatchedFunc {
     /// for a function with only inlined copies: no pc is in it, and its
     /// copies are found through DWARF by name.
     pub address: u64,
+    /// Length of the checked range in bytes.
     pub size: u64,
     /// The symbol whose range is checked: the old function itself, or the
     /// replacement for unpatching / stacked patches.
     pub checked_object: String,
+    /// Name of that symbol: `name+0x10` when the range starts inside one,
+    /// the address when no symbol covers it, `*` for [`CheckedVersion::AnyOfModule`].
     pub checked_function: String,
     /// Which code of the function that range is.
     pub version: CheckedVersion,
@@ -215,12 +289,21 @@ pub enum CheckedVersion {
     Original,
     /// An earlier livepatch's replacement, live under the patch being
     /// applied (stacked patches), from livepatch module `module`.
-    PreviousPatch { module: String },
+    PreviousPatch {
+        /// Name of the livepatch module holding that replacement.
+        module: String,
+    },
     /// The patch's own replacement, checked when it is being removed.
-    Replacement { module: String },
+    Replacement {
+        /// Name of the livepatch module being removed.
+        module: String,
+    },
     /// Any code of livepatch module `module`: the kernel's livepatch state
     /// could not be read, so any of its functions may be the live version.
-    AnyOfModule { module: String },
+    AnyOfModule {
+        /// Name of the livepatch module.
+        module: String,
+    },
 }
 
 impl CheckedVersion {
@@ -516,14 +599,18 @@ impl PatchSet {
         }
     }
 
+    /// The functions in set order; indexes returned by
+    /// [`PatchSet::find`] and [`PatchSet::find_all`] point into it.
     pub fn funcs(&self) -> &[PatchedFunc] {
         &self.funcs
     }
 
+    /// Number of functions, inline-only ones included.
     pub fn len(&self) -> usize {
         self.funcs.len()
     }
 
+    /// True when the set has no function.
     pub fn is_empty(&self) -> bool {
         self.funcs.is_empty()
     }

@@ -18,8 +18,11 @@ use crate::dump::notes::{parse_prstatus_x86_64, NoteError};
 use crate::dump::source::{le_u16, le_u32, le_u64};
 use crate::memory::{Memory, MemoryError, MemoryErrorKind};
 
+/// Note type of a thread's status and registers (`struct elf_prstatus`).
 pub const NT_PRSTATUS: u32 = 1;
+/// Note type of the process's `struct elf_prpsinfo`.
 pub const NT_PRPSINFO: u32 = 3;
+/// Note type of the auxiliary vector.
 pub const NT_AUXV: u32 = 6;
 /// "FILE".
 pub const NT_FILE: u32 = 0x4649_4c45;
@@ -29,16 +32,31 @@ const PRPSINFO_SIZE: usize = 136;
 /// most `vm.max_map_count`, 65530 by default).
 const MAX_FILE_ENTRIES: u64 = 1 << 20;
 
+/// Why a core file could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CoreError {
+    /// The ELF container is unreadable.
     #[error(transparent)]
     Elf(#[from] ElfError),
+    /// The core is not for x86-64.
     #[error("core file is for ELF machine {machine}; only x86-64 (62) is read")]
-    Machine { machine: u16 },
+    Machine {
+        /// ELF `e_machine`.
+        machine: u16,
+    },
+    /// A note could not be decoded.
     #[error(transparent)]
     Note(#[from] NoteError),
+    /// The `NT_FILE` note is malformed.
     #[error("NT_FILE note at offset {offset:#x} is malformed (entry {entry})")]
-    BadFileNote { offset: u64, entry: u64 },
+    BadFileNote {
+        /// File offset of the note header.
+        offset: u64,
+        /// Index of the bad entry; the entry count when the note is too
+        /// short for it (or 0 when even that is missing).
+        entry: u64,
+    },
+    /// No `NT_PRSTATUS` note: no thread to check.
     #[error("core file has no NT_PRSTATUS note: no threads to check")]
     NoThreads,
 }
@@ -46,11 +64,15 @@ pub enum CoreError {
 /// One NT_FILE entry: `[start, end)` maps the file from byte `offset`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileMapping {
+    /// Runtime start address of the mapping.
     pub start: u64,
+    /// One past the mapping's last address.
     pub end: u64,
+    /// File offset mapped at `start`, in bytes.
     pub offset: u64,
     /// As the kernel printed it, " (deleted)" removed.
     pub path: String,
+    /// The kernel marked the file " (deleted)".
     pub deleted: bool,
 }
 
@@ -93,12 +115,17 @@ pub fn parse_nt_file(desc: &[u8], note_offset: u64) -> Result<(Vec<FileMapping>,
 /// The fields of `struct elf_prpsinfo` that name the process.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Prpsinfo {
+    /// `pr_sname`: the state letter (`R`, `S`, `D`...).
     pub state: char,
+    /// `pr_pid`: the process ID.
     pub pid: i32,
+    /// `pr_fname`: the executable's name (a 16-byte field, so truncated).
     pub fname: String,
+    /// `pr_psargs`: the start of the command line (an 80-byte field).
     pub psargs: String,
 }
 
+/// Decodes an x86-64 `NT_PRPSINFO` descriptor; None when it is too short.
 pub fn parse_prpsinfo(desc: &[u8]) -> Option<Prpsinfo> {
     if desc.len() < PRPSINFO_SIZE {
         return None;
@@ -119,8 +146,11 @@ pub fn parse_prpsinfo(desc: &[u8]) -> Option<Prpsinfo> {
 #[derive(Debug)]
 pub struct CoreFile<'data> {
     elf: ElfDump<'data>,
+    /// The process as the core shows it.
     pub snapshot: Snapshot,
+    /// The `NT_FILE` entries, sorted by start address.
     pub files: Vec<FileMapping>,
+    /// The `NT_PRPSINFO` fields; None when the note is missing or short.
     pub prpsinfo: Option<Prpsinfo>,
     sysroot: Option<PathBuf>,
 }

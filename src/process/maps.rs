@@ -9,19 +9,40 @@
 /// Why a maps line could not be read. `line` is 1-based.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MapsError {
+    /// A field is missing, or the range, permissions or device is malformed.
     #[error("maps line {line}: expected `start-end perms offset dev inode [path]`")]
-    Malformed { line: usize },
+    Malformed {
+        /// The line number.
+        line: usize,
+    },
+    /// A number does not parse (hexadecimal, but decimal for the inode).
     #[error("maps line {line}: bad hex number in field {field}")]
-    BadNumber { line: usize, field: u8 },
+    BadNumber {
+        /// The line number.
+        line: usize,
+        /// 1-based field: 1 range, 3 offset, 4 device, 5 inode.
+        field: u8,
+    },
+    /// The range is empty or reversed.
     #[error("maps line {line}: start {start:#x} is not below end {end:#x}")]
-    EmptyRange { line: usize, start: u64, end: u64 },
+    EmptyRange {
+        /// The line number.
+        line: usize,
+        /// The range's start.
+        start: u64,
+        /// The range's end.
+        end: u64,
+    },
 }
 
 /// `rwxp` / `rwxs`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Perms {
+    /// `r`: readable.
     pub read: bool,
+    /// `w`: writable.
     pub write: bool,
+    /// `x`: executable.
     pub exec: bool,
     /// `s`: a shared mapping; `p`: private (copy on write).
     pub shared: bool,
@@ -59,11 +80,19 @@ pub enum MappingKind {
     Anonymous,
     /// A file. `deleted`: the kernel appended " (deleted)": the path now
     /// names another file or none.
-    File { path: String, deleted: bool },
+    File {
+        /// The path, unescaped, without " (deleted)".
+        path: String,
+        /// The kernel marked the file deleted.
+        deleted: bool,
+    },
     /// `[stack]`: the main thread's stack.
     Stack,
     /// `[stack:TID]`: a thread's stack (kernels before 4.5).
-    ThreadStack { tid: i32 },
+    ThreadStack {
+        /// The thread's ID.
+        tid: i32,
+    },
     /// `[heap]`: the brk area.
     Heap,
     /// `[vdso]`: the kernel's shared object in every process.
@@ -77,6 +106,7 @@ pub enum MappingKind {
 }
 
 impl MappingKind {
+    /// The file's path, for a file mapping.
     pub fn path(&self) -> Option<&str> {
         match self {
             MappingKind::File { path, .. } => Some(path),
@@ -99,25 +129,32 @@ impl MappingKind {
 pub struct Mapping {
     /// [start, end).
     pub start: u64,
+    /// One past the last address.
     pub end: u64,
+    /// Access permissions.
     pub perms: Perms,
     /// File offset of `start` (0 for anonymous memory).
     pub offset: u64,
     /// Device major:minor and inode; zero when unknown (core files).
     pub dev: (u32, u32),
+    /// Inode of the mapped file; 0 when anonymous or unknown.
     pub inode: u64,
+    /// What backs the mapping.
     pub kind: MappingKind,
 }
 
 impl Mapping {
+    /// True when `addr` is in [start, end).
     pub fn contains(&self, addr: u64) -> bool {
         self.start <= addr && addr < self.end
     }
 
+    /// Size in bytes.
     pub fn len(&self) -> u64 {
         self.end - self.start
     }
 
+    /// True when start == end (never for a parsed line).
     pub fn is_empty(&self) -> bool {
         self.end == self.start
     }

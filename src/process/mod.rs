@@ -37,8 +37,12 @@ pub const AT_SYSINFO_EHDR: u64 = 33;
 /// One thread as it was found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ThreadInfo {
+    /// Thread ID.
     pub tid: i32,
+    /// Thread group ID: the process's pid.
     pub tgid: i32,
+    /// The thread's name (`/proc/PID/task/TID/comm`); for a core, the
+    /// process's (`pr_fname`).
     pub comm: String,
     /// The state letter `ps` showed before lpstack stopped the thread
     /// (`S`, `R`, `D`, `T`...), or the core's `pr_sname`; `?` unknown.
@@ -72,6 +76,7 @@ impl Auxv {
         Auxv(v)
     }
 
+    /// The value of the first entry of type `key` (an `AT_*` constant).
     pub fn get(&self, key: u64) -> Option<u64> {
         self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
@@ -80,14 +85,17 @@ impl Auxv {
 /// What a process looked like: from a live process or a core file.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
+    /// The process ID.
     pub pid: i32,
     /// The process name (the main thread's comm or the core's pr_fname).
     pub comm: String,
     /// The main executable's path, when known.
     pub exe: Option<String>,
+    /// Every thread found.
     pub threads: Vec<ThreadInfo>,
     /// Sorted by address.
     pub maps: Vec<Mapping>,
+    /// The process's auxiliary vector.
     pub auxv: Auxv,
     /// Things the user should know (threads that exited mid-check, files
     /// that could not be opened...).
@@ -98,11 +106,15 @@ pub struct Snapshot {
 /// `TaskReport`).
 #[derive(Clone, Debug)]
 pub struct ThreadReport<'set> {
+    /// The thread as it was found.
     pub thread: ThreadInfo,
+    /// The frames the walk produced, innermost first; empty when not walked.
     pub frames: Vec<Frame>,
     /// None when the thread was not walked (it could not be stopped).
     pub reliability: Option<Reliability>,
+    /// The patched functions found on the stack.
     pub hits: Vec<PatchHit>,
+    /// Whether the thread may switch to the patched code now.
     pub verdict: Verdict<'set>,
 }
 
@@ -154,9 +166,13 @@ where
 /// A process ready to be checked: its snapshot and its modules (files,
 /// the unwinder's view with CFI, symbols).
 pub struct Inspection {
+    /// The latest snapshot of the process.
     pub snapshot: Snapshot,
+    /// The ELF files mapped executable, with their bytes.
     pub files: Vec<ModuleFile>,
+    /// The unwinder's view of `files`, with CFI.
     pub modules: UserModules,
+    /// The symbols of every module, at runtime addresses.
     pub symbols: Symbolizer,
     /// The main executable's object name: the default object of funcs.txt
     /// lines (`park_a` means `parked:park_a` in process `parked`).

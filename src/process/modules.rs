@@ -36,7 +36,9 @@ pub const VDSO_NAME: &str = "[vdso]";
 /// File bytes: a mapped file or bytes copied out of the process.
 #[derive(Debug)]
 pub enum Bytes {
+    /// A read-only memory mapping of the file.
     Mapped(memmap2::Mmap),
+    /// Bytes read into memory (e.g. the vdso, copied out of the process).
     Owned(Vec<u8>),
 }
 
@@ -71,7 +73,12 @@ fn map_path(path: &Path) -> Option<Bytes> {
 pub enum FileAccess {
     /// A live process: `/proc/PID/map_files`, `/proc/PID/root`, then the
     /// path itself. Debug files are looked up under `debug_root` ("/").
-    Live { pid: i32, debug_root: PathBuf },
+    Live {
+        /// The process's pid.
+        pid: i32,
+        /// Root under which debug files are looked up.
+        debug_root: PathBuf,
+    },
     /// A core file: every path under this root ("/" for a core from this
     /// machine).
     Sysroot(PathBuf),
@@ -114,12 +121,15 @@ pub struct ModuleFile {
     pub path: String,
     /// Runtime range of the executable mapping(s).
     pub start: u64,
+    /// One past the last runtime address of the mapping(s).
     pub end: u64,
     /// Runtime address = file virtual address + bias.
     pub bias: u64,
     /// None when the file could not be read or is not the one mapped.
     pub data: Option<Arc<Bytes>>,
+    /// The separate debug file, when one was found.
     pub debug: Option<Arc<Bytes>>,
+    /// Where the debug file was found, as a local path.
     pub debug_path: Option<PathBuf>,
 }
 

@@ -33,22 +33,76 @@ const USER_CS_32: u64 = 0x23;
 /// Why a process could not be checked. Each names the pid (and thread).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PtraceError {
+    /// No such process (or no `/proc/PID/task` to list its threads).
     #[error("no process {pid}")]
-    NoSuchProcess { pid: i32 },
+    NoSuchProcess {
+        /// The process's pid.
+        pid: i32,
+    },
+    /// The pid is lpstack's own: a process cannot trace itself.
     #[error("process {pid} is lpstack itself")]
-    OwnProcess { pid: i32 },
+    OwnProcess {
+        /// The process's pid.
+        pid: i32,
+    },
+    /// ptrace was refused (EPERM).
     #[error("ptrace of thread {tid} of process {pid} denied (EPERM): {}", denied_hint(*tracer, *yama))]
-    Denied { pid: i32, tid: i32, tracer: Option<i32>, yama: Option<u8> },
+    Denied {
+        /// The process's pid.
+        pid: i32,
+        /// The thread's ID.
+        tid: i32,
+        /// The pid already tracing the process (`TracerPid`), if any.
+        tracer: Option<i32>,
+        /// `kernel.yama.ptrace_scope`, when Yama is present.
+        yama: Option<u8>,
+    },
+    /// The process exited during the check.
     #[error("process {pid} exited during the check")]
-    Exited { pid: i32 },
+    Exited {
+        /// The process's pid.
+        pid: i32,
+    },
+    /// A ptrace request failed.
     #[error("{op} on thread {tid} of process {pid}: {}", std::io::Error::from_raw_os_error(*errno))]
-    Syscall { pid: i32, tid: i32, op: &'static str, errno: i32 },
+    Syscall {
+        /// The process's pid.
+        pid: i32,
+        /// The thread's ID.
+        tid: i32,
+        /// The ptrace request, e.g. `"PTRACE_SEIZE"`.
+        op: &'static str,
+        /// The `errno` it failed with.
+        errno: i32,
+    },
+    /// A `/proc/PID/` file could not be read.
     #[error("/proc/{pid}/{file}: {}", std::io::Error::from_raw_os_error(*errno))]
-    Proc { pid: i32, file: &'static str, errno: i32 },
+    Proc {
+        /// The process's pid.
+        pid: i32,
+        /// The file under `/proc/PID/`, e.g. `"maps"`.
+        file: &'static str,
+        /// The `errno` reading it failed with.
+        errno: i32,
+    },
+    /// `/proc/PID/maps` could not be parsed.
     #[error("/proc/{pid}/maps: {err}")]
-    Maps { pid: i32, err: super::maps::MapsError },
+    Maps {
+        /// The process's pid.
+        pid: i32,
+        /// What was wrong.
+        err: super::maps::MapsError,
+    },
+    /// A thread runs 32-bit (compat) code, which is not checked.
     #[error("thread {tid} of process {pid} runs 32-bit code (cs {cs:#x}); only x86-64 is checked")]
-    Compat { pid: i32, tid: i32, cs: u64 },
+    Compat {
+        /// The process's pid.
+        pid: i32,
+        /// The thread's ID.
+        tid: i32,
+        /// The thread's code segment selector (0x23 for 32-bit code).
+        cs: u64,
+    },
 }
 
 fn denied_hint(tracer: Option<i32>, yama: Option<u8>) -> String {
@@ -73,6 +127,7 @@ fn errno() -> i32 {
 /// reported as running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttachOptions {
+    /// How long to wait for each thread to stop (default 2 s).
     pub stop_timeout: Duration,
 }
 
@@ -89,9 +144,15 @@ pub enum StopKind {
     Interrupt,
     /// The process was stopped (SIGSTOP...): a group-stop. It stays
     /// stopped after detach, as before.
-    GroupStop { signal: i32 },
+    GroupStop {
+        /// The stopping signal (SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU).
+        signal: i32,
+    },
     /// A signal was about to be delivered; it is re-injected on detach.
-    Signal { signal: i32 },
+    Signal {
+        /// The signal number.
+        signal: i32,
+    },
 }
 
 #[derive(Debug)]
@@ -222,6 +283,7 @@ impl Attached {
         Attached::attach_with(pid, AttachOptions::default())
     }
 
+    /// As [`Attached::attach`], with explicit options.
     pub fn attach_with(pid: i32, options: AttachOptions) -> Result<Attached, PtraceError> {
         if pid <= 0 || std::fs::metadata(proc_path(pid, "task")).is_err() {
             return Err(PtraceError::NoSuchProcess { pid });
@@ -299,6 +361,7 @@ impl Attached {
         }
     }
 
+    /// The process's pid.
     pub fn pid(&self) -> i32 {
         self.pid
     }
@@ -483,6 +546,7 @@ pub struct ProcessMemory {
 }
 
 impl ProcessMemory {
+    /// Memory of process `pid`, read through its main thread; nothing is read yet.
     pub fn new(pid: i32) -> Self {
         ProcessMemory { pid, target: pid, pages: HashMap::new(), use_proc_mem: false, proc_mem: None }
     }

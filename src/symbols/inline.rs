@@ -27,14 +27,19 @@ pub struct InlineResolver {
     modules: Vec<ModuleDwarf>,
 }
 
+/// Why a module's DWARF could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum InlineError {
+    /// The data is not a readable ELF file.
     #[error("not a readable ELF file")]
     NotElf,
+    /// The file has no `.debug_info` (stripped, or the debug file is elsewhere).
     #[error("no DWARF debug info (.debug_info)")]
     NoDwarf,
+    /// Loading the DWARF for address lookups (addr2line) failed.
     #[error("DWARF: {0}")]
     Dwarf(gimli::Error),
+    /// Scanning the DWARF for inlined functions (`dwarf_inlines`) failed.
     #[error("DWARF: {0}")]
     Scan(::gimli::Error),
 }
@@ -82,6 +87,7 @@ pub fn dwarf_inlines(elf: &[u8], function: &str) -> Result<bool, InlineError> {
 }
 
 impl InlineResolver {
+    /// A resolver with no modules.
     pub fn new() -> Self {
         InlineResolver::default()
     }
@@ -107,6 +113,7 @@ impl InlineResolver {
         Ok(())
     }
 
+    /// True when no module has been added.
     pub fn is_empty(&self) -> bool {
         self.modules.is_empty()
     }

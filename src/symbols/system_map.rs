@@ -51,6 +51,7 @@ fn symbol_kind(kind: &str, line: usize) -> Result<Option<SymbolKind>, SymbolErro
 /// (which `sympos` counts in), at their run-time (KASLR) addresses.
 #[derive(Clone, Debug)]
 pub struct ProcKallsyms {
+    /// The vmlinux symbols, in kallsyms order, at run-time addresses.
     pub vmlinux: SymbolTable,
     /// Lines with a `[module]` column (modules, bpf, ftrace trampolines):
     /// counted, not kept; module symbols are read with the modules.

@@ -18,18 +18,40 @@ use crate::name_index::NameIndex;
 /// adds it when reporting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SymbolError {
+    /// A line without the expected fields, or with a type of more than one
+    /// character.
     #[error("line {line}: expected `<hex address> <type> <name>`")]
-    MalformedLine { line: usize },
+    MalformedLine {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// The address field is not hexadecimal.
     #[error("line {line}: invalid hex address")]
-    InvalidAddress { line: usize },
+    InvalidAddress {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// The type field is not a letter or `?`.
     #[error("line {line}: invalid symbol type `{kind}`")]
-    InvalidType { line: usize, kind: char },
+    InvalidType {
+        /// 1-based line number.
+        line: usize,
+        /// The type character found.
+        kind: char,
+    },
+    /// The data is not an ELF file.
     #[error("not an ELF file")]
     NotElf,
+    /// The ELF file has neither `.symtab` nor `.dynsym`.
     #[error("ELF file has neither .symtab nor .dynsym")]
     NoSymbolTable,
+    /// A symbol's name is not UTF-8.
     #[error("ELF symbol {index}: name is not valid UTF-8")]
-    NonUtf8Name { index: usize },
+    NonUtf8Name {
+        /// The symbol's index in its ELF symbol table.
+        index: usize,
+    },
+    /// The ELF parser failed.
     #[error("ELF: {0}")]
     Elf(#[from] object::read::Error),
 }
@@ -79,6 +101,7 @@ pub(super) fn is_preamble(name: &str) -> bool {
 /// (see [`SymbolTable::name`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Symbol {
+    /// Start address: as the source gave it, plus any `rebase` bias.
     pub address: u64,
     /// 0 = unknown (or genuinely empty, for ELF symbols with `st_size` 0).
     pub size: u64,
@@ -89,10 +112,12 @@ pub struct Symbol {
 }
 
 impl Symbol {
+    /// What the symbol names.
     pub fn kind(&self) -> SymbolKind {
         self.kind
     }
 
+    /// True for code symbols, the only ones address lookups return.
     pub fn is_text(&self) -> bool {
         self.kind == SymbolKind::Text
     }
@@ -118,13 +143,18 @@ impl Symbol {
 /// A symbol as seen by callers: names borrowed from the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SymbolRef<'a> {
+    /// The table's object: "vmlinux", a module name or a file name.
     pub object: &'a str,
+    /// The symbol's name.
     pub name: &'a str,
+    /// Start address, as in the table.
     pub address: u64,
+    /// Size in bytes, given or inferred; 0 = unknown.
     pub size: u64,
     /// Offset of the looked-up address from `address`; 0 from
     /// `find_by_name` and `iter`.
     pub offset: u64,
+    /// What the symbol names.
     pub kind: SymbolKind,
 }
 
@@ -153,6 +183,7 @@ pub struct SymbolTable {
 }
 
 impl SymbolTable {
+    /// An empty table for `object` ("vmlinux", "ext4", a file name).
     pub fn new(object: &str) -> Self {
         SymbolTable {
             object: object.to_owned(),
@@ -284,10 +315,12 @@ impl SymbolTable {
         self.finish();
     }
 
+    /// The object the symbols belong to.
     pub fn object(&self) -> &str {
         &self.object
     }
 
+    /// Number of symbols, of every kind.
     pub fn len(&self) -> usize {
         match &self.lazy {
             Some(lazy) => lazy.len(),
@@ -295,6 +328,7 @@ impl SymbolTable {
         }
     }
 
+    /// True when the table has no symbols.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -445,6 +479,7 @@ pub struct Symbolizer {
 }
 
 impl Symbolizer {
+    /// No tables.
     pub fn new() -> Self {
         Symbolizer::default()
     }
@@ -469,6 +504,7 @@ impl Symbolizer {
         self.tables.iter().find(|table| table.object == object)
     }
 
+    /// The tables, in `add` order.
     pub fn tables(&self) -> &[SymbolTable] {
         &self.tables
     }

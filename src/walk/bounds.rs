@@ -1,11 +1,16 @@
 //! The stacks a thread may use, and the kernel's rule that a walk visits
 //! each stack at most once (the `stack_mask` of unwind_orc.c).
 
+/// Which kind of stack a range is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StackKind {
+    /// A kernel task's own stack.
     Task,
+    /// A CPU's hard-IRQ stack.
     Irq,
+    /// One of a CPU's exception stacks (NMI, #DB, #MC, #DF...) in its `cpu_entry_area`.
     Exception,
+    /// A CPU's entry stack (`cpu_entry_stack`) in its `cpu_entry_area`.
     Entry,
     /// A userspace thread stack.
     User,
@@ -14,12 +19,16 @@ pub enum StackKind {
 /// [start, end).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StackRange {
+    /// Lowest address of the stack.
     pub start: u64,
+    /// One past the highest address of the stack.
     pub end: u64,
+    /// Which stack it is.
     pub kind: StackKind,
 }
 
 impl StackRange {
+    /// True when [addr, addr + len) lies wholly inside the range.
     #[inline]
     pub fn contains(&self, addr: u64, len: u64) -> bool {
         addr >= self.start && addr.checked_add(len).is_some_and(|e| e <= self.end)
@@ -34,8 +43,10 @@ pub struct StackBounds {
 }
 
 impl StackBounds {
+    /// How many stacks fit.
     pub const MAX: usize = 8;
 
+    /// No stacks.
     pub fn new() -> Self {
         StackBounds {
             ranges: [StackRange { start: 0, end: 0, kind: StackKind::Task }; Self::MAX],
@@ -60,6 +71,7 @@ impl StackBounds {
         true
     }
 
+    /// The stacks, in `push` order.
     #[inline]
     pub fn ranges(&self) -> &[StackRange] {
         &self.ranges[..self.len]

@@ -18,12 +18,15 @@ use crate::symbols::{SymbolRef, SymbolTable};
 pub struct UserModule {
     /// File name, used as the object in funcs.txt (`libc.so.6`).
     pub name: String,
+    /// The path the process mapped (empty when unknown).
     pub path: String,
     /// Runtime range of the executable mapping.
     pub start: u64,
+    /// One past the last runtime address of the mapping.
     pub end: u64,
     /// Runtime address = file virtual address + bias.
     pub bias: u64,
+    /// The file's CFI; None when it has none or it could not be read, so that every pc in the module is unreliable.
     pub cfi: Option<CfiTable>,
     /// Already rebased to runtime addresses.
     pub symbols: SymbolTable,
@@ -52,6 +55,7 @@ impl Default for UserModules {
 }
 
 impl UserModules {
+    /// The modules, sorted by start address.
     pub fn new(mut modules: Vec<UserModule>) -> Self {
         modules.sort_by_key(|m| m.start);
         UserModules { modules, generation: next_generation() }
@@ -64,10 +68,12 @@ impl UserModules {
         self.generation = next_generation();
     }
 
+    /// The modules, sorted by start address.
     pub fn modules(&self) -> &[UserModule] {
         &self.modules
     }
 
+    /// The module whose [start, end) holds `pc`.
     #[inline]
     pub fn find(&self, pc: u64) -> Option<&UserModule> {
         let i = self.modules.partition_point(|m| m.start <= pc);

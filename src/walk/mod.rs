@@ -44,6 +44,7 @@ pub enum FrameKind {
 }
 
 impl FrameKind {
+    /// A short stable name: `"start"`, `"call"`, `"regs"`, `"iret"` or `"scanned"`.
     pub fn name(self) -> &'static str {
         match self {
             FrameKind::Start => "start",
@@ -59,8 +60,11 @@ impl FrameKind {
 /// (or interrupted ip) for the others, as drgn and gdb print them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Frame {
+    /// The innermost ip for frame 0; a return address or interrupted ip for the others.
     pub pc: u64,
+    /// The stack pointer with which `pc` runs in this frame.
     pub sp: u64,
+    /// How `pc` was found.
     pub kind: FrameKind,
     /// The pc came from kernel-mode `pt_regs` in mid-stack (an interrupt or
     /// exception in kernel code). ORC walks accept it; frame-pointer walks
@@ -81,11 +85,13 @@ pub enum KernelRegsPolicy {
     Reject,
 }
 
+/// Limits and policies of a walk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WalkConfig {
     /// A trace with this many entries or more is unreliable. The kernel
     /// saves at most 100 (klp_check_stack), and a full buffer is an error.
     pub max_frames: usize,
+    /// What to do with kernel-mode `pt_regs` in mid-stack.
     pub kernel_regs: KernelRegsPolicy,
 }
 
@@ -101,6 +107,7 @@ impl Default for WalkConfig {
 /// Where a walk starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WalkStart {
+    /// The starting registers; rip and rsp must be known.
     pub regs: Regs,
     /// The registers are a complete `pt_regs` (a CPU's state from a dump or
     /// a stopped thread), not just ip/sp/bp.
@@ -132,15 +139,23 @@ pub enum CleanEnd {
     UserRegs,
 }
 
+/// The outcome of a walk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reliability {
+    /// The walk ended cleanly: every frame can be trusted.
     Reliable(CleanEnd),
     /// `frame` indexes the frame at which trust was lost (it may equal the
     /// number of frames when no frame could be recorded).
-    Unreliable { reason: UnreliableReason, frame: usize },
+    Unreliable {
+        /// The first check that failed.
+        reason: UnreliableReason,
+        /// Index into the walk's frames; may equal their count.
+        frame: usize,
+    },
 }
 
 impl Reliability {
+    /// True for [`Reliability::Reliable`].
     pub fn is_reliable(&self) -> bool {
         matches!(self, Reliability::Reliable(_))
     }
@@ -150,6 +165,7 @@ impl Reliability {
 /// kernel this is `__kernel_text_address` plus the ftrace-graph,
 /// kretprobe and rethook trampolines.
 pub trait CodeMap {
+    /// True when `pc` is in code (kernel or module text, or a mapped module).
     fn is_code(&self, pc: u64) -> bool;
 
     /// The kind of return trampoline at `pc`, if it is one.
@@ -172,6 +188,7 @@ pub struct CodeRanges {
 }
 
 impl CodeRanges {
+    /// No code.
     pub fn new() -> Self {
         CodeRanges::default()
     }
@@ -184,11 +201,13 @@ impl CodeRanges {
         }
     }
 
+    /// Marks `pc` as a return trampoline of `kind`.
     pub fn add_trampoline(&mut self, pc: u64, kind: TrampolineKind) {
         let at = self.trampolines.partition_point(|t| t.0 < pc);
         self.trampolines.insert(at, (pc, kind));
     }
 
+    /// The code ranges [start, end), sorted by start.
     pub fn ranges(&self) -> &[(u64, u64)] {
         &self.ranges
     }

@@ -3,6 +3,7 @@
 use crate::arch::x86_64::Reg;
 use crate::memory::MemoryErrorKind;
 
+/// A return trampoline that stands in for a real return address on the stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TrampolineKind {
     /// ftrace's function-graph `return_to_handler`.
@@ -14,6 +15,7 @@ pub enum TrampolineKind {
 }
 
 impl TrampolineKind {
+    /// A short stable name: `"ftrace-graph"`, `"kretprobe"` or `"rethook"`.
     pub fn name(self) -> &'static str {
         match self {
             TrampolineKind::FtraceGraph => "ftrace-graph",
@@ -23,36 +25,102 @@ impl TrampolineKind {
     }
 }
 
+/// Why a walk stopped trusting the trace: the first failed check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum UnreliableReason {
+    /// No ORC entry or CFI row covers the pc.
     #[error("no unwind entry for pc {pc:#x}")]
-    NoUnwindEntry { pc: u64 },
+    NoUnwindEntry {
+        /// The frame's pc.
+        pc: u64,
+    },
+    /// The pc's ORC entry is UNDEFINED: no unwind data by design.
     #[error("unwind entry for pc {pc:#x} is UNDEFINED")]
-    UndefinedEntry { pc: u64 },
+    UndefinedEntry {
+        /// The frame's pc.
+        pc: u64,
+    },
+    /// The ORC entry has a type or register lpstack does not know, or the
+    /// CFI row could not be parsed or evaluated.
     #[error("unwind entry for pc {pc:#x} has unknown type or register {raw}")]
-    UnknownEntry { pc: u64, raw: u8 },
+    UnknownEntry {
+        /// The frame's pc.
+        pc: u64,
+        /// The raw ORC type or register field; 0 for CFI.
+        raw: u8,
+    },
+    /// The unwind rule needs a register whose value is not known.
     #[error("unwind entry for pc {pc:#x} needs {} but no saved registers hold it", reg.name())]
-    MissingRegister { pc: u64, reg: Reg },
+    MissingRegister {
+        /// The frame's pc; 0 when the pc or sp itself is unknown.
+        pc: u64,
+        /// The register needed.
+        reg: Reg,
+    },
+    /// A stack read falls outside the known stacks, or goes back to a stack
+    /// the walk already left.
     #[error("stack access at {addr:#x} is outside the known stacks")]
-    OutsideStack { addr: u64 },
+    OutsideStack {
+        /// The address read (for a CFI step, the CFA).
+        addr: u64,
+    },
+    /// On one stack, sp did not grow.
     #[error("stack going in the wrong direction: sp {sp:#x} after {prev_sp:#x}")]
-    WrongDirection { sp: u64, prev_sp: u64 },
+    WrongDirection {
+        /// The caller's sp.
+        sp: u64,
+        /// The callee's sp.
+        prev_sp: u64,
+    },
+    /// Memory on a known stack (or a task's state) could not be read.
     #[error("cannot read {addr:#x}: {}", memory_text(*kind))]
-    Unreadable { addr: u64, kind: MemoryErrorKind },
+    Unreadable {
+        /// The address that failed.
+        addr: u64,
+        /// Why it failed.
+        kind: MemoryErrorKind,
+    },
+    /// A return address or pc is not code.
     #[error("pc {pc:#x} is not in kernel or module text")]
-    NotText { pc: u64 },
+    NotText {
+        /// The pc.
+        pc: u64,
+    },
+    /// The trace reached the frame limit (see `WalkConfig::max_frames`).
     #[error("{limit} frames or more (the kernel's buffer limit)")]
-    FrameLimit { limit: u32 },
+    FrameLimit {
+        /// The limit, in frames.
+        limit: u32,
+    },
+    /// A return trampoline's real return address could not be recovered.
     #[error("return address {pc:#x} is the {} trampoline and could not be recovered", kind.name())]
-    Trampoline { pc: u64, kind: TrampolineKind },
+    Trampoline {
+        /// The trampoline's address, as read from the stack.
+        pc: u64,
+        /// Which trampoline.
+        kind: TrampolineKind,
+    },
+    /// Kernel-mode `pt_regs` in mid-stack under `KernelRegsPolicy::Reject`.
     #[error("kernel-mode pt_regs in mid-stack at pc {pc:#x} (frame-pointer policy)")]
-    KernelRegs { pc: u64 },
+    KernelRegs {
+        /// The interrupted pc.
+        pc: u64,
+    },
+    /// The starting sp is on none of the known stacks.
     #[error("starting sp {sp:#x} is not on a known stack")]
-    StartNotOnStack { sp: u64 },
+    StartNotOnStack {
+        /// The starting sp.
+        sp: u64,
+    },
     /// A live kernel's task ran between the reads of its state and stack
     /// (state, on_cpu or context-switch count differed), every pass.
     #[error("task_struct at {task:#x} changed while reading ({passes} passes)")]
-    ChangedWhileReading { task: u64, passes: u32 },
+    ChangedWhileReading {
+        /// Address of the `task_struct`.
+        task: u64,
+        /// Reads attempted.
+        passes: u32,
+    },
 }
 
 fn memory_text(kind: MemoryErrorKind) -> &'static str {

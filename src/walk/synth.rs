@@ -10,10 +10,15 @@ use crate::orc::{OrcFinder, OrcReg, OrcType};
 /// A stack image: `bytes` mapped at `base`, and where the walk starts.
 #[derive(Clone, Debug)]
 pub struct SynthStack {
+    /// Address of `bytes[0]`.
     pub base: u64,
+    /// The stack's contents, little-endian words.
     pub bytes: Vec<u8>,
+    /// The ip to start the walk with: the innermost pc of the chain.
     pub start_ip: u64,
+    /// The sp to start the walk with.
     pub start_sp: u64,
+    /// The bp to start the walk with.
     pub start_bp: u64,
 }
 

@@ -5,26 +5,44 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Reg {
+    /// `rax` (DWARF 0): return value, caller-saved.
     Rax = 0,
+    /// `rdx` (DWARF 1): third argument, caller-saved.
     Rdx = 1,
+    /// `rcx` (DWARF 2): fourth argument, caller-saved.
     Rcx = 2,
+    /// `rbx` (DWARF 3): callee-saved.
     Rbx = 3,
+    /// `rsi` (DWARF 4): second argument, caller-saved.
     Rsi = 4,
+    /// `rdi` (DWARF 5): first argument, caller-saved.
     Rdi = 5,
+    /// `rbp` (DWARF 6): frame pointer when one is kept; callee-saved.
     Rbp = 6,
+    /// `rsp` (DWARF 7): stack pointer.
     Rsp = 7,
+    /// `r8` (DWARF 8): fifth argument, caller-saved.
     R8 = 8,
+    /// `r9` (DWARF 9): sixth argument, caller-saved.
     R9 = 9,
+    /// `r10` (DWARF 10): caller-saved.
     R10 = 10,
+    /// `r11` (DWARF 11): caller-saved.
     R11 = 11,
+    /// `r12` (DWARF 12): callee-saved.
     R12 = 12,
+    /// `r13` (DWARF 13): callee-saved.
     R13 = 13,
+    /// `r14` (DWARF 14): callee-saved.
     R14 = 14,
+    /// `r15` (DWARF 15): callee-saved.
     R15 = 15,
+    /// `rip`; DWARF 16 is the return address column.
     Rip = 16,
 }
 
 impl Reg {
+    /// Every register, in DWARF number order (so `ALL[r as usize] == r`).
     pub const ALL: [Reg; 17] = [
         Reg::Rax,
         Reg::Rdx,
@@ -45,6 +63,7 @@ impl Reg {
         Reg::Rip,
     ];
 
+    /// Lower-case assembler name, e.g. `"rax"`.
     pub fn name(self) -> &'static str {
         match self {
             Reg::Rax => "rax",
@@ -97,26 +116,48 @@ impl Reg {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum PtRegsSlot {
+    /// `r15`, byte offset 0.
     R15 = 0,
+    /// `r14`, byte offset 8.
     R14,
+    /// `r13`, byte offset 16.
     R13,
+    /// `r12`, byte offset 24.
     R12,
+    /// `rbp`, byte offset 32.
     Bp,
+    /// `rbx`, byte offset 40.
     Bx,
+    /// `r11`, byte offset 48.
     R11,
+    /// `r10`, byte offset 56.
     R10,
+    /// `r9`, byte offset 64.
     R9,
+    /// `r8`, byte offset 72.
     R8,
+    /// `rax`, byte offset 80.
     Ax,
+    /// `rcx`, byte offset 88.
     Cx,
+    /// `rdx`, byte offset 96.
     Dx,
+    /// `rsi`, byte offset 104.
     Si,
+    /// `rdi`, byte offset 112.
     Di,
+    /// `orig_ax`, byte offset 120: syscall number, exception error code or IRQ
+    /// vector, depending on the entry path; not a register.
     OrigAx,
+    /// `rip`, byte offset 128: the first word of the iret frame.
     Ip,
+    /// `cs`, byte offset 136: low two bits are the CPL.
     Cs,
+    /// `rflags`, byte offset 144.
     Flags,
+    /// `rsp`, byte offset 152.
     Sp,
+    /// `ss`, byte offset 160: the last word of pt_regs.
     Ss,
 }
 
@@ -124,6 +165,7 @@ pub enum PtRegsSlot {
 pub const PT_REGS_SIZE: u64 = 21 * 8;
 /// Where the hardware iret frame (ip, cs, flags, sp, ss) starts in pt_regs.
 pub const IRET_FRAME_OFFSET: u64 = PtRegsSlot::Ip as u64 * 8;
+/// Size of the iret frame: five 8-byte words.
 pub const IRET_FRAME_SIZE: u64 = 5 * 8;
 
 /// A register file where each register is either known or unknown.
@@ -136,6 +178,7 @@ pub struct Regs {
 }
 
 impl Regs {
+    /// A register file with every register and cs unknown.
     pub fn new() -> Self {
         Regs::default()
     }
@@ -149,12 +192,14 @@ impl Regs {
         r
     }
 
+    /// The register's value, or None when it is unknown.
     #[inline]
     pub fn get(&self, reg: Reg) -> Option<u64> {
         let i = reg as usize;
         (self.known & (1 << i) != 0).then_some(self.values[i])
     }
 
+    /// Sets the register and marks it known.
     #[inline]
     pub fn set(&mut self, reg: Reg, value: u64) {
         let i = reg as usize;
@@ -162,6 +207,7 @@ impl Regs {
         self.known |= 1 << i;
     }
 
+    /// Marks the register unknown.
     #[inline]
     pub fn forget(&mut self, reg: Reg) {
         self.known &= !(1 << reg as usize);
@@ -173,11 +219,13 @@ impl Regs {
         self.known &= regs.iter().fold(0u32, |m, &r| m | 1 << r as usize);
     }
 
+    /// Code segment, or None when unknown.
     #[inline]
     pub fn cs(&self) -> Option<u64> {
         self.cs
     }
 
+    /// Sets the code segment and marks it known.
     pub fn set_cs(&mut self, cs: u64) {
         self.cs = Some(cs);
     }
