@@ -29,8 +29,8 @@
 mod support;
 
 use std::cell::RefCell;
-use std::sync::Arc;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
@@ -103,7 +103,15 @@ fn capture() -> Capture {
     let mut cache = CfiCache::new();
     let mut live = Vec::new();
     for t in &threads {
-        walk_cfi(&inspection.modules, &mut mem, &mut cache, &t.bounds, WalkStart::from_regs(t.regs), &WalkConfig::default(), &mut live);
+        walk_cfi(
+            &inspection.modules,
+            &mut mem,
+            &mut cache,
+            &t.bounds,
+            WalkStart::from_regs(t.regs),
+            &WalkConfig::default(),
+            &mut live,
+        );
         let copy = walk_lpstack(&inspection.modules, &mut cache, t, &mut Vec::new());
         assert_eq!(pcs_of(&live), copy, "thread {} ({}): live walk and walk of the copy differ", t.tid, t.role);
     }
@@ -368,13 +376,16 @@ fn walk_gimli(u: &GimliUnwinder<'_>, ctx: &mut UnwindContext<usize>, t: &ThreadS
                 Some(v) => v.wrapping_add(*offset as u64),
                 None => return,
             },
-            CfaRule::Expression(x) => match x.get(&m.eh_frame).ok().and_then(|x| gimli_expr(x, &regs, &mut read, None)) {
+            CfaRule::Expression(x) => match x.get(&m.eh_frame).ok().and_then(|x| gimli_expr(x, &regs, &mut read, None))
+            {
                 Some(v) => v,
                 None => return,
             },
         };
         let Some(ip) = gimli_register(&m.eh_frame, ra_rule, cfa, regs.ip, &regs, &mut read) else { return };
-        let Some(bp) = gimli_register(&m.eh_frame, row.register(X86_64::RBP), cfa, regs.bp, &regs, &mut read) else { return };
+        let Some(bp) = gimli_register(&m.eh_frame, row.register(X86_64::RBP), cfa, regs.bp, &regs, &mut read) else {
+            return;
+        };
         if pcs.len() > 1 && cfa <= regs.sp {
             return; // the stack must grow
         }
@@ -410,7 +421,12 @@ fn agree(name: &str, t: &ThreadStack, lp: &[u64], other: &[u64]) -> String {
 /// Runs `f` as criterion bench `name`; `f(iters)` runs `iters` iterations
 /// and returns the time they took. Returns the median ns per iteration over
 /// criterion's measurement samples (None when filtered out).
-fn timed(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, samples: usize, mut f: impl FnMut(u64) -> Duration) -> Option<f64> {
+fn timed(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    samples: usize,
+    mut f: impl FnMut(u64) -> Duration,
+) -> Option<f64> {
     let record: RefCell<Vec<(u64, Duration)>> = RefCell::new(Vec::new());
     g.bench_function(name, |b| {
         b.iter_custom(|iters| {
@@ -503,7 +519,12 @@ fn main() {
             equal.push(t);
             equal_frames += lp_pcs.len();
         }
-        notes.push(format!("  {:>5} {:<5} {:>3} frames  framehop: {fh_note}; gimli: {gm_note}", t.tid, t.role, lp_pcs.len()));
+        notes.push(format!(
+            "  {:>5} {:<5} {:>3} frames  framehop: {fh_note}; gimli: {gm_note}",
+            t.tid,
+            t.role,
+            lp_pcs.len()
+        ));
     }
     // framehop's rule cache: 509 slots indexed by address % 509, so two
     // pcs of these walks may evict each other (it depends on where ASLR put
@@ -519,8 +540,15 @@ fn main() {
         after.total() - before.total() - (after.hit_count - before.hit_count)
     );
     let eh_total: usize = mods.iter().map(|m| eh_frame_size(&m.data)).sum();
-    eprintln!("dwarf: {} threads, {} modules ({} KiB of .eh_frame), frames lpstack/framehop/gimli = {}/{}/{}",
-        threads.len(), mods.len(), eh_total / 1024, totals[0], totals[1], totals[2]);
+    eprintln!(
+        "dwarf: {} threads, {} modules ({} KiB of .eh_frame), frames lpstack/framehop/gimli = {}/{}/{}",
+        threads.len(),
+        mods.len(),
+        eh_total / 1024,
+        totals[0],
+        totals[1],
+        totals[2]
+    );
     for n in &notes {
         eprintln!("{n}");
     }
@@ -716,8 +744,18 @@ fn main() {
     let per = |v: Option<f64>, n: usize| v.map(|v| v / n as f64);
     println!();
     println!("{fh_cache_note}");
-    println!("== dwarf: {} threads, {} modules, frames lpstack/framehop/gimli = {}/{}/{} ==", threads.len(), mods.len(), totals[0], totals[1], totals[2]);
-    println!("{:<10} {:>14} {:>14} {:>16} {:>14}", "", "warm ns/frame", "cold ns/frame", "cold all (us)", "warm all (us)");
+    println!(
+        "== dwarf: {} threads, {} modules, frames lpstack/framehop/gimli = {}/{}/{} ==",
+        threads.len(),
+        mods.len(),
+        totals[0],
+        totals[1],
+        totals[2]
+    );
+    println!(
+        "{:<10} {:>14} {:>14} {:>16} {:>14}",
+        "", "warm ns/frame", "cold ns/frame", "cold all (us)", "warm all (us)"
+    );
     for (i, name) in ["lpstack", "framehop", "gimli"].iter().enumerate() {
         println!(
             "{:<10} {:>14} {:>14} {:>16} {:>14}",
@@ -744,7 +782,9 @@ fn main() {
         ratio(per(cold[0], totals[0]), per(cold[1], totals[1])),
         ratio(per(cold[0], totals[0]), per(cold[2], totals[2])),
     );
-    println!("lpstack per module: setup (CfiTable::from_shared) and, for reference, every row compiled (compile_rows):");
+    println!(
+        "lpstack per module: setup (CfiTable::from_shared) and, for reference, every row compiled (compile_rows):"
+    );
     let (mut all_setup, mut all_compile, mut all_eh) = (0.0, 0.0, 0usize);
     for (name, eh, rows, setup, compile) in &builds {
         let mb = *eh as f64 / (1024.0 * 1024.0);
@@ -765,6 +805,13 @@ fn main() {
     }
     if all_eh > 0 {
         let mb = all_eh as f64 / (1024.0 * 1024.0);
-        println!("  {:<24} {:>8} B .eh_frame          setup {:>8.1} us  compile-all {:>10.1} us {:>8.2} ms/MB", "all", all_eh, all_setup / 1000.0, all_compile / 1000.0, all_compile / 1e6 / mb);
+        println!(
+            "  {:<24} {:>8} B .eh_frame          setup {:>8.1} us  compile-all {:>10.1} us {:>8.2} ms/MB",
+            "all",
+            all_eh,
+            all_setup / 1000.0,
+            all_compile / 1000.0,
+            all_compile / 1e6 / mb
+        );
     }
 }

@@ -17,17 +17,33 @@
 use std::hint::black_box;
 use std::path::PathBuf;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use lpstack::dump::Dump;
-use lpstack::kernel::image::{kallsyms_from_vmcoreinfo, Kernel, OpenOptions};
-use lpstack::memory::{read_vec, SliceMemory};
-use lpstack::symbols::{parse_proc_kallsyms, SymbolTable};
+use lpstack::kernel::image::{Kernel, OpenOptions, kallsyms_from_vmcoreinfo};
+use lpstack::memory::{SliceMemory, read_vec};
+use lpstack::symbols::{SymbolTable, parse_proc_kallsyms};
 
 const SETUP_NAMES: [&str; 20] = [
-    "_stext", "_etext", "init_task", "init_uts_ns", "modules", "runqueues", "__per_cpu_offset", "nr_cpu_ids",
-    "__cpu_online_mask", "init_stack", "__end_init_stack", "ret_from_fork_asm", "__start_orc_unwind_ip",
-    "__stop_orc_unwind_ip", "__start_orc_unwind", "__start_orc_header", "return_to_handler", "_sinittext",
-    "_einittext", "init_pid_ns",
+    "_stext",
+    "_etext",
+    "init_task",
+    "init_uts_ns",
+    "modules",
+    "runqueues",
+    "__per_cpu_offset",
+    "nr_cpu_ids",
+    "__cpu_online_mask",
+    "init_stack",
+    "__end_init_stack",
+    "ret_from_fork_asm",
+    "__start_orc_unwind_ip",
+    "__stop_orc_unwind_ip",
+    "__start_orc_unwind",
+    "__start_orc_header",
+    "return_to_handler",
+    "_sinittext",
+    "_einittext",
+    "init_pid_ns",
 ];
 
 fn answer(table: &SymbolTable, pcs: &[u64]) -> usize {

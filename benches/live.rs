@@ -12,13 +12,13 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use lpstack::dump::kcore::{KcoreHeaders, KcorePhys, KcoreSegment, ReadAt};
+use criterion::{Criterion, criterion_group, criterion_main};
 use lpstack::dump::Dump;
+use lpstack::dump::kcore::{KcoreHeaders, KcorePhys, KcoreSegment, ReadAt};
 use lpstack::kernel::check::{CheckConfig, CheckMode, Select};
 use lpstack::kernel::image::{Kernel, OpenOptions};
 use lpstack::memory::Memory;
-use lpstack::patchset::{parse_funcs, PatchSet};
+use lpstack::patchset::{PatchSet, parse_funcs};
 use lpstack::walk::WalkConfig;
 
 /// The dump's pages, decompressed; absent pages read as zeros (RAM that
@@ -77,27 +77,47 @@ fn bench(c: &mut Criterion) {
         ],
         vmcoreinfo: Some(vi.clone()),
     };
-    let open = || Kernel::open(KcorePhys::new("dump as kcore", pages.clone(), &headers).expect("kcore"), &vi, OpenOptions::default()).expect("kernel");
+    let open = || {
+        Kernel::open(
+            KcorePhys::new("dump as kcore", pages.clone(), &headers).expect("kcore"),
+            &vi,
+            OpenOptions::default(),
+        )
+        .expect("kernel")
+    };
     let config = WalkConfig::default();
-    let live = |threads| CheckConfig { walk: config, mode: CheckMode::Live { passes: 5, threads }, select: Select::All };
-    let tasks = plain.check(&set, &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &[] }, select: Select::All }, |_, _| {}).map(|c| c.tasks).expect("check").len();
+    let live =
+        |threads| CheckConfig { walk: config, mode: CheckMode::Live { passes: 5, threads }, select: Select::All };
+    let tasks = plain
+        .check(&set, &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &[] }, select: Select::All }, |_, _| {})
+        .map(|c| c.tasks)
+        .expect("check")
+        .len();
 
     let mut g = c.benchmark_group(format!("live-6.12-{tasks}-tasks"));
     g.sample_size(20);
     g.bench_function("setup", |b| b.iter(|| black_box(open().symbols().tables().len())));
     let mut kernel = open();
     g.bench_function("check, 1 thread", |b| {
-        b.iter(|| {
-            black_box(kernel.check(&set, &live(1), |_, _| {}).expect("check").tasks.len())
-        })
+        b.iter(|| black_box(kernel.check(&set, &live(1), |_, _| {}).expect("check").tasks.len()))
     });
     g.bench_function("check, 2 threads", |b| {
-        b.iter(|| {
-            black_box(kernel.check(&set, &live(2), |_, _| {}).expect("check").tasks.len())
-        })
+        b.iter(|| black_box(kernel.check(&set, &live(2), |_, _| {}).expect("check").tasks.len()))
     });
     g.bench_function("dump check (no re-reads)", |b| {
-        b.iter(|| black_box(kernel.check(&set, &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &[] }, select: Select::All }, |_, _| {}).map(|c| c.tasks).expect("check").len()))
+        b.iter(|| {
+            black_box(
+                kernel
+                    .check(
+                        &set,
+                        &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &[] }, select: Select::All },
+                        |_, _| {},
+                    )
+                    .map(|c| c.tasks)
+                    .expect("check")
+                    .len(),
+            )
+        })
     });
     g.finish();
 }

@@ -5,12 +5,12 @@
 use std::hint::black_box;
 use std::path::PathBuf;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use lpstack::memory::SliceMemory;
 use lpstack::orc::elf::vmlinux_table;
 use lpstack::orc::{OrcFinder, OrcTable};
 use lpstack::walk::synth::SynthStack;
-use lpstack::walk::{walk_orc, CodeRanges, StackBounds, WalkConfig, WalkStart};
+use lpstack::walk::{CodeRanges, StackBounds, WalkConfig, WalkStart, walk_orc};
 
 const KERNELS: &[(&str, &str)] = &[("6.12.117+deb12-amd64", "6.12.117"), ("6.1.0-57-amd64", "6.1.192")];
 
@@ -26,9 +26,10 @@ fn chains(version: &str) -> Vec<Vec<u64>> {
         if line.starts_with("task ") {
             out.push(Vec::new());
         } else if let (Some(chain), Some(addr)) = (out.last_mut(), line.split_whitespace().next())
-            && let Ok(a) = u64::from_str_radix(addr, 16) {
-                chain.push(a);
-            }
+            && let Ok(a) = u64::from_str_radix(addr, 16)
+        {
+            chain.push(a);
+        }
     }
     out.retain(|c| !c.is_empty());
     out
@@ -56,10 +57,8 @@ fn bench(c: &mut Criterion) {
 
         // Full walks: a stack image per chain that the walk turns back into
         // that chain.
-        let stacks: Vec<SynthStack> = chains
-            .iter()
-            .filter_map(|c| SynthStack::build(&table, c, STACK, STACK_SIZE))
-            .collect();
+        let stacks: Vec<SynthStack> =
+            chains.iter().filter_map(|c| SynthStack::build(&table, c, STACK, STACK_SIZE)).collect();
         let mut code = CodeRanges::new();
         code.add(table.first_ip(), table.last_ip() + 1);
         let bounds = StackBounds::task(STACK, STACK + STACK_SIZE);

@@ -6,11 +6,11 @@
 use std::hint::black_box;
 use std::path::PathBuf;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use lpstack::dump::Dump;
 use lpstack::kernel::check::CheckConfig;
 use lpstack::kernel::image::{Kernel, OpenOptions};
-use lpstack::patchset::{parse_funcs, PatchSet};
+use lpstack::patchset::{PatchSet, parse_funcs};
 
 fn bench(c: &mut Criterion) {
     for dir in ["6.12.117+deb12-amd64", "6.1.0-57-amd64"] {
@@ -35,7 +35,9 @@ fn bench(c: &mut Criterion) {
         let mut k = Kernel::open(dump, &vi, OpenOptions::default()).expect("kernel");
         let set = PatchSet::resolve(&specs, &k.symbols()).expect("set");
         g.bench_function("check-tasks", |b| {
-            b.iter(|| black_box(k.check(&set, &CheckConfig::default(), |_, _| {}).map(|c| c.tasks).expect("check").len()))
+            b.iter(|| {
+                black_box(k.check(&set, &CheckConfig::default(), |_, _| {}).map(|c| c.tasks).expect("check").len())
+            })
         });
         g.finish();
     }

@@ -77,9 +77,7 @@ impl Model {
     /// All nine combinations, LEAVE_ outer, SWITCH_ inner.
     pub fn all() -> impl Iterator<Item = Model> {
         [Leave::Function, Leave::PatchedSet, Leave::Kernel].into_iter().flat_map(|leave| {
-            [Switch::Function, Switch::Thread, Switch::Kernel]
-                .into_iter()
-                .map(move |switch| Model { leave, switch })
+            [Switch::Function, Switch::Thread, Switch::Kernel].into_iter().map(move |switch| Model { leave, switch })
         })
     }
 }
@@ -108,7 +106,9 @@ impl fmt::Display for Model {
 
 /// A string that names no consistency model (the string is kept).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown consistency model {0:?}: expected LEAVE_{{FUNCTION,PATCHED_SET,KERNEL}},SWITCH_{{FUNCTION,THREAD,KERNEL}} or livepatch, kpatch, kgraft")]
+#[error(
+    "unknown consistency model {0:?}: expected LEAVE_{{FUNCTION,PATCHED_SET,KERNEL}},SWITCH_{{FUNCTION,THREAD,KERNEL}} or livepatch, kpatch, kgraft"
+)]
 pub struct ModelParseError(pub String);
 
 impl FromStr for Model {
@@ -221,19 +221,16 @@ fn pair_blockers(model: Model, t: usize, facts: &ThreadFacts<'_>, function: Opti
                 out.push(Blocker::InKernel { thread: t });
             }
         }
-        Leave::PatchedSet => out.extend(
-            facts
-                .hits
-                .iter()
-                .map(|h| Blocker::OnStack { thread: t, function: h.func, frame: h.frame }),
-        ),
-        Leave::Function => out.extend(
-            facts
-                .hits
-                .iter()
-                .filter(|h| function.is_none_or(|f| f == h.func))
-                .map(|h| Blocker::OnStack { thread: t, function: h.func, frame: h.frame }),
-        ),
+        Leave::PatchedSet => {
+            out.extend(facts.hits.iter().map(|h| Blocker::OnStack { thread: t, function: h.func, frame: h.frame }))
+        }
+        Leave::Function => {
+            out.extend(facts.hits.iter().filter(|h| function.is_none_or(|f| f == h.func)).map(|h| Blocker::OnStack {
+                thread: t,
+                function: h.func,
+                frame: h.frame,
+            }))
+        }
     }
 }
 
@@ -326,11 +323,7 @@ mod tests {
     /// Thread 0 sleeps in function 0; thread 1 is clean and in the kernel;
     /// thread 2 is in user mode; functions 0 and 1.
     fn snapshot<'a>(h0: &'a [PatchHit]) -> Vec<ThreadFacts<'a>> {
-        vec![
-            facts(h0),
-            facts(&[]),
-            ThreadFacts { in_kernel: false, ..facts(&[]) },
-        ]
+        vec![facts(h0), facts(&[]), ThreadFacts { in_kernel: false, ..facts(&[]) }]
     }
 
     #[test]
@@ -369,9 +362,9 @@ mod tests {
             for model in Model::all() {
                 let units = evaluate(model, &s, 1);
                 let blocked_by_1 = units.iter().any(|u| {
-                    u.blockers.iter().any(|b| {
-                        matches!(b, Blocker::Unreliable { thread: 1 } | Blocker::Running { thread: 1 })
-                    })
+                    u.blockers
+                        .iter()
+                        .any(|b| matches!(b, Blocker::Unreliable { thread: 1 } | Blocker::Running { thread: 1 }))
                 });
                 assert!(blocked_by_1, "{model}");
                 assert!(units.iter().any(|u| !u.ready), "{model}");
@@ -382,7 +375,8 @@ mod tests {
     #[test]
     fn documented_coincidences_hold() {
         // Random-ish snapshots: the documented classes decide alike.
-        let hits: Vec<Vec<PatchHit>> = (0..6).map(|t| (0..3).filter(|f| (t * 7 + f * 3) % 5 == 0).map(|f| hit(f, 1)).collect()).collect();
+        let hits: Vec<Vec<PatchHit>> =
+            (0..6).map(|t| (0..3).filter(|f| (t * 7 + f * 3) % 5 == 0).map(|f| hit(f, 1)).collect()).collect();
         for mask in 0u32..64 {
             let s: Vec<ThreadFacts<'_>> = hits
                 .iter()

@@ -152,7 +152,13 @@ fn find_inline_hits<I: InlineFrames + ?Sized>(
         inline.inlined_at(probe, &mut |object, function| {
             for (func, p) in set.funcs().iter().enumerate() {
                 if p.function == function && p.object == object {
-                    hits.push(PatchHit { func, frame: i, pc: f.pc, past_unreliable: i >= trusted_until, inlined: true });
+                    hits.push(PatchHit {
+                        func,
+                        frame: i,
+                        pc: f.pc,
+                        past_unreliable: i >= trusted_until,
+                        inlined: true,
+                    });
                 }
             }
         });
@@ -227,7 +233,10 @@ mod tests {
         let f = frames(&[0x500, 0x5001]);
         let walked = Walked { frames: &f, reliability: Some(&ok), running: false };
         assert_eq!(judge(walked, &set, None, &mut hits), Verdict::Switchable);
-        assert!(matches!(judge(walked, &set, Some(&mut FakeInline), &mut hits), Verdict::Blocked { inlined: true, .. }));
+        assert!(matches!(
+            judge(walked, &set, Some(&mut FakeInline), &mut hits),
+            Verdict::Blocked { inlined: true, .. }
+        ));
 
         // Not walked (no registers): Running, nothing found.
         let walked = Walked { frames: &[], reliability: None, running: false };
@@ -236,17 +245,12 @@ mod tests {
     }
 
     fn set() -> PatchSet {
-        PatchSet::from_ranges([
-            ("vmlinux", "do_sys_poll", 0x1000, 0x100),
-            ("vmlinux", "pipe_read", 0x2000, 0x80),
-        ])
-        .unwrap()
+        PatchSet::from_ranges([("vmlinux", "do_sys_poll", 0x1000, 0x100), ("vmlinux", "pipe_read", 0x2000, 0x80)])
+            .unwrap()
     }
 
     fn frames(pcs: &[u64]) -> Vec<Frame> {
-        pcs.iter()
-            .map(|&pc| Frame { pc, sp: 0, kind: FrameKind::Call, kernel_regs: false, reliable: true })
-            .collect()
+        pcs.iter().map(|&pc| Frame { pc, sp: 0, kind: FrameKind::Call, kernel_regs: false, reliable: true }).collect()
     }
 
     #[test]

@@ -13,9 +13,7 @@ const RELEASES: &[&str] = &["6.12.117+deb12-amd64", "6.1.0-57-amd64"];
 const MODULE: &str = "binfmt_misc";
 
 fn fixture(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/btf")
-        .join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/btf").join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e} (run scripts/btf/extract-btf.sh)", p.display()))
 }
 
@@ -54,11 +52,7 @@ fn check_golden(btf: &Btf<'_>, text: &str, what: &str) -> usize {
                 let m: Member = btf.member(f[1], f[2]).unwrap_or_else(|e| panic!("{what}: {line}: {e}"));
                 // pahole gives a bitfield's storage unit and the bit in it;
                 // Member gives the byte holding the first bit.
-                assert_eq!(
-                    m.offset * 8 + u64::from(m.bit_offset),
-                    num(3) * 8 + num(4),
-                    "{what}: {line}: {m:?}"
-                );
+                assert_eq!(m.offset * 8 + u64::from(m.bit_offset), num(3) * 8 + num(4), "{what}: {line}: {m:?}");
                 assert_eq!(u64::from(m.bitfield_size), num(5), "{what}: {line}: {m:?}");
                 assert_eq!(m.size, num(6), "{what}: {line}: {m:?}");
             }
@@ -71,22 +65,14 @@ fn check_golden(btf: &Btf<'_>, text: &str, what: &str) -> usize {
                 );
                 let first = f[2].split('.').next().unwrap_or_default();
                 let msg = err.to_string();
-                assert!(
-                    msg.contains(f[1]) && (msg.contains(first) || msg.contains("no struct")),
-                    "{msg}"
-                );
+                assert!(msg.contains(f[1]) && (msg.contains(first) || msg.contains("no struct")), "{msg}");
             }
             ("enum", 4) => {
-                let got = btf
-                    .enum_value(Some(f[1]), f[2])
-                    .unwrap_or_else(|| panic!("{what}: {line}"));
+                let got = btf.enum_value(Some(f[1]), f[2]).unwrap_or_else(|| panic!("{what}: {line}"));
                 let want: i64 = f[3].parse().expect("enum value");
                 // pahole 1.24 prints 32-bit enumerators unsigned even when
                 // BTF marks the enum signed; compare the 32 stored bits.
-                let kind = btf
-                    .find_by_name(f[1], Kind::Enum)
-                    .map(|_| Kind::Enum)
-                    .unwrap_or(Kind::Enum64);
+                let kind = btf.find_by_name(f[1], Kind::Enum).map(|_| Kind::Enum).unwrap_or(Kind::Enum64);
                 if kind == Kind::Enum {
                     assert_eq!(got as u32, want as u32, "{what}: {line}");
                 } else {
@@ -129,10 +115,7 @@ fn module_split_btf_matches_pahole() {
         assert!(list.type_id < split.start_id());
         assert_eq!(split.name(list.type_id), Some("list_head"));
         // The split view and the base agree on base types.
-        assert_eq!(
-            split.member("task_struct", "tasks"),
-            base.member("task_struct", "tasks")
-        );
+        assert_eq!(split.member("task_struct", "tasks"), base.member("task_struct", "tasks"));
         // Base BTF alone knows nothing of the module.
         assert_eq!(base.find_by_name("Node", Kind::Typedef), None);
         // The split does not parse as base BTF (its strings continue the
@@ -155,24 +138,17 @@ fn what_lpstack_reads_per_kernel() {
     let mem = btf.member("module", "mem").expect("mem");
     assert_eq!(btf.array_info(mem.type_id).map(|(_, n)| i64::from(n)), Some(n));
     let text = btf.enum_value(Some("mod_mem_type"), "MOD_TEXT").expect("MOD_TEXT");
-    let m = btf
-        .member("module", &format!("mem[{text}].size"))
-        .expect("mem[MOD_TEXT].size");
+    let m = btf.member("module", &format!("mem[{text}].size")).expect("mem[MOD_TEXT].size");
     assert_eq!(m.offset, 320 + 8);
     let m = btf.member("module", "mem[6].base").expect("mem[6].base");
     assert_eq!(m.offset, 320 + 6 * 72);
     assert!(btf.member("module", "mem[7]").is_err());
     assert!(btf.member("module", "core_layout").is_err());
     // thread_group is gone (6.7); thread_node and signal->thread_head stay.
-    let err = btf
-        .member("task_struct", "thread_group")
-        .expect_err("6.12 has no thread_group");
+    let err = btf.member("task_struct", "thread_group").expect_err("6.12 has no thread_group");
     assert!(err.to_string().contains("thread_group"));
     // rq.curr sits in an anonymous union with donor (proxy execution).
-    assert_eq!(
-        btf.member("rq", "curr").map(|m| m.offset),
-        btf.member("rq", "donor").map(|m| m.offset)
-    );
+    assert_eq!(btf.member("rq", "curr").map(|m| m.offset), btf.member("rq", "donor").map(|m| m.offset));
     // runqueues is a per-cpu variable of type struct rq.
     let rq = btf.find_struct("rq").expect("rq");
     let var = btf.find_by_name("runqueues", Kind::Var).expect("runqueues");
@@ -218,10 +194,7 @@ fn every_struct_member_resolves() {
             let size = btf.type_size(id).expect("struct size");
             for m in btf.members(id).expect("members") {
                 let m = m.expect("member");
-                assert!(
-                    u64::from(m.bit_offset) + u64::from(m.bitfield_size) <= size * 8,
-                    "{release} {id}"
-                );
+                assert!(u64::from(m.bit_offset) + u64::from(m.bitfield_size) <= size * 8, "{release} {id}");
                 // Flexible arrays have size 0; function pointers are PTRs.
                 btf.resolve(m.type_id).expect("member type");
                 count += 1;

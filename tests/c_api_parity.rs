@@ -19,17 +19,21 @@ fn root() -> PathBuf {
 }
 
 fn show(o: &Output) -> String {
-    format!("status {}\n--- stdout\n{}--- stderr\n{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "status {}\n--- stdout\n{}--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// The C library cargo built beside the lpstack binary.
 fn static_lib() -> PathBuf {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_lpstack"));
     let dir = bin.parent().map(Path::to_path_buf).unwrap_or_default();
-    [dir.join("liblpstack.a"), dir.join("deps/liblpstack.a")]
-        .into_iter()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("no liblpstack.a beside {}: run `cargo test --workspace` (it builds lpstack-ffi)", bin.display()))
+    [dir.join("liblpstack.a"), dir.join("deps/liblpstack.a")].into_iter().find(|p| p.is_file()).unwrap_or_else(|| {
+        panic!("no liblpstack.a beside {}: run `cargo test --workspace` (it builds lpstack-ffi)", bin.display())
+    })
 }
 
 fn build_shim(dir: &Path) -> PathBuf {
@@ -58,7 +62,8 @@ fn shim_verdicts(out: &str) -> Verdicts {
         let rest = line.strip_prefix("tid ").unwrap_or_else(|| panic!("{line:?}"));
         let (tid, rest) = rest.split_once(": ").unwrap_or_else(|| panic!("{line:?}"));
         let verdict = rest.split_whitespace().next().unwrap_or_default().to_string();
-        let blocking = rest.split_once(" in ").map(|(_, b)| b.split_whitespace().next().unwrap_or_default().to_string());
+        let blocking =
+            rest.split_once(" in ").map(|(_, b)| b.split_whitespace().next().unwrap_or_default().to_string());
         let inlined = rest.contains(", inlined)") || rest.contains("), inlined");
         v.insert(tid.parse().unwrap_or_else(|_| panic!("{line:?}")), (verdict, blocking.unwrap_or_default(), inlined));
     }
@@ -71,7 +76,11 @@ fn cli_verdicts(json: &serde_json::Value) -> Verdicts {
         .iter()
         .map(|t| {
             let b = &t["blocking"];
-            let blocking = if b.is_null() { String::new() } else { format!("{}:{}", b["object"].as_str().unwrap_or("?"), b["function"].as_str().unwrap_or("?")) };
+            let blocking = if b.is_null() {
+                String::new()
+            } else {
+                format!("{}:{}", b["object"].as_str().unwrap_or("?"), b["function"].as_str().unwrap_or("?"))
+            };
             let tid = t["pid"].as_i64().unwrap_or_else(|| panic!("{t}"));
             (tid, (t["verdict"].as_str().unwrap_or("?").to_string(), blocking, b["inlined"] == true))
         })

@@ -12,8 +12,8 @@ use lpstack::cfi::{CfiCache, CfiTable, Rule};
 use lpstack::memory::SliceMemory;
 use lpstack::symbols::SymbolTable;
 use lpstack::walk::{
-    walk_cfi, Reliability, StackBounds, StackKind, StackRange, UnreliableReason, UserModule, UserModules, WalkConfig,
-    WalkStart,
+    Reliability, StackBounds, StackKind, StackRange, UnreliableReason, UserModule, UserModules, WalkConfig, WalkStart,
+    walk_cfi,
 };
 
 const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs/inline.c");
@@ -39,7 +39,14 @@ fn binary_without_cfi_is_unreliable() {
         .status()
         .unwrap();
     assert!(ok.success());
-    assert!(Command::new("objcopy").args(["--remove-section", ".eh_frame", "--remove-section", ".eh_frame_hdr"]).arg(&bin).status().unwrap().success());
+    assert!(
+        Command::new("objcopy")
+            .args(["--remove-section", ".eh_frame", "--remove-section", ".eh_frame_hdr"])
+            .arg(&bin)
+            .status()
+            .unwrap()
+            .success()
+    );
     assert!(CfiTable::from_elf(&std::fs::read(&bin).unwrap()).unwrap().is_empty());
     let (code, v) = check_live(&bin, &dir);
     let _ = std::fs::remove_dir_all(&dir);
@@ -113,7 +120,15 @@ fn stack_pointer_into_unmapped_memory() {
         regs.set(Reg::Rsp, sp);
         regs.set(Reg::Rbp, sp);
         let mut mem = SliceMemory::new(base, &stack);
-        let r = walk_cfi(&modules, &mut mem, &mut cache, &bounds, WalkStart::from_regs(regs), &WalkConfig::default(), &mut frames);
+        let r = walk_cfi(
+            &modules,
+            &mut mem,
+            &mut cache,
+            &bounds,
+            WalkStart::from_regs(regs),
+            &WalkConfig::default(),
+            &mut frames,
+        );
         match r {
             Reliability::Unreliable { reason, .. } => {
                 // A CFA past the top of the stack reads outside it.

@@ -57,7 +57,8 @@ fn check_file(path: &str) -> (usize, usize) {
                     Some(o) => assert_eq!(r.bp, BpRule::AtCfa(o), "{path} {loc:#x}"),
                     None => assert_eq!(r.bp, BpRule::Same, "{path} {loc:#x}"),
                 }
-                let others = ["rbx", "r12", "r13", "r14", "r15"].iter().all(|n| matches!(cell(n), None | Some("u") | Some("s")));
+                let others =
+                    ["rbx", "r12", "r13", "r14", "r15"].iter().all(|n| matches!(cell(n), None | Some("u") | Some("s")));
                 assert_eq!(r.others_unchanged, others, "{path} {loc:#x}: {line}");
                 simple += 1;
             }

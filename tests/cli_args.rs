@@ -78,7 +78,18 @@ fn each_target_takes_its_flags() {
             let out = lpstack(&[form, extra].concat());
             assert!(matches!(out.code, Some(0 | 1)), "{form:?} {extra:?}: {}", out.stderr);
         };
-        run(&["--set", &funcs, "--replace", "--model", "all", "--format", "json", "--all-frames", "--max-frames", "50"]);
+        run(&[
+            "--set",
+            &funcs,
+            "--replace",
+            "--model",
+            "all",
+            "--format",
+            "json",
+            "--all-frames",
+            "--max-frames",
+            "50",
+        ]);
         run(&["--patch", &ko, "--frame-pointer-rules"]);
         // Parsed; the loaded-module filtering of livepatch does not apply
         // to explicit replacements, so this set's absent object is an error.
@@ -97,13 +108,49 @@ fn each_target_takes_its_flags() {
     assert_parsed(&[&core[..], &["--format", "json", "--all-frames", "--max-frames", "10"]].concat());
     // pid and live are not run: a process would be stopped, the host's kernel read.
     assert_parsed_before_help(&[
-        "check", "pid", "1", "--set", &funcs, "--sysroot", "/", "--new-set", &funcs, "--unpatch", "--model", "kpatch",
-        "--format", "json", "--all-frames", "--max-frames", "10",
+        "check",
+        "pid",
+        "1",
+        "--set",
+        &funcs,
+        "--sysroot",
+        "/",
+        "--new-set",
+        &funcs,
+        "--unpatch",
+        "--model",
+        "kpatch",
+        "--format",
+        "json",
+        "--all-frames",
+        "--max-frames",
+        "10",
     ]);
     assert_parsed_before_help(&[
-        "check", "live", "--pid", "1", "2", "--max-passes", "3", "--timing", "--symbols-from", "proc-kallsyms",
-        "--threads", "2", "--frame-pointer-rules", "--set", &funcs, "--replace", "--unpatch", "--model", "all",
-        "--format", "json", "--all-frames", "--max-frames", "10",
+        "check",
+        "live",
+        "--pid",
+        "1",
+        "2",
+        "--max-passes",
+        "3",
+        "--timing",
+        "--symbols-from",
+        "proc-kallsyms",
+        "--threads",
+        "2",
+        "--frame-pointer-rules",
+        "--set",
+        &funcs,
+        "--replace",
+        "--unpatch",
+        "--model",
+        "all",
+        "--format",
+        "json",
+        "--all-frames",
+        "--max-frames",
+        "10",
     ]);
     assert_parsed_before_help(&["check", "live", "--patch", &ko]);
 }
@@ -186,9 +233,21 @@ fn help_lists_each_targets_own_flags() {
     }
     assert!(check.contains("short for `lpstack check vmcore FILE"), "{check}");
     let want: &[(&str, &[&str], &[&str])] = &[
-        ("vmcore", &["--vmlinux", "--system-map", "--frame-pointer-rules", "--patch", "--replace"], &["--pid ", "--sysroot", "--timing"]),
-        ("live", &["--pid", "--max-passes", "--timing", "--symbols-from", "--threads", "--patch"], &["--vmlinux", "--sysroot"]),
-        ("pid", &["--sysroot", "--set", "--new-set", "--unpatch"], &["--patch", "--replace", "--vmlinux", "--frame-pointer-rules"]),
+        (
+            "vmcore",
+            &["--vmlinux", "--system-map", "--frame-pointer-rules", "--patch", "--replace"],
+            &["--pid ", "--sysroot", "--timing"],
+        ),
+        (
+            "live",
+            &["--pid", "--max-passes", "--timing", "--symbols-from", "--threads", "--patch"],
+            &["--vmlinux", "--sysroot"],
+        ),
+        (
+            "pid",
+            &["--sysroot", "--set", "--new-set", "--unpatch"],
+            &["--patch", "--replace", "--vmlinux", "--frame-pointer-rules"],
+        ),
         ("core", &["--sysroot", "--set", "--max-frames"], &["--patch", "--replace", "--pid ", "--timing"]),
     ];
     for (t, has, lacks) in want {

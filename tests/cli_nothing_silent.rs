@@ -83,7 +83,12 @@ fn vmcore_truncated_before_open_is_a_named_error() {
     let bytes = common::read(&format!("vmcore/{DIR}/vmcore.trimmed.kdump"));
     std::fs::write(&vmcore, &bytes[..bytes.len() / 2]).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_lpstack"))
-        .args(["check".as_ref(), vmcore.as_os_str(), "--set".as_ref(), common::fixture(&format!("vmcore/{DIR}/funcs.txt")).as_os_str()])
+        .args([
+            "check".as_ref(),
+            vmcore.as_os_str(),
+            "--set".as_ref(),
+            common::fixture(&format!("vmcore/{DIR}/funcs.txt")).as_os_str(),
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

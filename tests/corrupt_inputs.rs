@@ -25,17 +25,17 @@ use lpstack::cfi::{CfiCache, CfiTable};
 use lpstack::dump::{Dump, VmcoreInfo};
 use lpstack::kernel::btf::Btf;
 use lpstack::kernel::check::CheckConfig;
-use lpstack::kernel::image::{Kernel, OpenOptions, KernelError, SymbolSource};
+use lpstack::kernel::image::{Kernel, KernelError, OpenOptions, SymbolSource};
 use lpstack::kernel::layout::Layout;
 use lpstack::memory::{MemoryError, PhysMemory, SliceMemory};
 use lpstack::orc::elf::{module_entries, orc_sections, vmlinux_table};
 use lpstack::orc::{OrcError, OrcFormat, OrcTable, OrcTables};
-use lpstack::patchset::{parse_funcs, PatchSet};
-use lpstack::symbols::{parse_system_map, SymbolTable, Symbolizer};
-use lpstack::verdict::{judge, Verdict, Walked};
+use lpstack::patchset::{PatchSet, parse_funcs};
+use lpstack::symbols::{SymbolTable, Symbolizer, parse_system_map};
+use lpstack::verdict::{Verdict, Walked, judge};
 use lpstack::walk::synth::SynthStack;
 use lpstack::walk::{
-    walk_cfi, walk_orc, CodeRanges, StackBounds, UnreliableReason, UserModule, UserModules, WalkConfig, WalkStart,
+    CodeRanges, StackBounds, UnreliableReason, UserModule, UserModules, WalkConfig, WalkStart, walk_cfi, walk_orc,
 };
 
 /// Cut points: dense over the first `dense` bytes (the headers), then
@@ -484,7 +484,8 @@ fn stack_pointers_outside_every_mapping_are_unreliable() {
 fn wrong_vmlinux_or_system_map_for_a_dump_is_a_named_error() {
     // The 6.1 dump with the 6.12 System.map, and the 6.12 dump with the
     // 6.1 vmlinux's symbols: a mismatch, named, before any verdict.
-    for (dump_dir, source_release) in [("6.1.0-57-amd64", "6.12.117+deb12-amd64"), ("6.12.117+deb12-amd64", "6.1.0-57-amd64")]
+    for (dump_dir, source_release) in
+        [("6.1.0-57-amd64", "6.12.117+deb12-amd64"), ("6.12.117+deb12-amd64", "6.1.0-57-amd64")]
     {
         let bytes = common::read(&format!("vmcore/{dump_dir}/vmcore.trimmed.kdump"));
         let vi = Dump::open(&bytes).unwrap().vmcoreinfo().cloned().unwrap();

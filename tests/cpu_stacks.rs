@@ -24,7 +24,8 @@ fn a_timer_interrupt_on_the_irq_stack_is_walked_to_user_mode() {
     let bytes = common::read(&format!("vmcore/{dir}/vmcore.trimmed.kdump"));
     let dump = Dump::open(&bytes).unwrap();
     let vi = dump.vmcoreinfo().cloned().unwrap();
-    let cpus: Vec<CpuRegs> = dump.cpus().iter().filter_map(|c| c.index_hint.map(|cpu| CpuRegs { cpu, regs: c.regs })).collect();
+    let cpus: Vec<CpuRegs> =
+        dump.cpus().iter().filter_map(|c| c.index_hint.map(|cpu| CpuRegs { cpu, regs: c.regs })).collect();
     let mut kernel = Kernel::open(dump, &vi, OpenOptions::default()).unwrap();
     assert!(kernel.warnings().is_empty(), "{:?}", kernel.warnings());
     // Every CPU: one IRQ stack of the BTF's size and the exception stacks.
@@ -35,7 +36,10 @@ fn a_timer_interrupt_on_the_irq_stack_is_walked_to_user_mode() {
         assert!(stacks.iter().filter(|r| r.kind == StackKind::Exception).count() >= 4, "CPU {cpu}: {stacks:x?}");
     }
     let empty = PatchSet::default();
-    let reports = kernel.check(&empty, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {}).unwrap().tasks;
+    let reports = kernel
+        .check(&empty, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {})
+        .unwrap()
+        .tasks;
     let r = reports.iter().find(|r| r.task.on_cpu && r.task.comm == "sh").expect("the busy loop on a CPU");
     assert_eq!(r.reliability, Some(Reliability::Reliable(CleanEnd::UserRegs)), "{:x?}", r.frames);
     let name = |pc| kernel.symbols().lookup(pc).map(|s| s.name.to_string()).unwrap_or_default();
@@ -57,7 +61,7 @@ fn a_timer_interrupt_on_the_irq_stack_is_walked_to_user_mode() {
     for s in stacks {
         let region = match s.kind {
             StackKind::Irq => 0xffff_8000_0000_0000..0xffff_fe00_0000_0000, // vmalloc (KASLR)
-            _ => 0xffff_fe00_0000_0000..0xffff_ff00_0000_0000,               // cpu_entry_area
+            _ => 0xffff_fe00_0000_0000..0xffff_ff00_0000_0000,              // cpu_entry_area
         };
         assert!(region.contains(&s.start) && s.end <= region.end, "{s:x?}");
         assert!(stacks.iter().filter(|o| o.start < s.end && s.start < o.end).count() == 1, "{s:x?} overlaps");
@@ -112,12 +116,18 @@ fn real_kdump_running_kthread_in_a_patched_function() {
     assert_eq!(cpus.len(), 2, "crash_notes of both CPUs");
     let state = kernel.klp_state().unwrap().unwrap();
     let ks = lpstack::patchset::klp::from_transition(&state, &kernel.symbols()).unwrap();
-    let reports = kernel.check(&ks.set, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {}).unwrap().tasks;
+    let reports = kernel
+        .check(&ks.set, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {})
+        .unwrap()
+        .tasks;
     let r = reports.iter().find(|r| r.task.comm == "lpstack_spin").expect("the spinner");
     assert!(r.task.on_cpu && matches!(r.verdict, lpstack::verdict::Verdict::Running));
     assert_eq!(r.reliability, Some(Reliability::Reliable(CleanEnd::EndOfStack)), "{:x?}", r.frames);
-    let names: Vec<String> =
-        r.frames.iter().map(|f| kernel.symbols().lookup(f.pc).map(|s| s.name.to_string()).unwrap_or_default()).collect();
+    let names: Vec<String> = r
+        .frames
+        .iter()
+        .map(|f| kernel.symbols().lookup(f.pc).map(|s| s.name.to_string()).unwrap_or_default())
+        .collect();
     assert_eq!(names, ["lpspin_work", "lpstack_spin_loop", "kthread", "ret_from_fork", "ret_from_fork_asm"]);
     // drgn's trace of the same task, from the committed record.
     let drgn = String::from_utf8(common::read(&format!("vmcore/{dir}/drgn-stacks.txt"))).unwrap();
@@ -192,7 +202,10 @@ fn real_kdumps_every_cpu_has_drgns_frames_across_stacks() {
         let mut kernel = Kernel::open(dump, &vi, OpenOptions::default()).unwrap();
         let cpus = kernel.crash_notes_regs();
         let empty = PatchSet::default();
-        let reports = kernel.check(&empty, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {}).unwrap().tasks;
+        let reports = kernel
+            .check(&empty, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {})
+            .unwrap()
+            .tasks;
         let drgn = drgn_running(&String::from_utf8(common::read(&format!("vmcore/{dir}/drgn-stacks.txt"))).unwrap());
         assert_eq!(drgn.len(), 2, "{dir}: two CPUs");
         let panic_cpu = kernel.panic_cpu().expect("panic_cpu is set");
@@ -202,9 +215,7 @@ fn real_kdumps_every_cpu_has_drgns_frames_across_stacks() {
                 .find(|r| r.task.pid == d.pid && r.task.on_cpu && r.task.cpu == d.cpu)
                 .unwrap_or_else(|| panic!("{dir}: pid {} on CPU {}", d.pid, d.cpu));
             let stacks = &kernel.cpu_stacks()[d.cpu as usize];
-            let kind = |sp: u64| {
-                stacks.iter().find(|s| s.contains(sp, 8)).map_or(StackKind::Task, |s| s.kind)
-            };
+            let kind = |sp: u64| stacks.iter().find(|s| s.contains(sp, 8)).map_or(StackKind::Task, |s| s.kind);
             let ours: Vec<(u64, u64, StackKind)> = r.frames.iter().map(|f| (f.pc, f.sp, kind(f.sp))).collect();
             assert_eq!(ours, d.frames, "{dir}: pid {} on CPU {}", d.pid, d.cpu);
             if d.cpu == panic_cpu {
@@ -232,7 +243,8 @@ fn real_kdumps_every_cpu_has_drgns_frames_across_stacks() {
 fn module_symbol_sizes_are_the_kernels() {
     let dir = "6.12.117+deb12-amd64-kdump-irq";
     let dmesg = String::from_utf8(common::read(&format!("vmcore/{dir}/vmcore-dmesg.txt"))).unwrap();
-    let printed = dmesg.split_whitespace().find(|w| w.starts_with("lpstack_irqpanic_fire+")).expect("the callback in the trace");
+    let printed =
+        dmesg.split_whitespace().find(|w| w.starts_with("lpstack_irqpanic_fire+")).expect("the callback in the trace");
     let (_, off_size) = printed.split_once('+').unwrap();
     let (off, size) = off_size.split_once('/').unwrap();
     let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();

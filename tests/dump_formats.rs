@@ -30,7 +30,11 @@ fn dumps_dir() -> PathBuf {
     let dir = std::env::var_os("LPSTACK_TEST_DUMPS")
         .map(PathBuf::from)
         .expect("set LPSTACK_TEST_DUMPS=DIR with dumps made by scripts/dump/make-test-dumps.sh DIR");
-    assert!(dir.join("qemu.elf").exists(), "{}: no qemu.elf (scripts/dump/make-test-dumps.sh DIR makes it)", dir.display());
+    assert!(
+        dir.join("qemu.elf").exists(),
+        "{}: no qemu.elf (scripts/dump/make-test-dumps.sh DIR makes it)",
+        dir.display()
+    );
     dir
 }
 

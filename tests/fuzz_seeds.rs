@@ -15,17 +15,17 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use lpstack::cfi::{CfiTable, Rule};
-use lpstack::dump::flattened::flatten;
-use lpstack::dump::write::{write_kdump, KdumpWriteInfo, WriteCompression};
 use lpstack::dump::Dump;
+use lpstack::dump::flattened::flatten;
+use lpstack::dump::write::{KdumpWriteInfo, WriteCompression, write_kdump};
 use lpstack::kernel::btf::Btf;
 use lpstack::kernel::image::{Kernel, OpenOptions};
-use lpstack::kernel::kallsyms::{read_kallsyms, KallsymsLocation, KnownSymbol};
-use lpstack::memory::{read_vec, Memory, SliceMemory};
+use lpstack::kernel::kallsyms::{KallsymsLocation, KnownSymbol, read_kallsyms};
+use lpstack::memory::{Memory, SliceMemory, read_vec};
 use lpstack::orc::elf::orc_sections;
-use lpstack::orc::{OrcFormat, OrcTable, OrcTables, ORC_ENTRY_SIZE};
+use lpstack::orc::{ORC_ENTRY_SIZE, OrcFormat, OrcTable, OrcTables};
 use lpstack::walk::synth::SynthStack;
-use lpstack::walk::{walk_orc, CodeRanges, Reliability, StackBounds, WalkConfig, WalkStart};
+use lpstack::walk::{CodeRanges, Reliability, StackBounds, WalkConfig, WalkStart, walk_orc};
 
 const TEXT: u64 = 0xffffffff81000000;
 const STACK: u64 = 0xffffc90000010000;
@@ -203,7 +203,15 @@ fn orc_table_seed(release: &str, format: OrcFormat, start: usize, n: usize) -> V
 fn cfi_seed(dir: &std::path::Path) -> Vec<u8> {
     let so = dir.join("libparked.so");
     let src = common::fixture("../programs/libparked.c");
-    assert!(Command::new("cc").args(["-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-o"]).arg(&so).arg(&src).status().unwrap().success());
+    assert!(
+        Command::new("cc")
+            .args(["-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-o"])
+            .arg(&so)
+            .arg(&src)
+            .status()
+            .unwrap()
+            .success()
+    );
     let data = std::fs::read(&so).unwrap();
     use object::{Object, ObjectSection, ObjectSymbol};
     let f = object::File::parse(&*data).unwrap();
@@ -254,11 +262,14 @@ fn cfi_seed(dir: &std::path::Path) -> Vec<u8> {
     // Registers: rsp and rip known.
     le32(&mut out, (1 << 7) | (1 << 16));
     for i in 0..17 {
-        le64(&mut out, match i {
-            7 => sp0,
-            16 => chain[0] + bias,
-            _ => 0,
-        });
+        le64(
+            &mut out,
+            match i {
+                7 => sp0,
+                16 => chain[0] + bias,
+                _ => 0,
+            },
+        );
     }
     out.push(100);
     out.extend_from_slice(&0u16.to_le_bytes());
@@ -404,11 +415,19 @@ fn klp_layout_btf(release: &str) -> Vec<u8> {
         }
     };
     // [5] klp_func, [6] klp_object, [7] klp_patch (pointers typed char *)
-    let f = [(name("old_name"), 3, bits("klp_func", "old_name")), (name("new_func"), 3, bits("klp_func", "new_func")), (name("old_sympos"), 1, bits("klp_func", "old_sympos"))];
+    let f = [
+        (name("old_name"), 3, bits("klp_func", "old_name")),
+        (name("new_func"), 3, bits("klp_func", "new_func")),
+        (name("old_sympos"), 1, bits("klp_func", "old_sympos")),
+    ];
     strukt(&mut types, name("klp_func"), size("klp_func"), &f);
     let o = [(name("name"), 3, bits("klp_object", "name")), (name("funcs"), 3, bits("klp_object", "funcs"))];
     strukt(&mut types, name("klp_object"), size("klp_object"), &o);
-    let p = [(name("mod"), 3, bits("klp_patch", "mod")), (name("objs"), 3, bits("klp_patch", "objs")), (name("replace"), 4, bits("klp_patch", "replace"))];
+    let p = [
+        (name("mod"), 3, bits("klp_patch", "mod")),
+        (name("objs"), 3, bits("klp_patch", "objs")),
+        (name("replace"), 4, bits("klp_patch", "replace")),
+    ];
     strukt(&mut types, name("klp_patch"), size("klp_patch"), &p);
     let types: Vec<u8> = types.iter().flat_map(|w| w.to_le_bytes()).collect();
     let mut out = vec![0x9f, 0xeb, 1, 0];
@@ -518,7 +537,9 @@ fn build_seeds() -> Seeds {
             let mut out = Vec::new();
             le32(&mut out, with_next.len() as u32);
             out.extend_from_slice(with_next.as_bytes());
-            out.extend_from_slice(format!("# real chain\n{mid}\nvmlinux:{},1\n\x0c{mid}\n{}\n", names[0], names[0]).as_bytes());
+            out.extend_from_slice(
+                format!("# real chain\n{mid}\nvmlinux:{},1\n\x0c{mid}\n{}\n", names[0], names[0]).as_bytes(),
+            );
             out
         });
         seeds.add("orc_table", &format!("{version}-raw"), orc_table_seed(release, format, 1000, 96));
@@ -526,11 +547,19 @@ fn build_seeds() -> Seeds {
     }
     for (release, version) in [("6.12.117+deb12-amd64", "6.12.117"), ("6.1.0-57-amd64", "6.1.192")] {
         let btf = klp_layout_btf(release);
-        seeds.add("livepatch_ko", &format!("{version}-lpstack_lp"), livepatch_seed(&btf, &format!("vmcore/{release}/lpstack_lp.ko")));
+        seeds.add(
+            "livepatch_ko",
+            &format!("{version}-lpstack_lp"),
+            livepatch_seed(&btf, &format!("vmcore/{release}/lpstack_lp.ko")),
+        );
         if version == "6.12.117" {
             for ko in ["samples/livepatch-callbacks-demo", "forms/lp_replace", "forms/lp_two_patches"] {
                 let name = ko.rsplit('/').next().unwrap();
-                seeds.add("livepatch_ko", &format!("{version}-{name}"), livepatch_seed(&btf, &format!("livepatch/{ko}.ko")));
+                seeds.add(
+                    "livepatch_ko",
+                    &format!("{version}-{name}"),
+                    livepatch_seed(&btf, &format!("livepatch/{ko}.ko")),
+                );
             }
         }
     }
@@ -558,7 +587,19 @@ fn build_seeds() -> Seeds {
 fn seeds_reach_deep_into_their_readers() {
     let seeds = build_seeds();
     let per_target = |t: &str| seeds.0.iter().filter(|(n, _)| n.starts_with(&format!("{t}/"))).count();
-    for t in ["vmcoreinfo", "orc_walk", "c_api", "funcs_txt", "orc_table", "btf", "cfi_walk", "kallsyms", "kdump_compressed", "flattened", "livepatch_ko"] {
+    for t in [
+        "vmcoreinfo",
+        "orc_walk",
+        "c_api",
+        "funcs_txt",
+        "orc_table",
+        "btf",
+        "cfi_walk",
+        "kallsyms",
+        "kdump_compressed",
+        "flattened",
+        "livepatch_ko",
+    ] {
         assert!(per_target(t) > 0, "{t}");
     }
     let total: usize = seeds.0.iter().map(|(_, b)| b.len()).sum();

@@ -22,13 +22,13 @@ mod common;
 use std::collections::BTreeSet;
 
 use lpstack::dump::Dump;
+use lpstack::kernel::btf::Btf;
 use lpstack::kernel::check::{CheckConfig, CheckMode, TaskReport};
 use lpstack::kernel::image::{CpuRegs, Kernel, OpenOptions};
 use lpstack::kernel::klp::{KlpState, KlpTarget};
-use lpstack::patchset::klp::{from_transition, resolve_in_kernel, KernelSet, KlpKnowledge, ResolveOptions};
-use lpstack::kernel::btf::Btf;
+use lpstack::patchset::klp::{KernelSet, KlpKnowledge, ResolveOptions, from_transition, resolve_in_kernel};
 use lpstack::patchset::ko::read_livepatch_module;
-use lpstack::patchset::{parse_funcs, PatchSet};
+use lpstack::patchset::{PatchSet, parse_funcs};
 use lpstack::verdict::Verdict;
 
 const RUNS: &[&str] = &[
@@ -58,7 +58,12 @@ fn field<'a>(line: &'a str, key: &str) -> &'a str {
 
 fn ground_truth(dir: &str) -> GroundTruth {
     let text = String::from_utf8(common::read(&format!("vmcore/{dir}/ground-truth.txt"))).unwrap();
-    let mut gt = GroundTruth { target_state: -2, transition_patch: String::new(), patch_state: vec![], sleeping: BTreeSet::new() };
+    let mut gt = GroundTruth {
+        target_state: -2,
+        transition_patch: String::new(),
+        patch_state: vec![],
+        sleeping: BTreeSet::new(),
+    };
     for line in text.lines() {
         if line.starts_with("GT target_state=") {
             gt.target_state = field(line, "target_state=").parse().unwrap();
@@ -67,7 +72,11 @@ fn ground_truth(dir: &str) -> GroundTruth {
             gt.patch_state.push((field(line, "tid=").parse().unwrap(), field(line, "patch_state=").parse().unwrap()));
         } else if line.starts_with("KLP tid=") && field(line, "in_last_round=") == "yes" {
             if let Some(function) = field(line, "last=").strip_prefix("sleeping_on=") {
-                gt.sleeping.insert((field(line, "tid=").parse().unwrap(), field(line, "comm=").to_string(), function.to_string()));
+                gt.sleeping.insert((
+                    field(line, "tid=").parse().unwrap(),
+                    field(line, "comm=").to_string(),
+                    function.to_string(),
+                ));
             }
         }
     }
@@ -106,18 +115,25 @@ fn verdicts(reports: &[TaskReport<'_>]) -> Vec<(i32, &'static str, String)> {
 }
 
 /// The three ways to name the set, each with the kernel's rules.
-fn sets(dir: &str, kernel: &mut Kernel<Dump<'static>>, state: &KlpState, patch_module: &str) -> Vec<(&'static str, KernelSet)> {
+fn sets(
+    dir: &str,
+    kernel: &mut Kernel<Dump<'static>>,
+    state: &KlpState,
+    patch_module: &str,
+) -> Vec<(&'static str, KernelSet)> {
     let memory = from_transition(state, &kernel.symbols()).expect("a transition in progress");
     let funcs = String::from_utf8(common::read(&format!("vmcore/{dir}/funcs.txt"))).unwrap();
     let specs = parse_funcs(&funcs, "vmlinux").unwrap();
-    let written = resolve_in_kernel(&specs, &kernel.symbols(), &KlpKnowledge::State(state), ResolveOptions::default()).unwrap();
+    let written =
+        resolve_in_kernel(&specs, &kernel.symbols(), &KlpKnowledge::State(state), ResolveOptions::default()).unwrap();
     let btf_bytes = kernel.read_btf().unwrap();
     let btf = Btf::parse(&btf_bytes).unwrap();
     let ko = common::read(&format!("vmcore/{dir}/{patch_module}.ko"));
     let module = read_livepatch_module(&ko, Some(&btf)).unwrap();
     assert_eq!(module.name, patch_module);
     let options = ResolveOptions { unpatch: false, replace: module.replace.unwrap_or(true) };
-    let from_ko = resolve_in_kernel(&module.func_specs(), &kernel.symbols(), &KlpKnowledge::State(state), options).unwrap();
+    let from_ko =
+        resolve_in_kernel(&module.func_specs(), &kernel.symbols(), &KlpKnowledge::State(state), options).unwrap();
     vec![("memory", memory), ("funcs.txt", written), ("module", from_ko)]
 }
 
@@ -138,7 +154,14 @@ fn memory_funcs_txt_and_module_agree_with_the_kernel() {
         let mut first_verdicts = None;
         for (name, ks) in &sets {
             assert_eq!(ranges(&ks.set), ranges(&first.set), "{dir}: {name} vs {first_name}");
-            let reports = kernel.check(&ks.set, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {}).unwrap().tasks;
+            let reports = kernel
+                .check(
+                    &ks.set,
+                    &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() },
+                    |_, _| {},
+                )
+                .unwrap()
+                .tasks;
             let v = verdicts(&reports);
             match &first_verdicts {
                 None => first_verdicts = Some(v),
@@ -147,7 +170,14 @@ fn memory_funcs_txt_and_module_agree_with_the_kernel() {
         }
 
         // Against the kernel.
-        let reports = kernel.check(&first.set, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {}).unwrap().tasks;
+        let reports = kernel
+            .check(
+                &first.set,
+                &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() },
+                |_, _| {},
+            )
+            .unwrap()
+            .tasks;
         let mut blocked = BTreeSet::new();
         let mut compared = 0;
         for r in reports.iter().filter(|r| !r.task.idle) {
@@ -157,7 +187,9 @@ fn memory_funcs_txt_and_module_agree_with_the_kernel() {
             }
             let switched = state == gt.target_state;
             match &r.verdict {
-                Verdict::Switchable => assert!(switched, "{dir}: {} {} switchable, not switched", r.task.pid, r.task.comm),
+                Verdict::Switchable => {
+                    assert!(switched, "{dir}: {} {} switchable, not switched", r.task.pid, r.task.comm)
+                }
                 Verdict::Blocked { function, .. } => {
                     assert!(!switched, "{dir}: {} {} blocked but switched", r.task.pid, r.task.comm);
                     blocked.insert((r.task.pid, r.task.comm.clone(), function.function.clone()));
@@ -188,7 +220,10 @@ fn original_functions_alone_would_call_blocked_tasks_switchable() {
             .filter(|s| s.object == "vmlinux" || kernel.symbols().table(&s.object).is_some())
             .collect();
         let naive = PatchSet::resolve(&loaded, &kernel.symbols()).unwrap();
-        let reports = kernel.check(&naive, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {}).unwrap().tasks;
+        let reports = kernel
+            .check(&naive, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {})
+            .unwrap()
+            .tasks;
         let wrongly_switchable = reports
             .iter()
             .filter(|r| r.verdict.is_switchable())
@@ -245,12 +280,18 @@ fn unreadable_state_is_said_and_checks_the_livepatch_module() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot read the kernel's livepatch state") && stderr.contains("page not in dump"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read the kernel's livepatch state") && stderr.contains("page not in dump"),
+        "{stderr}"
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let any = v["patched"].as_array().unwrap().iter().filter(|p| p["version"]["kind"] == "any_of_module").count();
     assert!(any >= 1, "{}", v["patched"]);
     // Without a set there is nothing to go on: exit 2, naming both options.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lpstack")).args(["check", dump.to_str().unwrap()]).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lpstack"))
+        .args(["check", dump.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--set") && stderr.contains("--patch"), "{stderr}");
@@ -292,7 +333,10 @@ fn kthreads_in_a_patched_main_loop_never_converge() {
     let (mut kernel, cpus) = open(dir);
     let state = kernel.klp_state().unwrap().unwrap();
     let ks = from_transition(&state, &kernel.symbols()).unwrap();
-    let reports = kernel.check(&ks.set, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {}).unwrap().tasks;
+    let reports = kernel
+        .check(&ks.set, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {})
+        .unwrap()
+        .tasks;
     let mut never = BTreeSet::new();
     for r in &reports {
         let info = lpstack::kernel::stall::stall_info(r, KlpTarget::Patched, &kernel.symbols());

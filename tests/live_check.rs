@@ -6,19 +6,24 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use lpstack::dump::kcore::{KcoreHeaders, KcorePhys, KcoreSegment, ReadAt};
 use lpstack::dump::Dump;
-use lpstack::kernel::check::{
-    CheckConfig, CheckMode, Checked, LiveReads, Select,
-};
+use lpstack::dump::kcore::{KcoreHeaders, KcorePhys, KcoreSegment, ReadAt};
+use lpstack::kernel::check::{CheckConfig, CheckMode, Checked, LiveReads, Select};
 use lpstack::kernel::image::{CpuRegs, Kernel, OpenOptions};
 use lpstack::memory::{Memory, MemoryError, MemoryErrorKind, PhysMemory};
-use lpstack::patchset::{parse_funcs, PatchSet};
+use lpstack::patchset::{PatchSet, parse_funcs};
 use lpstack::verdict::Verdict;
 use lpstack::walk::{UnreliableReason, WalkConfig};
 
 /// A live check of `kernel` (passes per task, threads), as `check live` makes it.
-fn live_check<'s, P: PhysMemory + Send>(kernel: &mut Kernel<P>, set: &'s PatchSet, walk: WalkConfig, passes: u32, threads: u8, select: Select<'_>) -> Checked<'s> {
+fn live_check<'s, P: PhysMemory + Send>(
+    kernel: &mut Kernel<P>,
+    set: &'s PatchSet,
+    walk: WalkConfig,
+    passes: u32,
+    threads: u8,
+    select: Select<'_>,
+) -> Checked<'s> {
     let config = CheckConfig { walk, mode: CheckMode::Live { passes, threads }, select };
     kernel.check(set, &config, |_, _| {}).unwrap()
 }
@@ -62,7 +67,8 @@ fn open(bytes: &[u8], moves: u64) -> (Kernel<Moving<Dump<'_>>>, MovingAt, Vec<Cp
     let vi = dump.vmcoreinfo().cloned().unwrap();
     let cpus = dump.cpus().iter().filter_map(|c| c.index_hint.map(|cpu| CpuRegs { cpu, regs: c.regs })).collect();
     let at = Arc::new(Mutex::new(None));
-    let kernel = Kernel::open(Moving { inner: dump, at: at.clone(), looks: 0, moves }, &vi, OpenOptions::default()).unwrap();
+    let kernel =
+        Kernel::open(Moving { inner: dump, at: at.clone(), looks: 0, moves }, &vi, OpenOptions::default()).unwrap();
     (kernel, at, cpus)
 }
 
@@ -76,7 +82,14 @@ fn a_still_kernel_reads_as_its_dump_and_a_moving_task_is_never_switchable() {
     // Nothing moves: every task off a CPU gets the dump check's verdict.
     let (mut kernel, _, cpus) = open(&bytes, 0);
     let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &kernel.symbols()).unwrap();
-    let want = kernel.check(&set, &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &cpus }, select: Select::All }, |_, _| {}).unwrap().tasks;
+    let want = kernel
+        .check(
+            &set,
+            &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &cpus }, select: Select::All },
+            |_, _| {},
+        )
+        .unwrap()
+        .tasks;
     let got = live_check(&mut kernel, &set, config, live, 1, Select::All).tasks;
     assert_eq!(got.len(), want.len());
     let mut blocked = 0;
@@ -234,13 +247,24 @@ fn a_live_check_makes_few_kcore_reads_per_task() {
     let config = WalkConfig::default();
     let (mut plain, _, cpus) = open(&bytes, 0);
     let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &plain.symbols()).unwrap();
-    let want = plain.check(&set, &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &cpus }, select: Select::All }, |_, _| {}).unwrap().tasks;
+    let want = plain
+        .check(
+            &set,
+            &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &cpus }, select: Select::All },
+            |_, _| {},
+        )
+        .unwrap()
+        .tasks;
 
     let mut kernel = open_as_kcore(&bytes, SwitchingAt::default());
     let bytes_before = kernel.memory().phys().bytes;
     let reads;
     let live = 5;
-    let got = { let c = live_check(&mut kernel, &set, config, live, 1, Select::All); reads = c.reads; c.tasks };
+    let got = {
+        let c = live_check(&mut kernel, &set, config, live, 1, Select::All);
+        reads = c.reads;
+        c.tasks
+    };
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g.task.addr, w.task.addr);
@@ -274,7 +298,11 @@ fn a_live_check_makes_few_kcore_reads_per_task() {
     let mut kernel2 = open_as_kcore(&bytes, SwitchingAt::default());
     let main_before = kernel2.memory().phys().reads;
     let reads2: LiveReads;
-    let par = { let c = live_check(&mut kernel2, &set, config, live, 2, Select::All); reads2 = c.reads; c.tasks };
+    let par = {
+        let c = live_check(&mut kernel2, &set, config, live, 2, Select::All);
+        reads2 = c.reads;
+        c.tasks
+    };
     assert_eq!(par.len(), got.len());
     for (p, g) in par.iter().zip(&got) {
         assert_eq!((p.task.addr, &p.verdict, &p.frames), (g.task.addr, &g.verdict, &g.frames));
@@ -301,7 +329,14 @@ fn under_kcore_a_moving_task_is_walked_afresh() {
     let live = 4;
     let (mut plain, _, cpus) = open(&bytes, 0);
     let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &plain.symbols()).unwrap();
-    let want = plain.check(&set, &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &cpus }, select: Select::All }, |_, _| {}).unwrap().tasks;
+    let want = plain
+        .check(
+            &set,
+            &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &cpus }, select: Select::All },
+            |_, _| {},
+        )
+        .unwrap()
+        .tasks;
     let target = want.iter().find(|r| matches!(r.verdict, Verdict::Blocked { .. })).unwrap();
     let nvcsw = plain.layout().task.nvcsw.expect("nvcsw in BTF").offset;
     let ret = target.task.thread_sp + plain.layout().frame.ret_addr.offset;
@@ -309,7 +344,13 @@ fn under_kcore_a_moving_task_is_walked_afresh() {
     // listing's, blocked elsewhere (returning to 0x1, not code: unreliable);
     // moved once before the listing, still since (blocked as in the dump).
     let at = want.iter().position(|r| r.task.addr == target.task.addr).unwrap();
-    let other = want[..at].iter().rev().find(|r| matches!(r.verdict, Verdict::Blocked { .. } | Verdict::Switchable)).unwrap().task.addr;
+    let other = want[..at]
+        .iter()
+        .rev()
+        .find(|r| matches!(r.verdict, Verdict::Blocked { .. } | Verdict::Switchable))
+        .unwrap()
+        .task
+        .addr;
     let cases = [(u64::MAX, None), (3, Some(3)), (1, Some(1))];
     for (parallel, (moves, passes)) in [false, true].into_iter().flat_map(|p| cases.map(|c| (p, c))) {
         let switching = SwitchingAt::default();
@@ -328,12 +369,20 @@ fn under_kcore_a_moving_task_is_walked_afresh() {
             // The target is the second thread's, after a still task.
             let pair_addrs = [other, target.task.addr];
             let pair = Select::Tasks(&pair_addrs);
-            let got = { let c = live_check(&mut kernel, &set, config, live, 2, pair); reads = c.reads; c.tasks };
+            let got = {
+                let c = live_check(&mut kernel, &set, config, live, 2, pair);
+                reads = c.reads;
+                c.tasks
+            };
             assert_eq!(got.len(), 2);
             reads.walks -= 1;
             got[1..].to_vec()
         } else {
-            { let c = live_check(&mut kernel, &set, config, live, 1, only); reads = c.reads; c.tasks }
+            {
+                let c = live_check(&mut kernel, &set, config, live, 1, only);
+                reads = c.reads;
+                c.tasks
+            }
         };
         assert_eq!(got.len(), 1);
         let v = &got[0].verdict;

@@ -149,8 +149,12 @@ fn recorded_guest_run_prediction_equals_the_kernels_first_attempt() {
             .lines()
             .filter_map(|l| l.strip_prefix("UNPATCHED ")?.split(' ').next()?.parse().ok())
             .collect();
-        let predicted: BTreeSet<i32> =
-            run.predicted_blocked.iter().map(|(_, pid, _)| *pid).chain(run.predicted_unreliable.iter().map(|(_, pid)| *pid)).collect();
+        let predicted: BTreeSet<i32> = run
+            .predicted_blocked
+            .iter()
+            .map(|(_, pid, _)| *pid)
+            .chain(run.predicted_unreliable.iter().map(|(_, pid)| *pid))
+            .collect();
         assert_eq!(unpatched, predicted, "{}: patch_state 0 after the first attempt", path.display());
         // Symbols read from kernel memory and from /proc/kallsyms give the
         // same blocked and unreliable tasks.
@@ -306,8 +310,15 @@ fn task_view(t: &serde_json::Value) -> String {
     let b = &t["blocking"];
     format!(
         "verdict={} switched={} kernel_reason={} version={} never_converges={} blocking={}/{}/{} unreliable={}",
-        t["verdict"], tr["switched"], tr["kernel_reason"], tr["version"], tr["never_converges"],
-        b["object"], b["function"], b["checked"], t["unreliable"]
+        t["verdict"],
+        tr["switched"],
+        tr["kernel_reason"],
+        tr["version"],
+        tr["never_converges"],
+        b["object"],
+        b["function"],
+        b["checked"],
+        t["unreliable"]
     )
 }
 
@@ -370,7 +381,9 @@ fn check_stacked(rec: &StackedRecord) -> Result<String, String> {
             }
         }
         if blocked != kernel_sleeping {
-            return Err(format!("{name}: blocked {blocked:?}, the kernel's retry after the checks {kernel_sleeping:?}"));
+            return Err(format!(
+                "{name}: blocked {blocked:?}, the kernel's retry after the checks {kernel_sleeping:?}"
+            ));
         }
         if unreliable != kernel_unreliable {
             return Err(format!("{name}: unreliable {unreliable:?}, the kernel's {kernel_unreliable:?}"));
@@ -388,7 +401,10 @@ fn check_stacked(rec: &StackedRecord) -> Result<String, String> {
             if let Some(&state) = rec.patch_state.get(&key)
                 && t["transition"]["switched"] != (state == 1)
             {
-                return Err(format!("{name}: {key:?} switched {} but patch_state {state}", t["transition"]["switched"]));
+                return Err(format!(
+                    "{name}: {key:?} switched {} but patch_state {state}",
+                    t["transition"]["switched"]
+                ));
             }
         }
         if j["summary"]["pending"].as_u64() != Some(blocked.len() as u64) {
@@ -404,7 +420,10 @@ fn check_stacked(rec: &StackedRecord) -> Result<String, String> {
             .map(|t| {
                 let v = task_view(t);
                 let switched_running = t["verdict"] == "running" && t["transition"]["switched"] == true;
-                (task_key(t), if switched_running { v.replace("verdict=\"running\"", "verdict=\"switchable\"") } else { v })
+                (
+                    task_key(t),
+                    if switched_running { v.replace("verdict=\"running\"", "verdict=\"switchable\"") } else { v },
+                )
             })
             .collect();
         let own: Vec<_> = tasks.iter().filter(|t| t["comm"] == "lpstack").map(|t| t["verdict"].clone()).collect();
@@ -417,15 +436,14 @@ fn check_stacked(rec: &StackedRecord) -> Result<String, String> {
                 let keys: BTreeSet<_> = view.keys().chain(first_view.keys()).collect();
                 for k in keys {
                     if view.get(k) != first_view.get(k) {
-                        return Err(format!(
-                            "{k:?}: {first_name} {:?}, {name} {:?}",
-                            first_view.get(k),
-                            view.get(k)
-                        ));
+                        return Err(format!("{k:?}: {first_name} {:?}, {name} {:?}", first_view.get(k), view.get(k)));
                     }
                 }
                 if j["patched"] != rec.runs[0].json["patched"] {
-                    return Err(format!("{name}: patched {} vs {first_name} {}", j["patched"], rec.runs[0].json["patched"]));
+                    return Err(format!(
+                        "{name}: patched {} vs {first_name} {}",
+                        j["patched"], rec.runs[0].json["patched"]
+                    ));
                 }
             }
         }
@@ -445,7 +463,12 @@ fn stacked_live_checks_block_what_the_kernels_next_retry_names() {
         *m.entry(f.clone()).or_default() += 1;
         m
     });
-    assert_eq!(funcs, BTreeMap::from([("park_here_a".to_string(), 4), ("park_here_c".to_string(), 1)]), "{:?}", rec.retry);
+    assert_eq!(
+        funcs,
+        BTreeMap::from([("park_here_a".to_string(), 4), ("park_here_c".to_string(), 1)]),
+        "{:?}",
+        rec.retry
+    );
     let summary = check_stacked(&rec).unwrap_or_else(|e| panic!("{STACKED}: {e}"));
     eprintln!("{summary}");
     // lp1's replacement is what was found for park_here_a, in every run.
@@ -466,7 +489,11 @@ fn stacked_check_sees_a_difference() {
     assert!(check_stacked(&rec).is_ok());
     let end = log.find("lpstack-live: checks end").unwrap();
     // The kernel names another function after the checks.
-    let other = format!("{}{}", &log[..end], log[end..].replacen("is sleeping on function park_here_c", "is sleeping on function park_here_b", 1));
+    let other = format!(
+        "{}{}",
+        &log[..end],
+        log[end..].replacen("is sleeping on function park_here_c", "is sleeping on function park_here_b", 1)
+    );
     assert!(check_stacked(&parse_stacked(&other)).unwrap_err().contains("blocked"));
     // The kernel names one task fewer (its line gone from the retry).
     let first = log[end..].find("klp_try_switch_task: ").unwrap() + end;

@@ -10,7 +10,7 @@ mod common;
 use std::io::Read;
 
 use lpstack::kernel::btf::Btf;
-use lpstack::patchset::ko::{read_livepatch_module, KoError, LivepatchModule, ModuleForm};
+use lpstack::patchset::ko::{KoError, LivepatchModule, ModuleForm, read_livepatch_module};
 
 fn vmlinux_btf(release: &str) -> Vec<u8> {
     let mut raw = Vec::new();
@@ -63,10 +63,8 @@ fn fixture_module(path: &str, btf: Option<&Btf<'_>>) -> Result<LivepatchModule, 
 type Expected<'a> = &'a [(&'a str, &'a str, u32, Option<&'a str>)];
 
 fn assert_funcs(module: &LivepatchModule, expected: Expected<'_>) {
-    let expected: Vec<(String, String, u32, Option<String>)> = expected
-        .iter()
-        .map(|&(o, f, s, n)| (o.to_owned(), f.to_owned(), s, n.map(str::to_owned)))
-        .collect();
+    let expected: Vec<(String, String, u32, Option<String>)> =
+        expected.iter().map(|&(o, f, s, n)| (o.to_owned(), f.to_owned(), s, n.map(str::to_owned))).collect();
     assert_eq!(funcs(module), expected, "{}", module.name);
 }
 
@@ -78,7 +76,10 @@ fn kernel_samples_built_against_debian_headers() {
     let btf_bytes = vmlinux_btf("6.12.117+deb12-amd64");
     let btf = Btf::parse(&btf_bytes).unwrap();
     let sample = fixture_module("samples/livepatch-sample.ko", Some(&btf)).unwrap();
-    assert_eq!((sample.name.as_str(), sample.form, sample.replace), ("livepatch_sample", ModuleForm::SourceBuilt, Some(false)));
+    assert_eq!(
+        (sample.name.as_str(), sample.form, sample.replace),
+        ("livepatch_sample", ModuleForm::SourceBuilt, Some(false))
+    );
     assert_funcs(&sample, &[("vmlinux", "cmdline_proc_show", 0, Some("livepatch_cmdline_proc_show"))]);
 
     // Three objects, two with an empty funcs array (callbacks only).
@@ -109,7 +110,10 @@ fn source_built_replace_and_ambiguity() {
     let btf = Btf::parse(&btf_bytes).unwrap();
     // forms/lp_replace.c
     let module = fixture_module("forms/lp_replace.ko", Some(&btf)).unwrap();
-    assert_eq!((module.name.as_str(), module.form, module.replace), ("lp_replace", ModuleForm::SourceBuilt, Some(true)));
+    assert_eq!(
+        (module.name.as_str(), module.form, module.replace),
+        ("lp_replace", ModuleForm::SourceBuilt, Some(true))
+    );
     assert_funcs(
         &module,
         &[
@@ -144,7 +148,8 @@ fn klp_build_form() {
     ];
     let btf_bytes = vmlinux_btf("6.12.117+deb12-amd64");
     let btf = Btf::parse(&btf_bytes).unwrap();
-    for (file, name) in [("forms/klp_build.o", "livepatch_fix"), ("forms/klp_build_old_names.o", "livepatch_old_names")] {
+    for (file, name) in [("forms/klp_build.o", "livepatch_fix"), ("forms/klp_build_old_names.o", "livepatch_old_names")]
+    {
         for btf in [None, Some(&btf)] {
             let module = fixture_module(file, btf).unwrap_or_else(|e| panic!("{file}: {e}"));
             assert_eq!((module.name.as_str(), module.form, module.replace), (name, ModuleForm::KlpBuild, None));

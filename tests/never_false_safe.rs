@@ -20,11 +20,11 @@ use proptest::prelude::*;
 
 use lpstack::orc::elf::vmlinux_table;
 use lpstack::orc::{OrcFormat, OrcTable};
-use lpstack::patchset::{parse_funcs, PatchSet};
-use lpstack::symbols::{parse_system_map, Symbolizer};
-use lpstack::verdict::{judge, Verdict, Walked};
+use lpstack::patchset::{PatchSet, parse_funcs};
+use lpstack::symbols::{Symbolizer, parse_system_map};
+use lpstack::verdict::{Verdict, Walked, judge};
 use lpstack::walk::synth::SynthStack;
-use lpstack::walk::{walk_orc, CodeRanges, Frame, Reliability, StackBounds, WalkConfig, WalkStart};
+use lpstack::walk::{CodeRanges, Frame, Reliability, StackBounds, WalkConfig, WalkStart, walk_orc};
 
 const TEXT: u64 = 0xffffffff81000000;
 const STACK: u64 = 0xffffc90000010000;
@@ -47,8 +47,8 @@ fn table(shapes: &[u8], user_top: bool) -> OrcTable<'static> {
         .enumerate()
         .map(|(j, &s)| {
             let entry = match s % 10 {
-                0 => e(2, 5, 16, 1, -16),                 // after push %rbp
-                1 => e(2, 4, 16, 1, -16),                 // bp-based frame
+                0 => e(2, 5, 16, 1, -16),               // after push %rbp
+                1 => e(2, 4, 16, 1, -16),               // bp-based frame
                 k => e(2, 5, 8 * (k as i16 - 1), 0, 0), // sp + 8..64
             };
             (TEXT + j as u64 * 0x100, entry)

@@ -3,8 +3,8 @@
 
 mod common;
 
-use lpstack::orc::elf::{choose_format, orc_sections, FormatSource};
-use lpstack::orc::{objtool, OrcFinder, OrcFormat, OrcTable};
+use lpstack::orc::elf::{FormatSource, choose_format, orc_sections};
+use lpstack::orc::{OrcFinder, OrcFormat, OrcTable, objtool};
 
 fn table<'a>(data: &'a [u8], release: &str) -> (OrcTable<'a>, FormatSource) {
     let s = orc_sections(data).unwrap();
@@ -83,7 +83,8 @@ fn module_dump_matches_objtool() {
     for &(release, version) in common::KERNELS {
         for module in ["lpstack_park", "lpstack_lp"] {
             let ko = common::read(&format!("vmcore/{release}/{module}.ko"));
-            let golden = String::from_utf8(common::read(&format!("vmcore/{release}/{module}.objtool-orc.txt"))).unwrap();
+            let golden =
+                String::from_utf8(common::read(&format!("vmcore/{release}/{module}.objtool-orc.txt"))).unwrap();
             let format = module_format(&ko, None).unwrap();
             assert_eq!(format.number(), version);
             let entries = module_entries(&ko).unwrap();

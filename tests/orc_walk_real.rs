@@ -5,14 +5,14 @@
 mod common;
 
 use lpstack::memory::SliceMemory;
-use lpstack::orc::elf::vmlinux_table;
 use lpstack::orc::OrcTable;
-use lpstack::patchset::{parse_funcs, PatchSet};
-use lpstack::symbols::{parse_system_map, Symbolizer};
-use lpstack::verdict::{judge, Verdict, Walked};
+use lpstack::orc::elf::vmlinux_table;
+use lpstack::patchset::{PatchSet, parse_funcs};
+use lpstack::symbols::{Symbolizer, parse_system_map};
+use lpstack::verdict::{Verdict, Walked, judge};
 use lpstack::walk::synth::SynthStack;
 use lpstack::walk::{
-    walk_orc, CleanEnd, CodeRanges, Frame, Reliability, StackBounds, UnreliableReason, WalkConfig, WalkStart,
+    CleanEnd, CodeRanges, Frame, Reliability, StackBounds, UnreliableReason, WalkConfig, WalkStart, walk_orc,
 };
 
 const STACK: u64 = 0xffffc90000010000;
@@ -32,11 +32,9 @@ fn tasks(version: &str) -> Vec<Task> {
         let mut w = line.split_whitespace();
         match (w.next(), w.next(), w.next()) {
             (Some("task"), Some(_pid), Some(comm)) => out.push(Task { comm: comm.into(), frames: vec![] }),
-            (Some(addr), Some(sym), None) => out
-                .last_mut()
-                .unwrap()
-                .frames
-                .push((u64::from_str_radix(addr, 16).unwrap(), sym.to_string())),
+            (Some(addr), Some(sym), None) => {
+                out.last_mut().unwrap().frames.push((u64::from_str_radix(addr, 16).unwrap(), sym.to_string()))
+            }
             _ => panic!("bad line {line:?}"),
         }
     }

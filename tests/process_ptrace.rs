@@ -196,7 +196,10 @@ fn cli_check_pid_json() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.starts_with(&format!("process {} (parked): 6 threads checked against 2 patched functions", p.pid)), "{text}");
+    assert!(
+        text.starts_with(&format!("process {} (parked): 6 threads checked against 2 patched functions", p.pid)),
+        "{text}"
+    );
     p.wait_state(|s| s == 'S', "asleep");
     // Errors exit 2.
     let out = Command::new(env!("CARGO_BIN_EXE_lpstack"))
@@ -315,7 +318,8 @@ Thread 1 (Thread 0x7f67a9911740 (LWP 7028) \"parked\"):
     no_signal.remove(3);
     compare_with_gdb(&no_signal, &bt[&7030], &["parked"], object_of).unwrap_err();
     // Frame 0 without an address in gdb is skipped on our side.
-    let main = vec![f(0x7f67a9999f16, "__futex_abstimed_wait_common", "libc.so.6"), f(0x55b500786243, "main", "parked")];
+    let main =
+        vec![f(0x7f67a9999f16, "__futex_abstimed_wait_common", "libc.so.6"), f(0x55b500786243, "main", "parked")];
     compare_with_gdb(&main, &bt[&7028], &["parked"], object_of).unwrap();
 }
 
@@ -332,7 +336,11 @@ fn zombie_main_thread() {
     let start = std::time::Instant::now();
     let attached = Attached::attach(p.pid).unwrap();
     assert!(start.elapsed() < std::time::Duration::from_secs(1), "no wait for the zombie");
-    assert!(attached.notes().iter().any(|n| n.contains(&format!("thread {} is a zombie", p.pid))), "{:?}", attached.notes());
+    assert!(
+        attached.notes().iter().any(|n| n.contains(&format!("thread {} is a zombie", p.pid))),
+        "{:?}",
+        attached.notes()
+    );
     let snapshot = attached.snapshot().unwrap();
     assert_eq!(snapshot.threads.len(), ROLES.len() - 1);
     assert!(snapshot.threads.iter().all(|t| t.tid != p.pid));

@@ -12,15 +12,15 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use lpstack::cfi::CfiTable;
+use lpstack::dump::Dump;
 use lpstack::dump::elf::{ElfDump, ElfError};
 use lpstack::dump::flattened::{FlatError, FlattenedSource};
 use lpstack::dump::kdump::{KdumpError, KdumpFile};
 use lpstack::dump::notes::{NoteError, NoteIter};
 use lpstack::dump::source::SliceSource;
-use lpstack::dump::Dump;
 use lpstack::kernel::btf::{Btf, BtfError};
-use lpstack::kernel::kallsyms::{read_kallsyms, KallsymsLocation, KnownSymbol};
-use lpstack::memory::{read_vec, SliceMemory};
+use lpstack::kernel::kallsyms::{KallsymsLocation, KnownSymbol, read_kallsyms};
+use lpstack::memory::{SliceMemory, read_vec};
 use lpstack::process::core::parse_nt_file;
 
 struct Tracking;
@@ -246,7 +246,9 @@ fn core_file_note_count_claim() {
 #[test]
 fn cfi_length_claims() {
     // An .eh_frame whose CIE claims 4 GB (and one with a 64-bit length).
-    for cie in [&[0xf0u8, 0xff, 0xff, 0xff, 0, 0, 0, 0][..], &[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0]] {
+    for cie in
+        [&[0xf0u8, 0xff, 0xff, 0xff, 0, 0, 0, 0][..], &[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0]]
+    {
         let mut cfi = cie.to_vec();
         cfi.resize(KB, 0);
         let elf = common::elf_with_cfi(&cfi, false, 0x2000, 0x1000, 0x100);

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 
 use lpstack::dump::Dump;
 use lpstack::kernel::check::CheckConfig;
-use lpstack::kernel::image::{Kernel, OpenOptions, KernelError, SymbolSource};
+use lpstack::kernel::image::{Kernel, KernelError, OpenOptions, SymbolSource};
 use lpstack::kernel::tasks::TaskListError;
 use lpstack::memory::{Memory, MemoryError, PhysMemory};
-use lpstack::patchset::{parse_funcs, PatchSet};
+use lpstack::patchset::{PatchSet, parse_funcs};
 use lpstack::verdict::Verdict;
 
 const DIR: &str = "6.12.117+deb12-amd64";
@@ -103,7 +103,8 @@ fn missing_stack_pages_make_blocked_tasks_unreliable_not_safe() {
     let mut stacks = Vec::new();
     {
         let mut kernel = Kernel::open(&mut dump, &vi, OpenOptions::default()).unwrap();
-        let set = PatchSet::resolve(&parse_funcs("lpstack_park:park_here_a\n", "vmlinux").unwrap(), &kernel.symbols()).unwrap();
+        let set = PatchSet::resolve(&parse_funcs("lpstack_park:park_here_a\n", "vmlinux").unwrap(), &kernel.symbols())
+            .unwrap();
         let reports = kernel.check(&set, &CheckConfig::default(), |_, _| {}).unwrap().tasks;
         for r in reports.iter().filter(|r| matches!(r.verdict, Verdict::Blocked { .. })) {
             // The page holding the deepest frames' return addresses.
@@ -135,7 +136,12 @@ fn looping_task_list_is_a_named_error() {
         let va = leaders[9] + off;
         (kernel.memory().translate(va).unwrap(), leaders[2] + off)
     };
-    let mut kernel = Kernel::open(Tampered { dump: &mut dump, missing: vec![], overrides: vec![(at, target)] }, &vi, OpenOptions::default()).unwrap();
+    let mut kernel = Kernel::open(
+        Tampered { dump: &mut dump, missing: vec![], overrides: vec![(at, target)] },
+        &vi,
+        OpenOptions::default(),
+    )
+    .unwrap();
     match kernel.tasks() {
         Err(TaskListError::Loop { addr }) => assert_eq!(addr, target),
         other => panic!("{:?}", other.map(|t| t.tasks.len())),
@@ -197,10 +203,12 @@ fn holes_in_the_task_list_fall_back_to_the_pid_idr() {
     let mut kernel = Kernel::open(&mut tampered, &vi, OpenOptions::default()).unwrap();
     let tasks = kernel.tasks().unwrap().tasks;
     assert!(kernel.warnings().iter().any(|w| w.contains("pid IDR")), "{:?}", kernel.warnings());
-    let set = PatchSet::resolve(&parse_funcs("lpstack_park:park_here_a\n", "vmlinux").unwrap(), &kernel.symbols()).unwrap();
+    let set =
+        PatchSet::resolve(&parse_funcs("lpstack_park:park_here_a\n", "vmlinux").unwrap(), &kernel.symbols()).unwrap();
     let reports = kernel.check(&set, &CheckConfig::default(), |_, _| {}).unwrap().tasks;
     assert_eq!(tasks.len(), reports.len());
-    let got: BTreeMap<i32, &'static str> = reports.iter().filter(|r| !r.task.idle).map(|r| (r.task.pid, r.verdict.name())).collect();
+    let got: BTreeMap<i32, &'static str> =
+        reports.iter().filter(|r| !r.task.idle).map(|r| (r.task.pid, r.verdict.name())).collect();
     assert_eq!(got.len(), truth.len(), "every task found");
     for pid in &lost {
         assert_eq!(got[pid], "unreliable", "pid {pid} lost its task_struct page");
@@ -247,7 +255,8 @@ fn listing_gaps_are_named() {
     };
     let mut tampered = Tampered { dump: &mut dump, missing, overrides: vec![(idle_at, 0)] };
     let mut kernel = Kernel::open(&mut tampered, &vi, OpenOptions::default()).unwrap();
-    let set = PatchSet::resolve(&parse_funcs("lpstack_park:park_here_a\n", "vmlinux").unwrap(), kernel.symbols()).unwrap();
+    let set =
+        PatchSet::resolve(&parse_funcs("lpstack_park:park_here_a\n", "vmlinux").unwrap(), kernel.symbols()).unwrap();
     let checked = kernel.check(&set, &CheckConfig::default(), |_, _| {}).unwrap();
     let reports = checked.tasks;
     let gaps: Vec<String> = checked.listing_gaps.iter().map(|g| g.to_string()).collect();

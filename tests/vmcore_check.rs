@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use lpstack::dump::Dump;
 use lpstack::kernel::check::{CheckConfig, CheckMode};
 use lpstack::kernel::image::{CpuRegs, Kernel, OpenOptions};
-use lpstack::patchset::{parse_funcs, PatchSet};
+use lpstack::patchset::{PatchSet, parse_funcs};
 use lpstack::verdict::Verdict;
 use lpstack::walk::Reliability;
 
@@ -58,7 +58,10 @@ fn verdicts_equal_the_kernels_on_real_dumps() {
         assert!(kernel.modules().iter().any(|m| m.name == "lpstack_park"), "{dir}");
         let funcs = String::from_utf8(common::read(&format!("vmcore/{dir}/funcs.txt"))).unwrap();
         let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &kernel.symbols()).unwrap();
-        let reports = kernel.check(&set, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {}).unwrap().tasks;
+        let reports = kernel
+            .check(&set, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {})
+            .unwrap()
+            .tasks;
         let gt = ground_truth(dir);
 
         let mut compared = 0;
@@ -111,11 +114,8 @@ fn unpatch_direction_checks_the_replacement() {
     let vi = dump.vmcoreinfo().cloned().unwrap();
     let mut kernel = Kernel::open(dump, &vi, OpenOptions::default()).unwrap();
     let lp = kernel.symbols().table("lpstack_lp").expect("livepatch module symbols");
-    let new_name = lp
-        .iter()
-        .find(|s| s.name.contains("park_here_a"))
-        .map(|s| s.name.to_string())
-        .expect("replacement symbol");
+    let new_name =
+        lp.iter().find(|s| s.name.contains("park_here_a")).map(|s| s.name.to_string()).expect("replacement symbol");
     let old = parse_funcs("lpstack_park:park_here_a\n", "vmlinux").unwrap();
     let new = parse_funcs(&format!("lpstack_lp:{new_name}\n"), "vmlinux").unwrap();
     let set = PatchSet::resolve_new(&old, &new, &kernel.symbols()).unwrap();

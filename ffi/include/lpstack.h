@@ -424,44 +424,6 @@ typedef struct lpstack_scratch lpstack_scratch;
 typedef struct lpstack_unwinder lpstack_unwinder;
 
 /**
- * A section's load address, for `lpstack_unwinder_add_orc_module`
- * (`/sys/module/NAME/sections/SECTION`, or a dump's module layout).
- */
-typedef struct lpstack_section {
-    /**
-     * `sizeof(lpstack_section)`.
-     */
-    size_t size;
-    /**
-     * Section name, e.g. ".text" or ".text.unlikely".
-     */
-    const char *name;
-    uint64_t address;
-} lpstack_section;
-
-/**
- * One patched function: `[address, address + size_bytes)` is checked.
- * In: for lpstack_patchset_new_from_ranges. Out: lpstack_patchset_get
- * (the strings then belong to the set).
- */
-typedef struct lpstack_range {
-    /**
-     * `sizeof(lpstack_range)`.
-     */
-    size_t size;
-    /**
-     * The object it lives in ("vmlinux", a module, "libc.so.6").
-     */
-    const char *object;
-    const char *function;
-    uint64_t address;
-    /**
-     * Must not be 0.
-     */
-    uint64_t size_bytes;
-} lpstack_range;
-
-/**
  * A patched function found on a stack. Filled by lpstack only; its
  * layout is fixed.
  */
@@ -663,6 +625,44 @@ typedef struct lpstack_thread_facts {
     size_t hit_count;
 } lpstack_thread_facts;
 
+/**
+ * One patched function: `[address, address + size_bytes)` is checked.
+ * In: for lpstack_patchset_new_from_ranges. Out: lpstack_patchset_get
+ * (the strings then belong to the set).
+ */
+typedef struct lpstack_range {
+    /**
+     * `sizeof(lpstack_range)`.
+     */
+    size_t size;
+    /**
+     * The object it lives in ("vmlinux", a module, "libc.so.6").
+     */
+    const char *object;
+    const char *function;
+    uint64_t address;
+    /**
+     * Must not be 0.
+     */
+    uint64_t size_bytes;
+} lpstack_range;
+
+/**
+ * A section's load address, for `lpstack_unwinder_add_orc_module`
+ * (`/sys/module/NAME/sections/SECTION`, or a dump's module layout).
+ */
+typedef struct lpstack_section {
+    /**
+     * `sizeof(lpstack_section)`.
+     */
+    size_t size;
+    /**
+     * Section name, e.g. ".text" or ".text.unlikely".
+     */
+    const char *name;
+    uint64_t address;
+} lpstack_section;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -691,6 +691,149 @@ lpstack_result lpstack_last_error(char *buf, size_t cap, size_t *len_out);
  * when nothing failed yet.
  */
 size_t lpstack_last_error_len(void);
+
+/**
+ * A scratch for walks of up to `max_frames` frames (0 = 100). A decide
+ * call with this scratch allocates nothing, unless a DWARF expression
+ * must be evaluated (PLT stubs, signal frames) or one frame lies in
+ * several overlapping patched ranges (the hit buffer then grows once).
+ */
+lpstack_result lpstack_scratch_new(uint32_t max_frames, struct lpstack_scratch **out);
+
+/**
+ * Releases a scratch; NULL is ignored.
+ */
+void lpstack_scratch_free(struct lpstack_scratch *s);
+
+/**
+ * Copies the hits of the scratch's last decided thread (in frame order)
+ * into `out` (room for `cap`); `*written` receives their number, which is
+ * the decision's `hit_count`. BUFFER_TOO_SMALL writes nothing.
+ */
+lpstack_result lpstack_scratch_hits(const struct lpstack_scratch *s,
+                                    struct lpstack_hit *out,
+                                    size_t cap,
+                                    size_t *written);
+
+/**
+ * Decides one thread: walks its stack with `u` (ORC for a kernel
+ * unwinder, DWARF CFI for a userspace one), reading memory through
+ * `in->read`, and looks for the functions of `set` (NULL: an empty set,
+ * only reliability is judged). `out->size` must be set. Up to `frames_cap`
+ * frames are copied to `frames` (may be NULL); `*frames_written` (may be
+ * NULL) receives how many. The hits stay in `scratch` until its next use.
+ * An unreadable or inconsistent stack is not an error: it is an
+ * UNRELIABLE decision with its reason. Allocation-free (see
+ * lpstack_scratch_new); `u` and `set` may be shared between threads.
+ */
+lpstack_result lpstack_thread_decide(const struct lpstack_unwinder *u,
+                                     const struct lpstack_patchset *set,
+                                     const struct lpstack_thread_input *input,
+                                     struct lpstack_scratch *scratch,
+                                     struct lpstack_decision *out,
+                                     struct lpstack_frame *frames,
+                                     size_t frames_cap,
+                                     size_t *frames_written);
+
+/**
+ * Decides `n` threads with one scratch: `inputs` is an array stepped by
+ * `inputs[0].size` (every element's `size` must match), `outs` one
+ * stepped by `outs[0].size` (set at least that one). All inputs are
+ * checked before any thread is walked, so on failure nothing is written.
+ * The scratch keeps the hits of the last thread only: for every thread's
+ * hits, decide them one by one.
+ */
+lpstack_result lpstack_threads_decide(const struct lpstack_unwinder *u,
+                                      const struct lpstack_patchset *set,
+                                      const struct lpstack_thread_input *inputs,
+                                      size_t n,
+                                      struct lpstack_scratch *scratch,
+                                      struct lpstack_decision *outs);
+
+/**
+ * The stable short name of a reason ("not-text", "unreadable"...; "none"
+ * for LPSTACK_REASON_NONE, NULL for an unknown value).
+ */
+const char *lpstack_reason_name(uint32_t reason);
+
+/**
+ * The name of a verdict ("switchable", "blocked", "unreliable",
+ * "running"; NULL for an unknown value).
+ */
+const char *lpstack_verdict_name(uint32_t verdict);
+
+/**
+ * A sentence for an UNRELIABLE decision's reason (e.g. "cannot read
+ * 0x7ffc...: short read"), NUL-terminated into `buf`; `*len_out` gets its
+ * length. NOT_FOUND for a decision without a reason.
+ */
+lpstack_result lpstack_decision_reason_text(const struct lpstack_decision *d,
+                                            char *buf,
+                                            size_t cap,
+                                            size_t *len_out);
+
+/**
+ * Evaluates the model (`leave`, `switch_`: lpstack_leave and
+ * lpstack_switch values) over `n_threads` threads (an array stepped by
+ * `threads[0].size`) and a set of `n_functions` functions. Writes one
+ * flag per unit into `ready` (1 = the unit may switch now) and the
+ * number of units into `*units`: n_functions for SWITCH_FUNCTION,
+ * n_threads for SWITCH_THREAD, 1 for SWITCH_KERNEL. With `ready` NULL and
+ * `ready_cap` 0, only `*units` is written (to size the buffer).
+ * BUFFER_TOO_SMALL when `ready_cap` is below the number of units.
+ */
+lpstack_result lpstack_model_evaluate(uint32_t leave,
+                                      uint32_t switch_,
+                                      const struct lpstack_thread_facts *threads,
+                                      size_t n_threads,
+                                      size_t n_functions,
+                                      uint8_t *ready,
+                                      size_t ready_cap,
+                                      size_t *units);
+
+/**
+ * Parses a model name: "LEAVE_PATCHED_SET,SWITCH_THREAD" (either order,
+ * any case, `,` or `+`) or "livepatch", "kpatch", "kgraft".
+ */
+lpstack_result lpstack_model_parse(const char *name, uint32_t *leave, uint32_t *switch_);
+
+/**
+ * Parses a funcs.txt (`[object:]function[,sympos]` per line, `#`
+ * comments) and resolves each line like livepatch's
+ * `klp_find_object_symbol` against the symbols of `symbols_source` (may be
+ * NULL: then only an empty list resolves). `default_object` is the object
+ * of lines without one (NULL = "vmlinux"; for a process, its executable's
+ * name as given to lpstack_unwinder_add_elf).
+ */
+lpstack_result lpstack_patchset_new_from_text(const char *funcs_txt,
+                                              const char *default_object,
+                                              const struct lpstack_unwinder *symbols_source,
+                                              struct lpstack_patchset **out);
+
+/**
+ * A set from `n` raw ranges (an array stepped by `ranges[0].size`).
+ */
+lpstack_result lpstack_patchset_new_from_ranges(const struct lpstack_range *ranges,
+                                                size_t n,
+                                                struct lpstack_patchset **out);
+
+/**
+ * The number of functions in the set (0 for NULL).
+ */
+size_t lpstack_patchset_len(const struct lpstack_patchset *set);
+
+/**
+ * Function `index` of the set, as resolved: fills `out` (whose `size`
+ * the caller sets); its strings live as long as the set.
+ */
+lpstack_result lpstack_patchset_get(const struct lpstack_patchset *set,
+                                    size_t index,
+                                    struct lpstack_range *out);
+
+/**
+ * Releases a set; NULL is ignored.
+ */
+void lpstack_patchset_free(struct lpstack_patchset *set);
 
 /**
  * A kernel unwinder from a vmlinux ELF file's ORC sections (the bytes are
@@ -852,149 +995,6 @@ lpstack_result lpstack_unwinder_load_dwarf(struct lpstack_unwinder *u,
  * Releases an unwinder; NULL is ignored.
  */
 void lpstack_unwinder_free(struct lpstack_unwinder *u);
-
-/**
- * Parses a funcs.txt (`[object:]function[,sympos]` per line, `#`
- * comments) and resolves each line like livepatch's
- * `klp_find_object_symbol` against the symbols of `symbols_source` (may be
- * NULL: then only an empty list resolves). `default_object` is the object
- * of lines without one (NULL = "vmlinux"; for a process, its executable's
- * name as given to lpstack_unwinder_add_elf).
- */
-lpstack_result lpstack_patchset_new_from_text(const char *funcs_txt,
-                                              const char *default_object,
-                                              const struct lpstack_unwinder *symbols_source,
-                                              struct lpstack_patchset **out);
-
-/**
- * A set from `n` raw ranges (an array stepped by `ranges[0].size`).
- */
-lpstack_result lpstack_patchset_new_from_ranges(const struct lpstack_range *ranges,
-                                                size_t n,
-                                                struct lpstack_patchset **out);
-
-/**
- * The number of functions in the set (0 for NULL).
- */
-size_t lpstack_patchset_len(const struct lpstack_patchset *set);
-
-/**
- * Function `index` of the set, as resolved: fills `out` (whose `size`
- * the caller sets); its strings live as long as the set.
- */
-lpstack_result lpstack_patchset_get(const struct lpstack_patchset *set,
-                                    size_t index,
-                                    struct lpstack_range *out);
-
-/**
- * Releases a set; NULL is ignored.
- */
-void lpstack_patchset_free(struct lpstack_patchset *set);
-
-/**
- * A scratch for walks of up to `max_frames` frames (0 = 100). A decide
- * call with this scratch allocates nothing, unless a DWARF expression
- * must be evaluated (PLT stubs, signal frames) or one frame lies in
- * several overlapping patched ranges (the hit buffer then grows once).
- */
-lpstack_result lpstack_scratch_new(uint32_t max_frames, struct lpstack_scratch **out);
-
-/**
- * Releases a scratch; NULL is ignored.
- */
-void lpstack_scratch_free(struct lpstack_scratch *s);
-
-/**
- * Copies the hits of the scratch's last decided thread (in frame order)
- * into `out` (room for `cap`); `*written` receives their number, which is
- * the decision's `hit_count`. BUFFER_TOO_SMALL writes nothing.
- */
-lpstack_result lpstack_scratch_hits(const struct lpstack_scratch *s,
-                                    struct lpstack_hit *out,
-                                    size_t cap,
-                                    size_t *written);
-
-/**
- * Decides one thread: walks its stack with `u` (ORC for a kernel
- * unwinder, DWARF CFI for a userspace one), reading memory through
- * `in->read`, and looks for the functions of `set` (NULL: an empty set,
- * only reliability is judged). `out->size` must be set. Up to `frames_cap`
- * frames are copied to `frames` (may be NULL); `*frames_written` (may be
- * NULL) receives how many. The hits stay in `scratch` until its next use.
- * An unreadable or inconsistent stack is not an error: it is an
- * UNRELIABLE decision with its reason. Allocation-free (see
- * lpstack_scratch_new); `u` and `set` may be shared between threads.
- */
-lpstack_result lpstack_thread_decide(const struct lpstack_unwinder *u,
-                                     const struct lpstack_patchset *set,
-                                     const struct lpstack_thread_input *input,
-                                     struct lpstack_scratch *scratch,
-                                     struct lpstack_decision *out,
-                                     struct lpstack_frame *frames,
-                                     size_t frames_cap,
-                                     size_t *frames_written);
-
-/**
- * Decides `n` threads with one scratch: `inputs` is an array stepped by
- * `inputs[0].size` (every element's `size` must match), `outs` one
- * stepped by `outs[0].size` (set at least that one). All inputs are
- * checked before any thread is walked, so on failure nothing is written.
- * The scratch keeps the hits of the last thread only: for every thread's
- * hits, decide them one by one.
- */
-lpstack_result lpstack_threads_decide(const struct lpstack_unwinder *u,
-                                      const struct lpstack_patchset *set,
-                                      const struct lpstack_thread_input *inputs,
-                                      size_t n,
-                                      struct lpstack_scratch *scratch,
-                                      struct lpstack_decision *outs);
-
-/**
- * The stable short name of a reason ("not-text", "unreadable"...; "none"
- * for LPSTACK_REASON_NONE, NULL for an unknown value).
- */
-const char *lpstack_reason_name(uint32_t reason);
-
-/**
- * The name of a verdict ("switchable", "blocked", "unreliable",
- * "running"; NULL for an unknown value).
- */
-const char *lpstack_verdict_name(uint32_t verdict);
-
-/**
- * A sentence for an UNRELIABLE decision's reason (e.g. "cannot read
- * 0x7ffc...: short read"), NUL-terminated into `buf`; `*len_out` gets its
- * length. NOT_FOUND for a decision without a reason.
- */
-lpstack_result lpstack_decision_reason_text(const struct lpstack_decision *d,
-                                            char *buf,
-                                            size_t cap,
-                                            size_t *len_out);
-
-/**
- * Evaluates the model (`leave`, `switch_`: lpstack_leave and
- * lpstack_switch values) over `n_threads` threads (an array stepped by
- * `threads[0].size`) and a set of `n_functions` functions. Writes one
- * flag per unit into `ready` (1 = the unit may switch now) and the
- * number of units into `*units`: n_functions for SWITCH_FUNCTION,
- * n_threads for SWITCH_THREAD, 1 for SWITCH_KERNEL. With `ready` NULL and
- * `ready_cap` 0, only `*units` is written (to size the buffer).
- * BUFFER_TOO_SMALL when `ready_cap` is below the number of units.
- */
-lpstack_result lpstack_model_evaluate(uint32_t leave,
-                                      uint32_t switch_,
-                                      const struct lpstack_thread_facts *threads,
-                                      size_t n_threads,
-                                      size_t n_functions,
-                                      uint8_t *ready,
-                                      size_t ready_cap,
-                                      size_t *units);
-
-/**
- * Parses a model name: "LEAVE_PATCHED_SET,SWITCH_THREAD" (either order,
- * any case, `,` or `+`) or "livepatch", "kpatch", "kgraft".
- */
-lpstack_result lpstack_model_parse(const char *name, uint32_t *leave, uint32_t *switch_);
 
 #ifdef __cplusplus
 }  // extern "C"

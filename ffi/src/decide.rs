@@ -10,8 +10,8 @@ use lpstack_core::memory::{Memory, MemoryError, MemoryErrorKind};
 use lpstack_core::patchset::PatchSet;
 use lpstack_core::verdict::{InlineFrames, PatchHit, Verdict, Walked, judge};
 use lpstack_core::walk::{
-    CleanEnd, Frame, FrameKind, KERNEL_MAX_FRAMES, KernelRegsPolicy, Reliability, StackBounds, StackKind,
-    StackRange, UnreliableReason, WalkConfig, WalkStart, walk_cfi, walk_orc,
+    CleanEnd, Frame, FrameKind, KERNEL_MAX_FRAMES, KernelRegsPolicy, Reliability, StackBounds, StackKind, StackRange,
+    UnreliableReason, WalkConfig, WalkStart, walk_cfi, walk_orc,
 };
 
 use crate::tables::{CEnum, ReasonWords, Word, enum_arg};

@@ -27,10 +27,10 @@
 
 #[macro_use]
 mod tables;
-mod unwinder;
-mod patchset;
 mod decide;
 mod model;
+mod patchset;
+mod unwinder;
 
 use std::cell::RefCell;
 use std::ffi::{CStr, c_char};
@@ -287,10 +287,7 @@ pub unsafe extern "C" fn lpstack_last_error(buf: *mut c_char, cap: usize, len_ou
             return Err(Error::null("buf"));
         }
         if text.len() >= cap {
-            return Err(Error {
-                code: lpstack_result::BufferTooSmall,
-                message: text,
-            });
+            return Err(Error { code: lpstack_result::BufferTooSmall, message: text });
         }
         // SAFETY: `buf` holds `cap` bytes (contract); `copy_str` rejects NULL and checks the room.
         let n = unsafe { copy_str(&text, buf, cap)? };

@@ -128,12 +128,18 @@ pub unsafe extern "C" fn lpstack_model_evaluate(
             if f.hits.is_null() && f.hit_count > 0 {
                 return Err(Error::null("threads[].hits"));
             }
-            // SAFETY: `hits` is non-NULL (checked above) with `hit_count` entries (contract).
-            let list = if f.hit_count == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(f.hits, f.hit_count) } };
+            let list = if f.hit_count == 0 {
+                &[][..]
+            } else {
+                // SAFETY: `hits` is non-NULL (checked above) with `hit_count` entries (contract).
+                unsafe { std::slice::from_raw_parts(f.hits, f.hit_count) }
+            };
             let mut h = Vec::with_capacity(list.len());
             for &func in list {
                 if func as usize >= n_functions {
-                    return Err(Error::invalid(format!("thread {t}: hit {func} is not below n_functions {n_functions}")));
+                    return Err(Error::invalid(format!(
+                        "thread {t}: hit {func} is not below n_functions {n_functions}"
+                    )));
                 }
                 h.push(PatchHit { func: func as usize, frame: 0, pc: 0, past_unreliable: false, inlined: false });
             }
@@ -162,7 +168,11 @@ pub unsafe extern "C" fn lpstack_model_evaluate(
 /// Parses a model name: "LEAVE_PATCHED_SET,SWITCH_THREAD" (either order,
 /// any case, `,` or `+`) or "livepatch", "kpatch", "kgraft".
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn lpstack_model_parse(name: *const c_char, leave: *mut u32, switch_: *mut u32) -> lpstack_result {
+pub unsafe extern "C" fn lpstack_model_parse(
+    name: *const c_char,
+    leave: *mut u32,
+    switch_: *mut u32,
+) -> lpstack_result {
     guard(|| {
         // SAFETY: `name` is NULL or a NUL-terminated string (contract); `string` rejects NULL.
         let name = unsafe { string(name, "name")? };
@@ -172,9 +182,9 @@ pub unsafe extern "C" fn lpstack_model_parse(name: *const c_char, leave: *mut u3
         if switch_.is_null() {
             return Err(Error::null("switch_"));
         }
-        let m: Model = name.parse().map_err(|e: lpstack_core::model::ModelParseError| {
-            Error::new(lpstack_result::ParseError, e.to_string())
-        })?;
+        let m: Model = name
+            .parse()
+            .map_err(|e: lpstack_core::model::ModelParseError| Error::new(lpstack_result::ParseError, e.to_string()))?;
         let l = lpstack_leave::from(m.leave);
         let s = lpstack_switch::from(m.switch);
         // SAFETY: `leave` and `switch_` were checked non-NULL above; writable (contract).

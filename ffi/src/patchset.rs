@@ -145,12 +145,9 @@ pub unsafe extern "C" fn lpstack_patchset_get(
         let s = unsafe { arg(set, "set")? };
         // SAFETY: `out` is NULL or a struct starting with `size` (contract); `struct_size` rejects NULL.
         let size = unsafe { struct_size(out.cast(), size_of::<lpstack_range>(), "out")? };
-        let (f, (object, function)) = s
-            .set
-            .funcs()
-            .get(index)
-            .zip(s.names.get(index))
-            .ok_or_else(|| Error::new(lpstack_result::NotFound, format!("index {index} is past the set's {} functions", s.set.len())))?;
+        let (f, (object, function)) = s.set.funcs().get(index).zip(s.names.get(index)).ok_or_else(|| {
+            Error::new(lpstack_result::NotFound, format!("index {index} is past the set's {} functions", s.set.len()))
+        })?;
         let r = lpstack_range {
             size,
             object: object.as_ptr(),

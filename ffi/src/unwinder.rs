@@ -369,7 +369,11 @@ pub unsafe extern "C" fn lpstack_unwinder_add_text(u: *mut lpstack_unwinder, sta
 /// Declares `pc` as a return trampoline of kind `kind`
 /// (an lpstack_trampoline value).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn lpstack_unwinder_add_trampoline(u: *mut lpstack_unwinder, pc: u64, kind: u32) -> lpstack_result {
+pub unsafe extern "C" fn lpstack_unwinder_add_trampoline(
+    u: *mut lpstack_unwinder,
+    pc: u64,
+    kind: u32,
+) -> lpstack_result {
     guard(|| {
         // SAFETY: `u` is NULL or a valid, unshared handle (contract); `arg_mut` rejects NULL.
         let u = unsafe { arg_mut(u, "u")? };
@@ -388,21 +392,18 @@ pub unsafe extern "C" fn lpstack_unwinder_new_user(out: *mut *mut lpstack_unwind
         if out.is_null() {
             return Err(Error::null("out"));
         }
-        let u = Box::new(lpstack_unwinder { kind: Kind::User(UserModules::default()), symbols: Symbolizer::new(), inlines: None });
+        let u = Box::new(lpstack_unwinder {
+            kind: Kind::User(UserModules::default()),
+            symbols: Symbolizer::new(),
+            inlines: None,
+        });
         // SAFETY: `out` was checked non-NULL above and is writable (contract).
         unsafe { put(out, Box::into_raw(u)) };
         Ok(())
     })
 }
 
-fn add_user_module(
-    u: &mut lpstack_unwinder,
-    name: &str,
-    data: &[u8],
-    start: u64,
-    end: u64,
-    bias: u64,
-) -> Result<()> {
+fn add_user_module(u: &mut lpstack_unwinder, name: &str, data: &[u8], start: u64, end: u64, bias: u64) -> Result<()> {
     let Kind::User(modules) = &mut u.kind else {
         return Err(Error::new(lpstack_result::WrongKind, "a kernel unwinder takes ORC tables, not ELF mappings"));
     };
@@ -489,9 +490,7 @@ fn mapping_bias(data: &[u8], start: u64, file_offset: u64) -> std::result::Resul
     let file = object::File::parse(data).map_err(|_| "not a readable ELF file")?;
     const PAGE: u64 = 4096;
     const PF_X: u32 = 1;
-    let executable = |seg: &object::Segment<'_, '_>| {
-        matches!(seg.flags(), object::SegmentFlags::Elf { p_flags, .. } if p_flags.0 & PF_X != 0)
-    };
+    let executable = |seg: &object::Segment<'_, '_>| matches!(seg.flags(), object::SegmentFlags::Elf { p_flags, .. } if p_flags.0 & PF_X != 0);
     let mut found: Option<object::Segment<'_, '_>> = None;
     for seg in file.segments() {
         let (off, _) = seg.file_range();
@@ -580,9 +579,12 @@ fn add_dwarf(u: &mut lpstack_unwinder, name: &str, dwarf: &[u8], from: &str) -> 
     if mapped.is_empty() {
         return Err(Error::new(lpstack_result::NotFound, format!("no module {name:?}: add its mapping first")));
     }
-    let inlines = u.inlines.get_or_insert_with(Default::default).get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let inlines =
+        u.inlines.get_or_insert_with(Default::default).get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
     for (start, end, bias) in mapped {
-        inlines.add(name, start, end, bias, dwarf).map_err(|e| Error::new(lpstack_result::ParseError, format!("{from}: {e}")))?;
+        inlines
+            .add(name, start, end, bias, dwarf)
+            .map_err(|e| Error::new(lpstack_result::ParseError, format!("{from}: {e}")))?;
     }
     Ok(())
 }
@@ -634,7 +636,10 @@ pub unsafe extern "C" fn lpstack_unwinder_load_dwarf(
         }
         match find_debug(&data, path, &FileAccess::Sysroot("/".into())) {
             Some((p, d)) if has_dwarf(d.as_ref()) => add_dwarf(u, name, d.as_ref(), &p.to_string_lossy()),
-            _ => Err(Error::new(lpstack_result::NotFound, format!("{path}: no DWARF (.debug_info), nor a debug file with it"))),
+            _ => Err(Error::new(
+                lpstack_result::NotFound,
+                format!("{path}: no DWARF (.debug_info), nor a debug file with it"),
+            )),
         }
     })
 }

@@ -76,8 +76,9 @@ fn kernel_decisions_do_not_allocate() {
         let mut blocked = 0;
         for r in 0..rounds {
             let input = &inputs[r % inputs.len()];
-            let res =
-                unsafe { lpstack_thread_decide(u, set, input, scratch, &mut d, frames.as_mut_ptr(), frames.len(), &mut n) };
+            let res = unsafe {
+                lpstack_thread_decide(u, set, input, scratch, &mut d, frames.as_mut_ptr(), frames.len(), &mut n)
+            };
             assert_eq!(res, lpstack_result::Ok);
             blocked += usize::from(d.verdict == lpstack_verdict::Blocked);
         }
@@ -131,7 +132,8 @@ fn decide_self(cx: &mut SelfCtx) -> lpstack_result {
     input.read_ctx = &mut cx.bounds as *mut (u64, u64) as *mut std::ffi::c_void;
     let mut frames = [lpstack_frame { pc: 0, sp: 0, kind: lpstack_frame_kind::Start, flags: 0 }; 16];
     let mut n = 0;
-    let r = unsafe { lpstack_thread_decide(cx.u, cx.set, &input, cx.scratch, &mut cx.d, frames.as_mut_ptr(), 16, &mut n) };
+    let r =
+        unsafe { lpstack_thread_decide(cx.u, cx.set, &input, cx.scratch, &mut cx.d, frames.as_mut_ptr(), 16, &mut n) };
     // The walk starts exactly here.
     if n > 0 && (frames[0].pc, frames[0].sp) != (ip, sp) {
         return lpstack_result::Panic;
@@ -146,7 +148,8 @@ fn userspace_self_decisions_do_not_allocate() {
     let mut set = ptr::null_mut();
     let text = c"lpstack_alloc_test_park";
     let exe = std::env::current_exe().unwrap_or_default();
-    let exe = std::ffi::CString::new(exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).unwrap_or_default();
+    let exe = std::ffi::CString::new(exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+        .unwrap_or_default();
     ok(unsafe { lpstack_patchset_new_from_text(text.as_ptr(), exe.as_ptr(), u, &mut set) }, "set");
     let mut scratch = ptr::null_mut();
     ok(unsafe { lpstack_scratch_new(0, &mut scratch) }, "scratch");
@@ -158,7 +161,8 @@ fn userspace_self_decisions_do_not_allocate() {
     assert_eq!(decide_self(&mut cx), lpstack_result::Ok);
     let reason = cx.d.reason;
     if cx.d.verdict != lpstack_verdict::Switchable {
-        let maps: Vec<String> = maps().iter().map(|m| format!("{:x}-{:x} {} {:x} {}", m.0, m.1, m.2, m.3, m.4)).collect();
+        let maps: Vec<String> =
+            maps().iter().map(|m| format!("{:x}-{:x} {} {:x} {}", m.0, m.1, m.2, m.3, m.4)).collect();
         panic!("{reason:?} at {:#x}, frame {}\n{}", cx.d.reason_addr, cx.d.frame, maps.join("\n"));
     }
     assert_eq!(cx.d.end, lpstack_walk_end::EndOfStack);

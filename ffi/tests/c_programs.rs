@@ -35,7 +35,12 @@ fn out_dir(name: &str) -> PathBuf {
 }
 
 fn show(o: &Output) -> String {
-    format!("status {}\n--- stdout\n{}--- stderr\n{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "status {}\n--- stdout\n{}--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -97,7 +102,11 @@ fn c_programs_under_address_sanitizer() {
     let o = run(Command::new("cc").arg("-fsanitize=address").arg(&probe).arg("-o").arg(dir.join("probe")));
     let works = o.status.success() && run(&mut Command::new(dir.join("probe"))).status.success();
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(works, "cc -fsanitize=address does not build and run a program here (gcc's libasan missing?):\n{}", show(&o));
+    assert!(
+        works,
+        "cc -fsanitize=address does not build and run a program here (gcc's libasan missing?):\n{}",
+        show(&o)
+    );
     let flags = ["-std=c11", "-O1", "-pthread", "-fsanitize=address", "-fno-omit-frame-pointer"];
     // Leaks count as failures too.
     let env = [("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1")];
@@ -146,7 +155,8 @@ fn ptrace_shim_example_decides_a_sleeping_child() {
 
     // With nanosleep patched, the sleeping thread is blocked there.
     let funcs = dir.join("funcs.txt");
-    std::fs::write(&funcs, "# coreutils sleep calls nanosleep\nlibc.so.6:nanosleep\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&funcs, "# coreutils sleep calls nanosleep\nlibc.so.6:nanosleep\n")
+        .unwrap_or_else(|e| panic!("{e}"));
     let o = run(Command::new(&exe).arg(&pid).arg(&funcs));
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
@@ -182,11 +192,17 @@ fn install_script_and_pkg_config() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let pc_path = lib.join("pkgconfig");
-    let flags = match run(Command::new("pkg-config").args(["--cflags", "--libs", "lpstack"]).env("PKG_CONFIG_PATH", &pc_path)) {
+    let flags = match run(Command::new("pkg-config")
+        .args(["--cflags", "--libs", "lpstack"])
+        .env("PKG_CONFIG_PATH", &pc_path))
+    {
         o if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
         o => panic!("pkg-config --cflags --libs lpstack:\n{}", show(&o)),
     };
-    assert!(flags.contains("-llpstack") && flags.contains(&format!("-I{}", prefix.join("include").display())), "{flags}");
+    assert!(
+        flags.contains("-llpstack") && flags.contains(&format!("-I{}", prefix.join("include").display())),
+        "{flags}"
+    );
     let exe = dir.join("version");
     let o = run(Command::new("cc")
         .args(["-Wall", "-Wextra", "-Werror"])

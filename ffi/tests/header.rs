@@ -6,7 +6,8 @@ use std::path::Path;
 #[test]
 fn header_matches_the_sources() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).unwrap_or_else(|e| panic!("cbindgen.toml: {e}"));
+    let config =
+        cbindgen::Config::from_file(dir.join("cbindgen.toml")).unwrap_or_else(|e| panic!("cbindgen.toml: {e}"));
     // From the sources alone (no `cargo metadata` inside a running cargo).
     let bindings = cbindgen::Builder::new()
         .with_config(config)
@@ -24,7 +25,11 @@ fn header_matches_the_sources() {
     if checked_in != fresh {
         let old = String::from_utf8_lossy(&checked_in);
         let new = String::from_utf8_lossy(&fresh);
-        let first = old.lines().zip(new.lines()).position(|(a, b)| a != b).unwrap_or(old.lines().count().min(new.lines().count()));
+        let first = old
+            .lines()
+            .zip(new.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(old.lines().count().min(new.lines().count()));
         panic!(
             "ffi/include/lpstack.h is stale: the sources changed the C API.\n\
              First difference at line {}:\n  checked in: {:?}\n  generated:  {:?}\n\

@@ -25,7 +25,13 @@ fn real_tasks_decide_like_the_kernel() {
     let text = c"# the cat blocked on an empty pipe, and one on a FIFO\npipe_read\nfifo_open\n";
     ok(unsafe { lpstack_patchset_new_from_text(text.as_ptr(), ptr::null(), u, &mut set) }, "set");
     assert_eq!(unsafe { lpstack_patchset_len(set) }, 2);
-    let mut r = lpstack_range { size: size_of::<lpstack_range>(), object: ptr::null(), function: ptr::null(), address: 0, size_bytes: 0 };
+    let mut r = lpstack_range {
+        size: size_of::<lpstack_range>(),
+        object: ptr::null(),
+        function: ptr::null(),
+        address: 0,
+        size_bytes: 0,
+    };
     ok(unsafe { lpstack_patchset_get(set, 1, &mut r) }, "get");
     assert_eq!(unsafe { CStr::from_ptr(r.function) }.to_str(), Ok("fifo_open"));
     assert_eq!(unsafe { CStr::from_ptr(r.object) }.to_str(), Ok("vmlinux"));
@@ -110,11 +116,27 @@ fn real_tasks_decide_like_the_kernel() {
     let (mut leave, mut switch) = (9, 9);
     ok(unsafe { lpstack_model_parse(c"livepatch".as_ptr(), &mut leave, &mut switch) }, "parse");
     assert_eq!((leave, switch), (lpstack_leave::PatchedSet as u32, lpstack_switch::Thread as u32));
-    ok(unsafe { lpstack_model_evaluate(leave, switch, facts.as_ptr(), facts.len(), 2, ptr::null_mut(), 0, &mut units) }, "count");
+    ok(
+        unsafe {
+            lpstack_model_evaluate(leave, switch, facts.as_ptr(), facts.len(), 2, ptr::null_mut(), 0, &mut units)
+        },
+        "count",
+    );
     assert_eq!(units, facts.len());
     let mut ready = vec![7u8; units];
     ok(
-        unsafe { lpstack_model_evaluate(leave, switch, facts.as_ptr(), facts.len(), 2, ready.as_mut_ptr(), ready.len(), &mut units) },
+        unsafe {
+            lpstack_model_evaluate(
+                leave,
+                switch,
+                facts.as_ptr(),
+                facts.len(),
+                2,
+                ready.as_mut_ptr(),
+                ready.len(),
+                &mut units,
+            )
+        },
         "livepatch",
     );
     for (r, d) in ready.iter().zip(&singles) {
@@ -122,18 +144,41 @@ fn real_tasks_decide_like_the_kernel() {
     }
     ok(unsafe { lpstack_model_parse(c"kpatch".as_ptr(), &mut leave, &mut switch) }, "parse");
     ok(
-        unsafe { lpstack_model_evaluate(leave, switch, facts.as_ptr(), facts.len(), 2, ready.as_mut_ptr(), ready.len(), &mut units) },
+        unsafe {
+            lpstack_model_evaluate(
+                leave,
+                switch,
+                facts.as_ptr(),
+                facts.len(),
+                2,
+                ready.as_mut_ptr(),
+                ready.len(),
+                &mut units,
+            )
+        },
         "kpatch",
     );
     assert_eq!((units, ready[0]), (1, 0));
     // LEAVE_FUNCTION + SWITCH_FUNCTION: both functions are on some stack.
-    ok(unsafe { lpstack_model_evaluate(0, 0, facts.as_ptr(), facts.len(), 2, ready.as_mut_ptr(), ready.len(), &mut units) }, "ff");
+    ok(
+        unsafe {
+            lpstack_model_evaluate(0, 0, facts.as_ptr(), facts.len(), 2, ready.as_mut_ptr(), ready.len(), &mut units)
+        },
+        "ff",
+    );
     assert_eq!((units, &ready[..2]), (2, &[0u8, 0][..]));
     // With a third function on no stack, its unit is ready.
-    ok(unsafe { lpstack_model_evaluate(0, 0, facts.as_ptr(), facts.len(), 3, ready.as_mut_ptr(), ready.len(), &mut units) }, "ff3");
+    ok(
+        unsafe {
+            lpstack_model_evaluate(0, 0, facts.as_ptr(), facts.len(), 3, ready.as_mut_ptr(), ready.len(), &mut units)
+        },
+        "ff3",
+    );
     assert_eq!(&ready[..3], &[0, 0, 1]);
     assert_eq!(
-        unsafe { lpstack_model_evaluate(0, 0, facts.as_ptr(), facts.len(), 1, ready.as_mut_ptr(), ready.len(), &mut units) },
+        unsafe {
+            lpstack_model_evaluate(0, 0, facts.as_ptr(), facts.len(), 1, ready.as_mut_ptr(), ready.len(), &mut units)
+        },
         lpstack_result::InvalidArgument,
         "a hit index past n_functions"
     );
@@ -160,18 +205,27 @@ fn damaged_stacks_and_reads_are_unreliable_with_a_reason() {
         let mut input = kernel_input(&s, img);
         tweak(&mut input);
         let mut d = decision();
-        ok(unsafe { lpstack_thread_decide(u, ptr::null(), &input, scratch, &mut d, ptr::null_mut(), 0, ptr::null_mut()) }, "decide");
+        ok(
+            unsafe {
+                lpstack_thread_decide(u, ptr::null(), &input, scratch, &mut d, ptr::null_mut(), 0, ptr::null_mut())
+            },
+            "decide",
+        );
         d
     };
     let good = Image { base: s.base, bytes: s.bytes.clone() };
     assert_eq!(decide(&good, &|_| {}).verdict, lpstack_verdict::Switchable, "empty set");
 
     // The second return address replaced by a data address.
-    let slot = (0..s.bytes.len() / 8).map(|i| i * 8).find(|&o| s.bytes[o..o + 8] == chain[1].to_le_bytes()).unwrap_or(0);
+    let slot =
+        (0..s.bytes.len() / 8).map(|i| i * 8).find(|&o| s.bytes[o..o + 8] == chain[1].to_le_bytes()).unwrap_or(0);
     let mut bad = Image { base: s.base, bytes: s.bytes.clone() };
     bad.bytes[slot..slot + 8].copy_from_slice(&0xffff888000001000u64.to_le_bytes());
     let d = decide(&bad, &|_| {});
-    assert_eq!((d.verdict, d.reason, d.reason_addr, d.frame), (lpstack_verdict::Unreliable, lpstack_reason::NotText, 0xffff888000001000, 1));
+    assert_eq!(
+        (d.verdict, d.reason, d.reason_addr, d.frame),
+        (lpstack_verdict::Unreliable, lpstack_reason::NotText, 0xffff888000001000, 1)
+    );
     let mut buf = [0 as c_char; 128];
     let mut n = 0;
     ok(unsafe { lpstack_decision_reason_text(&d, buf.as_mut_ptr(), buf.len(), &mut n) }, "text");
@@ -228,7 +282,10 @@ fn orc_formats_are_detected_or_refused() {
         } else {
             assert_eq!(r, lpstack_result::UnknownFormat, "{release}");
         }
-        assert_eq!(unsafe { lpstack_unwinder_new_orc_elf(elf.as_ptr(), elf.len(), 4, 0, &mut u) }, lpstack_result::InvalidArgument);
+        assert_eq!(
+            unsafe { lpstack_unwinder_new_orc_elf(elf.as_ptr(), elf.len(), 4, 0, &mut u) },
+            lpstack_result::InvalidArgument
+        );
     }
 }
 
@@ -237,7 +294,11 @@ fn module_tables_from_a_ko_placed_at_section_addresses() {
     // A real out-of-tree module built against Debian's 6.12 headers.
     let ko = std::fs::read(fixture(&format!("vmcore/{RELEASE}/lpstack_park.ko"))).unwrap_or_default();
     const TEXT: u64 = 0xffffffffc0000000;
-    let section = |name: &'static std::ffi::CStr, address| lpstack_section { size: size_of::<lpstack_section>(), name: name.as_ptr(), address };
+    let section = |name: &'static std::ffi::CStr, address| lpstack_section {
+        size: size_of::<lpstack_section>(),
+        name: name.as_ptr(),
+        address,
+    };
     let mut sections = vec![section(c".text", TEXT), section(c".init.text", TEXT + 0x1000)];
     let u = kernel_unwinder();
     let add = |sections: &[lpstack_section], start, end| unsafe {
@@ -257,7 +318,10 @@ fn module_tables_from_a_ko_placed_at_section_addresses() {
     ok(add(&sections, TEXT, TEXT + 0x3000), "add module");
     // A module is not a vmlinux.
     let mut other = ptr::null_mut();
-    assert_eq!(unsafe { lpstack_unwinder_new_orc_elf(ko.as_ptr(), ko.len(), 0, 0, &mut other) }, lpstack_result::InvalidArgument);
+    assert_eq!(
+        unsafe { lpstack_unwinder_new_orc_elf(ko.as_ptr(), ko.len(), 0, 0, &mut other) },
+        lpstack_result::InvalidArgument
+    );
     assert!(other.is_null());
 
     // From inside park_here_a (.text+0x110): its entry is found and used,
@@ -277,7 +341,12 @@ fn module_tables_from_a_ko_placed_at_section_addresses() {
         input.read = Some(read_image);
         input.read_ctx = &img as *const Image as *mut std::ffi::c_void;
         let mut d = decision();
-        ok(unsafe { lpstack_thread_decide(u, ptr::null(), &input, scratch, &mut d, ptr::null_mut(), 0, ptr::null_mut()) }, "decide");
+        ok(
+            unsafe {
+                lpstack_thread_decide(u, ptr::null(), &input, scratch, &mut d, ptr::null_mut(), 0, ptr::null_mut())
+            },
+            "decide",
+        );
         d
     };
     let d = decide(TEXT + 0x111);

@@ -20,7 +20,9 @@ fn exercise(btf: &Btf<'_>) {
         }
     }
     let _ = btf.find_by_name("task_struct", Kind::Struct);
-    for (s, path) in [("task_struct", "tasks"), ("task_struct", "thread.sp"), ("task_struct", "stack"), ("module", "mem")] {
+    for (s, path) in
+        [("task_struct", "tasks"), ("task_struct", "thread.sp"), ("task_struct", "stack"), ("module", "mem")]
+    {
         let _ = btf.member(s, path);
     }
     let _ = btf.enum_value(None, "TASK_COMM_LEN");

@@ -7,14 +7,14 @@
 
 #![no_main]
 
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{CString, c_char, c_int, c_void};
 use std::ptr;
 
 use libfuzzer_sys::fuzz_target;
 use lpstack_ffi::*;
 
 mod common;
-use common::{elf_with_cfi, Input};
+use common::{Input, elf_with_cfi};
 
 struct Stack<'a> {
     base: u64,
@@ -56,7 +56,9 @@ fuzz_target!(|data: &[u8]| {
         let entries = input.bytes(n * 6);
         let addr = input.u64();
         let fmt = u32::from(input.u8() % 5);
-        if !ok(unsafe { lpstack_unwinder_new_orc_tables(ips.as_ptr(), ips.len(), entries.as_ptr(), entries.len(), addr, fmt, &mut u) }) {
+        if !ok(unsafe {
+            lpstack_unwinder_new_orc_tables(ips.as_ptr(), ips.len(), entries.as_ptr(), entries.len(), addr, fmt, &mut u)
+        }) {
             return;
         }
         let (start, end) = (input.u64(), input.u64());
@@ -65,7 +67,19 @@ fuzz_target!(|data: &[u8]| {
         if flags & 2 != 0 {
             let ips2 = input.bytes(8);
             let e2 = input.bytes(12);
-            ok(unsafe { lpstack_unwinder_add_orc_tables(u, ips2.as_ptr(), ips2.len(), e2.as_ptr(), e2.len(), input.u64(), fmt, input.u64(), input.u64()) });
+            ok(unsafe {
+                lpstack_unwinder_add_orc_tables(
+                    u,
+                    ips2.as_ptr(),
+                    ips2.len(),
+                    e2.as_ptr(),
+                    e2.len(),
+                    input.u64(),
+                    fmt,
+                    input.u64(),
+                    input.u64(),
+                )
+            });
         }
     } else {
         if !ok(unsafe { lpstack_unwinder_new_user(&mut u) }) {
@@ -77,9 +91,29 @@ fuzz_target!(|data: &[u8]| {
         let name = c"fuzz";
         let (start, bias) = (input.u64(), input.u64());
         if flags & 4 != 0 {
-            ok(unsafe { lpstack_unwinder_add_mapping(u, name.as_ptr(), elf.as_ptr(), elf.len(), start, start.wrapping_add(text_size), bias) });
+            ok(unsafe {
+                lpstack_unwinder_add_mapping(
+                    u,
+                    name.as_ptr(),
+                    elf.as_ptr(),
+                    elf.len(),
+                    start,
+                    start.wrapping_add(text_size),
+                    bias,
+                )
+            });
         } else {
-            ok(unsafe { lpstack_unwinder_add_elf(u, name.as_ptr(), elf.as_ptr(), elf.len(), start, start.wrapping_add(text_size), bias) });
+            ok(unsafe {
+                lpstack_unwinder_add_elf(
+                    u,
+                    name.as_ptr(),
+                    elf.as_ptr(),
+                    elf.len(),
+                    start,
+                    start.wrapping_add(text_size),
+                    bias,
+                )
+            });
         }
     }
     let map = cstring(input.chunk());
@@ -113,7 +147,13 @@ fuzz_target!(|data: &[u8]| {
     let n_funcs = unsafe { lpstack_patchset_len(set) };
     let mut ranges = Vec::new();
     for i in 0..n_funcs.min(16) {
-        let mut r = lpstack_range { size: std::mem::size_of::<lpstack_range>(), object: ptr::null(), function: ptr::null(), address: 0, size_bytes: 0 };
+        let mut r = lpstack_range {
+            size: std::mem::size_of::<lpstack_range>(),
+            object: ptr::null(),
+            function: ptr::null(),
+            address: 0,
+            size_bytes: 0,
+        };
         if ok(unsafe { lpstack_patchset_get(set, i, &mut r) }) {
             ranges.push((r.address, r.size_bytes));
         }
@@ -187,7 +227,18 @@ fuzz_target!(|data: &[u8]| {
             };
             let mut ready = [0u8; 64];
             let mut units = 0usize;
-            ok(unsafe { lpstack_model_evaluate(u32::from(flags >> 4) % 4, u32::from(flags >> 6), &facts, 1, n_funcs, ready.as_mut_ptr(), ready.len(), &mut units) });
+            ok(unsafe {
+                lpstack_model_evaluate(
+                    u32::from(flags >> 4) % 4,
+                    u32::from(flags >> 6),
+                    &facts,
+                    1,
+                    n_funcs,
+                    ready.as_mut_ptr(),
+                    ready.len(),
+                    &mut units,
+                )
+            });
         }
         // Two threads at once, the second running.
         let both = [mk(false), mk(true)];
@@ -200,7 +251,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut buf = [0 as c_char; 64];
     let mut off = 0u64;
-    ok(unsafe { lpstack_unwinder_symbolize(u, ranges.first().map_or(0, |r| r.0), buf.as_mut_ptr(), buf.len(), &mut off) });
+    ok(unsafe {
+        lpstack_unwinder_symbolize(u, ranges.first().map_or(0, |r| r.0), buf.as_mut_ptr(), buf.len(), &mut off)
+    });
     let mut le = 0usize;
     let _ = unsafe { lpstack_last_error(buf.as_mut_ptr(), buf.len(), &mut le) };
     let mut leave = 0u32;

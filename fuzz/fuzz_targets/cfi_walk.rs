@@ -9,10 +9,10 @@ use lpstack::arch::x86_64::Reg;
 use lpstack::cfi::{CfiCache, CfiTable};
 use lpstack::memory::SliceMemory;
 use lpstack::symbols::SymbolTable;
-use lpstack::walk::{walk_cfi, StackBounds, UserModule, UserModules, WalkConfig};
+use lpstack::walk::{StackBounds, UserModule, UserModules, WalkConfig, walk_cfi};
 
 mod common;
-use common::{check_walk, elf_with_cfi, regs, Input};
+use common::{Input, check_walk, elf_with_cfi, regs};
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use lpstack::patchset::PatchSet;
-use lpstack::verdict::{judge, Walked};
+use lpstack::verdict::{Walked, judge};
 use lpstack::walk::{Frame, Reliability, WalkConfig};
 
 /// Takes fields off the front of the input; past the end every field is 0

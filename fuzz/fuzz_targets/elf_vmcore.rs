@@ -4,9 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use lpstack::dump::Dump;
 use lpstack::dump::elf::{ElfDump, ElfTail};
 use lpstack::dump::notes::{NoteIter, summarize};
-use lpstack::dump::Dump;
 
 mod common;
 

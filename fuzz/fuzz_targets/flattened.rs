@@ -4,9 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use lpstack::dump::Dump;
 use lpstack::dump::flattened::FlattenedSource;
 use lpstack::dump::source::ByteSource;
-use lpstack::dump::Dump;
 
 mod common;
 

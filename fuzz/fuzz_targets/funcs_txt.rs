@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lpstack::patchset::{parse_funcs, PatchSet};
-use lpstack::symbols::{parse_system_map, Symbolizer};
+use lpstack::patchset::{PatchSet, parse_funcs};
+use lpstack::symbols::{Symbolizer, parse_system_map};
 
 mod common;
 use common::Input;

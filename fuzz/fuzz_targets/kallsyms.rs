@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lpstack::kernel::kallsyms::{read_kallsyms, KallsymsLocation, KnownSymbol};
+use lpstack::kernel::kallsyms::{KallsymsLocation, KnownSymbol, read_kallsyms};
 use lpstack::memory::SliceMemory;
 
 mod common;

@@ -4,9 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use lpstack::dump::Dump;
 use lpstack::dump::kdump::KdumpFile;
 use lpstack::dump::source::SliceSource;
-use lpstack::dump::Dump;
 
 mod common;
 

@@ -9,12 +9,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lpstack::kernel::klp::{read_klp_state, KlpSymbols};
+use lpstack::kernel::klp::{KlpSymbols, read_klp_state};
 use lpstack::kernel::layout::{Field, KlpLayout};
 use lpstack::memory::SliceMemory;
-use lpstack::patchset::klp::{from_transition, resolve_in_kernel, KlpKnowledge, ResolveOptions};
+use lpstack::patchset::klp::{KlpKnowledge, ResolveOptions, from_transition, resolve_in_kernel};
 use lpstack::patchset::parse_funcs;
-use lpstack::symbols::{symbols_from_list, Symbolizer};
+use lpstack::symbols::{Symbolizer, symbols_from_list};
 
 const BASE: u64 = 0xffff_8880_0000_0000;
 const SIZE: usize = 0x2000;
@@ -128,12 +128,17 @@ fuzz_target!(|data: &[u8]| {
     let specs = parse_funcs("park:park_here_a\nabsent:f\n", "vmlinux").unwrap_or_default();
     for unpatch in [false, true] {
         for replace in [false, true] {
-            let written = resolve_in_kernel(&specs, &symbols, &KlpKnowledge::State(&state), ResolveOptions { unpatch, replace });
+            let written =
+                resolve_in_kernel(&specs, &symbols, &KlpKnowledge::State(&state), ResolveOptions { unpatch, replace });
             // Whatever the state, every range the kernel's rule yields from
             // memory is also checked when the set names the same function.
             if let (Some(m), Ok(w), false) = (&from_memory, &written, unpatch) {
                 for f in m.set.funcs() {
-                    assert!(w.set.funcs().iter().any(|g| g.address == f.address && g.size == f.size), "{:?} missing", f);
+                    assert!(
+                        w.set.funcs().iter().any(|g| g.address == f.address && g.size == f.size),
+                        "{:?} missing",
+                        f
+                    );
                 }
             }
         }

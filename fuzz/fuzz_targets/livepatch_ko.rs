@@ -10,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use lpstack::kernel::btf::Btf;
-use lpstack::patchset::ko::{read_livepatch_module, LivepatchModule};
+use lpstack::patchset::ko::{LivepatchModule, read_livepatch_module};
 
 mod common;
 use common::Input;

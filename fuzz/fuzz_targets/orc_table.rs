@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use lpstack::orc::elf::{module_entries, module_format, module_table, orc_sections, vmlinux_table};
 use lpstack::orc::objtool::push_line;
-use lpstack::orc::{format_from_header, OrcFinder, OrcFormat, OrcTable};
+use lpstack::orc::{OrcFinder, OrcFormat, OrcTable, format_from_header};
 
 mod common;
 use common::Input;

@@ -13,11 +13,11 @@ use lpstack::arch::x86_64::Reg;
 use lpstack::memory::SliceMemory;
 use lpstack::orc::{OrcFormat, OrcTable, OrcTables};
 use lpstack::walk::{
-    walk_orc, CodeRanges, KernelRegsPolicy, StackBounds, StackKind, StackRange, TrampolineKind, WalkConfig, WalkStart,
+    CodeRanges, KernelRegsPolicy, StackBounds, StackKind, StackRange, TrampolineKind, WalkConfig, WalkStart, walk_orc,
 };
 
 mod common;
-use common::{check_walk, regs, Input};
+use common::{Input, check_walk, regs};
 
 const TEXT: u64 = 0xffffffff81000000;
 

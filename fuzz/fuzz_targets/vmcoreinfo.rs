@@ -16,13 +16,18 @@ fuzz_target!(|data: &[u8]| {
         if let Some(name) = k.strip_prefix("NUMBER(").and_then(|s| s.strip_suffix(')')) {
             let _ = (vi.number(name), vi.try_number(name));
         }
-        for (p, f) in [("SIZE(", VmcoreInfo::size as fn(&VmcoreInfo, &str) -> Option<u64>), ("OFFSET(", VmcoreInfo::offset), ("LENGTH(", VmcoreInfo::length)] {
+        for (p, f) in [
+            ("SIZE(", VmcoreInfo::size as fn(&VmcoreInfo, &str) -> Option<u64>),
+            ("OFFSET(", VmcoreInfo::offset),
+            ("LENGTH(", VmcoreInfo::length),
+        ] {
             if let Some(name) = k.strip_prefix(p).and_then(|s| s.strip_suffix(')')) {
                 let _ = f(&vi, name);
             }
         }
     }
-    let _ = (vi.osrelease(), vi.build_id(), vi.page_size(), vi.try_page_size(), vi.kerneloffset(), vi.try_kerneloffset());
+    let _ =
+        (vi.osrelease(), vi.build_id(), vi.page_size(), vi.try_page_size(), vi.kerneloffset(), vi.try_kerneloffset());
     let _ = vi.try_number("phys_base");
     assert!(vi.text().len() <= data.len());
 });

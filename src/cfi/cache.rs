@@ -198,7 +198,15 @@ impl CfiCache {
     /// `Rule::None`, or a module index past u16). Rules of another module
     /// set replace all the entries.
     #[inline]
-    pub fn remember(&mut self, pc: u64, exact: bool, generation: u64, rule: Rule, signal: bool, module: usize) -> Option<CachedRule> {
+    pub fn remember(
+        &mut self,
+        pc: u64,
+        exact: bool,
+        generation: u64,
+        rule: Rule,
+        signal: bool,
+        module: usize,
+    ) -> Option<CachedRule> {
         let entry = CachedRule::pack(pc, exact, rule, signal, u16::try_from(module).ok()?)?;
         if generation != self.generation {
             // A new cache is empty already.
@@ -225,8 +233,20 @@ mod tests {
             Rule::Outermost,
             Rule::Complex { source: CfiSource::DebugFrame, fde_offset: 0xdead_beef },
             Rule::Complex { source: CfiSource::EhFrame, fde_offset: 7 },
-            Rule::Simple(SimpleRule { cfa_from_bp: true, cfa_offset: -16, ra_offset: -8, bp: BpRule::AtCfa(-16), others_unchanged: false }),
-            Rule::Simple(SimpleRule { cfa_from_bp: false, cfa_offset: i32::MAX, ra_offset: i32::MIN, bp: BpRule::Same, others_unchanged: true }),
+            Rule::Simple(SimpleRule {
+                cfa_from_bp: true,
+                cfa_offset: -16,
+                ra_offset: -8,
+                bp: BpRule::AtCfa(-16),
+                others_unchanged: false,
+            }),
+            Rule::Simple(SimpleRule {
+                cfa_from_bp: false,
+                cfa_offset: i32::MAX,
+                ra_offset: i32::MIN,
+                bp: BpRule::Same,
+                others_unchanged: true,
+            }),
         ];
         let mut c = CfiCache::new();
         // Five pcs in one set: the first is evicted, the last four stay.

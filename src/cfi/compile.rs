@@ -8,7 +8,7 @@ use object::{Object, ObjectSection};
 
 use std::sync::Arc;
 
-use super::{entry, BpRule, CfiSource, CfiTable, FdeIndex, Row, Rule, Section, SharedBytes, SimpleRule};
+use super::{BpRule, CfiSource, CfiTable, FdeIndex, Row, Rule, Section, SharedBytes, SimpleRule, entry};
 
 /// Why a file's CFI could not be set up or compiled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -71,10 +71,14 @@ pub(crate) fn compact<T: gimli::ReaderOffset>(row: &gimli::UnwindTableRow<T>) ->
     if row.register(X86_64::RSP).is_some() {
         return None;
     }
-    let others_unchanged = OTHERS
-        .iter()
-        .all(|r| matches!(row.register(*r), None | Some(RegisterRule::SameValue)));
-    Some(Rule::Simple(SimpleRule { cfa_from_bp, cfa_offset: i32::try_from(cfa_offset).ok()?, ra_offset: ra, bp, others_unchanged }))
+    let others_unchanged = OTHERS.iter().all(|r| matches!(row.register(*r), None | Some(RegisterRule::SameValue)));
+    Some(Rule::Simple(SimpleRule {
+        cfa_from_bp,
+        cfa_offset: i32::try_from(cfa_offset).ok()?,
+        ra_offset: ra,
+        bp,
+        others_unchanged,
+    }))
 }
 
 /// Appends the rows of every FDE in `sec`.
@@ -308,7 +312,8 @@ impl CfiTable {
                 let mut sec = DebugFrame::new(d, LittleEndian);
                 sec.set_address_size(8);
                 let bases = BaseAddresses::default();
-                let fde = sec.fde_from_offset(&bases, gimli::DebugFrameOffset(offset), DebugFrame::cie_from_offset).ok()?;
+                let fde =
+                    sec.fde_from_offset(&bases, gimli::DebugFrameOffset(offset), DebugFrame::cie_from_offset).ok()?;
                 let row = fde.unwind_info_for_address(&sec, &bases, &mut ctx, addr).ok()?;
                 (compact(row).unwrap_or(complex), fde.cie().is_signal_trampoline())
             }
@@ -442,7 +447,13 @@ mod tests {
 
     #[test]
     fn normalize_rules() {
-        let s = Rule::Simple(SimpleRule { cfa_from_bp: false, cfa_offset: 8, ra_offset: -8, bp: BpRule::Same, others_unchanged: true });
+        let s = Rule::Simple(SimpleRule {
+            cfa_from_bp: false,
+            cfa_offset: 8,
+            ra_offset: -8,
+            bp: BpRule::Same,
+            others_unchanged: true,
+        });
         let rows = normalize(vec![
             row(0x1010, Rule::None),
             row(0x1000, s),
@@ -458,7 +469,13 @@ mod tests {
     #[test]
     fn sort_by_runs_is_stable_sort() {
         let rule = |i: u64| {
-            Rule::Simple(SimpleRule { cfa_from_bp: i % 2 == 0, cfa_offset: i as i32, ra_offset: -8, bp: BpRule::Same, others_unchanged: true })
+            Rule::Simple(SimpleRule {
+                cfa_from_bp: i % 2 == 0,
+                cfa_offset: i as i32,
+                ra_offset: -8,
+                bp: BpRule::Same,
+                others_unchanged: true,
+            })
         };
         // FDEs as (start, row count, row step): out of order, adjacent,
         // overlapping, duplicated, and one with equal row starts.

@@ -218,7 +218,9 @@ pub(crate) struct Fde<'a> {
 
 /// What the entry at `offset` is.
 pub(crate) enum Entry<'a> {
-    Cie { next: usize },
+    Cie {
+        next: usize,
+    },
     Fde(Fde<'a>),
     /// `.eh_frame`'s zero terminator.
     End,
@@ -371,7 +373,9 @@ mod tests {
             uleb(v, &mut b);
             assert_eq!(Cursor::new(&b, 0).uleb(), Ok(v));
         }
-        for (bytes, v) in [(&[0x7f][..], -1i64), (&[0x78], -8), (&[0x80, 0x7f], -128), (&[0x3f], 63), (&[0xc0, 0x00], 64)] {
+        for (bytes, v) in
+            [(&[0x7f][..], -1i64), (&[0x78], -8), (&[0x80, 0x7f], -128), (&[0x3f], 63), (&[0xc0, 0x00], 64)]
+        {
             assert_eq!(Cursor::new(bytes, 0).sleb(), Ok(v), "{bytes:x?}");
         }
         assert_eq!(Cursor::new(&[0x80; 3], 0).uleb(), Err(EntryError::Truncated));

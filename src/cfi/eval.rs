@@ -202,7 +202,9 @@ pub fn evaluate_complex<M: Memory>(
             let fde = sec
                 .fde_from_offset(&bases, EhFrameOffset(fde_offset as usize), EhFrame::cie_from_offset)
                 .map_err(|_| ComplexError::Parse)?;
-            let row = fde.unwind_info_for_address(&sec, &bases, cache.unwind_context(), addr).map_err(|_| ComplexError::Parse)?;
+            let row = fde
+                .unwind_info_for_address(&sec, &bases, cache.unwind_context(), addr)
+                .map_err(|_| ComplexError::Parse)?;
             apply(&sec, row, regs, mem)
         }
         CfiSource::DebugFrame => {
@@ -212,7 +214,9 @@ pub fn evaluate_complex<M: Memory>(
             let fde = sec
                 .fde_from_offset(&bases, DebugFrameOffset(fde_offset as usize), DebugFrame::cie_from_offset)
                 .map_err(|_| ComplexError::Parse)?;
-            let row = fde.unwind_info_for_address(&sec, &bases, cache.unwind_context(), addr).map_err(|_| ComplexError::Parse)?;
+            let row = fde
+                .unwind_info_for_address(&sec, &bases, cache.unwind_context(), addr)
+                .map_err(|_| ComplexError::Parse)?;
             apply(&sec, row, regs, mem)
         }
     }
@@ -242,7 +246,9 @@ mod tests {
         regs.set(Reg::Rbp, 0x8100);
         regs.set(Reg::Rip, 0x40_1000);
         let mut exprs = vec![];
-        for (reg, offset) in [(7u8, 160i64), (7, 40), (7, 0), (6, -8), (6, -0x100), (16, 3), (3, 8), (17, 0), (31, 8), (7, -0x9000)] {
+        for (reg, offset) in
+            [(7u8, 160i64), (7, 40), (7, 0), (6, -8), (6, -0x100), (16, 3), (3, 8), (17, 0), (31, 8), (7, -0x9000)]
+        {
             exprs.push(breg(reg, offset, false));
             exprs.push(breg(reg, offset, true));
         }
@@ -263,6 +269,14 @@ mod tests {
             }
         }
         assert!(breg_form(&breg(7, 160, true)).is_some());
-        assert_eq!(eval_expr(gimli::Expression(EndianSlice::new(&breg(7, 16, true), LittleEndian)), &regs, &mut SliceMemory::new(0x8000, &words), None), Ok(0x1022));
+        assert_eq!(
+            eval_expr(
+                gimli::Expression(EndianSlice::new(&breg(7, 16, true), LittleEndian)),
+                &regs,
+                &mut SliceMemory::new(0x8000, &words),
+                None
+            ),
+            Ok(0x1022)
+        );
     }
 }

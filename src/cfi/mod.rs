@@ -18,9 +18,9 @@ mod program;
 use std::ops::Range;
 use std::sync::Arc;
 
+pub use cache::{CachedRule, CfiCache};
 pub use compile::CfiError;
 pub use entry::EntryError;
-pub use cache::{CachedRule, CfiCache};
 pub use eval::evaluate_complex;
 
 /// How rbp is recovered in a simple row.

@@ -209,7 +209,11 @@ impl Machine {
             // val_offset, val_offset_sf.
             0x14 | 0x15 => {
                 let reg = c.uleb()?;
-                if op == 0x14 { c.uleb()?; } else { c.sleb()?; }
+                if op == 0x14 {
+                    c.uleb()?;
+                } else {
+                    c.sleb()?;
+                }
                 self.state.set(reg, RegRule::Other);
             }
             // GNU_args_size: the unwinder does not need it.
@@ -311,7 +315,7 @@ mod tests {
         let prog = [
             0x41, 0x0e, 16, 0x86, 2, // +1: cfa rsp+16, rbp at cfa-16
             0x43, 0x0d, 6, // +3: cfa rbp+16
-            0x45, 0x83, 3, // +5: rbx at cfa-24
+            0x45, 0x83, 3,    // +5: rbx at cfa-24
             0x0a, // remember
             0x50, 0x0c, 7, 8, // +16: cfa rsp+8
             0x41, 0x0b, // +1: restore state

@@ -9,20 +9,20 @@ use std::path::PathBuf;
 use lpstack::dump::Dump;
 use lpstack::kernel::check::{CheckConfig, CheckMode, Select, TaskReport};
 use lpstack::kernel::image::{CpuRegs, Kernel, OpenOptions, SymbolSource};
-use lpstack::model::{evaluate_all, Model, ModelOutcome, ThreadFacts};
 use lpstack::kernel::klp::KlpTarget;
 use lpstack::kernel::stall::stall_info;
 use lpstack::memory::PhysMemory;
-use lpstack::patchset::klp::{from_transition, resolve_in_kernel, KernelSet, KlpKnowledge, ResolveOptions};
+use lpstack::model::{Model, ModelOutcome, ThreadFacts, evaluate_all};
+use lpstack::patchset::klp::{KernelSet, KlpKnowledge, ResolveOptions, from_transition, resolve_in_kernel};
 use lpstack::patchset::ko::read_livepatch_module;
-use lpstack::patchset::{parse_funcs, Direction, PatchSet};
+use lpstack::patchset::{Direction, PatchSet, parse_funcs};
 use lpstack::symbols::Symbolizer;
 use lpstack::verdict::Verdict;
 use lpstack::walk::{KernelRegsPolicy, Reliability, WalkConfig};
 use serde_json::json;
 
 use super::report::{self, Row, Target};
-use super::{map_file, CliError};
+use super::{CliError, map_file};
 
 /// `check FILE` is `check vmcore FILE`: the arguments either name a target
 /// (a subcommand with its own flags) or are a vmcore's.
@@ -180,9 +180,9 @@ pub fn run(args: CheckArgs) -> Result<i32, CliError> {
 fn misplaced_target(path: &std::path::Path) -> Result<(), CliError> {
     let word = path.to_str().filter(|w| ["vmcore", "pid", "core", "live"].contains(w));
     match word {
-        Some(w) if !path.exists() => {
-            Err(CliError(format!("{w}: no such file; to check a {w} target, put its options after it: lpstack check {w} ...")))
-        }
+        Some(w) if !path.exists() => Err(CliError(format!(
+            "{w}: no such file; to check a {w} target, put its options after it: lpstack check {w} ..."
+        ))),
         _ => Ok(()),
     }
 }
@@ -191,10 +191,12 @@ fn run_vmcore(args: &VmcoreOpts, path: &std::path::Path) -> Result<i32, CliError
     let named = |e: &dyn std::fmt::Display| CliError(format!("{}: {e}", path.display()));
     let map = map_file(path)?;
     let dump = Dump::open(&map).map_err(|e| named(&e))?;
-    let vi = dump
-        .vmcoreinfo()
-        .cloned()
-        .ok_or_else(|| CliError(format!("{}: no VMCOREINFO in the dump (QEMU needs -device vmcoreinfo and the guest's qemu_fw_cfg module)", path.display())))?;
+    let vi = dump.vmcoreinfo().cloned().ok_or_else(|| {
+        CliError(format!(
+            "{}: no VMCOREINFO in the dump (QEMU needs -device vmcoreinfo and the guest's qemu_fw_cfg module)",
+            path.display()
+        ))
+    })?;
     let cpus = qemu_cpu_regs(&dump);
     let build_id = vi.build_id().map(str::to_string);
     let vmlinux_map = match &args.vmlinux {
@@ -264,7 +266,15 @@ fn run_vmcore(args: &VmcoreOpts, path: &std::path::Path) -> Result<i32, CliError
         notes: kernel_set.notes,
         listing_gaps: listing_gaps(&gaps),
     };
-    report::print(args.report.format, &target, &rows, &set, &evaluate_models(&models, &rows, &set), kernel.symbols(), args.report.all_frames)
+    report::print(
+        args.report.format,
+        &target,
+        &rows,
+        &set,
+        &evaluate_models(&models, &rows, &set),
+        kernel.symbols(),
+        args.report.all_frames,
+    )
 }
 
 /// The consistency models over this snapshot, evaluated once, before the
@@ -417,8 +427,12 @@ pub(super) fn kernel_set<P: PhysMemory>(
             }
             let Some(state) = &state else {
                 return Err(CliError(match &knowledge {
-                    KlpKnowledge::Unreadable { error, .. } => format!("{what}: {error}; give the patched set with --set funcs.txt or --patch FILE.ko"),
-                    _ => format!("{what}: this kernel has no livepatch support; give the patched set with --set funcs.txt or --patch FILE.ko"),
+                    KlpKnowledge::Unreadable { error, .. } => {
+                        format!("{what}: {error}; give the patched set with --set funcs.txt or --patch FILE.ko")
+                    }
+                    _ => format!(
+                        "{what}: this kernel has no livepatch support; give the patched set with --set funcs.txt or --patch FILE.ko"
+                    ),
                 }));
             };
             let mut ks = from_transition(state, kernel.symbols()).ok_or_else(|| {
@@ -427,7 +441,10 @@ pub(super) fn kernel_set<P: PhysMemory>(
                 ))
             })?;
             if let Some((module, target)) = &transition {
-                ks.notes.insert(0, format!("patched set from the kernel's memory: livepatch {module} in transition to {target:?}"));
+                ks.notes.insert(
+                    0,
+                    format!("patched set from the kernel's memory: livepatch {module} in transition to {target:?}"),
+                );
             }
             ks
         }
@@ -471,7 +488,8 @@ fn patch_module_set<P: PhysMemory>(
     // both default to it; a replace checks more (its nops), so assume it.
     let replace = module.replace.unwrap_or(true);
     let options = ResolveOptions { unpatch, replace };
-    let mut ks = resolve_in_kernel(&specs, kernel.symbols(), knowledge, options).map_err(|e| named(&format!("function {e}")))?;
+    let mut ks =
+        resolve_in_kernel(&specs, kernel.symbols(), knowledge, options).map_err(|e| named(&format!("function {e}")))?;
     let objects = module.objects.len();
     ks.notes.insert(
         0,

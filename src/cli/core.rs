@@ -34,12 +34,14 @@ pub struct CoreArgs {
 pub fn run(args: &CoreArgs) -> Result<i32, CliError> {
     let path = &args.file;
     let map = map_file(path)?;
-    let core = CoreFile::parse(&map, args.sysroot.as_deref()).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    let core =
+        CoreFile::parse(&map, args.sysroot.as_deref()).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
     let root = args.sysroot.clone().unwrap_or_else(|| "/".into());
     let mut mem = core.memory();
     let inspection = Inspection::new(core.snapshot.clone(), &FileAccess::Sysroot(root), &mut mem);
-    let (set, set_notes) =
-        load_set_with(&args.set, &inspection.symbols, &inspection.main_object, &mut |f| inspection.dwarf_inlines(&f.object, &f.function))?;
+    let (set, set_notes) = load_set_with(&args.set, &inspection.symbols, &inspection.main_object, &mut |f| {
+        inspection.dwarf_inlines(&f.object, &f.function)
+    })?;
     let config = WalkConfig { max_frames: args.report.max_frames.max(1), ..WalkConfig::default() };
     let mut notes = Vec::new();
     let reports = inspection.check_with_notes(&mut mem, &set, &config, &mut notes);
@@ -105,5 +107,13 @@ pub(super) fn print_process(
         notes: set_notes,
         listing_gaps: vec![],
     };
-    report::print(args.format, &target, &rows, set, &evaluate_models(models, &rows, set), &inspection.symbols, args.all_frames)
+    report::print(
+        args.format,
+        &target,
+        &rows,
+        set,
+        &evaluate_models(models, &rows, set),
+        &inspection.symbols,
+        args.all_frames,
+    )
 }

@@ -5,13 +5,13 @@
 use std::time::Instant;
 
 use lpstack::kernel::check::{CheckConfig, CheckMode, Select};
-use lpstack::kernel::live::{euid, open_live, LiveSources, SymbolsFrom};
+use lpstack::kernel::live::{LiveSources, SymbolsFrom, euid, open_live};
 use lpstack::walk::{KernelRegsPolicy, WalkConfig};
 use serde_json::json;
 
-use super::check::{evaluate_models, kernel_rows, kernel_set, parse_models, KernelArgs, ReportArgs, SymbolsFromArg};
-use super::report::{self, Row, Target};
 use super::CliError;
+use super::check::{KernelArgs, ReportArgs, SymbolsFromArg, evaluate_models, kernel_rows, kernel_set, parse_models};
+use super::report::{self, Row, Target};
 
 #[derive(clap::Args)]
 pub struct LiveArgs {
@@ -65,14 +65,20 @@ pub fn run(args: &LiveArgs) -> Result<i32, CliError> {
     // --threads 2: two kcore readers, each its own open file (the kernel
     // copies kcore reads through a buffer per open file).
     let select = if pids.is_empty() { Select::All } else { Select::Pids(pids) };
-    let check = CheckConfig { walk: config, mode: CheckMode::Live { passes: args.max_passes.max(1), threads: args.threads }, select };
+    let check = CheckConfig {
+        walk: config,
+        mode: CheckMode::Live { passes: args.max_passes.max(1), threads: args.threads },
+        select,
+    };
     let t1 = Instant::now();
-    let checked = kernel.check(&set, &check, |_, _| {}).map_err(|e| CliError(format!("{}: {e}", sources.kcore.display())))?;
+    let checked =
+        kernel.check(&set, &check, |_, _| {}).map_err(|e| CliError(format!("{}: {e}", sources.kcore.display())))?;
     let (reports, reads, gaps) = (checked.tasks, checked.reads, checked.listing_gaps);
     let t_check = t1.elapsed();
     if reports.is_empty() {
         // Nothing checked is not "all switchable".
-        let what = if pids.is_empty() { "no task was listed".to_string() } else { format!("no task matched --pid {pids:?}") };
+        let what =
+            if pids.is_empty() { "no task was listed".to_string() } else { format!("no task matched --pid {pids:?}") };
         return Err(CliError(format!("{}: {what}", sources.kcore.display())));
     }
     for w in kernel.warnings() {
@@ -114,5 +120,13 @@ pub fn run(args: &LiveArgs) -> Result<i32, CliError> {
         notes: kernel_set.notes,
         listing_gaps: super::check::listing_gaps(&gaps),
     };
-    report::print(args.report.format, &target, &rows, &set, &evaluate_models(&models, &rows, &set), kernel.symbols(), args.report.all_frames)
+    report::print(
+        args.report.format,
+        &target,
+        &rows,
+        &set,
+        &evaluate_models(&models, &rows, &set),
+        kernel.symbols(),
+        args.report.all_frames,
+    )
 }

@@ -13,8 +13,8 @@
 //! every read) would add a system call per small read on ELF dumps.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Once;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use super::{CliError, EXIT_ERROR};
 
@@ -71,7 +71,8 @@ static INSTALL: Once = Once::new();
 pub fn map_file(path: &Path) -> Result<MappedFile, CliError> {
     let file = std::fs::File::open(path).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
     INSTALL.call_once(install_handler);
-    let Some(slot) = SLOTS.iter().position(|s| s.taken.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok())
+    let Some(slot) =
+        SLOTS.iter().position(|s| s.taken.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok())
     else {
         // No slot to guard a mapping with: a copy cannot change under us.
         let bytes = std::fs::read(path).map_err(|e| CliError(format!("{}: {e}", path.display())))?;

@@ -86,7 +86,6 @@ fn with_target_hint(mut e: clap::Error) -> clap::Error {
     e
 }
 
-
 /// Parses a hex address with or without 0x.
 pub fn parse_addr(s: &str) -> Result<u64, String> {
     let t = s.trim_start_matches("0x").trim_start_matches("0X");

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use lpstack::orc::elf::{choose_format, module_entries, orc_sections};
-use lpstack::orc::{objtool, OrcFinder, OrcFormat, OrcTable};
+use lpstack::orc::{OrcFinder, OrcFormat, OrcTable, objtool};
 use object::Object;
 
-use super::{map_file, parse_addr, CliError};
+use super::{CliError, map_file, parse_addr};
 
 #[derive(Subcommand)]
 pub enum OrcCommand {

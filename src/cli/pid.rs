@@ -41,8 +41,9 @@ pub fn run(args: &PidArgs) -> Result<i32, CliError> {
     let snapshot = attached.snapshot().map_err(|e| at(&e))?;
     let mut mem = attached.memory();
     inspection.update(snapshot, &access, &mut mem);
-    let (set, set_notes) =
-        load_set_with(&args.set, &inspection.symbols, &inspection.main_object, &mut |f| inspection.dwarf_inlines(&f.object, &f.function))?;
+    let (set, set_notes) = load_set_with(&args.set, &inspection.symbols, &inspection.main_object, &mut |f| {
+        inspection.dwarf_inlines(&f.object, &f.function)
+    })?;
     let config = WalkConfig { max_frames: args.report.max_frames.max(1), ..WalkConfig::default() };
     let mut notes = Vec::new();
     let reports = inspection.check_with_notes(&mut mem, &set, &config, &mut notes);

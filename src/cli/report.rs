@@ -91,8 +91,12 @@ fn verdict_detail(r: &Row<'_, '_>, symbols: &Symbolizer, home: &str) -> String {
     match r.verdict {
         Verdict::Switchable => String::new(),
         Verdict::Blocked { function, frame, pc, .. } => {
-            let mut s =
-                format!("{}:{} at frame #{frame} {}", function.object, function.function, frame_text(symbols, home, *pc));
+            let mut s = format!(
+                "{}:{} at frame #{frame} {}",
+                function.object,
+                function.function,
+                frame_text(symbols, home, *pc)
+            );
             if function.version != lpstack::patchset::CheckedVersion::Original {
                 s += &format!(" ({})", function.version.name());
             }
@@ -114,7 +118,10 @@ fn verdict_detail(r: &Row<'_, '_>, symbols: &Symbolizer, home: &str) -> String {
             if let Some(f) = r.frames.get(1).filter(|f| f.kind == lpstack::walk::FrameKind::Scanned) {
                 let callee = r.frames.first().map_or_else(String::new, |c| frame_text(symbols, home, c.pc));
                 let callee = callee.split('+').next().unwrap_or_default();
-                s += &format!("; frame #1 ({}) found as the return address of the call to {callee}, which has no unwind data", frame_label(symbols, home, f));
+                s += &format!(
+                    "; frame #1 ({}) found as the return address of the call to {callee}, which has no unwind data",
+                    frame_label(symbols, home, f)
+                );
             }
             if let Some(Reliability::Unreliable { reason, frame }) = r.reliability {
                 s += &format!("; stack unreliable at frame #{frame}: {reason}");
@@ -266,7 +273,13 @@ fn bump(v: &mut Value) {
     *v = json!(v.as_u64().unwrap_or(0) + 1);
 }
 
-pub fn json_report(target: &Target, rows: &[Row<'_, '_>], set: &PatchSet, models: &[ModelOutcome], symbols: &Symbolizer) -> Value {
+pub fn json_report(
+    target: &Target,
+    rows: &[Row<'_, '_>],
+    set: &PatchSet,
+    models: &[ModelOutcome],
+    symbols: &Symbolizer,
+) -> Value {
     let home = target.home_object.as_str();
     let mut summary = json!({"tasks": rows.len(), "switchable": 0, "blocked": {}, "unreliable": {}, "running": 0});
     let mut tasks = Vec::with_capacity(rows.len());

@@ -6,14 +6,14 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use lpstack::dump::write::{write_kdump, KdumpWriteInfo, WriteCompression};
 use lpstack::dump::Dump;
+use lpstack::dump::write::{KdumpWriteInfo, WriteCompression, write_kdump};
 use lpstack::kernel::check::{CheckConfig, CheckMode};
 use lpstack::kernel::image::{Kernel, OpenOptions};
 use lpstack::memory::{MemoryError, PhysMemory};
 use lpstack::patchset::PatchSet;
 
-use super::{map_file, CliError};
+use super::{CliError, map_file};
 
 #[derive(clap::Args)]
 pub struct TrimArgs {
@@ -82,7 +82,10 @@ pub fn run(args: TrimArgs) -> Result<i32, CliError> {
         }
         let _ = kernel.panic_cpu();
         let set = PatchSet::default();
-        kernel.check(&set, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {}).map(|c| c.tasks).map_err(|e| named(&e))?;
+        kernel
+            .check(&set, &CheckConfig { mode: CheckMode::Dump { cpus: &cpus }, ..CheckConfig::default() }, |_, _| {})
+            .map(|c| c.tasks)
+            .map_err(|e| named(&e))?;
         // Keep what the pid-IDR fallback reads too, so that a trimmed dump
         // still supports it.
         if let Some(ns) = kernel.symbol("init_pid_ns") {
@@ -120,13 +123,7 @@ pub fn run(args: TrimArgs) -> Result<i32, CliError> {
     );
     let summary = write_kdump(&mut out, &info, pages.iter().map(|(p, b)| (*p, &b[..])), WriteCompression::Zlib)
         .map_err(|e| CliError(format!("{}: {e}", args.output.display())))?;
-    eprintln!(
-        "{}: {} pages kept of {} ({} bytes)",
-        args.output.display(),
-        summary.pages,
-        max_pfn,
-        summary.bytes
-    );
+    eprintln!("{}: {} pages kept of {} ({} bytes)", args.output.display(), summary.pages, max_pfn, summary.bytes);
     Ok(0)
 }
 

@@ -124,7 +124,10 @@ pub struct KcoreHeaders {
 impl KcoreHeaders {
     /// Reads the ELF header, program headers and notes through `read_at`
     /// (file offset, buffer); `path` names the file in errors.
-    pub fn read(path: &str, mut read_at: impl FnMut(u64, &mut [u8]) -> std::io::Result<()>) -> Result<Self, KcoreError> {
+    pub fn read(
+        path: &str,
+        mut read_at: impl FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+    ) -> Result<Self, KcoreError> {
         let mut read = |offset: u64, len: usize| -> Result<Vec<u8>, KcoreError> {
             let mut buf = vec![0u8; len];
             read_at(offset, &mut buf).map_err(|err| KcoreError::Io { path: path.into(), offset, len, err })?;
@@ -272,7 +275,17 @@ impl<R: ReadAt> KcorePhys<R> {
             .collect();
         fixed.sort_unstable();
         let cache = (0..CACHE_SLOTS).map(|_| (u64::MAX, 0, Box::new([0u8; PAGE as usize]))).collect();
-        Ok(KcorePhys { path: path.into(), reader, ram, fixed, ahead: Vec::new(), cache, generation: 1, reads: 0, bytes: 0 })
+        Ok(KcorePhys {
+            path: path.into(),
+            reader,
+            ram,
+            fixed,
+            ahead: Vec::new(),
+            cache,
+            generation: 1,
+            reads: 0,
+            bytes: 0,
+        })
     }
 
     /// File offset of physical address `paddr` and how many bytes the
@@ -539,7 +552,10 @@ pub(crate) mod tests {
     #[test]
     fn fixed_mappings_and_read_ahead() {
         let ram = pages(0x10, 4);
-        let img = kcore_image("OSRELEASE=x\n", &[(0xffff_8880_0010_0000, 0x10_0000, &ram), (0xffff_c900_0000_0000, u64::MAX, &ram)]);
+        let img = kcore_image(
+            "OSRELEASE=x\n",
+            &[(0xffff_8880_0010_0000, 0x10_0000, &ram), (0xffff_c900_0000_0000, u64::MAX, &ram)],
+        );
         let h = KcoreHeaders::read("kcore", |o, b| img.read_at(o, b)).unwrap();
         let mut p = KcorePhys::new("kcore", img, &h).unwrap();
         assert_eq!(p.fixed_translation(0xffff_8880_0010_2345), Some(0x10_2345));
@@ -659,7 +675,10 @@ pub(crate) mod tests {
         let short = vec![0x7fu8; 10];
         let e = KcoreHeaders::read("/proc/kcore", |o, b| short.read_at(o, b)).unwrap_err();
         assert!(e.to_string().contains("reading 64 bytes at offset 0x0"), "{e}");
-        let h = KcoreHeaders { segments: vec![KcoreSegment { vaddr: 1, paddr: u64::MAX, offset: 0, size: 1 }], vmcoreinfo: None };
+        let h = KcoreHeaders {
+            segments: vec![KcoreSegment { vaddr: 1, paddr: u64::MAX, offset: 0, size: 1 }],
+            vmcoreinfo: None,
+        };
         assert!(matches!(KcorePhys::new("k", Vec::new(), &h), Err(KcoreError::NoRam { .. })));
     }
 }

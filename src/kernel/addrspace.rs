@@ -197,9 +197,7 @@ impl<P: PhysMemory> Memory for KernelSpace<P> {
             let in_page = (PAGE - (va & (PAGE - 1))) as usize;
             let n = in_page.min(buf.len() - done);
             let pa = self.translate(va)?;
-            self.phys
-                .read_phys(pa, &mut buf[done..done + n])
-                .map_err(|e| MemoryError::new(va, e.kind))?;
+            self.phys.read_phys(pa, &mut buf[done..done + n]).map_err(|e| MemoryError::new(va, e.kind))?;
             done += n;
         }
         Ok(())
@@ -336,7 +334,10 @@ mod tests {
         b.set(0x9ff8, 7);
         let mem = std::rc::Rc::new(std::cell::RefCell::new(b.mem));
         let live = Live(mem.clone());
-        let mut ks = KernelSpace::new(Stale { live, seen: None, invalidates: 0 }, PagingConfig { root: pgd, levels: 4, sme_mask: 0 });
+        let mut ks = KernelSpace::new(
+            Stale { live, seen: None, invalidates: 0 },
+            PagingConfig { root: pgd, levels: 4, sme_mask: 0 },
+        );
         assert_eq!(ks.read_u64(DIRECT + 0x9ff8).unwrap(), 7);
         mem.borrow_mut()[0x9ff8] = 8;
         mem.borrow_mut()[0xa000] = 9;
@@ -372,7 +373,8 @@ mod tests {
         );
         assert_eq!(ks.translate(va + 7).unwrap(), 0x9007);
         // The same address under 4 levels is not canonical.
-        let mut ks4 = KernelSpace::new(SliceMemory::new(0, &b.mem), PagingConfig { root: 0x1000, levels: 4, sme_mask: 0 });
+        let mut ks4 =
+            KernelSpace::new(SliceMemory::new(0, &b.mem), PagingConfig { root: 0x1000, levels: 4, sme_mask: 0 });
         assert!(ks4.translate(va).is_err());
     }
 

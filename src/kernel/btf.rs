@@ -131,10 +131,7 @@ impl Kind {
 
     /// Kinds that only qualify or rename another type.
     fn is_modifier(self) -> bool {
-        matches!(
-            self,
-            Kind::Typedef | Kind::Volatile | Kind::Const | Kind::Restrict | Kind::TypeTag
-        )
+        matches!(self, Kind::Typedef | Kind::Volatile | Kind::Const | Kind::Restrict | Kind::TypeTag)
     }
 }
 
@@ -159,11 +156,7 @@ impl Name {
         }
         let mut buf = [0u8; Name::CAP];
         buf[..end].copy_from_slice(&s.as_bytes()[..end]);
-        Name {
-            len: end as u8,
-            truncated: end < s.len(),
-            buf,
-        }
+        Name { len: end as u8, truncated: end < s.len(), buf }
     }
 
     /// The (possibly cut) name.
@@ -481,12 +474,7 @@ impl<'data> Btf<'data> {
             start
                 .checked_add(sec_len as usize)
                 .and_then(|end| body.get(start..end))
-                .ok_or(BtfError::SectionOutOfBounds {
-                    section,
-                    offset,
-                    len: sec_len,
-                    available: body.len() as u64,
-                })
+                .ok_or(BtfError::SectionOutOfBounds { section, offset, len: sec_len, available: body.len() as u64 })
         };
         let types = section(Section::Types, field(1), field(2))?;
         let strings = section(Section::Strings, field(3), field(4))?;
@@ -514,11 +502,8 @@ impl<'data> Btf<'data> {
                 return Err(truncated);
             }
             let raw_kind = ((info >> 24) & 0x1f) as u8;
-            let kind = Kind::from_raw(raw_kind).ok_or(BtfError::UnknownKind {
-                id,
-                offset: pos as u64,
-                kind: raw_kind,
-            })?;
+            let kind =
+                Kind::from_raw(raw_kind).ok_or(BtfError::UnknownKind { id, offset: pos as u64, kind: raw_kind })?;
             let end = pos + TYPE_LEN + kind.extra_len((info & 0xffff) as usize);
             if end > types.len() {
                 return Err(truncated);
@@ -527,10 +512,7 @@ impl<'data> Btf<'data> {
             pos = end;
         }
         // Every id must be representable: the last is start_id + len - 1.
-        u32::try_from(offsets.len())
-            .ok()
-            .and_then(|n| n.checked_add(start_id))
-            .ok_or(BtfError::TooManyTypes)?;
+        u32::try_from(offsets.len()).ok().and_then(|n| n.checked_add(start_id)).ok_or(BtfError::TooManyTypes)?;
 
         let mut btf = Btf {
             types,
@@ -636,25 +618,15 @@ impl<'data> Btf<'data> {
         if offset == 0 && self.strings.is_empty() {
             return Ok(b"");
         }
-        let rest = self
-            .strings
-            .get((offset - self.start_str) as usize..)
-            .ok_or(BtfError::BadString { offset })?;
-        let nul = rest
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or(BtfError::BadString { offset })?;
+        let rest = self.strings.get((offset - self.start_str) as usize..).ok_or(BtfError::BadString { offset })?;
+        let nul = rest.iter().position(|&b| b == 0).ok_or(BtfError::BadString { offset })?;
         Ok(&rest[..nul])
     }
 
     /// The string at `offset`, `None` if empty, out of range or not UTF-8.
     fn str_at(&self, offset: u32) -> Option<&'data str> {
         let bytes = self.str_bytes(offset).ok()?;
-        if bytes.is_empty() {
-            None
-        } else {
-            std::str::from_utf8(bytes).ok()
-        }
+        if bytes.is_empty() { None } else { std::str::from_utf8(bytes).ok() }
     }
 
     /// The kind of a type; `Kind::Void` for id 0, `None` if there is no such
@@ -687,11 +659,7 @@ impl<'data> Btf<'data> {
             return Some(found);
         }
         let key = name.as_bytes();
-        let name_of = |id: u32| {
-            self.raw(TypeId(id))
-                .and_then(|r| self.str_bytes(r.name_off).ok())
-                .unwrap_or(b"")
-        };
+        let name_of = |id: u32| self.raw(TypeId(id)).and_then(|r| self.str_bytes(r.name_off).ok()).unwrap_or(b"");
         self.by_name.find(key, name_of).filter_map(|id| self.raw(TypeId(id))).find_map(|raw| f(&raw))
     }
 
@@ -730,10 +698,7 @@ impl<'data> Btf<'data> {
         let mut from = from;
         for d in depth..=MAX_DEPTH {
             if cur == TypeId::VOID {
-                return Err(BtfError::NoSize {
-                    id: cur,
-                    kind: Kind::Void,
-                });
+                return Err(BtfError::NoSize { id: cur, kind: Kind::Void });
             }
             let raw = self.raw_or_missing(cur, from)?;
             match raw.kind {
@@ -744,9 +709,7 @@ impl<'data> Btf<'data> {
                 Kind::Array => {
                     let (elem, nelems) = array_fields(&raw);
                     let elem_size = self.size_at_depth(elem, Some(cur), d + 1)?;
-                    return elem_size
-                        .checked_mul(u64::from(nelems))
-                        .ok_or(BtfError::SizeOverflow { id: cur });
+                    return elem_size.checked_mul(u64::from(nelems)).ok_or(BtfError::SizeOverflow { id: cur });
                 }
                 Kind::Typedef
                 | Kind::Volatile
@@ -786,11 +749,7 @@ impl<'data> Btf<'data> {
         let id = self.resolve(id)?;
         let raw = self.raw_or_missing(id, None)?;
         match raw.kind {
-            Kind::Struct | Kind::Union => Ok(Members {
-                btf: self,
-                raw,
-                next: 0,
-            }),
+            Kind::Struct | Kind::Union => Ok(Members { btf: self, raw, next: 0 }),
             kind => Err(BtfError::NotComposite { id, kind }),
         }
     }
@@ -809,10 +768,7 @@ impl<'data> Btf<'data> {
                 matches!(self.kind(r), Some(Kind::Struct | Kind::Union)).then_some(td)
             })
             .ok_or(BtfError::NoStruct { name: sname })?;
-        let bad_path = BtfError::BadPath {
-            struct_name: sname,
-            path: Name::new(path),
-        };
+        let bad_path = BtfError::BadPath { struct_name: sname, path: Name::new(path) };
 
         let mut cur = root;
         let mut bits: u64 = 0;
@@ -838,9 +794,7 @@ impl<'data> Btf<'data> {
                 element: Name::new(name),
                 container,
             })?;
-            bits = bits
-                .checked_add(found.0)
-                .ok_or(BtfError::SizeOverflow { id: container })?;
+            bits = bits.checked_add(found.0).ok_or(BtfError::SizeOverflow { id: container })?;
             cur = found.1;
             bitfield_size = found.2;
             while !indices.is_empty() {
@@ -850,10 +804,8 @@ impl<'data> Btf<'data> {
                 if !indices.is_empty() && !indices.starts_with('[') {
                     return Err(bad_path);
                 }
-                let (elem, nelems) = self.array_info(cur).ok_or(BtfError::NotArray {
-                    struct_name: sname,
-                    element: Name::new(name),
-                })?;
+                let (elem, nelems) =
+                    self.array_info(cur).ok_or(BtfError::NotArray { struct_name: sname, element: Name::new(name) })?;
                 if index >= nelems {
                     return Err(BtfError::IndexOutOfBounds {
                         struct_name: sname,
@@ -942,11 +894,7 @@ impl<'data> Btf<'data> {
         let is_enum = |k| matches!(k, Kind::Enum | Kind::Enum64);
         match enum_name {
             Some(n) => self.find_named(n, &mut |raw| {
-                if is_enum(raw.kind) {
-                    self.enumerator_in(raw, enumerator)
-                } else {
-                    None
-                }
+                if is_enum(raw.kind) { self.enumerator_in(raw, enumerator) } else { None }
             }),
             None => self.base.and_then(|b| b.enum_value(None, enumerator)).or_else(|| {
                 self.type_ids()
@@ -976,10 +924,7 @@ impl<'data> Btf<'data> {
 }
 
 fn array_fields(raw: &Raw<'_>) -> (TypeId, u32) {
-    (
-        TypeId(u32_at(raw.extra, 0).unwrap_or(0)),
-        u32_at(raw.extra, 8).unwrap_or(0),
-    )
+    (TypeId(u32_at(raw.extra, 0).unwrap_or(0)), u32_at(raw.extra, 8).unwrap_or(0))
 }
 
 /// Iterator over a struct's or union's [`MemberInfo`]s; yields an error for
@@ -1009,17 +954,9 @@ impl<'data> Iterator for Members<'_, 'data> {
             Err(e) => return Some(Err(e)),
         };
         // With kind_flag, the high 8 bits hold the bitfield width.
-        let (bit_offset, bitfield_size) = if self.raw.kind_flag {
-            (offset & 0x00ff_ffff, offset >> 24)
-        } else {
-            (offset, 0)
-        };
-        Some(Ok(MemberInfo {
-            name,
-            type_id,
-            bit_offset,
-            bitfield_size,
-        }))
+        let (bit_offset, bitfield_size) =
+            if self.raw.kind_flag { (offset & 0x00ff_ffff, offset >> 24) } else { (offset, 0) };
+        Some(Ok(MemberInfo { name, type_id, bit_offset, bitfield_size }))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

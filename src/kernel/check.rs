@@ -5,13 +5,18 @@
 use super::addrspace::KernelSpace;
 use super::image::{CpuRegs, Kernel};
 use super::layout::Layout;
-use super::tasks::{list_threads, list_threads_by_pid, read_task, task_span, unreadable_task, ListingGap, TaskInfo, TaskListError, TaskListing};
+use super::tasks::{
+    ListingGap, TaskInfo, TaskListError, TaskListing, list_threads, list_threads_by_pid, read_task, task_span,
+    unreadable_task,
+};
 use crate::memory::{Memory, PhysMemory, SliceMemory};
-use crate::patchset::PatchSet;
 use crate::orc::OrcTables;
-use crate::verdict::{judge, PatchHit, Verdict, Walked};
+use crate::patchset::PatchSet;
 use crate::symbols::{SymbolKind, Symbolizer};
-use crate::walk::{walk_orc, walk_orc_past_start, CodeRanges, Frame, Reliability, StackBounds, StackRange, WalkConfig, WalkStart};
+use crate::verdict::{PatchHit, Verdict, Walked, judge};
+use crate::walk::{
+    CodeRanges, Frame, Reliability, StackBounds, StackRange, WalkConfig, WalkStart, walk_orc, walk_orc_past_start,
+};
 
 /// One task's outcome.
 #[derive(Clone, Debug)]
@@ -74,7 +79,9 @@ impl<P: PhysMemory> Kernel<P> {
             let Some(rq_addr) = self.per_cpu(runqueues, cpu) else {
                 gaps.push(ListingGap {
                     addr: Some(runqueues),
-                    what: format!("CPU {cpu}: no per-CPU offset for `runqueues` ({runqueues:#x}): its idle task is not listed"),
+                    what: format!(
+                        "CPU {cpu}: no per-CPU offset for `runqueues` ({runqueues:#x}): its idle task is not listed"
+                    ),
                 });
                 continue;
             };
@@ -304,7 +311,9 @@ impl<P: PhysMemory + Send> Kernel<P> {
         progress: impl FnMut(usize, usize),
     ) -> Result<Checked<'set>, TaskListError> {
         let mut reads = LiveReads::default();
-        let select = |listed: Vec<TaskInfo>| -> Vec<TaskInfo> { listed.into_iter().filter(|t| config.select.keeps(t)).collect() };
+        let select = |listed: Vec<TaskInfo>| -> Vec<TaskInfo> {
+            listed.into_iter().filter(|t| config.select.keeps(t)).collect()
+        };
         let (tasks, listing_gaps) = match config.mode {
             CheckMode::Dump { cpus } => {
                 let listing = self.tasks()?;
@@ -439,10 +448,21 @@ fn check_live_parallel<'set, P: PhysMemory + Send>(
     };
     let mut code2 = kernel.code.clone();
     let mut reads2 = LiveReads::default();
-    let (orc, layout, thread_size, ret_from_fork) = (&kernel.orc, &kernel.layout, kernel.thread_size, kernel.ret_from_fork);
+    let (orc, layout, thread_size, ret_from_fork) =
+        (&kernel.orc, &kernel.layout, kernel.thread_size, kernel.ret_from_fork);
     let (cpu_stacks, symbols) = (&kernel.cpu_stacks, &kernel.symbols);
-    let mut w1 = Walker { mem: &mut kernel.mem, code: &mut kernel.code, orc, layout, thread_size, ret_from_fork, cpu_stacks, symbols };
-    let mut w2 = Walker { mem: &mut mem2, code: &mut code2, orc, layout, thread_size, ret_from_fork, cpu_stacks, symbols };
+    let mut w1 = Walker {
+        mem: &mut kernel.mem,
+        code: &mut kernel.code,
+        orc,
+        layout,
+        thread_size,
+        ret_from_fork,
+        cpu_stacks,
+        symbols,
+    };
+    let mut w2 =
+        Walker { mem: &mut mem2, code: &mut code2, orc, layout, thread_size, ret_from_fork, cpu_stacks, symbols };
     let (mut out, rest) = std::thread::scope(|s| {
         let worker = s.spawn(|| live_tasks(&mut w2, set, config, live, second, &mut |_| {}, &mut reads2));
         let first = live_tasks(&mut w1, set, config, live, tasks, &mut |_| {}, reads);

@@ -7,12 +7,12 @@ use std::borrow::Cow;
 
 use super::addrspace::{KernelSpace, PagingConfig};
 use super::btf::{Btf, BtfError};
-use super::kallsyms::{read_kallsyms, KallsymsError, KallsymsLocation, KnownSymbol};
+use super::kallsyms::{KallsymsError, KallsymsLocation, KnownSymbol, read_kallsyms};
 use super::layout::{Layout, LayoutError};
-use super::modules::{read_modules, LoadedModule};
+use super::modules::{LoadedModule, read_modules};
 use crate::dump::VmcoreInfo;
 use crate::memory::{Memory, MemoryError, PhysMemory};
-use crate::orc::{format_from_header, format_from_release, OrcError, OrcTable, OrcTables, ORC_ENTRY_SIZE};
+use crate::orc::{ORC_ENTRY_SIZE, OrcError, OrcTable, OrcTables, format_from_header, format_from_release};
 use crate::symbols::{SymbolError, SymbolTable, Symbolizer};
 use crate::walk::{CodeRanges, StackKind, StackRange, TrampolineKind};
 
@@ -110,7 +110,8 @@ fn relocate(table: &SymbolTable, offset: u64) -> SymbolTable {
     use crate::symbols::SymbolSize;
     let mut out = SymbolTable::new(table.object());
     for s in table.symbols() {
-        let addr = if s.address >= super::addrspace::START_KERNEL_MAP { s.address.wrapping_add(offset) } else { s.address };
+        let addr =
+            if s.address >= super::addrspace::START_KERNEL_MAP { s.address.wrapping_add(offset) } else { s.address };
         let size = if s.size_is_inferred() { SymbolSize::Unknown } else { SymbolSize::Known(s.size) };
         out.push_symbol(table.name(s), addr, size, s.kind());
     }
@@ -257,18 +258,20 @@ impl<P: PhysMemory> Kernel<P> {
 
         let table = match source {
             SymbolSource::Kallsyms => None,
-            SymbolSource::SystemMap(text) => Some(
-                crate::symbols::parse_system_map("vmlinux", text).map_err(KernelError::SystemMap)?,
-            ),
+            SymbolSource::SystemMap(text) => {
+                Some(crate::symbols::parse_system_map("vmlinux", text).map_err(KernelError::SystemMap)?)
+            }
             SymbolSource::Vmlinux(data) => {
                 let file_id = object::File::parse(data)
                     .ok()
                     .and_then(|f| object::Object::build_id(&f).ok().flatten())
                     .map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>());
                 if let (Some(file), Some(dump)) = (file_id, vi.build_id())
-                    && !dump.to_ascii_lowercase().starts_with(&file) && !file.starts_with(&dump.to_ascii_lowercase()) {
-                        return Err(KernelError::BuildIdMismatch { file, dump: dump.to_string() });
-                    }
+                    && !dump.to_ascii_lowercase().starts_with(&file)
+                    && !file.starts_with(&dump.to_ascii_lowercase())
+                {
+                    return Err(KernelError::BuildIdMismatch { file, dump: dump.to_string() });
+                }
                 Some(crate::symbols::symbols_from_elf("vmlinux", data).map_err(KernelError::Vmlinux)?)
             }
         };
@@ -276,9 +279,10 @@ impl<P: PhysMemory> Kernel<P> {
             let t = relocate(&t, vi.kerneloffset().unwrap_or(0));
             for name in ["_stext", "init_uts_ns"] {
                 if let (Some(file), Some(dump)) = (t.find_by_name(name).next().map(|s| s.address), vi.symbol(name))
-                    && file != dump {
-                        return Err(KernelError::SymbolMismatch { name, file, dump });
-                    }
+                    && file != dump
+                {
+                    return Err(KernelError::SymbolMismatch { name, file, dump });
+                }
             }
             return Self::from_symbols(mem, release, t);
         }
@@ -315,8 +319,7 @@ impl<P: PhysMemory> Kernel<P> {
             None => {
                 let (btf_start, btf_stop) = (sym("__start_BTF")?, sym("__stop_BTF")?);
                 let btf_bytes = read_bytes(&mut mem, btf_start, btf_stop.saturating_sub(btf_start), "BTF")?;
-                let btf =
-                    Btf::parse(&btf_bytes).map_err(|err| KernelError::Btf { addr: btf_start, err })?;
+                let btf = Btf::parse(&btf_bytes).map_err(|err| KernelError::Btf { addr: btf_start, err })?;
                 Layout::from_btf(&btf)?
             }
         };

@@ -11,7 +11,7 @@
 //! says is taken. Neither matching is an error: wrong symbols would make
 //! patched functions invisible.
 
-use crate::memory::{read_into, read_vec, Memory, MemoryError};
+use crate::memory::{Memory, MemoryError, read_into, read_vec};
 use crate::symbols::{SymbolDecoder, SymbolKind, SymbolSize, SymbolTable};
 
 /// Where the tables are (runtime addresses, e.g. from VMCOREINFO).

@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 
 use super::layout::{Field, KlpLayout};
-use crate::memory::{read_c_string, Memory, MemoryError};
+use crate::memory::{Memory, MemoryError, read_c_string};
 
 /// At most this many patches, objects per patch and functions per object:
 /// beyond is a corrupt list.
@@ -50,7 +50,9 @@ pub enum KlpError {
     },
     /// `klp_patches` exists, but BTF lacks the 5.1+ layout or a
     /// transition symbol is missing.
-    #[error("livepatch state: the kernel has klp_patches, but not the 5.1+ layout in BTF (klp_patch.obj_list...) or not klp_transition_patch / klp_target_state")]
+    #[error(
+        "livepatch state: the kernel has klp_patches, but not the 5.1+ layout in BTF (klp_patch.obj_list...) or not klp_transition_patch / klp_target_state"
+    )]
     NoLayout,
     /// `klp_target_state` is neither 0 nor 1 during a transition.
     #[error("livepatch state: klp_target_state is {value}, neither patched (1) nor unpatched (0)")]
@@ -294,9 +296,8 @@ pub fn read_klp_state<M: Memory + ?Sized>(
         None
     } else {
         let patch = patches.iter().position(|p| p.addr == tp).ok_or(KlpError::UnknownTransitionPatch { addr: tp })?;
-        let value = Field { offset: 0, size: 4 }
-            .read_int(mem, syms.target_state)
-            .map_err(self::mem("klp_target_state"))?;
+        let value =
+            Field { offset: 0, size: 4 }.read_int(mem, syms.target_state).map_err(self::mem("klp_target_state"))?;
         let target = match value {
             0 => KlpTarget::Unpatched,
             1 => KlpTarget::Patched,
@@ -325,7 +326,12 @@ fn read_patch<M: Memory + ?Sized>(mem: &mut M, l: &KlpLayout, list_next: u64, ad
     Ok(KlpPatch { addr, module, enabled, replace, objects })
 }
 
-fn read_object<M: Memory + ?Sized>(mem: &mut M, l: &KlpLayout, list_next: u64, addr: u64) -> Result<KlpObject, KlpError> {
+fn read_object<M: Memory + ?Sized>(
+    mem: &mut M,
+    l: &KlpLayout,
+    list_next: u64,
+    addr: u64,
+) -> Result<KlpObject, KlpError> {
     let name_addr = word(mem, l.obj_name, addr, "klp_object.name")?;
     let name = if name_addr == 0 {
         None

@@ -52,11 +52,7 @@ fn member(btf: &Btf<'_>, s: &str, path: &str) -> Result<Field, LayoutError> {
 
 /// The first of several names that exists.
 fn member_any(btf: &Btf<'_>, s: &str, paths: &[&str], what: &'static str) -> Result<Field, LayoutError> {
-    paths
-        .iter()
-        .find_map(|p| btf.member(s, p).ok())
-        .map(Field::from)
-        .ok_or(LayoutError::Missing(what))
+    paths.iter().find_map(|p| btf.member(s, p).ok()).map(Field::from).ok_or(LayoutError::Missing(what))
 }
 
 fn optional(btf: &Btf<'_>, s: &str, path: &str) -> Option<Field> {
@@ -322,14 +318,22 @@ impl Layout {
         let pid_idr = Self::pid_idr(btf).ok();
         let klp = Self::klp(btf).ok();
         let cpu_stacks = Self::cpu_stacks(btf);
-        Ok(Layout { task, cpu_stacks, klp, pid_idr, frame, module, rq, list_next: member(btf, "list_head", "next")?.offset })
+        Ok(Layout {
+            task,
+            cpu_stacks,
+            klp,
+            pid_idr,
+            frame,
+            module,
+            rq,
+            list_next: member(btf, "list_head", "next")?.offset,
+        })
     }
 
     fn cpu_stacks(btf: &Btf<'_>) -> Option<CpuStacksLayout> {
         let irq = btf.find_struct("irq_stack")?;
-        let exception = EXCEPTION_STACKS.map(|name| {
-            optional(btf, "cea_exception_stacks", &format!("{name}_stack")).filter(|f| f.size > 0)
-        });
+        let exception = EXCEPTION_STACKS
+            .map(|name| optional(btf, "cea_exception_stacks", &format!("{name}_stack")).filter(|f| f.size > 0));
         Some(CpuStacksLayout {
             irq_stack_size: btf.type_size(irq).ok()?,
             pcpu_hot_hardirq: optional(btf, "pcpu_hot", "hardirq_stack_ptr"),
@@ -369,7 +373,8 @@ impl Layout {
 
     fn pid_idr(btf: &Btf<'_>) -> Result<PidIdrLayout, LayoutError> {
         let slots = btf.member("xa_node", "slots")?;
-        let count = btf.array_info(slots.type_id).map(|(_, n)| n as u64).ok_or(LayoutError::Missing("xa_node.slots"))?;
+        let count =
+            btf.array_info(slots.type_id).map(|(_, n)| n as u64).ok_or(LayoutError::Missing("xa_node.slots"))?;
         Ok(PidIdrLayout {
             ns_xa_head: member(btf, "pid_namespace", "idr.idr_rt.xa_head")?,
             node_shift: member(btf, "xa_node", "shift")?,

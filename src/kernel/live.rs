@@ -19,10 +19,10 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use super::addrspace::KernelSpace;
-use super::image::{kallsyms_from_vmcoreinfo, paging_from_vmcoreinfo, Kernel, KernelError};
-use crate::dump::kcore::{KcoreError, KcoreHeaders, KcorePhys};
+use super::image::{Kernel, KernelError, kallsyms_from_vmcoreinfo, paging_from_vmcoreinfo};
 use crate::dump::VmcoreInfo;
-use crate::symbols::{parse_proc_kallsyms, ProcKallsyms};
+use crate::dump::kcore::{KcoreError, KcoreHeaders, KcorePhys};
+use crate::symbols::{ProcKallsyms, parse_proc_kallsyms};
 
 /// Where the running kernel is read from. Tests point these elsewhere.
 #[derive(Clone, Debug)]
@@ -71,7 +71,9 @@ impl Default for LiveSources {
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
     /// The caller is not root.
-    #[error("not root (effective uid {euid}): reading {kcore} needs root (CAP_SYS_RAWIO); run lpstack check live as root, e.g. with sudo")]
+    #[error(
+        "not root (effective uid {euid}): reading {kcore} needs root (CAP_SYS_RAWIO); run lpstack check live as root, e.g. with sudo"
+    )]
     NotRoot {
         /// The caller's effective user id.
         euid: u32,
@@ -79,13 +81,17 @@ pub enum LiveError {
         kcore: String,
     },
     /// The kcore file does not exist.
-    #[error("{path} does not exist: the kernel was built without CONFIG_PROC_KCORE (or /proc is not mounted); take a vmcore with kdump and run lpstack check VMCORE instead")]
+    #[error(
+        "{path} does not exist: the kernel was built without CONFIG_PROC_KCORE (or /proc is not mounted); take a vmcore with kdump and run lpstack check VMCORE instead"
+    )]
     KcoreMissing {
         /// The kcore path.
         path: String,
     },
     /// kcore was refused (EPERM) while the kernel is locked down.
-    #[error("{kcore}: {err}; the kernel is locked down ([{mode}] in {lockdown}), which closes /proc/kcore; boot with lockdown=none (or without an enforced Secure Boot lockdown), or take a vmcore with kdump and run lpstack check VMCORE")]
+    #[error(
+        "{kcore}: {err}; the kernel is locked down ([{mode}] in {lockdown}), which closes /proc/kcore; boot with lockdown=none (or without an enforced Secure Boot lockdown), or take a vmcore with kdump and run lpstack check VMCORE"
+    )]
     Lockdown {
         /// The kcore path.
         kcore: String,
@@ -97,7 +103,9 @@ pub enum LiveError {
         lockdown: String,
     },
     /// Every /proc/kallsyms address reads as zero (kptr_restrict).
-    #[error("{path}: all {lines} addresses read as zero: kernel.kptr_restrict ({restrict}) hides them from this reader; run as root with kptr_restrict 0 or 1 (sysctl kernel.kptr_restrict=1)")]
+    #[error(
+        "{path}: all {lines} addresses read as zero: kernel.kptr_restrict ({restrict}) hides them from this reader; run as root with kptr_restrict 0 or 1 (sysctl kernel.kptr_restrict=1)"
+    )]
     KallsymsHidden {
         /// The kallsyms path.
         path: String,
@@ -107,7 +115,9 @@ pub enum LiveError {
         restrict: String,
     },
     /// The BTF file does not exist.
-    #[error("{path} does not exist: the kernel has no BTF (built without CONFIG_DEBUG_INFO_BTF=y), which lpstack needs for task_struct offsets; use a kernel built with it, or mount sysfs if it is not mounted")]
+    #[error(
+        "{path} does not exist: the kernel has no BTF (built without CONFIG_DEBUG_INFO_BTF=y), which lpstack needs for task_struct offsets; use a kernel built with it, or mount sysfs if it is not mounted"
+    )]
     NoBtf {
         /// The BTF path.
         path: String,
@@ -170,7 +180,12 @@ pub fn kcore_open_error(sources: &LiveSources, err: std::io::Error, lockdown: Op
         ErrorKind::NotFound => LiveError::KcoreMissing { path: kcore },
         ErrorKind::PermissionDenied => {
             if let Some(mode) = lockdown.and_then(lockdown_mode).filter(|m| *m != "none") {
-                return LiveError::Lockdown { kcore, err, mode: mode.to_string(), lockdown: path_text(&sources.lockdown) };
+                return LiveError::Lockdown {
+                    kcore,
+                    err,
+                    mode: mode.to_string(),
+                    lockdown: path_text(&sources.lockdown),
+                };
             }
             if euid != 0 {
                 return LiveError::NotRoot { euid, kcore };
@@ -182,7 +197,11 @@ pub fn kcore_open_error(sources: &LiveSources, err: std::io::Error, lockdown: Op
 }
 
 /// Parses /proc/kallsyms text, refusing one whose addresses are hidden.
-pub fn kallsyms_symbols(sources: &LiveSources, text: &str, kptr_restrict: Option<&str>) -> Result<ProcKallsyms, LiveError> {
+pub fn kallsyms_symbols(
+    sources: &LiveSources,
+    text: &str,
+    kptr_restrict: Option<&str>,
+) -> Result<ProcKallsyms, LiveError> {
     let path = path_text(&sources.kallsyms);
     let k = parse_proc_kallsyms(text).map_err(|e| LiveError::Format { path: path.clone(), msg: e.to_string() })?;
     if k.nonzero == 0 {
@@ -296,7 +315,10 @@ mod tests {
         assert!(matches!(e, LiveError::KcoreMissing { .. }), "{e}");
         assert!(e.to_string().contains("CONFIG_PROC_KCORE"), "{e}");
 
-        for (text, mode) in [("none integrity [confidentiality]\n", "confidentiality"), ("none [integrity] confidentiality", "integrity")] {
+        for (text, mode) in [
+            ("none integrity [confidentiality]\n", "confidentiality"),
+            ("none [integrity] confidentiality", "integrity"),
+        ] {
             let e = kcore_open_error(&s, io(ErrorKind::PermissionDenied), Some(text), 0);
             let LiveError::Lockdown { mode: m, .. } = &e else { panic!("{e}") };
             assert_eq!(m, mode);

@@ -4,9 +4,9 @@
 pub mod addrspace;
 pub mod btf;
 pub mod check;
+pub mod image;
 pub mod kallsyms;
 pub mod klp;
-pub mod image;
 pub mod layout;
 pub mod live;
 pub mod modules;

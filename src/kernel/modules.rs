@@ -4,8 +4,8 @@
 use std::borrow::Cow;
 
 use super::layout::ModuleLayout;
-use crate::memory::{read_vec, Memory, MemoryError};
-use crate::orc::{OrcFormat, OrcTable, ORC_ENTRY_SIZE};
+use crate::memory::{Memory, MemoryError, read_vec};
+use crate::orc::{ORC_ENTRY_SIZE, OrcFormat, OrcTable};
 use crate::symbols::{SymbolKind, SymbolSize, SymbolTable};
 
 /// At most this many modules, entries, symbols: beyond is corruption.
@@ -142,7 +142,8 @@ fn read_module<M: Memory>(
             problems.push(format!("num_symtab {num} is not credible; no symbols"));
         } else {
             let raw = read_vec(mem, symtab, (num * 24) as usize)?;
-            let max_name = raw.chunks_exact(24).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]])).max().unwrap_or(0);
+            let max_name =
+                raw.chunks_exact(24).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]])).max().unwrap_or(0);
             // The names up to the last one's start, then the last one up to
             // its NUL: the strtab may end right at an unmapped page.
             let mut strings = read_vec(mem, strtab, max_name as usize)?;
@@ -166,9 +167,9 @@ fn read_module<M: Memory>(
                     continue;
                 }
                 let kind = match info & 0xf {
-                    2 => SymbolKind::Text,        // STT_FUNC
+                    2 => SymbolKind::Text, // STT_FUNC
                     0 if text.iter().any(|&(a, b)| value >= a && value < b) => SymbolKind::Text,
-                    3 | 4 => continue,            // section, file
+                    3 | 4 => continue, // section, file
                     _ => SymbolKind::Data,
                 };
                 entries.push((sym_name, value, size, kind));

@@ -63,7 +63,7 @@ fn never_converges(r: &TaskReport<'_>, symbols: &Symbolizer) -> Option<&'static 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::tasks::{TaskInfo, PF_KTHREAD};
+    use crate::kernel::tasks::{PF_KTHREAD, TaskInfo};
     use crate::patchset::PatchSet;
     use crate::symbols::symbols_from_list;
     use crate::walk::{CleanEnd, Frame, FrameKind, Reliability};
@@ -77,7 +77,12 @@ mod tests {
         let mut s = Symbolizer::new();
         s.add(symbols_from_list(
             "vmlinux",
-            [("schedule", SCHEDULE, 0x100), ("my_loop", LOOP, 0x100), ("kthread", KTHREAD, 0x100), ("worker", WORKER, 0x100)],
+            [
+                ("schedule", SCHEDULE, 0x100),
+                ("my_loop", LOOP, 0x100),
+                ("kthread", KTHREAD, 0x100),
+                ("worker", WORKER, 0x100),
+            ],
         ));
         s
     }
@@ -103,9 +108,7 @@ mod tests {
     }
 
     fn frames(pcs: &[u64]) -> Vec<Frame> {
-        pcs.iter()
-            .map(|&pc| Frame { pc, sp: 0, kind: FrameKind::Call, kernel_regs: false, reliable: true })
-            .collect()
+        pcs.iter().map(|&pc| Frame { pc, sp: 0, kind: FrameKind::Call, kernel_regs: false, reliable: true }).collect()
     }
 
     fn report<'s>(set: &'s PatchSet, t: TaskInfo, pcs: &[u64], blocked_at: Option<usize>) -> TaskReport<'s> {
@@ -133,7 +136,8 @@ mod tests {
         assert_eq!(info.version, Some("original"));
         assert!(info.never_converges.is_some_and(|n| n.contains("kthread")));
         // Called from another function: it may return.
-        let r = report(&set, task(PF_KTHREAD, false, 0), &[SCHEDULE + 8, LOOP + 0x10, WORKER + 4, KTHREAD + 0x20], Some(1));
+        let r =
+            report(&set, task(PF_KTHREAD, false, 0), &[SCHEDULE + 8, LOOP + 0x10, WORKER + 4, KTHREAD + 0x20], Some(1));
         assert_eq!(stall_info(&r, KlpTarget::Patched, &s).never_converges, None);
         // A user task: no prediction; an idle task: never.
         let r = report(&set, task(0, false, 0), &[SCHEDULE + 8, LOOP + 0x10, KTHREAD + 0x20], Some(1));

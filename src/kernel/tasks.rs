@@ -345,7 +345,9 @@ pub fn list_threads_by_pid<M: Memory>(
             // 16 levels of 64 slots are more pids than there can be.
             gaps.push(ListingGap {
                 addr: Some(entry),
-                what: format!("pid IDR entry {entry:#x} is deeper than 16 levels (corrupt): the tasks under it are not listed"),
+                what: format!(
+                    "pid IDR entry {entry:#x} is deeper than 16 levels (corrupt): the tasks under it are not listed"
+                ),
             });
             continue;
         }
@@ -575,7 +577,8 @@ mod tests {
             task_pid_link: f(0x90, 16),
             pid_nr: f(0x20, 4),
         });
-        let (ns, node, pid_a, pid_b, pid_c) = (BASE + 0x5000, BASE + 0x6000, BASE + 0x7000, BASE + 0xa000, BASE + 0xb000);
+        let (ns, node, pid_a, pid_b, pid_c) =
+            (BASE + 0x5000, BASE + 0x6000, BASE + 0x7000, BASE + 0xa000, BASE + 0xb000);
         m.put(ns + 0x8, node | 2);
         m.put(node + 0x10, pid_a);
         m.put(node + 0x18, pid_b);
@@ -615,8 +618,21 @@ mod tests {
     #[test]
     fn state_letters() {
         let mut t = TaskInfo {
-            addr: 0, pid: 1, tgid: 1, comm: String::new(), state: 1, exit_state: 0, flags: PF_KTHREAD,
-            on_cpu: false, cpu: 0, stack: 0, thread_sp: 0, patch_state: None, idle: false, switches: None, unreadable: None,
+            addr: 0,
+            pid: 1,
+            tgid: 1,
+            comm: String::new(),
+            state: 1,
+            exit_state: 0,
+            flags: PF_KTHREAD,
+            on_cpu: false,
+            cpu: 0,
+            stack: 0,
+            thread_sp: 0,
+            patch_state: None,
+            idle: false,
+            switches: None,
+            unreadable: None,
         };
         assert_eq!(t.state_letter(), 'S');
         t.state = 2;

@@ -3,7 +3,7 @@
 
 use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget, SectionKind};
 
-use super::{format_from_header, format_from_release, OrcEntry, OrcError, OrcFormat, OrcTable, ORC_ENTRY_SIZE};
+use super::{ORC_ENTRY_SIZE, OrcEntry, OrcError, OrcFormat, OrcTable, format_from_header, format_from_release};
 
 /// The raw ORC sections of an executable ELF (vmlinux).
 #[derive(Clone, Copy, Debug)]
@@ -22,19 +22,12 @@ pub struct OrcSections<'data> {
     pub release: Option<&'data str>,
 }
 
-fn section_data<'data>(
-    file: &object::File<'data>,
-    name: &'static str,
-) -> Result<Option<(&'data [u8], u64)>, OrcError> {
+fn section_data<'data>(file: &object::File<'data>, name: &'static str) -> Result<Option<(&'data [u8], u64)>, OrcError> {
     let Some(s) = file.section_by_name(name) else { return Ok(None) };
     if s.kind() == SectionKind::UninitializedData {
         return Ok(None);
     }
-    let data = s.data().map_err(|_| OrcError::Truncated {
-        which: name,
-        claimed: s.size(),
-        available: 0,
-    })?;
+    let data = s.data().map_err(|_| OrcError::Truncated { which: name, claimed: s.size(), available: 0 })?;
     if (data.len() as u64) < s.size() {
         return Err(OrcError::Truncated { which: name, claimed: s.size(), available: data.len() as u64 });
     }
@@ -162,10 +155,7 @@ pub fn module_entries(data: &[u8]) -> Result<Vec<RelocatedEntry>, OrcError> {
             entry: [e[0], e[1], e[2], e[3], e[4], e[5]],
         });
     }
-    out.into_iter()
-        .enumerate()
-        .map(|(i, e)| e.ok_or(OrcError::BadRelocation { index: i as u64 }))
-        .collect()
+    out.into_iter().enumerate().map(|(i, e)| e.ok_or(OrcError::BadRelocation { index: i as u64 })).collect()
 }
 
 /// The format of a module's table: explicit, else its `.orc_header`, else

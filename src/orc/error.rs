@@ -61,7 +61,9 @@ pub enum OrcError {
         len: u64,
     },
     /// `.orc_header` names no layout in [`KNOWN_HEADERS`](super::KNOWN_HEADERS).
-    #[error("unknown .orc_header hash {first_bytes:02x?}...: this kernel's ORC layout is not known to lpstack (pass an explicit ORC format if you know it)")]
+    #[error(
+        "unknown .orc_header hash {first_bytes:02x?}...: this kernel's ORC layout is not known to lpstack (pass an explicit ORC format if you know it)"
+    )]
     UnknownHeader {
         /// The hash's first four bytes, for the message.
         first_bytes: [u8; 4],

@@ -53,8 +53,8 @@ pub struct KnownHeader {
 /// after checking that kernel's orc_types.h.
 pub const KNOWN_HEADERS: &[KnownHeader] = &[KnownHeader {
     sha1: [
-        0xfe, 0x5d, 0x32, 0xbf, 0x58, 0x1b, 0xd6, 0x3b, 0x2c, 0xa9, 0xa5, 0xc6, 0x5b, 0xa5, 0xa6, 0x25,
-        0xea, 0xb3, 0xfe, 0x24,
+        0xfe, 0x5d, 0x32, 0xbf, 0x58, 0x1b, 0xd6, 0x3b, 0x2c, 0xa9, 0xa5, 0xc6, 0x5b, 0xa5, 0xa6, 0x25, 0xea, 0xb3,
+        0xfe, 0x24,
     ],
     format: OrcFormat::V3,
     seen_in: "Debian 6.12.117+deb12-amd64",
@@ -62,9 +62,7 @@ pub const KNOWN_HEADERS: &[KnownHeader] = &[KnownHeader {
 
 /// The format named by a 20-byte `.orc_header`; unknown hashes are an error.
 pub fn format_from_header(header: &[u8]) -> Result<OrcFormat, OrcError> {
-    let header: &[u8; 20] = header
-        .try_into()
-        .map_err(|_| OrcError::HeaderSize { len: header.len() as u64 })?;
+    let header: &[u8; 20] = header.try_into().map_err(|_| OrcError::HeaderSize { len: header.len() as u64 })?;
     KNOWN_HEADERS
         .iter()
         .find(|k| &k.sha1 == header)
@@ -74,9 +72,7 @@ pub fn format_from_header(header: &[u8]) -> Result<OrcFormat, OrcError> {
 
 /// Parses "6.1.0-57-amd64", "6.12.117+deb12-amd64", "4.19.0" and the like.
 pub fn format_from_release(release: &str) -> Result<OrcFormat, OrcError> {
-    let mut parts = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|p| p.parse::<u32>().ok());
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().ok());
     let major = parts.next().flatten().ok_or(OrcError::UnknownFormat)?;
     let minor = parts.next().flatten().ok_or(OrcError::UnknownFormat)?;
     match (major, minor) {
@@ -101,10 +97,7 @@ mod tests {
         assert_eq!(format_from_release("6.4.0"), Ok(OrcFormat::V3));
         assert_eq!(format_from_release("6.12.117+deb12-amd64"), Ok(OrcFormat::V3));
         assert_eq!(format_from_release("7.0"), Ok(OrcFormat::V3));
-        assert_eq!(
-            format_from_release("4.13.1"),
-            Err(OrcError::ReleaseTooOld { major: 4, minor: 13 })
-        );
+        assert_eq!(format_from_release("4.13.1"), Err(OrcError::ReleaseTooOld { major: 4, minor: 13 }));
         assert_eq!(format_from_release("linux"), Err(OrcError::UnknownFormat));
         assert_eq!(format_from_release("6"), Err(OrcError::UnknownFormat));
     }
@@ -112,10 +105,7 @@ mod tests {
     #[test]
     fn unknown_header_is_an_error() {
         let h = [0xabu8; 20];
-        assert_eq!(
-            format_from_header(&h),
-            Err(OrcError::UnknownHeader { first_bytes: [0xab; 4] })
-        );
+        assert_eq!(format_from_header(&h), Err(OrcError::UnknownHeader { first_bytes: [0xab; 4] }));
         assert_eq!(format_from_header(&h[..19]), Err(OrcError::HeaderSize { len: 19 }));
     }
 }

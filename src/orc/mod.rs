@@ -17,7 +17,7 @@ mod table;
 pub mod elf;
 pub mod objtool;
 
-pub use entry::{OrcEntry, OrcReg, OrcType, ORC_ENTRY_SIZE};
+pub use entry::{ORC_ENTRY_SIZE, OrcEntry, OrcReg, OrcType};
 pub use error::OrcError;
-pub use format::{OrcFormat, format_from_header, format_from_release, KNOWN_HEADERS};
-pub use table::{OrcFinder, OrcTable, OrcTables, LOOKUP_BLOCK_SIZE};
+pub use format::{KNOWN_HEADERS, OrcFormat, format_from_header, format_from_release};
+pub use table::{LOOKUP_BLOCK_SIZE, OrcFinder, OrcTable, OrcTables};

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use super::{OrcEntry, OrcError, OrcFormat, ORC_ENTRY_SIZE};
+use super::{ORC_ENTRY_SIZE, OrcEntry, OrcError, OrcFormat};
 
 /// Bytes of text per block of the lookup index, as in the kernel.
 pub const LOOKUP_BLOCK_SIZE: u64 = 256;
@@ -56,10 +56,7 @@ impl<'data> OrcTable<'data> {
         }
         let len = ips.len() / 4;
         if len != entries.len() / ORC_ENTRY_SIZE {
-            return Err(OrcError::CountMismatch {
-                ips: len as u64,
-                entries: (entries.len() / ORC_ENTRY_SIZE) as u64,
-            });
+            return Err(OrcError::CountMismatch { ips: len as u64, entries: (entries.len() / ORC_ENTRY_SIZE) as u64 });
         }
         if len == 0 {
             return Err(OrcError::Empty);
@@ -218,9 +215,10 @@ impl<'data> OrcTable<'data> {
             return None;
         }
         if let Some((start, end)) = self.coverage
-            && (ip < start || ip >= end) {
-                return None;
-            }
+            && (ip < start || ip >= end)
+        {
+            return None;
+        }
         // Past the last entry the answer is the last entry; clamping keeps
         // the offset from ip_base small (an ip far above would wrap it).
         let ip = ip.min(self.last_ip);
@@ -286,11 +284,7 @@ impl OrcFinder for OrcTables<'_> {
     fn find(&self, ip: u64) -> Option<OrcEntry> {
         let n = self.tables.partition_point(|t| t.range().0 <= ip);
         // Ranges rarely overlap; look back only while a table could still cover ip.
-        self.tables[..n]
-            .iter()
-            .rev()
-            .find(|t| ip < t.range().1)
-            .and_then(|t| t.find(ip))
+        self.tables[..n].iter().rev().find(|t| ip < t.range().1).and_then(|t| t.find(ip))
     }
 }
 
@@ -391,10 +385,7 @@ mod tests {
             OrcTable::new(&a[..4], &b[..], base, OrcFormat::V3).unwrap_err(),
             OrcError::CountMismatch { ips: 1, entries: 2 }
         );
-        assert_eq!(
-            OrcTable::new(&a[..0], &b[..0], base, OrcFormat::V3).unwrap_err(),
-            OrcError::Empty
-        );
+        assert_eq!(OrcTable::new(&a[..0], &b[..0], base, OrcFormat::V3).unwrap_err(), OrcError::Empty);
     }
 
     #[test]
@@ -425,7 +416,14 @@ mod tests {
         let ips = [u64::MAX - 0x300, u64::MAX - 0x10, u64::MAX - 2];
         let (a, b) = sections(base, &ips, &[2, 2, 2]);
         let t = OrcTable::new(&a[..], &b[..], base, OrcFormat::V3).unwrap();
-        for (ip, want) in [(u64::MAX - 0x300, 0), (u64::MAX - 0x11, 0), (u64::MAX - 0x10, 1), (u64::MAX - 3, 1), (u64::MAX - 2, 2), (u64::MAX, 2)] {
+        for (ip, want) in [
+            (u64::MAX - 0x300, 0),
+            (u64::MAX - 0x11, 0),
+            (u64::MAX - 0x10, 1),
+            (u64::MAX - 3, 1),
+            (u64::MAX - 2, 2),
+            (u64::MAX, 2),
+        ] {
             assert_eq!(t.find_index(ip), Some(want), "{ip:#x}");
         }
     }
@@ -456,11 +454,7 @@ mod tests {
 
     #[test]
     fn unsorted_input_is_sorted_stably() {
-        let pairs = vec![
-            (0x3000, [3, 0, 0, 0, 5, 2]),
-            (0x1000, [1, 0, 0, 0, 5, 2]),
-            (0x3000, [4, 0, 0, 0, 5, 2]),
-        ];
+        let pairs = vec![(0x3000, [3, 0, 0, 0, 5, 2]), (0x1000, [1, 0, 0, 0, 5, 2]), (0x3000, [4, 0, 0, 0, 5, 2])];
         let t = OrcTable::from_unsorted(pairs, OrcFormat::V3).unwrap();
         assert_eq!(t.first_ip(), 0x1000);
         assert_eq!(t.find(0x3000).unwrap().sp_offset, 4);

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{resolve_spec, CheckedVersion, FuncSpec, PatchSet, PatchSetError, PatchedFunc};
+use super::{CheckedVersion, FuncSpec, PatchSet, PatchSetError, PatchedFunc, resolve_spec};
 use crate::kernel::klp::{FuncRef, KlpState, KlpTarget};
 use crate::symbols::Symbolizer;
 
@@ -217,7 +217,9 @@ pub fn resolve_in_kernel(
                 let in_transition = transition.and_then(|t| {
                     state
                         .funcs()
-                        .find(|(r, f)| r.patch == t.patch && state.object(*r).is_some_and(|o| o.patched) && f.old_func == address)
+                        .find(|(r, f)| {
+                            r.patch == t.patch && state.object(*r).is_some_and(|o| o.patched) && f.old_func == address
+                        })
                         .map(|(r, _)| (r, t.target))
                 });
                 match (in_transition, state.top(address)) {
@@ -343,9 +345,18 @@ mod tests {
     fn symbols() -> Symbolizer {
         let mut s = Symbolizer::new();
         s.add(symbols_from_list("vmlinux", [("cmdline_proc_show", CMDLINE, 0x80)]));
-        s.add(symbols_from_list("park", [("park_here_a", A, 0x40), ("park_here_b", B, 0x40), ("park_here_c", C, 0x40)]));
-        s.add(symbols_from_list("lp1", [("livepatch_park_here_a", LP1_A, 0x30), ("livepatch_park_here_b", LP1_B, 0x30)]));
-        s.add(symbols_from_list("lp2", [("livepatch_park_here_a", LP2_A, 0x20), ("livepatch_park_here_c", LP2_C, 0x20)]));
+        s.add(symbols_from_list(
+            "park",
+            [("park_here_a", A, 0x40), ("park_here_b", B, 0x40), ("park_here_c", C, 0x40)],
+        ));
+        s.add(symbols_from_list(
+            "lp1",
+            [("livepatch_park_here_a", LP1_A, 0x30), ("livepatch_park_here_b", LP1_B, 0x30)],
+        ));
+        s.add(symbols_from_list(
+            "lp2",
+            [("livepatch_park_here_a", LP2_A, 0x20), ("livepatch_park_here_c", LP2_C, 0x20)],
+        ));
         s
     }
 
@@ -427,8 +438,15 @@ mod tests {
             [("park_here_a".into(), LP1_A, "previous patch"), ("park_here_c".into(), C, "original")]
         );
         let a = &ks.set.funcs()[0];
-        assert_eq!((a.checked_object.as_str(), a.checked_function.as_str(), a.size), ("lp1", "livepatch_park_here_a", 0x20));
-        assert!(ks.notes.iter().any(|n| n.contains("object absent is not loaded") && n.contains("absent_fn")), "{:?}", ks.notes);
+        assert_eq!(
+            (a.checked_object.as_str(), a.checked_function.as_str(), a.size),
+            ("lp1", "livepatch_park_here_a", 0x20)
+        );
+        assert!(
+            ks.notes.iter().any(|n| n.contains("object absent is not loaded") && n.contains("absent_fn")),
+            "{:?}",
+            ks.notes
+        );
         // A task in lp1's replacement is caught; one in the original a is not
         // (no task still runs it: lp1 switched everyone).
         assert_eq!(ks.set.find(LP1_A + 0x10), Some(0));
@@ -448,10 +466,21 @@ mod tests {
     #[test]
     fn atomic_replace_nop_checks_the_replaced_patch() {
         // lp3 replaces everything: a nop for a (new == old) over lp1's a.
-        let lp1 = patch("lp1", false, vec![object(Some("park"), true, vec![func("park_here_a", A, LP1_A, 0x1a, HEAD_A, 0x3a)])]);
-        let lp3 = patch("lp3", true, vec![object(Some("park"), true, vec![func("park_here_a", A, A, 0x3a, 0x1a, HEAD_A)])]);
-        let state = KlpState { patches: vec![lp1, lp3], transition: Some(KlpTransition { patch: 1, target: KlpTarget::Patched }) };
-        assert_eq!(checked(&from_transition(&state, &symbols()).unwrap()), [("park_here_a".into(), LP1_A, "previous patch")]);
+        let lp1 = patch(
+            "lp1",
+            false,
+            vec![object(Some("park"), true, vec![func("park_here_a", A, LP1_A, 0x1a, HEAD_A, 0x3a)])],
+        );
+        let lp3 =
+            patch("lp3", true, vec![object(Some("park"), true, vec![func("park_here_a", A, A, 0x3a, 0x1a, HEAD_A)])]);
+        let state = KlpState {
+            patches: vec![lp1, lp3],
+            transition: Some(KlpTransition { patch: 1, target: KlpTarget::Patched }),
+        };
+        assert_eq!(
+            checked(&from_transition(&state, &symbols()).unwrap()),
+            [("park_here_a".into(), LP1_A, "previous patch")]
+        );
         // Reverting the replace: the nop's "replacement" is the original.
         let state = KlpState { transition: Some(KlpTransition { patch: 1, target: KlpTarget::Unpatched }), ..state };
         assert_eq!(checked(&from_transition(&state, &symbols()).unwrap()), [("park_here_a".into(), A, "replacement")]);
@@ -489,7 +518,9 @@ mod tests {
                 ("cmdline_proc_show".into(), CMDLINE, "original"),
             ]
         );
-        assert!(ks.notes.iter().any(|n| n.contains("an earlier livepatch (lp1)") && n.contains("livepatch_park_here_a")));
+        assert!(
+            ks.notes.iter().any(|n| n.contains("an earlier livepatch (lp1)") && n.contains("livepatch_park_here_a"))
+        );
         // One line per skipped object.
         let skipped: Vec<&String> = ks.notes.iter().filter(|n| n.contains("not loaded")).collect();
         assert_eq!(skipped.len(), 1, "{:?}", ks.notes);
@@ -497,7 +528,13 @@ mod tests {
         // The transition patch's functions the set leaves out are named.
         let ks = resolve_in_kernel(&specs("park:park_here_a"), &s, &KlpKnowledge::State(&state), NO).unwrap();
         assert_eq!(checked(&ks)[1], ("park_here_c".into(), C, "original"));
-        assert!(ks.notes.iter().any(|n| n.contains("also patches 1 not in the set, checked as the kernel does: park:park_here_c")), "{:?}", ks.notes);
+        assert!(
+            ks.notes
+                .iter()
+                .any(|n| n.contains("also patches 1 not in the set, checked as the kernel does: park:park_here_c")),
+            "{:?}",
+            ks.notes
+        );
     }
 
     #[test]
@@ -518,7 +555,8 @@ mod tests {
         let idle = KlpState { transition: None, ..stacked(KlpTarget::Patched) };
         let ks = resolve_in_kernel(&specs("park:park_here_a"), &symbols(), &KlpKnowledge::State(&idle), NO).unwrap();
         assert_eq!(checked(&ks), [("park_here_a".into(), LP2_A, "previous patch")]);
-        let ks = resolve_in_kernel(&specs("park:park_here_a"), &symbols(), &KlpKnowledge::State(&idle), UNPATCH).unwrap();
+        let ks =
+            resolve_in_kernel(&specs("park:park_here_a"), &symbols(), &KlpKnowledge::State(&idle), UNPATCH).unwrap();
         assert_eq!(checked(&ks), [("park_here_a".into(), LP2_A, "replacement")]);
     }
 
@@ -535,7 +573,13 @@ mod tests {
         // Unpatching in the kernel: the set's functions are checked at lp2's code.
         let state = stacked(KlpTarget::Unpatched);
         for unpatch in [false, true] {
-            let ks = resolve_in_kernel(&specs("park:park_here_c"), &symbols(), &KlpKnowledge::State(&state), ResolveOptions { unpatch, replace: false }).unwrap();
+            let ks = resolve_in_kernel(
+                &specs("park:park_here_c"),
+                &symbols(),
+                &KlpKnowledge::State(&state),
+                ResolveOptions { unpatch, replace: false },
+            )
+            .unwrap();
             assert_eq!(
                 checked(&ks),
                 [("park_here_c".into(), LP2_C, "replacement"), ("park_here_a".into(), LP2_A, "replacement")]
@@ -549,7 +593,8 @@ mod tests {
         // leaves a (top: lp2) and b (top: lp1) as nops.
         let idle = KlpState { transition: None, ..stacked(KlpTarget::Patched) };
         let options = ResolveOptions { unpatch: false, replace: true };
-        let ks = resolve_in_kernel(&specs("park:park_here_c"), &symbols(), &KlpKnowledge::State(&idle), options).unwrap();
+        let ks =
+            resolve_in_kernel(&specs("park:park_here_c"), &symbols(), &KlpKnowledge::State(&idle), options).unwrap();
         let mut got = checked(&ks);
         got.sort();
         assert_eq!(
@@ -580,7 +625,8 @@ mod tests {
 
     #[test]
     fn no_livepatch_kernel_checks_originals() {
-        let ks = resolve_in_kernel(&specs("park:park_here_a\nnot_loaded:f"), &symbols(), &KlpKnowledge::None, NO).unwrap();
+        let ks =
+            resolve_in_kernel(&specs("park:park_here_a\nnot_loaded:f"), &symbols(), &KlpKnowledge::None, NO).unwrap();
         assert_eq!(checked(&ks), [("park_here_a".into(), A, "original")]);
         assert_eq!(ks.notes.len(), 1);
         // A typo in a loaded object is still an error.

@@ -85,17 +85,11 @@ const KLP_EXT_V6_19: ExtLayout = ExtLayout {
     obj_size: 64,
     obj_name: 0,
     obj_funcs: 8,
-    obj_nr_funcs: Field {
-        offset: 56,
-        size: 4,
-    },
+    obj_nr_funcs: Field { offset: 56, size: 4 },
     func_size: 24,
     func_old_name: 0,
     func_new_func: 8,
-    func_sympos: Field {
-        offset: 16,
-        size: 8,
-    },
+    func_sympos: Field { offset: 16, size: 8 },
 };
 
 /// `sizeof(struct kpatch_patch_func)` and its field offsets.
@@ -225,9 +219,7 @@ impl LivepatchModule {
 
     /// Every function with its object, in ordinal order.
     pub fn funcs(&self) -> impl Iterator<Item = (&PatchObject, &PatchFunc)> {
-        self.objects
-            .iter()
-            .flat_map(|object| object.funcs.iter().map(move |func| (object, func)))
+        self.objects.iter().flat_map(|object| object.funcs.iter().map(move |func| (object, func)))
     }
 }
 
@@ -250,9 +242,7 @@ pub enum KoError {
     },
     /// No klp-build or kpatch-build section, and no static `klp_patch` found
     /// (or only one whose `objs` is NULL).
-    #[error(
-        "not a livepatch module: no __klp_objects/.init.klp_objects, .kpatch.funcs or klp_patch found"
-    )]
+    #[error("not a livepatch module: no __klp_objects/.init.klp_objects, .kpatch.funcs or klp_patch found")]
     NotLivepatch,
     /// Neither klp-build nor kpatch-build sections, and no BTF with
     /// `struct klp_patch` to look for a source-built one.
@@ -351,9 +341,7 @@ pub enum KoError {
         reason: String,
     },
     /// A pointer field holds a non-zero value but has no relocation.
-    #[error(
-        "{what} at {at} holds {value:#x} without a relocation (a pointer in a .ko is either relocated or NULL)"
-    )]
+    #[error("{what} at {at} holds {value:#x} without a relocation (a pointer in a .ko is either relocated or NULL)")]
     UnrelocatedPointer {
         /// The field, as `struct.member`.
         what: &'static str,
@@ -364,9 +352,7 @@ pub enum KoError {
     },
     /// A number field (count, sympos, flag) has a relocation: likely the
     /// wrong layout.
-    #[error(
-        "{what} at {at} has a relocation, but it is a plain number in this layout (wrong layout?)"
-    )]
+    #[error("{what} at {at} has a relocation, but it is a plain number in this layout (wrong layout?)")]
     RelocatedLiteral {
         /// The field, as `struct.member`.
         what: &'static str,
@@ -397,9 +383,7 @@ pub enum KoError {
         at: String,
     },
     /// More than 64 places look like a static `klp_patch`.
-    #[error(
-        "{count} places look like a struct klp_patch (more than 64); not a module anyone wrote"
-    )]
+    #[error("{count} places look like a struct klp_patch (more than 64); not a module anyone wrote")]
     TooManyPatchCandidates {
         /// How many were found.
         count: usize,
@@ -418,9 +402,7 @@ pub enum KoError {
     },
     /// A source-built `objs` or `funcs` array has no all-zero entry before
     /// the end of its section.
-    #[error(
-        "array of struct {what} at {at} runs to the end of {section} without its all-zero terminator"
-    )]
+    #[error("array of struct {what} at {at} runs to the end of {section} without its all-zero terminator")]
     NoTerminator {
         /// The element's struct name: `klp_object` or `klp_func`.
         what: &'static str,
@@ -480,18 +462,12 @@ pub enum KoError {
         candidates: Vec<String>,
     },
     /// No `name=` in `.modinfo` and no readable `struct module` name.
-    #[error(
-        "no module name: no name= in .modinfo and no readable name in .gnu.linkonce.this_module"
-    )]
+    #[error("no module name: no name= in .modinfo and no readable name in .gnu.linkonce.this_module")]
     NoModuleName,
 }
 /// `-0x9` rather than a 128-bit two's complement.
 fn signed_hex(value: i128) -> String {
-    if value < 0 {
-        format!("-{:#x}", value.unsigned_abs())
-    } else {
-        format!("{value:#x}")
-    }
+    if value < 0 { format!("-{:#x}", value.unsigned_abs()) } else { format!("{value:#x}") }
 }
 
 /// Reads which functions the livepatch module `elf` patches.
@@ -501,10 +477,7 @@ fn signed_hex(value: i128) -> String {
 /// `klp_patch`, `klp_object` and `klp_func`), optional otherwise. The form is
 /// recognised from the file: klp-build and kpatch-build sections first, then
 /// a static `klp_patch`.
-pub fn read_livepatch_module(
-    elf: &[u8],
-    btf: Option<&Btf<'_>>,
-) -> Result<LivepatchModule, KoError> {
+pub fn read_livepatch_module(elf: &[u8], btf: Option<&Btf<'_>>) -> Result<LivepatchModule, KoError> {
     let image = Image::parse(elf)?;
     let klp_objects = image.section_named(".init.klp_objects");
     let old_klp_objects = image.section_named("__klp_objects");
@@ -520,36 +493,23 @@ pub fn read_livepatch_module(
         return Err(KoError::MultipleForms { first, second });
     }
     let (form, replace, objects) = match first {
-        Some((".kpatch.funcs", section)) => {
-            (ModuleForm::KpatchBuild, None, read_kpatch(&image, section)?)
-        }
+        Some((".kpatch.funcs", section)) => (ModuleForm::KpatchBuild, None, read_kpatch(&image, section)?),
         Some((_, section)) => {
             let layout = ext_layout(elf, btf)?;
-            (
-                ModuleForm::KlpBuild,
-                None,
-                read_klp_build(&image, section, &layout)?,
-            )
+            (ModuleForm::KlpBuild, None, read_klp_build(&image, section, &layout)?)
         }
         None => {
             let layout = match btf {
                 Some(btf) if btf.find_struct("klp_patch").is_some() => SourceLayout::from_btf(btf)?,
                 _ => {
-                    return Err(KoError::NeedBtf {
-                        livepatch_tag: image.modinfo("livepatch").is_some(),
-                    });
+                    return Err(KoError::NeedBtf { livepatch_tag: image.modinfo("livepatch").is_some() });
                 }
             };
             let (objects, replace) = read_source_built(&image, &layout)?;
             (ModuleForm::SourceBuilt, Some(replace), objects)
         }
     };
-    Ok(LivepatchModule {
-        name: image.module_name(btf)?,
-        form,
-        replace,
-        objects,
-    })
+    Ok(LivepatchModule { name: image.module_name(btf)?, form, replace, objects })
 }
 
 // ---------------------------------------------------------------------------
@@ -594,53 +554,29 @@ struct Image<'a> {
 
 impl<'a> Image<'a> {
     fn parse(data: &'a [u8]) -> Result<Image<'a>, KoError> {
-        let not_elf = |reason: &str| KoError::NotElf {
-            reason: reason.to_owned(),
-        };
+        let not_elf = |reason: &str| KoError::NotElf { reason: reason.to_owned() };
         let header = Header::parse(data).map_err(|e| not_elf(&e.to_string()))?;
         header.endian().map_err(|_| not_elf("big-endian"))?;
         if header.e_type(LE) != elf::ET_REL {
-            return Err(not_elf(&format!(
-                "e_type {}, expected ET_REL",
-                header.e_type(LE).0
-            )));
+            return Err(not_elf(&format!("e_type {}, expected ET_REL", header.e_type(LE).0)));
         }
         if header.e_machine(LE) != elf::EM_X86_64 {
-            return Err(not_elf(&format!(
-                "e_machine {}, expected EM_X86_64",
-                header.e_machine(LE).0
-            )));
+            return Err(not_elf(&format!("e_machine {}, expected EM_X86_64", header.e_machine(LE).0)));
         }
-        let malformed = |what: &str, e: object::read::Error| KoError::Elf {
-            reason: format!("{what}: {e}"),
-        };
-        let sections = header
-            .sections(LE, data)
-            .map_err(|e| malformed("section headers", e))?;
-        let symbols = sections
-            .symbols(LE, data, elf::SHT_SYMTAB)
-            .map_err(|e| malformed("symbol table", e))?;
-        let mut image = Image {
-            data,
-            sections,
-            symbols,
-            relocs: Vec::new(),
-            places: std::cell::OnceCell::new(),
-        };
+        let malformed = |what: &str, e: object::read::Error| KoError::Elf { reason: format!("{what}: {e}") };
+        let sections = header.sections(LE, data).map_err(|e| malformed("section headers", e))?;
+        let symbols = sections.symbols(LE, data, elf::SHT_SYMTAB).map_err(|e| malformed("symbol table", e))?;
+        let mut image = Image { data, sections, symbols, relocs: Vec::new(), places: std::cell::OnceCell::new() };
         image.relocs = vec![Vec::new(); image.sections.len()];
         for (index, section) in image.sections.enumerate() {
             let kind = section.sh_type(LE);
             if kind == elf::SHT_REL || kind == elf::SHT_CREL {
                 return Err(KoError::Elf {
-                    reason: format!(
-                        "{} holds REL/CREL relocations; only RELA is read (x86-64)",
-                        image.name(index.0)
-                    ),
+                    reason: format!("{} holds REL/CREL relocations; only RELA is read (x86-64)", image.name(index.0)),
                 });
             }
-            let Some((relas, link)) = section
-                .rela(LE, data)
-                .map_err(|e| malformed(&format!("relocations in {}", image.name(index.0)), e))?
+            let Some((relas, link)) =
+                section.rela(LE, data).map_err(|e| malformed(&format!("relocations in {}", image.name(index.0)), e))?
             else {
                 continue;
             };
@@ -650,20 +586,13 @@ impl<'a> Image<'a> {
             }
             if link != image.symbols.section() || image.symbols.is_empty() {
                 return Err(KoError::Elf {
-                    reason: format!(
-                        "{} links to section {}, not to the symbol table",
-                        image.name(index.0),
-                        link.0
-                    ),
+                    reason: format!("{} links to section {}, not to the symbol table", image.name(index.0), link.0),
                 });
             }
             let target = section.sh_info(LE) as usize;
             let Some(list) = image.relocs.get_mut(target) else {
                 return Err(KoError::Elf {
-                    reason: format!(
-                        "{} applies to section {target}, which does not exist",
-                        image.name(index.0)
-                    ),
+                    reason: format!("{} applies to section {target}, which does not exist", image.name(index.0)),
                 });
             };
             list.extend(relas.iter().map(|rela| Reloc {
@@ -677,26 +606,16 @@ impl<'a> Image<'a> {
             list.sort_by_key(|reloc| reloc.offset);
             // The loader would write outside the section: a broken file.
             if let Some(last) = list.last() {
-                let size = image
-                    .sections
-                    .section(object::SectionIndex(section))
-                    .map_or(0, |h| h.sh_size(LE));
+                let size = image.sections.section(object::SectionIndex(section)).map_or(0, |h| h.sh_size(LE));
                 // R_X86_64_64 writes 8 bytes; others at least one.
-                let width = if last.r_type == elf::R_X86_64_64.0 {
-                    8
-                } else {
-                    1
-                };
+                let width = if last.r_type == elf::R_X86_64_64.0 { 8 } else { 1 };
                 if last.offset.checked_add(width).is_none_or(|end| end > size) {
                     let name = image
                         .sections
                         .section(object::SectionIndex(section))
                         .ok()
                         .and_then(|h| image.sections.section_name(LE, h).ok());
-                    let name = name.map_or_else(
-                        || format!("[{section}]"),
-                        |n| String::from_utf8_lossy(n).into_owned(),
-                    );
+                    let name = name.map_or_else(|| format!("[{section}]"), |n| String::from_utf8_lossy(n).into_owned());
                     return Err(KoError::BadReloc {
                         at: format!("{name}+{:#x}", last.offset),
                         reason: format!("past the end of {name} ({size:#x} bytes)"),
@@ -713,10 +632,7 @@ impl<'a> Image<'a> {
             .section(object::SectionIndex(index))
             .ok()
             .and_then(|section| self.sections.section_name(LE, section).ok())
-            .map_or_else(
-                || format!("[{index}]"),
-                |name| String::from_utf8_lossy(name).into_owned(),
-            )
+            .map_or_else(|| format!("[{index}]"), |name| String::from_utf8_lossy(name).into_owned())
     }
 
     fn loc(&self, section: usize, offset: u64) -> String {
@@ -724,17 +640,13 @@ impl<'a> Image<'a> {
     }
 
     fn section_is(&self, index: usize, name: &str) -> bool {
-        self.header(index)
-            .and_then(|section| self.sections.section_name(LE, section).ok())
-            == Some(name.as_bytes())
+        self.header(index).and_then(|section| self.sections.section_name(LE, section).ok()) == Some(name.as_bytes())
     }
 
     fn section_named(&self, name: &str) -> Option<usize> {
         self.sections
             .enumerate()
-            .find(|(_, section)| {
-                self.sections.section_name(LE, section).ok() == Some(name.as_bytes())
-            })
+            .find(|(_, section)| self.sections.section_name(LE, section).ok() == Some(name.as_bytes()))
             .map(|(index, _)| index.0)
     }
 
@@ -745,34 +657,22 @@ impl<'a> Image<'a> {
     /// A section's bytes; NOBITS sections (zero-filled at load) and
     /// sections whose range is outside the file are errors.
     fn bytes(&self, section: usize) -> Result<&'a [u8], KoError> {
-        let header = self.header(section).ok_or_else(|| KoError::Elf {
-            reason: format!("section {section} does not exist"),
-        })?;
+        let header =
+            self.header(section).ok_or_else(|| KoError::Elf { reason: format!("section {section} does not exist") })?;
         if header.sh_type(LE) == elf::SHT_NOBITS {
-            return Err(KoError::NoData {
-                section: self.name(section),
-                why: "SHT_NOBITS",
-            });
+            return Err(KoError::NoData { section: self.name(section), why: "SHT_NOBITS" });
         }
-        header.data(LE, self.data).map_err(|_| KoError::NoData {
-            section: self.name(section),
-            why: "its file range is outside the file",
-        })
+        header
+            .data(LE, self.data)
+            .map_err(|_| KoError::NoData { section: self.name(section), why: "its file range is outside the file" })
     }
 
     fn is_executable(&self, section: usize) -> bool {
-        self.header(section)
-            .is_some_and(|header| header.sh_flags(LE).0 & elf::SHF_EXECINSTR.0 != 0)
+        self.header(section).is_some_and(|header| header.sh_flags(LE).0 & elf::SHF_EXECINSTR.0 != 0)
     }
 
     /// `len` bytes at `offset` of `section`.
-    fn slice(
-        &self,
-        section: usize,
-        offset: u64,
-        len: u64,
-        what: &'static str,
-    ) -> Result<&'a [u8], KoError> {
+    fn slice(&self, section: usize, offset: u64, len: u64, what: &'static str) -> Result<&'a [u8], KoError> {
         let bytes = self.bytes(section)?;
         offset
             .checked_add(len)
@@ -787,8 +687,7 @@ impl<'a> Image<'a> {
     }
 
     fn is_nobits(&self, section: usize) -> bool {
-        self.header(section)
-            .is_some_and(|header| header.sh_type(LE) == elf::SHT_NOBITS)
+        self.header(section).is_some_and(|header| header.sh_type(LE) == elf::SHT_NOBITS)
     }
 
     /// A section's size as loaded: its bytes in the file, or `sh_size` of
@@ -803,13 +702,7 @@ impl<'a> Image<'a> {
 
     /// A little-endian number of `len` (1..=8) bytes at `offset`; zero in
     /// a NOBITS section.
-    fn number(
-        &self,
-        section: usize,
-        offset: u64,
-        len: u64,
-        what: &'static str,
-    ) -> Result<u64, KoError> {
+    fn number(&self, section: usize, offset: u64, len: u64, what: &'static str) -> Result<u64, KoError> {
         let len = len.min(8);
         if self.is_nobits(section) {
             let size = self.size(section)?;
@@ -825,10 +718,7 @@ impl<'a> Image<'a> {
             };
         }
         let bytes = self.slice(section, offset, len, what)?;
-        Ok(bytes
-            .iter()
-            .rev()
-            .fold(0u64, |value, &b| (value << 8) | u64::from(b)))
+        Ok(bytes.iter().rev().fold(0u64, |value, &b| (value << 8) | u64::from(b)))
     }
 
     /// The relocations applying to `[offset, offset + len)` of `section`.
@@ -841,29 +731,15 @@ impl<'a> Image<'a> {
 
     /// A little-endian number of `size` bytes (1..=8) that must not be
     /// relocated: counts, sympos, flags.
-    fn literal(
-        &self,
-        section: usize,
-        offset: u64,
-        size: u64,
-        what: &'static str,
-    ) -> Result<u64, KoError> {
+    fn literal(&self, section: usize, offset: u64, size: u64, what: &'static str) -> Result<u64, KoError> {
         if !self.relocs_in(section, offset, size).is_empty() {
-            return Err(KoError::RelocatedLiteral {
-                what,
-                at: self.loc(section, offset),
-            });
+            return Err(KoError::RelocatedLiteral { what, at: self.loc(section, offset) });
         }
         self.number(section, offset, size, what)
     }
 
     /// The 8-byte pointer field at `offset` of `section`.
-    fn pointer(
-        &self,
-        section: usize,
-        offset: u64,
-        what: &'static str,
-    ) -> Result<Pointer<'a>, KoError> {
+    fn pointer(&self, section: usize, offset: u64, what: &'static str) -> Result<Pointer<'a>, KoError> {
         let at = || self.loc(section, offset);
         let value = self.number(section, offset, 8, what)?;
         let relocs = self.relocs_in(section, offset, 8);
@@ -872,11 +748,7 @@ impl<'a> Image<'a> {
                 return if value == 0 {
                     Ok(Pointer::Null)
                 } else {
-                    Err(KoError::UnrelocatedPointer {
-                        what,
-                        at: at(),
-                        value,
-                    })
+                    Err(KoError::UnrelocatedPointer { what, at: at(), value })
                 };
             }
             [reloc] if reloc.offset == offset => reloc,
@@ -895,19 +767,14 @@ impl<'a> Image<'a> {
         };
         let bad = |reason: String| KoError::BadReloc { at: at(), reason };
         if reloc.r_type != elf::R_X86_64_64.0 {
-            return Err(bad(format!(
-                "type {}, expected R_X86_64_64 for {what}",
-                reloc.r_type
-            )));
+            return Err(bad(format!("type {}, expected R_X86_64_64 for {what}", reloc.r_type)));
         }
         if reloc.symbol == 0 {
             return Err(bad("no symbol".to_owned()));
         }
         let index = SymbolIndex(reloc.symbol as usize);
-        let symbol = self
-            .symbols
-            .symbol(index)
-            .map_err(|_| bad(format!("symbol index {} is out of range", reloc.symbol)))?;
+        let symbol =
+            self.symbols.symbol(index).map_err(|_| bad(format!("symbol index {} is out of range", reloc.symbol)))?;
         if symbol.st_shndx(LE) == elf::SHN_UNDEF {
             let name = self
                 .symbols
@@ -921,12 +788,7 @@ impl<'a> Image<'a> {
             .ok()
             .flatten()
             .filter(|target| target.0 < self.sections.len())
-            .ok_or_else(|| {
-                bad(format!(
-                    "symbol {} is not in a section of the file",
-                    reloc.symbol
-                ))
-            })?;
+            .ok_or_else(|| bad(format!("symbol {} is not in a section of the file", reloc.symbol)))?;
         Ok(Pointer::Local {
             section: target.0,
             offset: i128::from(symbol.st_value(LE)) + i128::from(reloc.addend),
@@ -935,32 +797,17 @@ impl<'a> Image<'a> {
     }
 
     /// Where a local pointer lands, checked against its section's size.
-    fn target(
-        &self,
-        at: (usize, u64),
-        section: usize,
-        offset: i128,
-    ) -> Result<(usize, u64), KoError> {
+    fn target(&self, at: (usize, u64), section: usize, offset: i128) -> Result<(usize, u64), KoError> {
         let size = self.size(section)?;
         match u64::try_from(offset) {
             Ok(offset) if offset < size => Ok((section, offset)),
-            _ => Err(KoError::RelocOutside {
-                at: self.loc(at.0, at.1),
-                target: self.name(section),
-                offset,
-                size,
-            }),
+            _ => Err(KoError::RelocOutside { at: self.loc(at.0, at.1), target: self.name(section), offset, size }),
         }
     }
 
     /// The pointer at `offset` of `section`, which must be a string in the
     /// module (`None` for NULL).
-    fn string(
-        &self,
-        section: usize,
-        offset: u64,
-        what: &'static str,
-    ) -> Result<Option<String>, KoError> {
+    fn string(&self, section: usize, offset: u64, what: &'static str) -> Result<Option<String>, KoError> {
         let (target, start) = match self.pointer(section, offset, what)? {
             Pointer::Null => return Ok(None),
             Pointer::External { name } => {
@@ -970,22 +817,15 @@ impl<'a> Image<'a> {
                     symbol: String::from_utf8_lossy(name).into_owned(),
                 });
             }
-            Pointer::Local {
-                section: target,
-                offset: target_offset,
-                ..
-            } => self.target((section, offset), target, target_offset)?,
+            Pointer::Local { section: target, offset: target_offset, .. } => {
+                self.target((section, offset), target, target_offset)?
+            }
         };
         if self.is_nobits(target) {
-            return Err(KoError::EmptyString {
-                at: self.loc(target, start),
-            });
+            return Err(KoError::EmptyString { at: self.loc(target, start) });
         }
         let bytes = self.bytes(target)?;
-        let rest = usize::try_from(start)
-            .ok()
-            .and_then(|s| bytes.get(s..))
-            .unwrap_or(&[]);
+        let rest = usize::try_from(start).ok().and_then(|s| bytes.get(s..)).unwrap_or(&[]);
         let at = || self.loc(target, start);
         // Only the first KSYM_NAME_LEN bytes are searched: many pointers
         // into one long string must not each scan (and copy) all of it.
@@ -995,8 +835,8 @@ impl<'a> Image<'a> {
             None if window.len() > MAX_STRING => return Err(KoError::LongString { at: at() }),
             None => return Err(KoError::UnterminatedString { at: at() }),
         };
-        let text = std::str::from_utf8(rest.get(..len).unwrap_or(&[]))
-            .map_err(|_| KoError::NonUtf8String { at: at() })?;
+        let text =
+            std::str::from_utf8(rest.get(..len).unwrap_or(&[])).map_err(|_| KoError::NonUtf8String { at: at() })?;
         if text.is_empty() {
             return Err(KoError::EmptyString { at: at() });
         }
@@ -1005,12 +845,7 @@ impl<'a> Image<'a> {
 
     /// The array a pointer field points to: `(section, offset)` of its
     /// first element, or `None` for NULL.
-    fn array(
-        &self,
-        section: usize,
-        offset: u64,
-        what: &'static str,
-    ) -> Result<Option<(usize, u64)>, KoError> {
+    fn array(&self, section: usize, offset: u64, what: &'static str) -> Result<Option<(usize, u64)>, KoError> {
         match self.pointer(section, offset, what)? {
             Pointer::Null => Ok(None),
             Pointer::External { name } => Err(KoError::ExternalPointer {
@@ -1018,13 +853,9 @@ impl<'a> Image<'a> {
                 at: self.loc(section, offset),
                 symbol: String::from_utf8_lossy(name).into_owned(),
             }),
-            Pointer::Local {
-                section: target,
-                offset: target_offset,
-                ..
-            } => self
-                .target((section, offset), target, target_offset)
-                .map(Some),
+            Pointer::Local { section: target, offset: target_offset, .. } => {
+                self.target((section, offset), target, target_offset).map(Some)
+            }
         }
     }
 
@@ -1033,12 +864,7 @@ impl<'a> Image<'a> {
     /// function symbol (or, failing that, a label) at that offset of that
     /// section.
     fn function_symbol(&self, pointer: Pointer<'a>) -> Option<String> {
-        let Pointer::Local {
-            section,
-            offset,
-            symbol,
-        } = pointer
-        else {
+        let Pointer::Local { section, offset, symbol } = pointer else {
             return None;
         };
         let offset = u64::try_from(offset).ok()?;
@@ -1078,12 +904,7 @@ impl<'a> Image<'a> {
             .filter(|(_, sym)| self.code_name(sym).is_some())
             .filter_map(|(index, sym)| {
                 let section = self.symbols.symbol_section(LE, sym, index).ok().flatten()?;
-                Some((
-                    section.0,
-                    sym.st_value(LE),
-                    sym.st_type() != elf::STT_FUNC,
-                    index.0,
-                ))
+                Some((section.0, sym.st_value(LE), sym.st_type() != elf::STT_FUNC, index.0))
             })
             .collect();
         places.sort_unstable();
@@ -1093,36 +914,25 @@ impl<'a> Image<'a> {
     /// The value of `key=` in `.modinfo`, if any.
     fn modinfo(&self, key: &str) -> Option<&'a [u8]> {
         let bytes = self.bytes(self.section_named(".modinfo")?).ok()?;
-        bytes.split(|&b| b == 0).find_map(|entry| {
-            entry
-                .strip_prefix(key.as_bytes())
-                .and_then(|rest| rest.strip_prefix(b"="))
-        })
+        bytes
+            .split(|&b| b == 0)
+            .find_map(|entry| entry.strip_prefix(key.as_bytes()).and_then(|rest| rest.strip_prefix(b"=")))
     }
 
     /// `name=` in `.modinfo` (modpost writes it), else `struct module`'s
     /// `name` in `.gnu.linkonce.this_module` (BTF offset, or the x86-64 one).
     fn module_name(&self, btf: Option<&Btf<'_>>) -> Result<String, KoError> {
-        if let Some(name) = self
-            .modinfo("name")
-            .and_then(|name| std::str::from_utf8(name).ok())
+        if let Some(name) = self.modinfo("name").and_then(|name| std::str::from_utf8(name).ok())
             && !name.is_empty()
         {
             return Ok(name.to_owned());
         }
-        let section = self
-            .section_named(".gnu.linkonce.this_module")
-            .ok_or(KoError::NoModuleName)?;
-        let offset = btf
-            .and_then(|btf| btf.member("module", "name").ok())
-            .map_or(MODULE_NAME_OFFSET, |member| member.offset);
-        let bytes = self
-            .slice(section, offset, MODULE_NAME_LEN, "struct module name")
-            .map_err(|_| KoError::NoModuleName)?;
-        let len = bytes
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or(KoError::NoModuleName)?;
+        let section = self.section_named(".gnu.linkonce.this_module").ok_or(KoError::NoModuleName)?;
+        let offset =
+            btf.and_then(|btf| btf.member("module", "name").ok()).map_or(MODULE_NAME_OFFSET, |member| member.offset);
+        let bytes =
+            self.slice(section, offset, MODULE_NAME_LEN, "struct module name").map_err(|_| KoError::NoModuleName)?;
+        let len = bytes.iter().position(|&b| b == 0).ok_or(KoError::NoModuleName)?;
         match std::str::from_utf8(bytes.get(..len).unwrap_or(&[])) {
             Ok(name) if !name.is_empty() => Ok(name.to_owned()),
             _ => Err(KoError::NoModuleName),
@@ -1133,10 +943,7 @@ impl<'a> Image<'a> {
     /// `u32` lpstack uses; larger values cannot name a real occurrence.
     fn sympos(&self, section: usize, field: Field, what: &'static str) -> Result<u32, KoError> {
         let value = self.literal(section, field.offset, field.size, what)?;
-        u32::try_from(value).map_err(|_| KoError::SymposTooLarge {
-            at: self.loc(section, field.offset),
-            value,
-        })
+        u32::try_from(value).map_err(|_| KoError::SymposTooLarge { at: self.loc(section, field.offset), value })
     }
 }
 
@@ -1149,10 +956,7 @@ struct Field {
 
 impl Field {
     fn at(self, base: u64) -> Field {
-        Field {
-            offset: base.saturating_add(self.offset),
-            size: self.size,
-        }
+        Field { offset: base.saturating_add(self.offset), size: self.size }
     }
 }
 
@@ -1180,8 +984,7 @@ fn ext_layout(elf: &[u8], btf: Option<&Btf<'_>>) -> Result<ExtLayout, KoError> {
     if btf.find_struct("klp_object_ext").is_some() {
         return ExtLayout::from_btf(btf);
     }
-    let split =
-        crate::kernel::btf::elf_btf_section(elf).and_then(|data| Btf::parse_split(data, btf).ok());
+    let split = crate::kernel::btf::elf_btf_section(elf).and_then(|data| Btf::parse_split(data, btf).ok());
     match split {
         Some(split) if split.find_struct("klp_object_ext").is_some() => ExtLayout::from_btf(&split),
         _ => Ok(KLP_EXT_V6_19),
@@ -1189,27 +992,13 @@ fn ext_layout(elf: &[u8], btf: Option<&Btf<'_>>) -> Result<ExtLayout, KoError> {
 }
 
 /// Offset of a member, and its size checked against `sizes`.
-fn btf_field(
-    btf: &Btf<'_>,
-    what: &'static str,
-    sizes: &[u64],
-    expected: &'static str,
-) -> Result<Field, KoError> {
+fn btf_field(btf: &Btf<'_>, what: &'static str, sizes: &[u64], expected: &'static str) -> Result<Field, KoError> {
     let (strukt, path) = what.split_once('.').unwrap_or((what, ""));
-    let member = btf
-        .member(strukt, path)
-        .map_err(|source| KoError::Btf { what, source })?;
+    let member = btf.member(strukt, path).map_err(|source| KoError::Btf { what, source })?;
     if member.bitfield_size != 0 || !sizes.contains(&member.size) {
-        return Err(KoError::BtfFieldSize {
-            what,
-            size: member.size,
-            expected,
-        });
+        return Err(KoError::BtfFieldSize { what, size: member.size, expected });
     }
-    Ok(Field {
-        offset: member.offset,
-        size: member.size,
-    })
+    Ok(Field { offset: member.offset, size: member.size })
 }
 
 fn btf_pointer(btf: &Btf<'_>, what: &'static str) -> Result<u64, KoError> {
@@ -1217,18 +1006,11 @@ fn btf_pointer(btf: &Btf<'_>, what: &'static str) -> Result<u64, KoError> {
 }
 
 fn btf_size(btf: &Btf<'_>, name: &'static str) -> Result<u64, KoError> {
-    let id = btf.find_struct(name).ok_or(KoError::Btf {
-        what: name,
-        source: BtfError::NoStruct {
-            name: crate::kernel::btf::Name::new(name),
-        },
-    })?;
+    let id = btf
+        .find_struct(name)
+        .ok_or(KoError::Btf { what: name, source: BtfError::NoStruct { name: crate::kernel::btf::Name::new(name) } })?;
     match btf.type_size(id) {
-        Ok(0) => Err(KoError::BtfFieldSize {
-            what: name,
-            size: 0,
-            expected: "a non-zero size",
-        }),
+        Ok(0) => Err(KoError::BtfFieldSize { what: name, size: 0, expected: "a non-zero size" }),
         Ok(size) => Ok(size),
         Err(source) => Err(KoError::Btf { what: name, source }),
     }
@@ -1249,11 +1031,7 @@ impl ExtLayout {
     }
 }
 
-fn read_klp_build(
-    image: &Image<'_>,
-    objects: usize,
-    layout: &ExtLayout,
-) -> Result<Vec<PatchObject>, KoError> {
+fn read_klp_build(image: &Image<'_>, objects: usize, layout: &ExtLayout) -> Result<Vec<PatchObject>, KoError> {
     let size = image.size(objects)?;
     if !size.is_multiple_of(layout.obj_size) {
         return Err(KoError::BadSectionSize {
@@ -1279,10 +1057,7 @@ fn read_klp_build(
         match image.array(objects, funcs_at, "klp_object_ext.funcs")? {
             None if nr_funcs == 0 => {}
             None => {
-                return Err(KoError::ObjectWithoutFuncs {
-                    ordinal: out.len() + 1,
-                    at: image.loc(objects, record),
-                });
+                return Err(KoError::ObjectWithoutFuncs { ordinal: out.len() + 1, at: image.loc(objects, record) });
             }
             Some((section, start)) => {
                 // nr_funcs comes from the file: check it against the bytes
@@ -1307,30 +1082,14 @@ fn read_klp_build(
                         field,
                     };
                     let old_name = image
-                        .string(
-                            section,
-                            func + layout.func_old_name,
-                            "klp_func_ext.old_name",
-                        )?
+                        .string(section, func + layout.func_old_name, "klp_func_ext.old_name")?
                         .ok_or_else(|| null("old_name"))?;
-                    let new_func = image.pointer(
-                        section,
-                        func + layout.func_new_func,
-                        "klp_func_ext.new_func",
-                    )?;
+                    let new_func = image.pointer(section, func + layout.func_new_func, "klp_func_ext.new_func")?;
                     if matches!(new_func, Pointer::Null) {
                         return Err(null("new_func"));
                     }
-                    let sympos = image.sympos(
-                        section,
-                        layout.func_sympos.at(func),
-                        "klp_func_ext.sympos",
-                    )?;
-                    funcs.push(PatchFunc {
-                        old_name,
-                        sympos,
-                        new_symbol: image.function_symbol(new_func),
-                    });
+                    let sympos = image.sympos(section, layout.func_sympos.at(func), "klp_func_ext.sympos")?;
+                    funcs.push(PatchFunc { old_name, sympos, new_symbol: image.function_symbol(new_func) });
                 }
             }
         }
@@ -1353,10 +1112,8 @@ fn read_kpatch(image: &Image<'_>, funcs: usize) -> Result<Vec<PatchObject>, KoEr
         });
     }
     let mut objects: Vec<PatchObject> = Vec::new();
-    let mut by_name: std::collections::HashMap<Option<String>, usize> =
-        std::collections::HashMap::new();
-    for (index, record) in (0..size / KPATCH_FUNC_SIZE).map(|i| (i as usize, i * KPATCH_FUNC_SIZE))
-    {
+    let mut by_name: std::collections::HashMap<Option<String>, usize> = std::collections::HashMap::new();
+    for (index, record) in (0..size / KPATCH_FUNC_SIZE).map(|i| (i as usize, i * KPATCH_FUNC_SIZE)) {
         let objname = image.string(funcs, record + KPATCH_OBJNAME, "kpatch_patch_func.objname")?;
         let null = |field| KoError::NullField {
             ordinal: index + 1,
@@ -1365,39 +1122,21 @@ fn read_kpatch(image: &Image<'_>, funcs: usize) -> Result<Vec<PatchObject>, KoEr
             field,
         };
         let objname = objname.clone().ok_or_else(|| null("objname"))?;
-        let old_name = image
-            .string(funcs, record + KPATCH_NAME, "kpatch_patch_func.name")?
-            .ok_or_else(|| null("name"))?;
-        let new_addr = image.pointer(
-            funcs,
-            record + KPATCH_NEW_ADDR,
-            "kpatch_patch_func.new_addr",
-        )?;
+        let old_name =
+            image.string(funcs, record + KPATCH_NAME, "kpatch_patch_func.name")?.ok_or_else(|| null("name"))?;
+        let new_addr = image.pointer(funcs, record + KPATCH_NEW_ADDR, "kpatch_patch_func.new_addr")?;
         if matches!(new_addr, Pointer::Null) {
             return Err(null("new_addr"));
         }
-        let sympos = image.sympos(
-            funcs,
-            Field {
-                offset: record + KPATCH_SYMPOS,
-                size: 8,
-            },
-            "kpatch_patch_func.sympos",
-        )?;
+        let sympos =
+            image.sympos(funcs, Field { offset: record + KPATCH_SYMPOS, size: 8 }, "kpatch_patch_func.sympos")?;
         let name = (objname != "vmlinux").then_some(objname);
-        let func = PatchFunc {
-            old_name,
-            sympos,
-            new_symbol: image.function_symbol(new_addr),
-        };
+        let func = PatchFunc { old_name, sympos, new_symbol: image.function_symbol(new_addr) };
         match by_name.get(&name).and_then(|&i| objects.get_mut(i)) {
             Some(object) => object.funcs.push(func),
             None => {
                 by_name.insert(name.clone(), objects.len());
-                objects.push(PatchObject {
-                    name,
-                    funcs: vec![func],
-                });
+                objects.push(PatchObject { name, funcs: vec![func] });
             }
         }
     }
@@ -1458,11 +1197,7 @@ fn is_this_module(image: &Image<'_>, reloc: &Reloc) -> bool {
     if image.symbols.symbol_name(LE, symbol).ok() == Some(b"__this_module".as_slice()) {
         return true;
     }
-    let section = image
-        .symbols
-        .symbol_section(LE, symbol, index)
-        .ok()
-        .flatten();
+    let section = image.symbols.symbol_section(LE, symbol, index).ok().flatten();
     section.is_some_and(|section| {
         i128::from(symbol.st_value(LE)) + i128::from(reloc.addend) == 0
             && image.section_is(section.0, ".gnu.linkonce.this_module")
@@ -1478,16 +1213,11 @@ fn patch_candidates(image: &Image<'_>, layout: &SourceLayout) -> Vec<(usize, u64
             let Some(start) = reloc.offset.checked_sub(layout.patch_mod) else {
                 continue;
             };
-            if image
-                .slice(section, start, layout.patch_size, "struct klp_patch")
-                .is_err()
-            {
+            if image.slice(section, start, layout.patch_size, "struct klp_patch").is_err() {
                 continue;
             }
             let objs = image.pointer(section, start + layout.patch_objs, "klp_patch.objs");
-            if let Ok(Pointer::Local {
-                section: target, ..
-            }) = objs
+            if let Ok(Pointer::Local { section: target, .. }) = objs
                 && !image.is_executable(target)
                 && !out.contains(&(section, start))
             {
@@ -1507,29 +1237,16 @@ fn describe(image: &Image<'_>, (section, offset): (usize, u64)) -> String {
         .find(|(index, sym)| {
             sym.st_value(LE) == offset
                 && sym.st_type() == elf::STT_OBJECT
-                && image
-                    .symbols
-                    .symbol_section(LE, sym, *index)
-                    .ok()
-                    .flatten()
-                    .map(|s| s.0)
-                    == Some(section)
+                && image.symbols.symbol_section(LE, sym, *index).ok().flatten().map(|s| s.0) == Some(section)
         })
         .and_then(|(_, sym)| image.symbols.symbol_name(LE, sym).ok())
-        .map_or(place.clone(), |name| {
-            format!("`{}` ({place})", String::from_utf8_lossy(name))
-        })
+        .map_or(place.clone(), |name| format!("`{}` ({place})", String::from_utf8_lossy(name)))
 }
 
-fn read_source_built(
-    image: &Image<'_>,
-    layout: &SourceLayout,
-) -> Result<(Vec<PatchObject>, bool), KoError> {
+fn read_source_built(image: &Image<'_>, layout: &SourceLayout) -> Result<(Vec<PatchObject>, bool), KoError> {
     let candidates = patch_candidates(image, layout);
     if candidates.len() > MAX_PATCH_CANDIDATES {
-        return Err(KoError::TooManyPatchCandidates {
-            count: candidates.len(),
-        });
+        return Err(KoError::TooManyPatchCandidates { count: candidates.len() });
     }
     let mut found = Vec::new();
     let mut first_error = None;
@@ -1545,10 +1262,7 @@ fn read_source_built(
         1 => Ok(found.swap_remove(0).1),
         0 => Err(first_error.unwrap_or(KoError::NotLivepatch)),
         _ => Err(KoError::AmbiguousPatch {
-            candidates: found
-                .iter()
-                .map(|(place, _)| describe(image, *place))
-                .collect(),
+            candidates: found.iter().map(|(place, _)| describe(image, *place)).collect(),
         }),
     }
 }
@@ -1559,18 +1273,10 @@ fn read_patch(
     (section, patch): (usize, u64),
 ) -> Result<(Vec<PatchObject>, bool), KoError> {
     let replace = match layout.patch_replace {
-        Some(field) => {
-            image.literal(
-                section,
-                patch + field.offset,
-                field.size,
-                "klp_patch.replace",
-            )? != 0
-        }
+        Some(field) => image.literal(section, patch + field.offset, field.size, "klp_patch.replace")? != 0,
         None => false,
     };
-    let Some((objs, first)) = image.array(section, patch + layout.patch_objs, "klp_patch.objs")?
-    else {
+    let Some((objs, first)) = image.array(section, patch + layout.patch_objs, "klp_patch.objs")? else {
         return Err(KoError::NotLivepatch);
     };
     let objs_size = image.size(objs)?;
@@ -1589,22 +1295,12 @@ fn read_patch(
         let (funcs_section, funcs_first) = match (&name, funcs) {
             (None, None) => break,
             (Some(_), None) => {
-                return Err(KoError::ObjectWithoutFuncs {
-                    ordinal: objects.len() + 1,
-                    at: image.loc(objs, record),
-                });
+                return Err(KoError::ObjectWithoutFuncs { ordinal: objects.len() + 1, at: image.loc(objs, record) });
             }
             (_, Some(funcs)) => funcs,
         };
         let object = name.clone().unwrap_or_else(|| "vmlinux".to_owned());
-        let funcs = read_funcs(
-            image,
-            layout,
-            funcs_section,
-            funcs_first,
-            &object,
-            &mut ordinal,
-        )?;
+        let funcs = read_funcs(image, layout, funcs_section, funcs_first, &object, &mut ordinal)?;
         objects.push(PatchObject { name, funcs });
     }
     Ok((objects, replace))
@@ -1662,11 +1358,7 @@ fn read_funcs(
             at: image.loc(section, func + layout.func_old_sympos.offset),
             value: sympos,
         })?;
-        funcs.push(PatchFunc {
-            old_name,
-            sympos,
-            new_symbol: image.function_symbol(new_func),
-        });
+        funcs.push(PatchFunc { old_name, sympos, new_symbol: image.function_symbol(new_func) });
     }
     Ok(funcs)
 }
@@ -1727,28 +1419,13 @@ mod tests {
     }
 
     impl Builder {
-        fn section(
-            &mut self,
-            name: &'static str,
-            kind: u32,
-            flags: u64,
-            data: Vec<u8>,
-        ) -> &mut Self {
-            self.sections.push(Sec {
-                name,
-                kind,
-                flags,
-                data,
-                relocs: Vec::new(),
-            });
+        fn section(&mut self, name: &'static str, kind: u32, flags: u64, data: Vec<u8>) -> &mut Self {
+            self.sections.push(Sec { name, kind, flags, data, relocs: Vec::new() });
             self
         }
 
         fn sec(&mut self, name: &str) -> &mut Sec {
-            self.sections
-                .iter_mut()
-                .find(|s| s.name == name)
-                .expect("test section")
+            self.sections.iter_mut().find(|s| s.name == name).expect("test section")
         }
 
         fn reloc(&mut self, section: &str, offset: u64, to: To, addend: i64) -> &mut Self {
@@ -1769,13 +1446,7 @@ mod tests {
             section: Option<&'static str>,
             value: u64,
         ) -> &mut Self {
-            self.symbols.push(TSym {
-                name,
-                kind,
-                global,
-                section,
-                value,
-            });
+            self.symbols.push(TSym { name, kind, global, section, value });
             self
         }
 
@@ -1786,13 +1457,7 @@ mod tests {
 
         fn build(&self) -> Vec<u8> {
             let user = self.sections.len();
-            let index_of = |name: &str| {
-                1 + self
-                    .sections
-                    .iter()
-                    .position(|s| s.name == name)
-                    .expect("section") as u32
-            };
+            let index_of = |name: &str| 1 + self.sections.iter().position(|s| s.name == name).expect("section") as u32;
             // Symbols: null, section symbols, locals, globals.
             let mut strtab = vec![0u8];
             let mut syms: Vec<[u8; 24]> = vec![[0; 24]];
@@ -1828,9 +1493,7 @@ mod tests {
                 To::Index(i) => *i,
             };
             // Sections after the user ones: relas, .symtab, .strtab, .shstrtab.
-            let with_relocs: Vec<usize> = (0..user)
-                .filter(|&i| !self.sections[i].relocs.is_empty())
-                .collect();
+            let with_relocs: Vec<usize> = (0..user).filter(|&i| !self.sections[i].relocs.is_empty()).collect();
             let symtab_index = 1 + user + with_relocs.len();
             let mut shstrtab = vec![0u8];
             let mut name_off = |name: &str| {
@@ -1848,32 +1511,14 @@ mod tests {
                 let mut data = Vec::new();
                 for (offset, r_type, to, addend) in &s.relocs {
                     data.extend_from_slice(&offset.to_le_bytes());
-                    data.extend_from_slice(
-                        &((u64::from(symbol_index(to)) << 32) | u64::from(*r_type)).to_le_bytes(),
-                    );
+                    data.extend_from_slice(&((u64::from(symbol_index(to)) << 32) | u64::from(*r_type)).to_le_bytes());
                     data.extend_from_slice(&addend.to_le_bytes());
                 }
                 let name = format!(".rela{}", s.name);
-                headers.push((
-                    name_off(&name),
-                    4,
-                    0x40,
-                    data,
-                    symtab_index as u32,
-                    i as u32 + 1,
-                    24,
-                ));
+                headers.push((name_off(&name), 4, 0x40, data, symtab_index as u32, i as u32 + 1, 24));
             }
             let symtab: Vec<u8> = syms.concat();
-            headers.push((
-                name_off(".symtab"),
-                2,
-                0,
-                symtab,
-                symtab_index as u32 + 1,
-                first_global,
-                24,
-            ));
+            headers.push((name_off(".symtab"), 2, 0, symtab, symtab_index as u32 + 1, first_global, 24));
             headers.push((name_off(".strtab"), 3, 0, strtab, 0, 0, 0));
             let shstr_name = name_off(".shstrtab");
             headers.push((shstr_name, 3, 0, shstrtab.clone(), 0, 0, 0));
@@ -1975,37 +1620,19 @@ mod tests {
         assert_eq!(module.replace, None);
         let got: Vec<_> = module
             .funcs()
-            .map(|(o, f)| {
-                (
-                    o.object_name().to_owned(),
-                    f.old_name.as_str(),
-                    f.sympos,
-                    f.new_symbol.as_deref(),
-                )
-            })
+            .map(|(o, f)| (o.object_name().to_owned(), f.old_name.as_str(), f.sympos, f.new_symbol.as_deref()))
             .collect();
         assert_eq!(
             got,
             [
-                (
-                    "vmlinux".to_owned(),
-                    "cmdline_proc_show",
-                    0,
-                    Some("cmdline_proc_show")
-                ),
+                ("vmlinux".to_owned(), "cmdline_proc_show", 0, Some("cmdline_proc_show")),
                 ("ext4".to_owned(), "ext4_readdir", 3, Some("ext4_readdir")),
             ]
         );
         let specs = module.func_specs();
-        assert_eq!(
-            (specs[1].object.as_str(), specs[1].line, specs[1].sympos),
-            ("ext4", 2, 3)
-        );
+        assert_eq!((specs[1].object.as_str(), specs[1].line, specs[1].sympos), ("ext4", 2, 3));
         let new = module.replacement_specs().expect("all replacements named");
-        assert_eq!(
-            (new[0].object.as_str(), new[0].function.as_str()),
-            ("kp", "cmdline_proc_show")
-        );
+        assert_eq!((new[0].object.as_str(), new[0].function.as_str()), ("kp", "cmdline_proc_show"));
     }
 
     #[test]
@@ -2013,10 +1640,7 @@ mod tests {
         // Garbage where the relocation applies: the relocation wins.
         let mut b = kpatch();
         b.write(".kpatch.funcs", 40, &0xdead_beefu64.to_le_bytes());
-        assert_eq!(
-            read(&b).map(|m| m.objects[0].funcs[0].old_name.clone()),
-            Ok("cmdline_proc_show".into())
-        );
+        assert_eq!(read(&b).map(|m| m.objects[0].funcs[0].old_name.clone()), Ok("cmdline_proc_show".into()));
     }
 
     #[test]
@@ -2031,34 +1655,19 @@ mod tests {
         // A relocation past the end of the section it applies to.
         let mut b = kpatch();
         b.sec(".kpatch.funcs").data.truncate(56);
-        assert_eq!(
-            message(read(&b)),
-            "relocation at .kpatch.funcs+0x68: past the end of .kpatch.funcs (0x38 bytes)"
-        );
+        assert_eq!(message(read(&b)), "relocation at .kpatch.funcs+0x68: past the end of .kpatch.funcs (0x38 bytes)");
         // The whole file cut short: the section table is gone.
         let bytes = kpatch().build();
         let cut = read_livepatch_module(&bytes[..bytes.len() - 100], None);
-        assert!(
-            matches!(cut, Err(KoError::Elf { .. }) | Err(KoError::NotElf { .. })),
-            "{cut:?}"
-        );
-        assert!(matches!(
-            read_livepatch_module(&bytes[..40], None),
-            Err(KoError::NotElf { .. })
-        ));
-        assert!(matches!(
-            read_livepatch_module(b"", None),
-            Err(KoError::NotElf { .. })
-        ));
+        assert!(matches!(cut, Err(KoError::Elf { .. }) | Err(KoError::NotElf { .. })), "{cut:?}");
+        assert!(matches!(read_livepatch_module(&bytes[..40], None), Err(KoError::NotElf { .. })));
+        assert!(matches!(read_livepatch_module(b"", None), Err(KoError::NotElf { .. })));
         // A section whose data lies past the end of the file.
         let mut bytes = kpatch().build();
         let shoff = u64::from_le_bytes(bytes[40..48].try_into().expect("8")) as usize;
         let funcs = shoff + 64 * 3; // [3] is .kpatch.funcs
         bytes[funcs + 24..funcs + 32].copy_from_slice(&0xffff_0000u64.to_le_bytes());
-        assert!(matches!(
-            read_livepatch_module(&bytes, None),
-            Err(KoError::NoData { .. })
-        ));
+        assert!(matches!(read_livepatch_module(&bytes, None), Err(KoError::NoData { .. })));
     }
 
     #[test]
@@ -2071,9 +1680,7 @@ mod tests {
         );
         let mut b = kpatch();
         b.sec(".kpatch.funcs").relocs[1].3 = -9;
-        assert!(
-            message(read(&b)).contains("points outside .kpatch.strings (offset -0x9, size 0x2c)")
-        );
+        assert!(message(read(&b)).contains("points outside .kpatch.strings (offset -0x9, size 0x2c)"));
     }
 
     #[test]
@@ -2089,9 +1696,9 @@ mod tests {
         assert!(message(read(&b)).contains("symbol index 999 is out of range"));
         let mut b = kpatch();
         b.sec(".kpatch.funcs").relocs[1].0 = 44; // inside the name pointer
-        assert!(message(read(&b)).contains(
-            "relocation at .kpatch.funcs+0x2c: inside the 8-byte kpatch_patch_func.name"
-        ));
+        assert!(
+            message(read(&b)).contains("relocation at .kpatch.funcs+0x2c: inside the 8-byte kpatch_patch_func.name")
+        );
         // A pointer with no relocation but non-zero bytes.
         let mut b = kpatch();
         b.sec(".kpatch.funcs").relocs.remove(1);
@@ -2100,10 +1707,7 @@ mod tests {
         // A relocated sympos: a layout mismatch.
         let mut b = kpatch();
         b.reloc(".kpatch.funcs", 32, To::Section(".text"), 0);
-        assert!(
-            message(read(&b))
-                .contains("kpatch_patch_func.sympos at .kpatch.funcs+0x20 has a relocation")
-        );
+        assert!(message(read(&b)).contains("kpatch_patch_func.sympos at .kpatch.funcs+0x20 has a relocation"));
         // A string pointer to an undefined symbol.
         let mut b = kpatch();
         b.symbol("elsewhere", 0, true, None, 0);
@@ -2112,10 +1716,7 @@ mod tests {
         // NULL name.
         let mut b = kpatch();
         b.sec(".kpatch.funcs").relocs.remove(1);
-        assert!(
-            message(read(&b))
-                .contains("function 1 of object `vmlinux` (at .kpatch.funcs+0x0): name is NULL")
-        );
+        assert!(message(read(&b)).contains("function 1 of object `vmlinux` (at .kpatch.funcs+0x0): name is NULL"));
     }
 
     #[test]
@@ -2123,16 +1724,10 @@ mod tests {
         let mut b = kpatch();
         // The last string loses its NUL.
         b.sec(".kpatch.strings").data.pop();
-        assert_eq!(
-            message(read(&b)),
-            "string at .kpatch.strings+0x1f has no NUL before the end of its section"
-        );
+        assert_eq!(message(read(&b)), "string at .kpatch.strings+0x1f has no NUL before the end of its section");
         let mut b = kpatch();
         b.write(".kpatch.strings", 8, &[0xff]);
-        assert_eq!(
-            message(read(&b)),
-            "string at .kpatch.strings+0x8 is not UTF-8"
-        );
+        assert_eq!(message(read(&b)), "string at .kpatch.strings+0x8 is not UTF-8");
         let mut b = kpatch();
         b.sec(".kpatch.funcs").relocs[1].3 = 7; // the NUL after "vmlinux"
         assert_eq!(message(read(&b)), "string at .kpatch.strings+0x7 is empty");
@@ -2145,29 +1740,18 @@ mod tests {
         long.push(0);
         b.write(".kpatch.strings", 44, &long);
         b.sec(".kpatch.funcs").relocs[1].3 = 44;
-        assert_eq!(
-            message(read(&b)),
-            "string at .kpatch.strings+0x2c is longer than 512 bytes (KSYM_NAME_LEN)"
-        );
+        assert_eq!(message(read(&b)), "string at .kpatch.strings+0x2c is longer than 512 bytes (KSYM_NAME_LEN)");
         // 512 bytes exactly is a name.
         let mut b = kpatch();
         b.write(".kpatch.strings", 44, &[vec![b'a'; 512], vec![0]].concat());
         b.sec(".kpatch.funcs").relocs[1].3 = 44;
-        assert_eq!(
-            read(&b).map(|m| m.objects[0].funcs[0].old_name.len()),
-            Ok(512)
-        );
+        assert_eq!(read(&b).map(|m| m.objects[0].funcs[0].old_name.len()), Ok(512));
 
         let mut b = source_built();
         b.sec(".data").data.resize(0xf0 + 65 * 32, 0);
         for i in 0..65u64 {
             let at = 0xf0 + i * 32;
-            b.reloc(".data", at, To::Section(".data"), 0x20).reloc(
-                ".data",
-                at + 8,
-                To::Symbol("__this_module"),
-                0,
-            );
+            b.reloc(".data", at, To::Section(".data"), 0x20).reloc(".data", at + 8, To::Symbol("__this_module"), 0);
         }
         assert_eq!(
             message(read_btf(&b)),
@@ -2179,22 +1763,14 @@ mod tests {
     fn huge_sympos_is_refused() {
         let mut b = kpatch();
         b.write(".kpatch.funcs", 32, &(1u64 << 40).to_le_bytes());
-        assert_eq!(
-            message(read(&b)),
-            "sympos 1099511627776 at .kpatch.funcs+0x20 does not fit in 32 bits"
-        );
+        assert_eq!(message(read(&b)), "sympos 1099511627776 at .kpatch.funcs+0x20 does not fit in 32 bits");
     }
 
     /// A klp-build shaped module: one vmlinux object with `nr` functions.
     fn klp_build(objects: &'static str, funcs: &'static str, nr: u32) -> Builder {
         let mut b = Builder::default();
         b.section(".text", SHT_PROGBITS, ALLOC_EXEC, vec![0xc3; 0x40])
-            .section(
-                ".rodata.klp.str1.1",
-                SHT_PROGBITS,
-                0x32,
-                strings(&["show_val", "foo"]),
-            )
+            .section(".rodata.klp.str1.1", SHT_PROGBITS, 0x32, strings(&["show_val", "foo"]))
             .section(objects, SHT_PROGBITS, ALLOC_WRITE, vec![0; 64])
             .section(funcs, SHT_PROGBITS, ALLOC_WRITE, vec![0; 48])
             .symbol("new_show_val", 2, false, Some(".text"), 0x20)
@@ -2212,31 +1788,18 @@ mod tests {
 
     #[test]
     fn klp_build_both_section_names() {
-        for (objects, funcs) in [
-            (".init.klp_objects", ".init.klp_funcs"),
-            ("__klp_objects", "__klp_funcs"),
-        ] {
+        for (objects, funcs) in [(".init.klp_objects", ".init.klp_funcs"), ("__klp_objects", "__klp_funcs")] {
             let module = read(&klp_build(objects, funcs, 2)).expect("klp-build module");
-            assert_eq!(
-                (module.name.as_str(), module.form, module.replace),
-                ("klp", ModuleForm::KlpBuild, None)
-            );
+            assert_eq!((module.name.as_str(), module.form, module.replace), ("klp", ModuleForm::KlpBuild, None));
             assert_eq!(module.objects.len(), 1);
             assert_eq!(module.objects[0].name, None);
             let f = &module.objects[0].funcs;
             assert_eq!(
-                (
-                    f[0].old_name.as_str(),
-                    f[0].sympos,
-                    f[0].new_symbol.as_deref()
-                ),
+                (f[0].old_name.as_str(), f[0].sympos, f[0].new_symbol.as_deref()),
                 ("show_val", 2, Some("new_show_val"))
             );
             // A NOTYPE label when no function starts there.
-            assert_eq!(
-                (f[1].old_name.as_str(), f[1].new_symbol.as_deref()),
-                ("foo", Some("label"))
-            );
+            assert_eq!((f[1].old_name.as_str(), f[1].new_symbol.as_deref()), ("foo", Some("label")));
         }
         // Both names at once: refused.
         let mut b = klp_build(".init.klp_objects", ".init.klp_funcs", 2);
@@ -2250,23 +1813,15 @@ mod tests {
     #[test]
     fn klp_build_counts_are_bounded_by_the_bytes() {
         // nr_funcs far beyond the section: refused before reserving.
-        let error = message(read(&klp_build(
-            ".init.klp_objects",
-            ".init.klp_funcs",
-            u32::MAX,
-        )));
+        let error = message(read(&klp_build(".init.klp_objects", ".init.klp_funcs", u32::MAX)));
         assert_eq!(
             error,
             "klp_object_ext.nr_funcs at .init.klp_objects+0x38 claims 4294967295 functions; at most 2 fit in .init.klp_funcs"
         );
-        assert!(
-            message(read(&klp_build(".init.klp_objects", ".init.klp_funcs", 3)))
-                .contains("at most 2 fit")
-        );
+        assert!(message(read(&klp_build(".init.klp_objects", ".init.klp_funcs", 3))).contains("at most 2 fit"));
         // Fewer is fine: the rest is not read.
         assert_eq!(
-            read(&klp_build(".init.klp_objects", ".init.klp_funcs", 1))
-                .map(|m| m.objects[0].funcs.len()),
+            read(&klp_build(".init.klp_objects", ".init.klp_funcs", 1)).map(|m| m.objects[0].funcs.len()),
             Ok(1)
         );
         let mut b = klp_build(".init.klp_objects", ".init.klp_funcs", 2);
@@ -2275,10 +1830,7 @@ mod tests {
         // No funcs array but a count.
         let mut b = klp_build(".init.klp_objects", ".init.klp_funcs", 2);
         b.sec(".init.klp_objects").relocs.clear();
-        assert_eq!(
-            message(read(&b)),
-            "object 1 (at .init.klp_objects+0x0) has a name but no funcs array"
-        );
+        assert_eq!(message(read(&b)), "object 1 (at .init.klp_objects+0x0) has a name but no funcs array");
     }
 
     #[test]
@@ -2286,19 +1838,8 @@ mod tests {
         let mut b = Builder::default();
         b.section(".text", SHT_PROGBITS, ALLOC_EXEC, vec![0xc3; 16])
             .section(".data", SHT_PROGBITS, ALLOC_WRITE, vec![0; 16])
-            .section(
-                ".gnu.linkonce.this_module",
-                SHT_PROGBITS,
-                ALLOC_WRITE,
-                vec![0; 64],
-            )
-            .symbol(
-                "__this_module",
-                1,
-                true,
-                Some(".gnu.linkonce.this_module"),
-                0,
-            )
+            .section(".gnu.linkonce.this_module", SHT_PROGBITS, ALLOC_WRITE, vec![0; 64])
+            .symbol("__this_module", 1, true, Some(".gnu.linkonce.this_module"), 0)
             .modinfo("name=plain");
         // Without BTF: the static klp_patch cannot be looked for.
         assert_eq!(
@@ -2308,10 +1849,7 @@ mod tests {
         // With it: nothing found.
         let btf_bytes = klp_btf();
         let btf = Btf::parse(&btf_bytes).expect("test BTF");
-        assert_eq!(
-            read_livepatch_module(&b.build(), Some(&btf)),
-            Err(KoError::NotLivepatch)
-        );
+        assert_eq!(read_livepatch_module(&b.build(), Some(&btf)), Err(KoError::NotLivepatch));
         assert_eq!(
             KoError::NotLivepatch.to_string(),
             "not a livepatch module: no __klp_objects/.init.klp_objects, .kpatch.funcs or klp_patch found"
@@ -2347,15 +1885,8 @@ mod tests {
         ty(ulong, 1, 0, 8, &[64]); // [1]
         ty(char_, 1, 0, 1, &[8]); // [2]
         ty(0, 2, 0, 2, &[]); // [3] char *
-        let (func, old_name, new_func, old_sympos) =
-            (s("klp_func"), s("old_name"), s("new_func"), s("old_sympos"));
-        ty(
-            func,
-            4,
-            3,
-            32,
-            &[old_name, 3, 64, new_func, 3, 0, old_sympos, 1, 128],
-        ); // [4], old_name at 8
+        let (func, old_name, new_func, old_sympos) = (s("klp_func"), s("old_name"), s("new_func"), s("old_sympos"));
+        ty(func, 4, 3, 32, &[old_name, 3, 64, new_func, 3, 0, old_sympos, 1, 128]); // [4], old_name at 8
         ty(0, 2, 0, 4, &[]); // [5]
         let (object, name, funcs) = (s("klp_object"), s("name"), s("funcs"));
         ty(object, 4, 2, 24, &[funcs, 5, 0, name, 3, 128]); // [6]: funcs at 0, name at 16
@@ -2367,13 +1898,7 @@ mod tests {
         let mut out = Vec::new();
         out.extend_from_slice(&0xeb9fu16.to_le_bytes());
         out.extend_from_slice(&[1, 0]);
-        for w in [
-            24u32,
-            0,
-            types.len() as u32,
-            types.len() as u32,
-            strs.len() as u32,
-        ] {
+        for w in [24u32, 0, types.len() as u32, types.len() as u32, strs.len() as u32] {
             out.extend_from_slice(&w.to_le_bytes());
         }
         out.extend_from_slice(&types);
@@ -2389,29 +1914,13 @@ mod tests {
     fn source_built() -> Builder {
         let mut b = Builder::default();
         b.section(".text", SHT_PROGBITS, ALLOC_EXEC, vec![0xc3; 0x40])
-            .section(
-                ".rodata.str1.1",
-                SHT_PROGBITS,
-                0x32,
-                strings(&["cmdline_proc_show", "ext4", "ext4_readdir"]),
-            )
+            .section(".rodata.str1.1", SHT_PROGBITS, 0x32, strings(&["cmdline_proc_show", "ext4", "ext4_readdir"]))
             .section(".data", SHT_PROGBITS, ALLOC_WRITE, vec![0; 0xf0])
-            .section(
-                ".gnu.linkonce.this_module",
-                SHT_PROGBITS,
-                ALLOC_WRITE,
-                vec![0; 0x80],
-            )
+            .section(".gnu.linkonce.this_module", SHT_PROGBITS, ALLOC_WRITE, vec![0; 0x80])
             .symbol("patch", 1, false, Some(".data"), 0)
             .symbol("new_show", 2, false, Some(".text"), 0x10)
             .symbol("new_readdir", 2, false, Some(".text"), 0x20)
-            .symbol(
-                "__this_module",
-                1,
-                true,
-                Some(".gnu.linkonce.this_module"),
-                0,
-            )
+            .symbol("__this_module", 1, true, Some(".gnu.linkonce.this_module"), 0)
             .write(".gnu.linkonce.this_module", 24, b"srcmod\0")
             .write(".data", 24, &[1])
             .reloc(".data", 0, To::Section(".data"), 0x20)
@@ -2446,21 +1955,11 @@ mod tests {
         );
         let got: Vec<_> = module
             .funcs()
-            .map(|(o, f)| {
-                (
-                    o.name.as_deref(),
-                    f.old_name.as_str(),
-                    f.sympos,
-                    f.new_symbol.as_deref(),
-                )
-            })
+            .map(|(o, f)| (o.name.as_deref(), f.old_name.as_str(), f.sympos, f.new_symbol.as_deref()))
             .collect();
         assert_eq!(
             got,
-            [
-                (None, "cmdline_proc_show", 0, Some("new_show")),
-                (Some("ext4"), "ext4_readdir", 2, Some("new_readdir")),
-            ]
+            [(None, "cmdline_proc_show", 0, Some("new_show")), (Some("ext4"), "ext4_readdir", 2, Some("new_readdir")),]
         );
         // Found without symbol names, and __this_module by place.
         let mut b = source_built();
@@ -2474,13 +1973,7 @@ mod tests {
         b.symbols.clear();
         let module = read_btf(&b).expect("no names");
         assert_eq!(module.name, "srcmod");
-        assert_eq!(
-            module
-                .funcs()
-                .map(|(_, f)| f.new_symbol.clone())
-                .collect::<Vec<_>>(),
-            [None, None]
-        );
+        assert_eq!(module.funcs().map(|(_, f)| f.new_symbol.clone()).collect::<Vec<_>>(), [None, None]);
         // replace false.
         let mut b = source_built();
         b.write(".data", 24, &[0]);
@@ -2517,26 +2010,23 @@ mod tests {
         // A func with a sympos but no name is not a terminator.
         let mut b = source_built();
         b.write(".data", 0xd0 + 16, &1u64.to_le_bytes());
-        assert_eq!(
-            message(read_btf(&b)),
-            "function 2 of object `vmlinux` (at .data+0xd0): old_name is NULL"
-        );
+        assert_eq!(message(read_btf(&b)), "function 2 of object `vmlinux` (at .data+0xd0): old_name is NULL");
         // A named object without funcs.
         let mut b = source_built();
         b.sec(".data").relocs.retain(|r| r.0 != 0x38);
-        assert_eq!(
-            message(read_btf(&b)),
-            "object 2 (at .data+0x38) has a name but no funcs array"
-        );
+        assert_eq!(message(read_btf(&b)), "object 2 (at .data+0x38) has a name but no funcs array");
     }
 
     #[test]
     fn two_patches_are_ambiguous() {
         let mut b = source_built();
         b.sec(".data").data.resize(0x110, 0);
-        b.symbol("patch2", 1, false, Some(".data"), 0xf0)
-            .reloc(".data", 0xf0, To::Section(".data"), 0x20)
-            .reloc(".data", 0xf8, To::Symbol("__this_module"), 0);
+        b.symbol("patch2", 1, false, Some(".data"), 0xf0).reloc(".data", 0xf0, To::Section(".data"), 0x20).reloc(
+            ".data",
+            0xf8,
+            To::Symbol("__this_module"),
+            0,
+        );
         assert_eq!(
             message(read_btf(&b)),
             "several struct klp_patch found: `patch` (.data+0x0), `patch2` (.data+0xf0); cannot tell which one the module registers"
@@ -2544,12 +2034,7 @@ mod tests {
         // A look-alike whose objs points into code is not a candidate.
         let mut b = source_built();
         b.sec(".data").data.resize(0x110, 0);
-        b.reloc(".data", 0xf0, To::Section(".text"), 0).reloc(
-            ".data",
-            0xf8,
-            To::Symbol("__this_module"),
-            0,
-        );
+        b.reloc(".data", 0xf0, To::Section(".text"), 0).reloc(".data", 0xf8, To::Symbol("__this_module"), 0);
         assert!(read_btf(&b).is_ok());
     }
 
@@ -2566,9 +2051,7 @@ mod tests {
         let int_btf = Btf::parse(&only_int).expect("cut BTF");
         assert_eq!(
             read_livepatch_module(&source_built().build(), Some(&int_btf)),
-            Err(KoError::NeedBtf {
-                livepatch_tag: false
-            })
+            Err(KoError::NeedBtf { livepatch_tag: false })
         );
     }
 
@@ -2577,12 +2060,7 @@ mod tests {
         let mut b = kpatch();
         b.sections.retain(|s| s.name != ".modinfo");
         assert_eq!(read(&b).map(|m| m.name), Err(KoError::NoModuleName));
-        b.section(
-            ".gnu.linkonce.this_module",
-            SHT_PROGBITS,
-            ALLOC_WRITE,
-            vec![0; 0x80],
-        );
+        b.section(".gnu.linkonce.this_module", SHT_PROGBITS, ALLOC_WRITE, vec![0; 0x80]);
         b.write(".gnu.linkonce.this_module", 24, b"from_struct\0");
         assert_eq!(read(&b).map(|m| m.name), Ok("from_struct".into()));
     }
@@ -2598,13 +2076,7 @@ mod tests {
         b.sec(".data").relocs[3].2 = To::Section(".bss");
         b.sec(".data").relocs[3].3 = 0x20;
         let module = read_btf(&b).expect("funcs in .bss");
-        assert_eq!(
-            (
-                module.objects[1].name.as_deref(),
-                module.objects[1].funcs.len()
-            ),
-            (Some("ext4"), 0)
-        );
+        assert_eq!((module.objects[1].name.as_deref(), module.objects[1].funcs.len()), (Some("ext4"), 0));
         b.sec(".data").relocs[3].3 = 0x30; // 16 bytes left, a klp_func is 32
         assert!(message(read_btf(&b)).contains("klp_func at .bss+0x30 runs to the end of .bss"));
     }

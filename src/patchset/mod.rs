@@ -66,9 +66,7 @@ pub enum PatchSetError {
         function: String,
     },
     /// Sympos 0 (unique) was given, but the name occurs several times.
-    #[error(
-        "line {line}: `{function}` occurs {count} times in `{object}`; add `,sympos` (1..={count})"
-    )]
+    #[error("line {line}: `{function}` occurs {count} times in `{object}`; add `,sympos` (1..={count})")]
     Ambiguous {
         /// 1-based line.
         line: usize,
@@ -80,9 +78,7 @@ pub enum PatchSetError {
         count: usize,
     },
     /// The sympos is past the name's last occurrence.
-    #[error(
-        "line {line}: sympos {sympos} for `{function}` in `{object}`, but it occurs only {count} time(s)"
-    )]
+    #[error("line {line}: sympos {sympos} for `{function}` in `{object}`, but it occurs only {count} time(s)")]
     SymposOutOfRange {
         /// 1-based line.
         line: usize,
@@ -181,32 +177,19 @@ pub fn parse_funcs(text: &str, default_object: &str) -> Result<Vec<FuncSpec>, Pa
     let mut seen: HashMap<(&str, &str, u32), usize> = HashMap::new();
     for (index, raw_line) in text.lines().enumerate() {
         let line = index + 1;
-        let content = raw_line
-            .split_once('#')
-            .map_or(raw_line, |(before, _)| before)
-            .trim();
+        let content = raw_line.split_once('#').map_or(raw_line, |(before, _)| before).trim();
         if content.is_empty() {
             continue;
         }
-        let unparsable = || PatchSetError::Unparsable {
-            line,
-            text: content.to_owned(),
-        };
+        let unparsable = || PatchSetError::Unparsable { line, text: content.to_owned() };
         let (target, sympos) = match content.split_once(',') {
             Some((target, sympos)) => {
                 let sympos = sympos.trim();
                 if sympos.is_empty() || !sympos.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(PatchSetError::BadSympos {
-                        line,
-                        text: content.to_owned(),
-                    });
+                    return Err(PatchSetError::BadSympos { line, text: content.to_owned() });
                 }
-                let sympos = sympos
-                    .parse::<u32>()
-                    .map_err(|_| PatchSetError::BadSympos {
-                        line,
-                        text: content.to_owned(),
-                    })?;
+                let sympos =
+                    sympos.parse::<u32>().map_err(|_| PatchSetError::BadSympos { line, text: content.to_owned() })?;
                 (target.trim(), sympos)
             }
             None => (content, 0),
@@ -215,27 +198,16 @@ pub fn parse_funcs(text: &str, default_object: &str) -> Result<Vec<FuncSpec>, Pa
             Some((object, function)) => (object.trim(), function.trim()),
             None => (default_object, target),
         };
-        let is_name = |name: &str| {
-            !name.is_empty()
-                && !name.contains(|c: char| c.is_whitespace() || matches!(c, ':' | ','))
-        };
+        let is_name =
+            |name: &str| !name.is_empty() && !name.contains(|c: char| c.is_whitespace() || matches!(c, ':' | ','));
         if !is_name(object) || !is_name(function) {
             return Err(unparsable());
         }
         if let Some(&first_line) = seen.get(&(object, function, sympos)) {
-            return Err(PatchSetError::Duplicate {
-                line,
-                first_line,
-                text: content.to_owned(),
-            });
+            return Err(PatchSetError::Duplicate { line, first_line, text: content.to_owned() });
         }
         seen.insert((object, function, sympos), line);
-        specs.push(FuncSpec {
-            object: object.to_owned(),
-            function: function.to_owned(),
-            sympos,
-            line,
-        });
+        specs.push(FuncSpec { object: object.to_owned(), function: function.to_owned(), sympos, line });
     }
     Ok(specs)
 }
@@ -354,10 +326,7 @@ pub struct PatchSet {
 fn resolve_spec(spec: &FuncSpec, symbols: &Symbolizer) -> Result<(u64, u64), PatchSetError> {
     let table = symbols
         .table(&spec.object)
-        .ok_or_else(|| PatchSetError::UnknownObject {
-            line: spec.line,
-            object: spec.object.clone(),
-        })?;
+        .ok_or_else(|| PatchSetError::UnknownObject { line: spec.line, object: spec.object.clone() })?;
     let unknown_function = || PatchSetError::UnknownFunction {
         line: spec.line,
         object: spec.object.clone(),
@@ -389,10 +358,7 @@ fn resolve_spec(spec: &FuncSpec, symbols: &Symbolizer) -> Result<(u64, u64), Pat
             position
         }
     };
-    let symbol = table
-        .find_by_name(&spec.function)
-        .nth(position)
-        .ok_or_else(unknown_function)?;
+    let symbol = table.find_by_name(&spec.function).nth(position).ok_or_else(unknown_function)?;
     // Data and absolute symbols count for sympos (kallsyms lists them:
     // livepatch requires KALLSYMS_ALL), but only code can be patched.
     if symbol.kind != SymbolKind::Text {
@@ -456,10 +422,7 @@ impl PatchSet {
         direction: Direction,
     ) -> Result<PatchSet, PatchSetError> {
         if old_specs.len() != new_specs.len() {
-            return Err(PatchSetError::CountMismatch {
-                old: old_specs.len(),
-                new: new_specs.len(),
-            });
+            return Err(PatchSetError::CountMismatch { old: old_specs.len(), new: new_specs.len() });
         }
         let mut funcs = Vec::with_capacity(old_specs.len());
         for (old, new) in old_specs.iter().zip(new_specs) {
@@ -582,21 +545,16 @@ impl PatchSet {
     /// Entries of size 0 (inline-only functions: no out-of-line copy) are
     /// left out of the address index: no pc is ever found in them.
     pub(crate) fn from_funcs(funcs: Vec<PatchedFunc>) -> PatchSet {
-        let mut by_address: Vec<usize> = (0..funcs.len()).filter(|&i| funcs.get(i).is_some_and(|f| f.size > 0)).collect();
+        let mut by_address: Vec<usize> =
+            (0..funcs.len()).filter(|&i| funcs.get(i).is_some_and(|f| f.size > 0)).collect();
         by_address.sort_by_key(|&index| funcs.get(index).map_or(0, |func| func.address));
         let mut max_last = Vec::with_capacity(by_address.len());
         let mut highest = 0;
         for &index in &by_address {
-            highest = funcs
-                .get(index)
-                .map_or(highest, |func| highest.max(func.last()));
+            highest = funcs.get(index).map_or(highest, |func| highest.max(func.last()));
             max_last.push(highest);
         }
-        PatchSet {
-            funcs,
-            by_address,
-            max_last,
-        }
+        PatchSet { funcs, by_address, max_last }
     }
 
     /// The functions in set order; indexes returned by
@@ -625,9 +583,8 @@ impl PatchSet {
     /// Every index whose range contains `pc`, by descending start address
     /// (descending index among equal starts). Does not allocate.
     pub fn find_all(&self, pc: u64) -> impl Iterator<Item = usize> + '_ {
-        let end = self
-            .by_address
-            .partition_point(|&index| self.funcs.get(index).is_some_and(|func| func.address <= pc));
+        let end =
+            self.by_address.partition_point(|&index| self.funcs.get(index).is_some_and(|func| func.address <= pc));
         let candidates = self.by_address.get(..end).unwrap_or(&[]);
         let reach = self.max_last.get(..end).unwrap_or(&[]);
         candidates
@@ -653,12 +610,7 @@ mod tests {
     }
 
     fn spec(object: &str, function: &str, sympos: u32, line: usize) -> FuncSpec {
-        FuncSpec {
-            object: object.into(),
-            function: function.into(),
-            sympos,
-            line,
-        }
+        FuncSpec { object: object.into(), function: function.into(), sympos, line }
     }
 
     /// A line with no symbol is accepted only when the object's DWARF
@@ -684,10 +636,17 @@ mod tests {
         }
         assert_eq!(set.find(set.funcs()[0].address), Some(0));
         // No DWARF (or DWARF that does not know it): still an error.
-        let e = PatchSet::resolve_for_with_inline_only(Direction::Patch, &s, None, &symbols, &mut |_| false).unwrap_err();
+        let e =
+            PatchSet::resolve_for_with_inline_only(Direction::Patch, &s, None, &symbols, &mut |_| false).unwrap_err();
         assert!(matches!(e, PatchSetError::UnknownFunction { line: 2, .. }), "{e}");
         // With a sympos, or unpatching, it is not accepted either.
-        let e = PatchSet::resolve_for_with_inline_only(Direction::Patch, &specs("only_inlined,1\n"), None, &symbols, &mut |_| true);
+        let e = PatchSet::resolve_for_with_inline_only(
+            Direction::Patch,
+            &specs("only_inlined,1\n"),
+            None,
+            &symbols,
+            &mut |_| true,
+        );
         assert!(e.is_err());
         let e = PatchSet::resolve_for_with_inline_only(Direction::Unpatch, &s, Some(&s), &symbols, &mut |_| true);
         assert!(e.is_err());
@@ -748,97 +707,56 @@ show_val,0
             ]
         );
         // Userspace defaults to the main executable.
-        assert_eq!(
-            parse_funcs("parse_request", "nginx").map(|s| s[0].object.clone()),
-            Ok("nginx".into())
-        );
+        assert_eq!(parse_funcs("parse_request", "nginx").map(|s| s[0].object.clone()), Ok("nginx".into()));
         assert_eq!(parse_funcs("# only a comment\n\n", "vmlinux"), Ok(vec![]));
     }
 
     #[test]
     fn parse_errors_name_line_and_text() {
         let error = parse_funcs("ok_fn\nfoo bar\n", "vmlinux");
-        assert_eq!(
-            error,
-            Err(PatchSetError::Unparsable {
-                line: 2,
-                text: "foo bar".into()
-            })
-        );
+        assert_eq!(error, Err(PatchSetError::Unparsable { line: 2, text: "foo bar".into() }));
         let message = error.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(
-            message.contains("line 2") && message.contains("foo bar"),
-            "{message}"
-        );
+        assert!(message.contains("line 2") && message.contains("foo bar"), "{message}");
 
         for bad in [":foo", "ext4:", "a:b:c", "foo,1,2"] {
             assert!(
                 matches!(
                     parse_funcs(bad, "vmlinux"),
-                    Err(PatchSetError::Unparsable { line: 1, .. })
-                        | Err(PatchSetError::BadSympos { line: 1, .. })
+                    Err(PatchSetError::Unparsable { line: 1, .. }) | Err(PatchSetError::BadSympos { line: 1, .. })
                 ),
                 "{bad}"
             );
         }
         assert_eq!(
             parse_funcs("\n\nfoo,x # c", "vmlinux"),
-            Err(PatchSetError::BadSympos {
-                line: 3,
-                text: "foo,x".into()
-            })
+            Err(PatchSetError::BadSympos { line: 3, text: "foo,x".into() })
         );
-        assert!(matches!(
-            parse_funcs("foo,-1", "vmlinux"),
-            Err(PatchSetError::BadSympos { .. })
-        ));
-        assert!(matches!(
-            parse_funcs("foo,", "vmlinux"),
-            Err(PatchSetError::BadSympos { .. })
-        ));
-        assert!(matches!(
-            parse_funcs("foo,99999999999", "vmlinux"),
-            Err(PatchSetError::BadSympos { .. })
-        ));
-        assert!(matches!(
-            parse_funcs("foo,1,2", "vmlinux"),
-            Err(PatchSetError::BadSympos { .. })
-        ));
+        assert!(matches!(parse_funcs("foo,-1", "vmlinux"), Err(PatchSetError::BadSympos { .. })));
+        assert!(matches!(parse_funcs("foo,", "vmlinux"), Err(PatchSetError::BadSympos { .. })));
+        assert!(matches!(parse_funcs("foo,99999999999", "vmlinux"), Err(PatchSetError::BadSympos { .. })));
+        assert!(matches!(parse_funcs("foo,1,2", "vmlinux"), Err(PatchSetError::BadSympos { .. })));
     }
 
     #[test]
     fn parse_rejects_duplicates_after_defaulting() {
         assert_eq!(
             parse_funcs("foo\nvmlinux:foo\n", "vmlinux"),
-            Err(PatchSetError::Duplicate {
-                line: 2,
-                first_line: 1,
-                text: "vmlinux:foo".into()
-            })
+            Err(PatchSetError::Duplicate { line: 2, first_line: 1, text: "vmlinux:foo".into() })
         );
         // Different sympos or object: not duplicates.
-        assert_eq!(
-            parse_funcs("foo\nfoo,1\next4:foo\n", "vmlinux").map(|s| s.len()),
-            Ok(3)
-        );
+        assert_eq!(parse_funcs("foo\nfoo,1\next4:foo\n", "vmlinux").map(|s| s.len()), Ok(3));
     }
 
     #[test]
     fn resolve_unique_and_sympos() {
         let symbols = symbolizer();
-        let set = PatchSet::resolve(
-            &specs("cmdline_proc_show\nshow_val,2\nshow_val,1"),
-            &symbols,
-        );
+        let set = PatchSet::resolve(&specs("cmdline_proc_show\nshow_val,2\nshow_val,1"), &symbols);
         let set = match set {
             Ok(set) => set,
             Err(error) => panic!("{error}"),
         };
-        let ranges: Vec<(&str, u64, u64)> = set
-            .funcs()
-            .iter()
-            .map(|f| (f.function.as_str(), f.address, f.size))
-            .collect();
+        let ranges: Vec<(&str, u64, u64)> =
+            set.funcs().iter().map(|f| (f.function.as_str(), f.address, f.size)).collect();
         assert_eq!(
             ranges,
             [
@@ -858,12 +776,7 @@ show_val,0
         let resolve = |text: &str| PatchSet::resolve(&specs(text), &symbols).map(|set| set.len());
         assert_eq!(
             resolve("\nshow_val"),
-            Err(PatchSetError::Ambiguous {
-                line: 2,
-                object: "vmlinux".into(),
-                function: "show_val".into(),
-                count: 3
-            })
+            Err(PatchSetError::Ambiguous { line: 2, object: "vmlinux".into(), function: "show_val".into(), count: 3 })
         );
         assert_eq!(
             resolve("show_val,4"),
@@ -886,11 +799,7 @@ show_val,0
         );
         assert_eq!(
             resolve("no_such_fn"),
-            Err(PatchSetError::UnknownFunction {
-                line: 1,
-                object: "vmlinux".into(),
-                function: "no_such_fn".into()
-            })
+            Err(PatchSetError::UnknownFunction { line: 1, object: "vmlinux".into(), function: "no_such_fn".into() })
         );
         assert_eq!(
             resolve("cmdline_proc_show,2"),
@@ -903,13 +812,7 @@ show_val,0
             })
         );
         assert_eq!(resolve("cmdline_proc_show,1"), Ok(1));
-        assert_eq!(
-            resolve("xfs:xfs_foo"),
-            Err(PatchSetError::UnknownObject {
-                line: 1,
-                object: "xfs".into()
-            })
-        );
+        assert_eq!(resolve("xfs:xfs_foo"), Err(PatchSetError::UnknownObject { line: 1, object: "xfs".into() }));
         assert_eq!(
             resolve("zero:empty_fn"),
             Err(PatchSetError::ZeroSize {
@@ -921,31 +824,17 @@ show_val,0
         );
         // The last data symbol has nothing after it: unknown size, but it is
         // rejected as data first.
-        assert!(matches!(
-            resolve("last_data"),
-            Err(PatchSetError::NotAFunction { .. })
-        ));
-        let message = PatchSetError::Ambiguous {
-            line: 9,
-            object: "vmlinux".into(),
-            function: "f".into(),
-            count: 3,
-        }
-        .to_string();
-        assert!(
-            message.contains("line 9") && message.contains("3 times"),
-            "{message}"
-        );
+        assert!(matches!(resolve("last_data"), Err(PatchSetError::NotAFunction { .. })));
+        let message =
+            PatchSetError::Ambiguous { line: 9, object: "vmlinux".into(), function: "f".into(), count: 3 }.to_string();
+        assert!(message.contains("line 9") && message.contains("3 times"), "{message}");
     }
 
     #[test]
     fn resolve_new_checks_replacement_ranges() {
         let symbols = symbolizer();
         let old = specs("cmdline_proc_show\nshow_val,1");
-        let new = match parse_funcs(
-            "livepatch_cmdline_proc_show\nlivepatch_show_val",
-            "livepatch_sample",
-        ) {
+        let new = match parse_funcs("livepatch_cmdline_proc_show\nlivepatch_show_val", "livepatch_sample") {
             Ok(specs) => specs,
             Err(error) => panic!("{error}"),
         };
@@ -954,15 +843,9 @@ show_val,0
             Err(error) => panic!("{error}"),
         };
         let first = &set.funcs()[0];
+        assert_eq!((first.object.as_str(), first.function.as_str()), ("vmlinux", "cmdline_proc_show"));
         assert_eq!(
-            (first.object.as_str(), first.function.as_str()),
-            ("vmlinux", "cmdline_proc_show")
-        );
-        assert_eq!(
-            (
-                first.checked_object.as_str(),
-                first.checked_function.as_str()
-            ),
+            (first.checked_object.as_str(), first.checked_function.as_str()),
             ("livepatch_sample", "livepatch_cmdline_proc_show")
         );
         assert_eq!((first.address, first.size), (0xffff_ffff_c000_0000, 0x40));
@@ -973,10 +856,7 @@ show_val,0
 
         // Patching without a previous patch checks the old functions.
         let patch = PatchSet::resolve_for(Direction::Patch, &old, None, &symbols);
-        assert_eq!(
-            patch.map(|set| set.find(0xffff_ffff_8100_1000)),
-            Ok(Some(0))
-        );
+        assert_eq!(patch.map(|set| set.find(0xffff_ffff_8100_1000)), Ok(Some(0)));
         assert_eq!(
             PatchSet::resolve_for(Direction::Unpatch, &old, None, &symbols).map(|s| s.len()),
             Err(PatchSetError::MissingNewFunctions)
@@ -987,10 +867,7 @@ show_val,0
         );
         // A typo in the old spec is caught even though its range is unused.
         let typo = specs("cmdline_proc_shw\nshow_val,1");
-        assert!(matches!(
-            PatchSet::resolve_new(&typo, &new, &symbols),
-            Err(PatchSetError::UnknownFunction { .. })
-        ));
+        assert!(matches!(PatchSet::resolve_new(&typo, &new, &symbols), Err(PatchSetError::UnknownFunction { .. })));
     }
 
     #[test]
@@ -1044,15 +921,10 @@ show_val,0
 
     #[test]
     fn from_ranges_rejects_zero_size() {
-        let result =
-            PatchSet::from_ranges([("vmlinux", "f", 0x1000, 0x10), ("vmlinux", "g", 0x2000, 0)]);
+        let result = PatchSet::from_ranges([("vmlinux", "f", 0x1000, 0x10), ("vmlinux", "g", 0x2000, 0)]);
         assert_eq!(
             result.map(|set| set.len()),
-            Err(PatchSetError::ZeroSizeRange {
-                number: 2,
-                object: "vmlinux".into(),
-                function: "g".into()
-            })
+            Err(PatchSetError::ZeroSizeRange { number: 2, object: "vmlinux".into(), function: "g".into() })
         );
     }
 

@@ -12,9 +12,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::{Auxv, Mapping, MappingKind, Perms, Snapshot, ThreadInfo, AT_SYSINFO_EHDR};
-use crate::dump::elf::{ElfDump, ElfError, Lookup, EM_X86_64};
-use crate::dump::notes::{parse_prstatus_x86_64, NoteError};
+use super::{AT_SYSINFO_EHDR, Auxv, Mapping, MappingKind, Perms, Snapshot, ThreadInfo};
+use crate::dump::elf::{EM_X86_64, ElfDump, ElfError, Lookup};
+use crate::dump::notes::{NoteError, parse_prstatus_x86_64};
 use crate::dump::source::{le_u16, le_u32, le_u64};
 use crate::memory::{Memory, MemoryError, MemoryErrorKind};
 
@@ -317,7 +317,10 @@ impl<'data> CoreFile<'data> {
             // pr_psargs starts with argv[0]; NT_FILE has the full path.
             let arg0 = p.psargs.split(' ').next().unwrap_or("");
             let name = Path::new(arg0).file_name()?.to_str()?;
-            files.iter().find(|f| Path::new(&f.path).file_name().and_then(|n| n.to_str()) == Some(name)).map(|f| f.path.clone())
+            files
+                .iter()
+                .find(|f| Path::new(&f.path).file_name().and_then(|n| n.to_str()) == Some(name))
+                .map(|f| f.path.clone())
         });
         let snapshot = Snapshot { pid: tgid, comm, exe, threads, maps, auxv, notes };
         Ok(CoreFile { elf, snapshot, files, prpsinfo, sysroot: sysroot.map(Path::to_path_buf) })
@@ -426,7 +429,10 @@ mod tests {
         let d = nt_file(&[(0x1000, 0x3000, 2, "/bin/x"), (0x7000, 0x8000, 0, "/lib/y.so (deleted)")]);
         let (f, page) = parse_nt_file(&d, 0).unwrap();
         assert_eq!(page, 4096);
-        assert_eq!(f[0], FileMapping { start: 0x1000, end: 0x3000, offset: 0x2000, path: "/bin/x".into(), deleted: false });
+        assert_eq!(
+            f[0],
+            FileMapping { start: 0x1000, end: 0x3000, offset: 0x2000, path: "/bin/x".into(), deleted: false }
+        );
         assert_eq!(f[1].path, "/lib/y.so");
         assert!(f[1].deleted);
         // Every truncation fails cleanly.
@@ -470,7 +476,12 @@ mod tests {
             auxv.extend_from_slice(&v.to_le_bytes());
         }
         push_note(&mut notes, b"CORE", NT_AUXV, &auxv);
-        push_note(&mut notes, b"CORE", NT_FILE, &nt_file(&[(0x10000, 0x12000, 0, "/lib/file.bin"), (0x20000, 0x21000, 1, "/lib/file.bin")]));
+        push_note(
+            &mut notes,
+            b"CORE",
+            NT_FILE,
+            &nt_file(&[(0x10000, 0x12000, 0, "/lib/file.bin"), (0x20000, 0x21000, 1, "/lib/file.bin")]),
+        );
         push_note(&mut notes, b"GNU", 0x99, b"ignored");
         let code = vec![0xaau8; 0x1000];
         let stack = vec![0x55u8; 0x2000];

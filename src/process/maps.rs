@@ -225,11 +225,7 @@ pub fn parse_maps_line(text: &str, line: usize) -> Result<Mapping, MapsError> {
 
 /// Parses a whole `/proc/PID/maps` text. Blank lines are skipped.
 pub fn parse_maps(text: &str) -> Result<Vec<Mapping>, MapsError> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| parse_maps_line(l, i + 1))
-        .collect()
+    text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| parse_maps_line(l, i + 1)).collect()
 }
 
 /// The index of the mapping holding `addr` (maps are sorted and disjoint,
@@ -340,7 +336,10 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         assert_eq!(parse_maps_line("1000-2000 r-xp g 00:00 0", 1), Err(MapsError::BadNumber { line: 1, field: 3 }));
         assert_eq!(parse_maps_line("1000-2000 r-xp 0 0000 0", 1), Err(MapsError::Malformed { line: 1 }));
         assert_eq!(parse_maps_line("1000-2000 r-xp 0 00:00 x", 1), Err(MapsError::BadNumber { line: 1, field: 5 }));
-        assert_eq!(parse_maps_line("2000-1000 r-xp 0 00:00 0", 1), Err(MapsError::EmptyRange { line: 1, start: 0x2000, end: 0x1000 }));
+        assert_eq!(
+            parse_maps_line("2000-1000 r-xp 0 00:00 0", 1),
+            Err(MapsError::EmptyRange { line: 1, start: 0x2000, end: 0x1000 })
+        );
         assert_eq!(parse_maps_line("1000-2000 r-xp 0 00:00 0 ", 1).unwrap().kind, MappingKind::Anonymous);
         assert!(parse_maps("1000-2000 r-xp 0 00:00 0\n\nbad\n").is_err_and(|e| e == MapsError::Malformed { line: 3 }));
         // Huge values do not overflow.
@@ -358,7 +357,9 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         assert_eq!(stack_range(&maps, 0x55d0c5e3b100), None, "heap is no stack");
         assert_eq!(stack_range(&maps, 0x10), None);
         // Split VMAs join up.
-        let split = parse_maps("1000-2000 rw-p 0 00:00 0\n2000-3000 rw-p 0 00:00 0 [stack]\n3000-4000 r--p 0 00:00 0\n").unwrap();
+        let split =
+            parse_maps("1000-2000 rw-p 0 00:00 0\n2000-3000 rw-p 0 00:00 0 [stack]\n3000-4000 r--p 0 00:00 0\n")
+                .unwrap();
         assert_eq!(stack_range(&split, 0x2800), Some((0x1000, 0x3000)));
     }
 }

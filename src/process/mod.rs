@@ -201,7 +201,10 @@ impl Inspection {
     /// Returns whether the modules were kept.
     pub fn update<M: Memory>(&mut self, snapshot: Snapshot, access: &FileAccess, mem: &mut M) -> bool {
         let exec = |s: &Snapshot| -> Vec<Mapping> { s.maps.iter().filter(|m| m.perms.exec).cloned().collect() };
-        if self.snapshot.pid == snapshot.pid && exec(&self.snapshot) == exec(&snapshot) && self.snapshot.auxv == snapshot.auxv {
+        if self.snapshot.pid == snapshot.pid
+            && exec(&self.snapshot) == exec(&snapshot)
+            && self.snapshot.auxv == snapshot.auxv
+        {
             let mut notes = snapshot.notes.clone();
             notes.append(&mut self.notes);
             self.notes = notes;
@@ -243,7 +246,12 @@ impl Inspection {
 
     /// Walks every thread with CFI and judges it against `set`, inlined
     /// copies included.
-    pub fn check<'set, M: Memory>(&self, mem: &mut M, set: &'set PatchSet, config: &WalkConfig) -> Vec<ThreadReport<'set>> {
+    pub fn check<'set, M: Memory>(
+        &self,
+        mem: &mut M,
+        set: &'set PatchSet,
+        config: &WalkConfig,
+    ) -> Vec<ThreadReport<'set>> {
         self.check_with_notes(mem, set, config, &mut Vec::new())
     }
 
@@ -318,12 +326,19 @@ mod tests {
         let set = PatchSet::from_ranges([("x", "f", 0x1000, 0x20)]).unwrap();
         let bytes = [0u8; 16];
         let mut mem = SliceMemory::new(0, &bytes);
-        let reports = check_threads(&snapshot, &mut mem, &set, &WalkConfig::default(), &mut NoInline, |_, bounds, start, _, frames| {
-            assert_eq!(bounds.ranges(), &[StackRange { start: 0x7000, end: 0x9000, kind: StackKind::User }]);
-            let pc = start.regs.get(Reg::Rip).unwrap_or(0);
-            frames.push(Frame { pc, sp: 0x8000, kind: FrameKind::Start, kernel_regs: false, reliable: true });
-            Reliability::Reliable(CleanEnd::EndOfStack)
-        });
+        let reports = check_threads(
+            &snapshot,
+            &mut mem,
+            &set,
+            &WalkConfig::default(),
+            &mut NoInline,
+            |_, bounds, start, _, frames| {
+                assert_eq!(bounds.ranges(), &[StackRange { start: 0x7000, end: 0x9000, kind: StackKind::User }]);
+                let pc = start.regs.get(Reg::Rip).unwrap_or(0);
+                frames.push(Frame { pc, sp: 0x8000, kind: FrameKind::Start, kernel_regs: false, reliable: true });
+                Reliability::Reliable(CleanEnd::EndOfStack)
+            },
+        );
         assert_eq!(reports.len(), 2);
         assert_eq!(reports[0].verdict.name(), "blocked");
         assert_eq!(reports[0].hits.len(), 1);

@@ -144,13 +144,11 @@ impl ModuleFile {
             (Some(d), _) => Some(&***d),
             (None, _) => None,
         };
-        let mut table = source
-            .and_then(|d| symbols_from_elf(&self.name, d).ok())
-            .unwrap_or_else(|| {
-                let mut t = SymbolTable::new(&self.name);
-                t.finish();
-                t
-            });
+        let mut table = source.and_then(|d| symbols_from_elf(&self.name, d).ok()).unwrap_or_else(|| {
+            let mut t = SymbolTable::new(&self.name);
+            t.finish();
+            t
+        });
         table.rebase(self.bias);
         table
     }
@@ -285,9 +283,7 @@ pub fn find_debug(data: &[u8], path: &str, access: &FileAccess) -> Option<(PathB
 
 fn needs_debug(data: &[u8]) -> bool {
     let Ok(file) = object::File::parse(data) else { return false };
-    let has_cfi = [".eh_frame", ".debug_frame"]
-        .iter()
-        .any(|n| file.section_by_name(n).is_some_and(|s| s.size() > 0));
+    let has_cfi = [".eh_frame", ".debug_frame"].iter().any(|n| file.section_by_name(n).is_some_and(|s| s.size() > 0));
     file.symbol_table().is_none() || !has_cfi
 }
 
@@ -335,7 +331,9 @@ pub fn load_modules<M: Memory>(
             }
             MappingKind::Vdso => match vdso_module(snapshot, m, mem) {
                 Some(v) => out.push(v),
-                None => notes.push(format!("[vdso] at {:#x}: cannot be read as ELF; its frames are unreliable", m.start)),
+                None => {
+                    notes.push(format!("[vdso] at {:#x}: cannot be read as ELF; its frames are unreliable", m.start))
+                }
             },
             _ => {}
         }

@@ -110,7 +110,9 @@ fn denied_hint(tracer: Option<i32>, yama: Option<u8>) -> String {
         return format!("it is already traced by process {t} (a debugger?)");
     }
     let yama = match yama {
-        Some(1) => "; kernel.yama.ptrace_scope is 1 (only descendants may be traced: run as root or with CAP_SYS_PTRACE)",
+        Some(1) => {
+            "; kernel.yama.ptrace_scope is 1 (only descendants may be traced: run as root or with CAP_SYS_PTRACE)"
+        }
         Some(2) => "; kernel.yama.ptrace_scope is 2 (only CAP_SYS_PTRACE may trace)",
         Some(3) => "; kernel.yama.ptrace_scope is 3 (ptrace is disabled until reboot)",
         _ => "",
@@ -235,7 +237,9 @@ fn decode_stop(status: i32) -> Wait {
         // Under SEIZE a group-stop reports the stopping signal; our
         // interrupt reports SIGTRAP.
         return match signal {
-            libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => Wait::Stopped(StopKind::GroupStop { signal }),
+            libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => {
+                Wait::Stopped(StopKind::GroupStop { signal })
+            }
             _ => Wait::Stopped(StopKind::Interrupt),
         };
     }
@@ -449,7 +453,9 @@ impl Attached {
             };
             match ptrace(PTRACE_DETACH, t.tid, 0, signal as usize) {
                 Ok(_) | Err(libc::ESRCH) => {}
-                Err(e) => problems.push(format!("detaching thread {}: {}", t.tid, std::io::Error::from_raw_os_error(e))),
+                Err(e) => {
+                    problems.push(format!("detaching thread {}: {}", t.tid, std::io::Error::from_raw_os_error(e)))
+                }
             }
         }
         problems
@@ -472,7 +478,9 @@ pub fn peek(pid: i32) -> Result<Snapshot, PtraceError> {
         .ok()
         .or_else(|| std::fs::read_link(proc_path(pid, &format!("task/{}/exe", live_thread(pid).ok()?))).ok())
         .map(|p| p.to_string_lossy().into_owned());
-    let comm = std::fs::read_to_string(proc_path(pid, "comm")).map(|s| s.trim_end_matches('\n').to_string()).unwrap_or_default();
+    let comm = std::fs::read_to_string(proc_path(pid, "comm"))
+        .map(|s| s.trim_end_matches('\n').to_string())
+        .unwrap_or_default();
     Ok(Snapshot { pid, comm, exe, threads: Vec::new(), maps, auxv, notes: Vec::new() })
 }
 
@@ -666,7 +674,10 @@ mod tests {
         let mut buf = vec![0u8; 9000];
         mem.read(data.as_ptr() as u64 + 500, &mut buf).unwrap();
         assert_eq!(&buf[..], &data[500..9500], "across pages");
-        assert_eq!(mem.read_u64(data.as_ptr() as u64 + 8).unwrap(), u64::from_le_bytes(data[8..16].try_into().unwrap()));
+        assert_eq!(
+            mem.read_u64(data.as_ptr() as u64 + 8).unwrap(),
+            u64::from_le_bytes(data[8..16].try_into().unwrap())
+        );
         let err = mem.read_u64(8).unwrap_err();
         assert_eq!((err.addr, err.kind), (8, MemoryErrorKind::Unmapped));
         assert!(mem.read_u64(u64::MAX - 3).is_err());

@@ -1,8 +1,6 @@
 //! Symbols from an ELF file's `.symtab` (or `.dynsym` when stripped).
 
-use object::{
-    FileKind, Object, ObjectSection, ObjectSymbol, ObjectSymbolTable, SectionKind, SymbolSection,
-};
+use object::{FileKind, Object, ObjectSection, ObjectSymbol, ObjectSymbolTable, SectionKind, SymbolSection};
 
 use super::table::{SymbolError, SymbolKind, SymbolSize, SymbolTable};
 
@@ -27,10 +25,7 @@ pub fn symbols_from_elf(object: &str, data: &[u8]) -> Result<SymbolTable, Symbol
         _ => return Err(SymbolError::NotElf),
     }
     let file = object::File::parse(data)?;
-    let symbols = file
-        .symbol_table()
-        .or_else(|| file.dynamic_symbol_table())
-        .ok_or(SymbolError::NoSymbolTable)?;
+    let symbols = file.symbol_table().or_else(|| file.dynamic_symbol_table()).ok_or(SymbolError::NoSymbolTable)?;
 
     let mut table = SymbolTable::new(object);
     for symbol in symbols.symbols() {
@@ -43,32 +38,20 @@ pub fn symbols_from_elf(object: &str, data: &[u8]) -> Result<SymbolTable, Symbol
                 object::SymbolKind::Text => SymbolKind::Text,
                 object::SymbolKind::Tls => SymbolKind::Absolute,
                 object::SymbolKind::Unknown | object::SymbolKind::Label => {
-                    let executable = file
-                        .section_by_index(section_index)
-                        .is_ok_and(|section| section.kind() == SectionKind::Text);
-                    if executable {
-                        SymbolKind::Text
-                    } else {
-                        SymbolKind::Data
-                    }
+                    let executable =
+                        file.section_by_index(section_index).is_ok_and(|section| section.kind() == SectionKind::Text);
+                    if executable { SymbolKind::Text } else { SymbolKind::Data }
                 }
                 _ => SymbolKind::Data,
             },
             _ => continue,
         };
-        let name =
-            std::str::from_utf8(symbol.name_bytes()?).map_err(|_| SymbolError::NonUtf8Name {
-                index: symbol.index().0,
-            })?;
+        let name = std::str::from_utf8(symbol.name_bytes()?)
+            .map_err(|_| SymbolError::NonUtf8Name { index: symbol.index().0 })?;
         if name.is_empty() || name.starts_with('$') {
             continue;
         }
-        table.push_symbol(
-            name,
-            symbol.address(),
-            SymbolSize::Known(symbol.size()),
-            kind,
-        );
+        table.push_symbol(name, symbol.address(), SymbolSize::Known(symbol.size()), kind);
     }
     table.finish();
     Ok(table)
@@ -106,22 +89,8 @@ mod tests {
         size: u64,
     }
 
-    fn sym(
-        name: &'static str,
-        bind: u8,
-        kind: u8,
-        section: u16,
-        value: u64,
-        size: u64,
-    ) -> TestSymbol {
-        TestSymbol {
-            name,
-            bind,
-            kind,
-            section,
-            value,
-            size,
-        }
+    fn sym(name: &'static str, bind: u8, kind: u8, section: u16, value: u64, size: u64) -> TestSymbol {
+        TestSymbol { name, bind, kind, section, value, size }
     }
 
     fn string_table(names: &[&str]) -> (Vec<u8>, Vec<u32>) {
@@ -188,8 +157,7 @@ mod tests {
                 symtab.extend_from_slice(&symbol.value.to_le_bytes());
                 symtab.extend_from_slice(&symbol.size.to_le_bytes());
             }
-            let first_global =
-                1 + symbols.iter().take_while(|s| s.bind == STB_LOCAL).count() as u32;
+            let first_global = 1 + symbols.iter().take_while(|s| s.bind == STB_LOCAL).count() as u32;
             let dynamic = symtab_type == SHT_DYNSYM;
             let strtab_index = sections.len() as u32 + 2; // after null and the symtab
             sections.push(Section {
@@ -300,8 +268,7 @@ mod tests {
     #[test]
     fn reads_symtab_in_order_skipping_non_symbols() {
         let table = parse(&build_elf(Some(SHT_SYMTAB), &sample_symbols()));
-        let listed: Vec<(&str, u64, u64)> =
-            table.iter().map(|s| (s.name, s.address, s.size)).collect();
+        let listed: Vec<(&str, u64, u64)> = table.iter().map(|s| (s.name, s.address, s.size)).collect();
         assert_eq!(
             listed,
             [
@@ -324,10 +291,7 @@ mod tests {
     fn lookups_use_st_size() {
         let table = parse(&build_elf(Some(SHT_SYMTAB), &sample_symbols()));
         assert_eq!(table.lookup(0x101f).map(|s| s.name), Some("local_fn"));
-        assert_eq!(
-            table.lookup(0x1049).map(|s| (s.name, s.offset)),
-            Some(("entry_asm", 0x29))
-        );
+        assert_eq!(table.lookup(0x1049).map(|s| (s.name, s.offset)), Some(("entry_asm", 0x29)));
         assert_eq!(table.lookup(0x1060).map(|s| s.name), Some("global_fn"));
         // Between symbols; the absolute value at 0x1090 is not code.
         assert_eq!(table.lookup(0x1090), None);
@@ -335,13 +299,7 @@ mod tests {
         assert_eq!(table.lookup(0x10a0).map(|s| s.name), Some("zero_size_fn"));
         assert_eq!(table.lookup(0x10a1), None);
         assert_eq!(table.lookup(0x2000), None);
-        assert_eq!(
-            table
-                .find_by_name("local_fn")
-                .map(|s| s.address)
-                .collect::<Vec<_>>(),
-            [0x1000, 0x10c0]
-        );
+        assert_eq!(table.find_by_name("local_fn").map(|s| s.address).collect::<Vec<_>>(), [0x1000, 0x10c0]);
     }
 
     #[test]
@@ -354,19 +312,10 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(
-            symbols_from_elf("x", b"not an elf file").err(),
-            Some(SymbolError::NotElf)
-        );
-        assert_eq!(
-            symbols_from_elf("x", &build_elf(None, &[])).err(),
-            Some(SymbolError::NoSymbolTable)
-        );
+        assert_eq!(symbols_from_elf("x", b"not an elf file").err(), Some(SymbolError::NotElf));
+        assert_eq!(symbols_from_elf("x", &build_elf(None, &[])).err(), Some(SymbolError::NoSymbolTable));
         let mut truncated = build_elf(Some(SHT_SYMTAB), &sample_symbols());
         truncated.truncate(200);
-        assert!(matches!(
-            symbols_from_elf("x", &truncated),
-            Err(SymbolError::Elf(_))
-        ));
+        assert!(matches!(symbols_from_elf("x", &truncated), Err(SymbolError::Elf(_))));
     }
 }

@@ -101,10 +101,8 @@ impl InlineResolver {
         }
         let endian = if file.is_little_endian() { gimli::RunTimeEndian::Little } else { gimli::RunTimeEndian::Big };
         let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
-            let data: Cow<'_, [u8]> = file
-                .section_by_name(id.name())
-                .and_then(|s| s.uncompressed_data().ok())
-                .unwrap_or(Cow::Borrowed(&[]));
+            let data: Cow<'_, [u8]> =
+                file.section_by_name(id.name()).and_then(|s| s.uncompressed_data().ok()).unwrap_or(Cow::Borrowed(&[]));
             Ok(gimli::EndianArcSlice::new(Arc::from(&*data), endian))
         };
         let dwarf = gimli::Dwarf::load(load).map_err(InlineError::Dwarf)?;

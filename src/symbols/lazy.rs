@@ -17,7 +17,7 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::OnceLock;
 
-use super::table::{is_preamble, MAX_INFERRED_SIZE};
+use super::table::{MAX_INFERRED_SIZE, is_preamble};
 use super::{SymbolKind, SymbolRef, SymbolSize, SymbolTable};
 
 /// Decodes one symbol at a time. Implemented by the kernel's kallsyms.

@@ -11,9 +11,9 @@ mod system_map;
 mod table;
 
 pub use elf::symbols_from_elf;
-pub use lazy::{equal_range, SymbolDecoder};
-pub use system_map::{parse_proc_kallsyms, parse_system_map, ProcKallsyms};
+pub use lazy::{SymbolDecoder, equal_range};
+pub use system_map::{ProcKallsyms, parse_proc_kallsyms, parse_system_map};
 pub use table::{
-    MAX_INFERRED_SIZE, Symbol, SymbolError, SymbolKind, SymbolRef, SymbolSize, SymbolTable,
-    Symbolizer, symbols_from_list,
+    MAX_INFERRED_SIZE, Symbol, SymbolError, SymbolKind, SymbolRef, SymbolSize, SymbolTable, Symbolizer,
+    symbols_from_list,
 };

@@ -15,14 +15,12 @@ pub fn parse_system_map(object: &str, text: &str) -> Result<SymbolTable, SymbolE
     for (index, line) in text.lines().enumerate() {
         let line_number = index + 1;
         let mut fields = line.split_ascii_whitespace();
-        let (address, kind, name) =
-            match (fields.next(), fields.next(), fields.next(), fields.next()) {
-                (None, ..) => continue,
-                (Some(address), Some(kind), Some(name), None) => (address, kind, name),
-                _ => return Err(SymbolError::MalformedLine { line: line_number }),
-            };
-        let address =
-            parse_hex(address).ok_or(SymbolError::InvalidAddress { line: line_number })?;
+        let (address, kind, name) = match (fields.next(), fields.next(), fields.next(), fields.next()) {
+            (None, ..) => continue,
+            (Some(address), Some(kind), Some(name), None) => (address, kind, name),
+            _ => return Err(SymbolError::MalformedLine { line: line_number }),
+        };
+        let address = parse_hex(address).ok_or(SymbolError::InvalidAddress { line: line_number })?;
         let Some(kind) = symbol_kind(kind, line_number)? else { continue };
         table.push_symbol(name, address, SymbolSize::Unknown, kind);
     }
@@ -68,11 +66,12 @@ pub fn parse_proc_kallsyms(text: &str) -> Result<ProcKallsyms, SymbolError> {
     for (index, line) in text.lines().enumerate() {
         let line_number = index + 1;
         let mut fields = line.split_ascii_whitespace();
-        let (address, kind, name, module) = match (fields.next(), fields.next(), fields.next(), fields.next(), fields.next()) {
-            (None, ..) => continue,
-            (Some(a), Some(k), Some(n), m, None) => (a, k, n, m),
-            _ => return Err(SymbolError::MalformedLine { line: line_number }),
-        };
+        let (address, kind, name, module) =
+            match (fields.next(), fields.next(), fields.next(), fields.next(), fields.next()) {
+                (None, ..) => continue,
+                (Some(a), Some(k), Some(n), m, None) => (a, k, n, m),
+                _ => return Err(SymbolError::MalformedLine { line: line_number }),
+            };
         let address = parse_hex(address).ok_or(SymbolError::InvalidAddress { line: line_number })?;
         if address != 0 {
             nonzero += 1;
@@ -128,24 +127,13 @@ ffffffff82000100 r some_rodata
         assert_eq!(table.len(), 13);
         // Aliases at 0xffffffff81000000: first in source order.
         let hit = table.lookup(0xffff_ffff_8100_0010);
+        assert_eq!(hit.map(|s| (s.name, s.offset, s.size)), Some(("_stext", 0x10, 0x1000)));
+        assert_eq!(table.lookup(0xffff_ffff_8100_1010).map(|s| s.name), Some("do_one_initcall"));
         assert_eq!(
-            hit.map(|s| (s.name, s.offset, s.size)),
-            Some(("_stext", 0x10, 0x1000))
-        );
-        assert_eq!(
-            table.lookup(0xffff_ffff_8100_1010).map(|s| s.name),
-            Some("do_one_initcall")
-        );
-        assert_eq!(
-            table
-                .lookup(0xffff_ffff_8100_1208)
-                .map(|s| (s.name, s.address)),
+            table.lookup(0xffff_ffff_8100_1208).map(|s| (s.name, s.address)),
             Some(("show_cpuinfo", 0xffff_ffff_8100_1200))
         );
-        assert_eq!(
-            table.lookup(0xffff_ffff_8100_1300).map(|s| s.name),
-            Some("weak_fn")
-        );
+        assert_eq!(table.lookup(0xffff_ffff_8100_1300).map(|s| s.name), Some("weak_fn"));
         // Data is not looked up, even though it has an inferred size.
         assert_eq!(table.lookup(0xffff_ffff_8200_0000), None);
         // Percpu symbols at 0: the gap to text is too big for a size.
@@ -206,16 +194,10 @@ ffffffffc0a01100 T park_here_b\t[lpstack_park]\n";
 
     #[test]
     fn undefined_symbols_are_skipped() {
-        let table = parse_system_map(
-            "vmlinux",
-            "                 U undefined\nffffffff81000000 T a\n",
-        );
+        let table = parse_system_map("vmlinux", "                 U undefined\nffffffff81000000 T a\n");
         // "U" lines in nm output have no address column at all.
         assert_eq!(table.err(), Some(SymbolError::MalformedLine { line: 1 }));
-        let table = parse_system_map(
-            "vmlinux",
-            "0000000000000000 U undefined\nffffffff81000000 T a\n",
-        );
+        let table = parse_system_map("vmlinux", "0000000000000000 U undefined\nffffffff81000000 T a\n");
         assert_eq!(table.map(|t| t.len()), Ok(1));
     }
 }

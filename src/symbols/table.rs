@@ -92,9 +92,7 @@ pub const MAX_INFERRED_SIZE: u64 = 1 << 20;
 const PREAMBLE_PREFIXES: [&str; 2] = ["__pfx_", "__cfi_"];
 
 pub(super) fn is_preamble(name: &str) -> bool {
-    PREAMBLE_PREFIXES
-        .iter()
-        .any(|prefix| name.starts_with(prefix))
+    PREAMBLE_PREFIXES.iter().any(|prefix| name.starts_with(prefix))
 }
 
 /// One symbol; its name lives in the table's string pool
@@ -185,10 +183,7 @@ pub struct SymbolTable {
 impl SymbolTable {
     /// An empty table for `object` ("vmlinux", "ext4", a file name).
     pub fn new(object: &str) -> Self {
-        SymbolTable {
-            object: object.to_owned(),
-            ..SymbolTable::default()
-        }
+        SymbolTable { object: object.to_owned(), ..SymbolTable::default() }
     }
 
     /// A table over `decoder`'s symbols, decoded only as lookups need them.
@@ -225,11 +220,7 @@ impl SymbolTable {
     /// Appends a text symbol in source order. `size` 0 = unknown (inferred
     /// by `finish`).
     pub fn push(&mut self, name: &str, address: u64, size: u64) {
-        let size = if size == 0 {
-            SymbolSize::Unknown
-        } else {
-            SymbolSize::Known(size)
-        };
+        let size = if size == 0 { SymbolSize::Unknown } else { SymbolSize::Known(size) };
         self.push_symbol(name, address, size, SymbolKind::Text);
     }
 
@@ -242,14 +233,7 @@ impl SymbolTable {
             SymbolSize::Known(size) => (size, true),
             SymbolSize::Unknown => (0, false),
         };
-        self.symbols.push(Symbol {
-            address,
-            size,
-            name_start,
-            name_len: name.len(),
-            kind,
-            size_known,
-        });
+        self.symbols.push(Symbol { address, size, name_start, name_len: name.len(), kind, size_known });
     }
 
     /// Builds the indexes and infers unknown sizes. Must be called after the
@@ -289,9 +273,7 @@ impl SymbolTable {
         }
 
         let symbols = &self.symbols;
-        self.by_address = (0..symbols.len())
-            .filter(|&index| symbols[index].is_text())
-            .collect();
+        self.by_address = (0..symbols.len()).filter(|&index| symbols[index].is_text()).collect();
         // (address, index) is unique, so an unstable sort keeps source order.
         self.by_address.sort_unstable_by_key(|&index| (symbols[index].address, index));
         self.max_last.clear();
@@ -346,9 +328,7 @@ impl SymbolTable {
     }
 
     fn symbol_name(&self, index: usize) -> &str {
-        self.symbols
-            .get(index)
-            .map_or("", |symbol| self.name(symbol))
+        self.symbols.get(index).map_or("", |symbol| self.name(symbol))
     }
 
     fn symbol_ref(&self, symbol: &Symbol, offset: u64) -> SymbolRef<'_> {
@@ -379,27 +359,16 @@ impl SymbolTable {
         if let Some(lazy) = &self.lazy {
             return lazy.lookup(&self.object, address);
         }
-        let mut position = self.by_address.partition_point(|&index| {
-            self.symbols
-                .get(index)
-                .is_some_and(|s| s.address <= address)
-        });
+        let mut position =
+            self.by_address.partition_point(|&index| self.symbols.get(index).is_some_and(|s| s.address <= address));
         let mut best: Option<&Symbol> = None;
         let mut best_preamble: Option<&Symbol> = None;
         while position > 0 {
             position -= 1;
-            if self
-                .max_last
-                .get(position)
-                .is_none_or(|&last| last < address)
-            {
+            if self.max_last.get(position).is_none_or(|&last| last < address) {
                 break;
             }
-            let Some(symbol) = self
-                .by_address
-                .get(position)
-                .and_then(|&i| self.symbols.get(i))
-            else {
+            let Some(symbol) = self.by_address.get(position).and_then(|&i| self.symbols.get(i)) else {
                 break;
             };
             // A real function was found at a higher start: it is the innermost.
@@ -411,18 +380,13 @@ impl SymbolTable {
             }
             // Walking backwards, a later hit at the same start is earlier in
             // source order, so it replaces the previous one.
-            let slot = if is_preamble(self.name(symbol)) {
-                &mut best_preamble
-            } else {
-                &mut best
-            };
+            let slot = if is_preamble(self.name(symbol)) { &mut best_preamble } else { &mut best };
             match slot {
                 Some(found) if found.address != symbol.address => {}
                 _ => *slot = Some(symbol),
             }
         }
-        best.or(best_preamble)
-            .map(|symbol| self.symbol_ref(symbol, address - symbol.address))
+        best.or(best_preamble).map(|symbol| self.symbol_ref(symbol, address - symbol.address))
     }
 
     /// All symbols (any kind) named `name`, in source order.
@@ -460,10 +424,7 @@ impl SymbolTable {
 
 /// Builds a finished table of text symbols from `(name, address, size)`,
 /// in source order; size 0 = unknown. This is what kallsyms decoding feeds.
-pub fn symbols_from_list<'a>(
-    object: &str,
-    list: impl IntoIterator<Item = (&'a str, u64, u64)>,
-) -> SymbolTable {
+pub fn symbols_from_list<'a>(object: &str, list: impl IntoIterator<Item = (&'a str, u64, u64)>) -> SymbolTable {
     let mut table = SymbolTable::new(object);
     for (name, address, size) in list {
         table.push(name, address, size);
@@ -493,10 +454,7 @@ impl Symbolizer {
     /// has one. Objects normally do not overlap, so the order only matters
     /// for broken inputs.
     pub fn lookup(&self, address: u64) -> Option<SymbolRef<'_>> {
-        self.tables
-            .iter()
-            .filter(|table| table.may_contain(address))
-            .find_map(|table| table.lookup(address))
+        self.tables.iter().filter(|table| table.may_contain(address)).find_map(|table| table.lookup(address))
     }
 
     /// The first table added for `object`.
@@ -522,12 +480,7 @@ mod tests {
     fn inferred_sizes_stop_at_next_distinct_address() {
         let table = symbols_from_list(
             "vmlinux",
-            [
-                ("a", 0x1000, 0),
-                ("a_alias", 0x1000, 0),
-                ("b", 0x1040, 0),
-                ("c", 0x1100, 0x20),
-            ],
+            [("a", 0x1000, 0), ("a_alias", 0x1000, 0), ("b", 0x1040, 0), ("c", 0x1100, 0x20)],
         );
         let sizes: Vec<u64> = table.symbols().iter().map(|s| s.size).collect();
         assert_eq!(sizes, [0x40, 0x40, 0xc0, 0x20]);
@@ -539,10 +492,7 @@ mod tests {
     fn inferred_size_never_spans_a_large_gap() {
         let table = symbols_from_list(
             "vmlinux",
-            [
-                ("before_hole", 0x1000, 0),
-                ("after_hole", 0x1000 + MAX_INFERRED_SIZE + 1, 0),
-            ],
+            [("before_hole", 0x1000, 0), ("after_hole", 0x1000 + MAX_INFERRED_SIZE + 1, 0)],
         );
         assert_eq!(table.symbols()[0].size, 0);
         // Last symbol: nothing after it, size stays unknown.
@@ -551,10 +501,7 @@ mod tests {
         assert_eq!(table.lookup(0x1000).map(|s| s.name), Some("before_hole"));
         assert_eq!(table.lookup(0x1001), None);
 
-        let exact = symbols_from_list(
-            "vmlinux",
-            [("a", 0x1000, 0), ("b", 0x1000 + MAX_INFERRED_SIZE, 0)],
-        );
+        let exact = symbols_from_list("vmlinux", [("a", 0x1000, 0), ("b", 0x1000 + MAX_INFERRED_SIZE, 0)]);
         assert_eq!(exact.symbols()[0].size, MAX_INFERRED_SIZE);
     }
 
@@ -574,19 +521,13 @@ mod tests {
                 kind: SymbolKind::Text,
             })
         );
-        assert_eq!(
-            table.lookup(0x1010).map(|s| (s.name, s.offset)),
-            Some(("g", 0))
-        );
+        assert_eq!(table.lookup(0x1010).map(|s| (s.name, s.offset)), Some(("g", 0)));
         assert_eq!(table.lookup(0x1020), None);
     }
 
     #[test]
     fn aliases_prefer_first_in_source_order() {
-        let table = symbols_from_list(
-            "vmlinux",
-            [("zz_second", 0x2000, 0x10), ("aa_third", 0x2000, 0x10)],
-        );
+        let table = symbols_from_list("vmlinux", [("zz_second", 0x2000, 0x10), ("aa_third", 0x2000, 0x10)]);
         // Source order, not name order.
         assert_eq!(table.lookup(0x2004).map(|s| s.name), Some("zz_second"));
     }
@@ -600,13 +541,7 @@ mod tests {
         // Kernel layout: __pfx_g is the 16 bytes before g.
         let table = symbols_from_list(
             "vmlinux",
-            [
-                ("f", 0x1000, 0),
-                ("__pfx_g", 0x1030, 0),
-                ("g", 0x1040, 0),
-                ("__cfi_h", 0x1070, 0),
-                ("h", 0x1080, 0),
-            ],
+            [("f", 0x1000, 0), ("__pfx_g", 0x1030, 0), ("g", 0x1040, 0), ("__cfi_h", 0x1070, 0), ("h", 0x1080, 0)],
         );
         assert_eq!(table.symbols()[1].size, 0x10);
         assert_eq!(table.lookup(0x102f).map(|s| s.name), Some("f"));
@@ -622,50 +557,23 @@ mod tests {
         // ELF-style sizes: a preamble symbol nested in a function's range.
         let mut table = SymbolTable::new("a.out");
         table.push_symbol("outer", 0x1000, SymbolSize::Known(0x100), SymbolKind::Text);
-        table.push_symbol(
-            "__pfx_inner",
-            0x1040,
-            SymbolSize::Known(0x10),
-            SymbolKind::Text,
-        );
+        table.push_symbol("__pfx_inner", 0x1040, SymbolSize::Known(0x10), SymbolKind::Text);
         table.finish();
-        assert_eq!(
-            table.lookup(0x1044).map(|s| (s.name, s.offset)),
-            Some(("outer", 0x44))
-        );
+        assert_eq!(table.lookup(0x1044).map(|s| (s.name, s.offset)), Some(("outer", 0x44)));
     }
 
     #[test]
     fn zero_size_label_inside_function_finds_enclosing_function() {
         let mut table = SymbolTable::new("vmlinux");
-        table.push_symbol(
-            "entry_SYSCALL_64",
-            0x1000,
-            SymbolSize::Known(0x100),
-            SymbolKind::Text,
-        );
-        table.push_symbol(
-            "entry_SYSCALL_64_after_hwframe",
-            0x1020,
-            SymbolSize::Known(0),
-            SymbolKind::Text,
-        );
+        table.push_symbol("entry_SYSCALL_64", 0x1000, SymbolSize::Known(0x100), SymbolKind::Text);
+        table.push_symbol("entry_SYSCALL_64_after_hwframe", 0x1020, SymbolSize::Known(0), SymbolKind::Text);
         table.push_symbol("small", 0x1040, SymbolSize::Known(0x8), SymbolKind::Text);
         table.finish();
-        assert_eq!(
-            table.lookup(0x1020).map(|s| s.name),
-            Some("entry_SYSCALL_64_after_hwframe")
-        );
-        assert_eq!(
-            table.lookup(0x1021).map(|s| s.name),
-            Some("entry_SYSCALL_64")
-        );
+        assert_eq!(table.lookup(0x1020).map(|s| s.name), Some("entry_SYSCALL_64_after_hwframe"));
+        assert_eq!(table.lookup(0x1021).map(|s| s.name), Some("entry_SYSCALL_64"));
         assert_eq!(table.lookup(0x1044).map(|s| s.name), Some("small"));
         // Past the nested symbol, the enclosing function again.
-        assert_eq!(
-            table.lookup(0x1050).map(|s| (s.name, s.offset)),
-            Some(("entry_SYSCALL_64", 0x50))
-        );
+        assert_eq!(table.lookup(0x1050).map(|s| (s.name, s.offset)), Some(("entry_SYSCALL_64", 0x50)));
         assert_eq!(table.lookup(0x1100), None);
     }
 
@@ -674,12 +582,7 @@ mod tests {
         let mut table = SymbolTable::new("vmlinux");
         table.push_symbol("text_fn", 0x1000, SymbolSize::Unknown, SymbolKind::Text);
         table.push_symbol("some_var", 0x1100, SymbolSize::Unknown, SymbolKind::Data);
-        table.push_symbol(
-            "some_abs",
-            0x1080,
-            SymbolSize::Unknown,
-            SymbolKind::Absolute,
-        );
+        table.push_symbol("some_abs", 0x1080, SymbolSize::Unknown, SymbolKind::Absolute);
         table.push_symbol("end", 0x1200, SymbolSize::Unknown, SymbolKind::Data);
         table.finish();
         // The absolute symbol is no boundary; the data symbol is.
@@ -688,31 +591,17 @@ mod tests {
         assert_eq!(table.lookup(0x1090).map(|s| s.name), Some("text_fn"));
         assert_eq!(table.lookup(0x1100), None);
         // find_by_name still sees them.
-        assert_eq!(
-            names(table.find_by_name("some_var")),
-            [("some_var", 0x1100)]
-        );
-        assert_eq!(
-            names(table.find_by_name("some_abs")),
-            [("some_abs", 0x1080)]
-        );
+        assert_eq!(names(table.find_by_name("some_var")), [("some_var", 0x1100)]);
+        assert_eq!(names(table.find_by_name("some_abs")), [("some_abs", 0x1080)]);
     }
 
     #[test]
     fn find_by_name_in_source_order() {
         let table = symbols_from_list(
             "vmlinux",
-            [
-                ("dup", 0x3000, 0x10),
-                ("b", 0x1000, 0x10),
-                ("dup", 0x1000, 0x10),
-                ("a", 0x2000, 0x10),
-            ],
+            [("dup", 0x3000, 0x10), ("b", 0x1000, 0x10), ("dup", 0x1000, 0x10), ("a", 0x2000, 0x10)],
         );
-        assert_eq!(
-            names(table.find_by_name("dup")),
-            [("dup", 0x3000), ("dup", 0x1000)]
-        );
+        assert_eq!(names(table.find_by_name("dup")), [("dup", 0x3000), ("dup", 0x1000)]);
         assert_eq!(table.find_by_name("du").count(), 0);
         assert_eq!(table.find_by_name("dupe").count(), 0);
         assert_eq!(names(table.find_by_name("a")), [("a", 0x2000)]);
@@ -720,15 +609,7 @@ mod tests {
         let found = table.find_by_name(&temporary);
         drop(temporary);
         assert_eq!(found.count(), 1);
-        assert_eq!(
-            names(table.iter()),
-            [
-                ("dup", 0x3000),
-                ("b", 0x1000),
-                ("dup", 0x1000),
-                ("a", 0x2000)
-            ]
-        );
+        assert_eq!(names(table.iter()), [("dup", 0x3000), ("b", 0x1000), ("dup", 0x1000), ("a", 0x2000)]);
     }
 
     #[test]
@@ -736,41 +617,23 @@ mod tests {
         let mut table = symbols_from_list("libc.so.6", [("malloc", 0x100, 0x20)]);
         table.rebase(0x7f00_0000_0000);
         assert_eq!(table.lookup(0x100), None);
-        assert_eq!(
-            table.lookup(0x7f00_0000_0110).map(|s| (s.name, s.offset)),
-            Some(("malloc", 0x10))
-        );
+        assert_eq!(table.lookup(0x7f00_0000_0110).map(|s| (s.name, s.offset)), Some(("malloc", 0x10)));
     }
 
     #[test]
     fn lookup_near_the_top_of_the_address_space() {
         let table = symbols_from_list("vmlinux", [("top", u64::MAX - 1, 0x10)]);
-        assert_eq!(
-            table.lookup(u64::MAX).map(|s| (s.name, s.offset)),
-            Some(("top", 1))
-        );
+        assert_eq!(table.lookup(u64::MAX).map(|s| (s.name, s.offset)), Some(("top", 1)));
     }
 
     #[test]
     fn symbolizer_searches_each_object() {
         let mut symbolizer = Symbolizer::new();
-        symbolizer.add(symbols_from_list(
-            "vmlinux",
-            [("schedule", 0xffff_ffff_8100_0000, 0x100)],
-        ));
-        symbolizer.add(symbols_from_list(
-            "ext4",
-            [("ext4_readdir", 0xffff_ffff_c000_0000, 0x80)],
-        ));
+        symbolizer.add(symbols_from_list("vmlinux", [("schedule", 0xffff_ffff_8100_0000, 0x100)]));
+        symbolizer.add(symbols_from_list("ext4", [("ext4_readdir", 0xffff_ffff_c000_0000, 0x80)]));
         let hit = symbolizer.lookup(0xffff_ffff_c000_0010);
-        assert_eq!(
-            hit.map(|s| (s.object, s.name, s.offset)),
-            Some(("ext4", "ext4_readdir", 0x10))
-        );
-        assert_eq!(
-            symbolizer.lookup(0xffff_ffff_8100_0000).map(|s| s.object),
-            Some("vmlinux")
-        );
+        assert_eq!(hit.map(|s| (s.object, s.name, s.offset)), Some(("ext4", "ext4_readdir", 0x10)));
+        assert_eq!(symbolizer.lookup(0xffff_ffff_8100_0000).map(|s| s.object), Some("vmlinux"));
         assert_eq!(symbolizer.lookup(0xffff_ffff_9000_0000), None);
         assert_eq!(symbolizer.table("ext4").map(SymbolTable::len), Some(1));
         assert!(symbolizer.table("xfs").is_none());

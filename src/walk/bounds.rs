@@ -48,10 +48,7 @@ impl StackBounds {
 
     /// No stacks.
     pub fn new() -> Self {
-        StackBounds {
-            ranges: [StackRange { start: 0, end: 0, kind: StackKind::Task }; Self::MAX],
-            len: 0,
-        }
+        StackBounds { ranges: [StackRange { start: 0, end: 0, kind: StackKind::Task }; Self::MAX], len: 0 }
     }
 
     /// A blocked kernel task: only its own stack.

@@ -7,7 +7,7 @@
 use super::bounds::StackCursor;
 use super::{CleanEnd, Frame, FrameKind, Reliability, StackBounds, UnreliableReason, WalkConfig, WalkStart};
 use crate::arch::x86_64::{Reg, Regs};
-use crate::cfi::{evaluate_complex, CachedRule, CfiCache, CfiTable, Rule};
+use crate::cfi::{CachedRule, CfiCache, CfiTable, Rule, evaluate_complex};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::memory::Memory;
@@ -261,7 +261,9 @@ fn resolve(
     let table = module.cfi.as_ref().ok_or(UnreliableReason::NoUnwindEntry { pc })?;
     let lookup = if exact { pc } else { pc.wrapping_sub(1) };
     let row = table.find(lookup.wrapping_sub(module.bias)).ok_or(UnreliableReason::NoUnwindEntry { pc })?;
-    cache.remember(pc, exact, modules.generation, row.rule, row.signal, *near).ok_or(UnreliableReason::NoUnwindEntry { pc })?;
+    cache
+        .remember(pc, exact, modules.generation, row.rule, row.signal, *near)
+        .ok_or(UnreliableReason::NoUnwindEntry { pc })?;
     Ok(())
 }
 
@@ -344,7 +346,11 @@ mod tests {
             for hint in 0..mods.modules().len() + 2 {
                 let mut near = hint;
                 let found = mods.find_near(&mut near, pc);
-                assert_eq!(found.map(|m| m as *const _), mods.find(pc).map(|m| m as *const _), "pc {pc:#x} hint {hint}");
+                assert_eq!(
+                    found.map(|m| m as *const _),
+                    mods.find(pc).map(|m| m as *const _),
+                    "pc {pc:#x} hint {hint}"
+                );
                 if let Some(m) = found {
                     assert!(std::ptr::eq(&mods.modules()[near], m));
                 }

@@ -20,10 +20,10 @@ mod scan;
 pub mod synth;
 
 pub use bounds::{StackBounds, StackKind, StackRange};
-pub use cfi_step::{walk_cfi, UserModule, UserModules};
+pub use cfi_step::{UserModule, UserModules, walk_cfi};
 pub use orc_step::walk_orc;
 pub use reason::{TrampolineKind, UnreliableReason};
-pub use scan::{find_return_slot, walk_orc_past_start, CALLER_SCAN_BYTES};
+pub use scan::{CALLER_SCAN_BYTES, find_return_slot, walk_orc_past_start};
 
 use crate::arch::x86_64::Regs;
 
@@ -220,10 +220,7 @@ impl CodeMap for CodeRanges {
     }
 
     fn trampoline(&self, pc: u64) -> Option<TrampolineKind> {
-        self.trampolines
-            .binary_search_by_key(&pc, |t| t.0)
-            .ok()
-            .map(|i| self.trampolines[i].1)
+        self.trampolines.binary_search_by_key(&pc, |t| t.0).ok().map(|i| self.trampolines[i].1)
     }
 }
 

@@ -3,8 +3,8 @@
 
 use super::bounds::StackCursor;
 use super::{
-    CleanEnd, CodeMap, Frame, FrameKind, KernelRegsPolicy, Reliability, StackBounds,
-    UnreliableReason, WalkConfig, WalkStart,
+    CleanEnd, CodeMap, Frame, FrameKind, KernelRegsPolicy, Reliability, StackBounds, UnreliableReason, WalkConfig,
+    WalkStart,
 };
 use crate::arch::x86_64::{IRET_FRAME_SIZE, PT_REGS_SIZE, Reg, Regs};
 use crate::memory::Memory;
@@ -35,19 +35,14 @@ impl State {
     /// `get_reg`: a register from the saved regs, if there are any.
     fn saved(&self, reg: Reg) -> Option<u64> {
         let regs = self.regs.as_ref()?;
-        if self.full_regs {
-            regs.get(reg)
-        } else {
-            self.prev_regs.as_ref().and_then(|p| p.get(reg))
-        }
+        if self.full_regs { regs.get(reg) } else { self.prev_regs.as_ref().and_then(|p| p.get(reg)) }
     }
 
     fn read<M: Memory>(&mut self, mem: &mut M, bounds: &StackBounds, addr: u64) -> Result<u64, UnreliableReason> {
         if !self.stack.access(bounds, addr, 8) {
             return Err(UnreliableReason::OutsideStack { addr });
         }
-        mem.read_u64(addr)
-            .map_err(|e| UnreliableReason::Unreadable { addr: e.addr, kind: e.kind })
+        mem.read_u64(addr).map_err(|e| UnreliableReason::Unreadable { addr: e.addr, kind: e.kind })
     }
 
     fn read_bytes<M: Memory>(
@@ -60,8 +55,7 @@ impl State {
         if !self.stack.access(bounds, addr, buf.len() as u64) {
             return Err(UnreliableReason::OutsideStack { addr });
         }
-        mem.read(addr, buf)
-            .map_err(|e| UnreliableReason::Unreadable { addr: e.addr, kind: e.kind })
+        mem.read(addr, buf).map_err(|e| UnreliableReason::Unreadable { addr: e.addr, kind: e.kind })
     }
 }
 
@@ -246,10 +240,7 @@ fn step<F: OrcFinder + ?Sized, M: Memory, C: CodeMap>(
     }
     st.signal = entry.signal;
     // Bad data must not loop: on one stack, sp only grows.
-    if st.stack.current == prev_stack
-        && bounds.ranges()[st.stack.current].contains(st.sp, 8)
-        && st.sp <= prev_sp
-    {
+    if st.stack.current == prev_stack && bounds.ranges()[st.stack.current].contains(st.sp, 8) && st.sp <= prev_sp {
         return Err(UnreliableReason::WrongDirection { sp: st.sp, prev_sp });
     }
     Ok(Step::Next)
@@ -259,8 +250,6 @@ fn step<F: OrcFinder + ?Sized, M: Memory, C: CodeMap>(
 fn recover<C: CodeMap>(code: &mut C, ret: u64, slot: u64) -> Result<u64, UnreliableReason> {
     match code.trampoline(ret) {
         None => Ok(ret),
-        Some(kind) => code
-            .recover_return(kind, slot)
-            .ok_or(UnreliableReason::Trampoline { pc: ret, kind }),
+        Some(kind) => code.recover_return(kind, slot).ok_or(UnreliableReason::Trampoline { pc: ret, kind }),
     }
 }

@@ -8,7 +8,7 @@
 //! caller: the nearest slot above sp whose value follows a direct `call` to
 //! the function's start. Those frames are never reliable.
 
-use super::{walk_orc, CodeMap, Frame, FrameKind, Reliability, StackBounds, UnreliableReason, WalkConfig, WalkStart};
+use super::{CodeMap, Frame, FrameKind, Reliability, StackBounds, UnreliableReason, WalkConfig, WalkStart, walk_orc};
 use crate::arch::x86_64::Reg;
 use crate::memory::Memory;
 use crate::orc::OrcFinder;

@@ -120,7 +120,7 @@ mod tests {
     use super::*;
     use crate::memory::SliceMemory;
     use crate::orc::{OrcFormat, OrcTable};
-    use crate::walk::{walk_orc, CleanEnd, CodeRanges, Reliability, StackBounds, WalkConfig, WalkStart};
+    use crate::walk::{CleanEnd, CodeRanges, Reliability, StackBounds, WalkConfig, WalkStart, walk_orc};
 
     #[test]
     fn round_trip() {
@@ -132,10 +132,10 @@ mod tests {
         };
         let table = OrcTable::from_unsorted(
             vec![
-                (t, e(2, 5, 16, 1, -16)),        // push bp
-                (t + 0x100, e(2, 4, 16, 0, 0)),  // bp-based
-                (t + 0x200, e(2, 5, 40, 0, 0)),  // sp+40
-                (t + 0x300, e(3, 5, 0, 0, 0)),   // user regs
+                (t, e(2, 5, 16, 1, -16)),       // push bp
+                (t + 0x100, e(2, 4, 16, 0, 0)), // bp-based
+                (t + 0x200, e(2, 5, 40, 0, 0)), // sp+40
+                (t + 0x300, e(3, 5, 0, 0, 0)),  // user regs
             ],
             OrcFormat::V3,
         )

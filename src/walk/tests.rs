@@ -134,10 +134,7 @@ fn call_frames_to_end_of_stack() {
     assert_eq!(pcs(&frames), [f(1) + 5, f(2) + 0x10, f(3) + 0x20]);
     assert_eq!(frames[1].sp, SP0 + 16);
     assert_eq!(frames[2].sp, SP0 + 24);
-    assert_eq!(
-        frames.iter().map(|f| f.kind).collect::<Vec<_>>(),
-        [FrameKind::Start, FrameKind::Call, FrameKind::Call]
-    );
+    assert_eq!(frames.iter().map(|f| f.kind).collect::<Vec<_>>(), [FrameKind::Start, FrameKind::Call, FrameKind::Call]);
     assert!(frames.iter().all(|f| f.reliable && !f.kernel_regs));
 }
 
@@ -461,10 +458,7 @@ fn return_trampolines() {
         .func(9, e(UNDEF, R_UND, 0, R_UND, 0, false))
         .word(SP0, ret_to_handler);
     let (_, r) = w.walk(WalkStart::blocked(f(1) + 1, SP0, 0, false));
-    assert_eq!(
-        reason(r),
-        UnreliableReason::Trampoline { pc: ret_to_handler, kind: TrampolineKind::FtraceGraph }
-    );
+    assert_eq!(reason(r), UnreliableReason::Trampoline { pc: ret_to_handler, kind: TrampolineKind::FtraceGraph });
 
     // With a recovery (the task's ret_stack), the real return address is used.
     struct Recovering(CodeRanges, u64);
@@ -484,7 +478,15 @@ fn return_trampolines() {
     let stack = w.stack.clone();
     let mut mem = SliceMemory::new(STACK, &stack);
     let mut frames = Vec::new();
-    let r = walk_orc(&table, &mut mem, &mut code, &w.bounds, WalkStart::blocked(f(1) + 1, SP0, 0, false), &w.config, &mut frames);
+    let r = walk_orc(
+        &table,
+        &mut mem,
+        &mut code,
+        &w.bounds,
+        WalkStart::blocked(f(1) + 1, SP0, 0, false),
+        &w.config,
+        &mut frames,
+    );
     assert_eq!(r, Reliability::Reliable(CleanEnd::EndOfStack));
     assert_eq!(pcs(&frames), [f(1) + 1, f(2) + 1]);
 }
@@ -575,7 +577,8 @@ fn past_a_start_without_unwind_data_by_the_call_to_it() {
     // Without the call instruction nothing is guessed.
     put_call(&mut text, f(2) + 0x20, f(5));
     let mut mem = WithText { stack: SliceMemory::new(STACK, &stack), text: SliceMemory::new(TEXT, &text) };
-    let r2 = walk_orc_past_start(&table, &mut mem, &mut w.code, &w.bounds, start, &w.config, &mut frames, |_| Some(f(1)));
+    let r2 =
+        walk_orc_past_start(&table, &mut mem, &mut w.code, &w.bounds, start, &w.config, &mut frames, |_| Some(f(1)));
     assert_eq!((r2, frames.len()), (r, 1));
 
     // A start with unwind data is the plain walk.

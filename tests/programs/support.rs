@@ -273,10 +273,10 @@ pub fn compare_with_gdb(
             continue;
         }
         let signal = f.name.as_deref() == Some("__restore_rt");
-        let at = gdb[gi..]
-            .iter()
-            .position(|g| if signal { g.signal } else { g.pc == Some(f.pc) })
-            .ok_or_else(|| format!("our frame #{i} {:#x} {:?} is not in gdb's backtrace (in order)\n{}", f.pc, f.name, describe()))?;
+        let at =
+            gdb[gi..].iter().position(|g| if signal { g.signal } else { g.pc == Some(f.pc) }).ok_or_else(|| {
+                format!("our frame #{i} {:#x} {:?} is not in gdb's backtrace (in order)\n{}", f.pc, f.name, describe())
+            })?;
         // Frames gdb has and we skipped must not be in our own objects.
         if let Some(g) = gdb[gi..gi + at].iter().find(|g| g.signal || is_own(&g.pc.and_then(&object_of))) {
             return Err(format!("gdb's frame {g:?} is missing from ours\n{}", describe()));
@@ -306,11 +306,7 @@ pub struct Outcome {
 }
 
 /// Judges an inspected process against `funcs` (funcs.txt text).
-pub fn judge<M: lpstack::Memory>(
-    inspection: &lpstack::process::Inspection,
-    mem: &mut M,
-    funcs: &str,
-) -> Vec<Outcome> {
+pub fn judge<M: lpstack::Memory>(inspection: &lpstack::process::Inspection, mem: &mut M, funcs: &str) -> Vec<Outcome> {
     use lpstack::patchset::{PatchSet, parse_funcs};
     use lpstack::verdict::Verdict;
     let specs = parse_funcs(funcs, &inspection.main_object).unwrap();

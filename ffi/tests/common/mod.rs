@@ -71,7 +71,8 @@ pub fn kernel_tasks() -> Vec<(String, Vec<u64>)> {
 pub fn synth(chain: &[u64]) -> lpstack_core::walk::synth::SynthStack {
     let elf = std::fs::read(fixture(&format!("orc/vmlinux-{RELEASE}.orc.elf"))).unwrap_or_default();
     let table = lpstack_core::orc::elf::vmlinux_table(&elf, None, Some(RELEASE)).unwrap_or_else(|e| panic!("{e}"));
-    lpstack_core::walk::synth::SynthStack::build(&table, chain, STACK, STACK_SIZE).unwrap_or_else(|| panic!("no layout"))
+    lpstack_core::walk::synth::SynthStack::build(&table, chain, STACK, STACK_SIZE)
+        .unwrap_or_else(|| panic!("no layout"))
 }
 
 /// Reads a byte image at a base address.

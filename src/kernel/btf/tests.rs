@@ -39,12 +39,7 @@ type M<'a> = (&'a str, u32, u32, u32);
 
 impl Builder {
     fn new() -> Self {
-        Builder {
-            types: Vec::new(),
-            strings: vec![0],
-            next_id: 1,
-            str_base: 0,
-        }
+        Builder { types: Vec::new(), strings: vec![0], next_id: 1, str_base: 0 }
     }
 
     /// Split BTF over `base`: ids and string offsets continue after it.
@@ -194,11 +189,7 @@ fn sample() -> Vec<u8> {
     let mem = b.strukt("module_memory", 16, &[("base", ulong, 0, 0), ("size", uint, 64, 0)]); // 18
     let mems = b.array(mem, int, 7); // 19
     b.strukt("module", 120, &[("state", int, 0, 0), ("mem", mems, 64, 0)]); // 20
-    b.enum32(
-        "mod_mem_type",
-        true,
-        &[("MOD_TEXT", 0), ("MOD_MEM_NUM_TYPES", 7), ("MOD_INVALID", -1)],
-    ); // 21
+    b.enum32("mod_mem_type", true, &[("MOD_TEXT", 0), ("MOD_MEM_NUM_TYPES", 7), ("MOD_INVALID", -1)]); // 21
     b.enum32("flags32", false, &[("BIG", -2)]); // 22
     b.enum64("big64", false, &[("HUGE", 0xffff_ffff_ffff_fffe), ("SMALL", 5)]); // 23
     let proto = b.head("", FUNC_PROTO, 2, false, int); // 24
@@ -233,34 +224,16 @@ fn header_errors() {
     assert_eq!(Btf::parse(&swapped).unwrap_err(), BtfError::ByteSwapped);
     let mut v2 = good.clone();
     v2[2] = 2;
-    assert_eq!(
-        Btf::parse(&v2).unwrap_err(),
-        BtfError::UnsupportedVersion { version: 2 }
-    );
+    assert_eq!(Btf::parse(&v2).unwrap_err(), BtfError::UnsupportedVersion { version: 2 });
     let mut hl = good.clone();
     hl[4] = 20;
-    assert!(matches!(
-        Btf::parse(&hl),
-        Err(BtfError::BadHeaderLen { hdr_len: 20, .. })
-    ));
+    assert!(matches!(Btf::parse(&hl), Err(BtfError::BadHeaderLen { hdr_len: 20, .. })));
     let mut sec = good.clone();
     sec[20] = sec[20].wrapping_add(1); // str_len one past the end
-    assert!(matches!(
-        Btf::parse(&sec),
-        Err(BtfError::SectionOutOfBounds {
-            section: Section::Strings,
-            ..
-        })
-    ));
+    assert!(matches!(Btf::parse(&sec), Err(BtfError::SectionOutOfBounds { section: Section::Strings, .. })));
     let mut off = good.clone();
     off[8..12].copy_from_slice(&u32::MAX.to_le_bytes()); // type_off huge: no overflow
-    assert!(matches!(
-        Btf::parse(&off),
-        Err(BtfError::SectionOutOfBounds {
-            section: Section::Types,
-            ..
-        })
-    ));
+    assert!(matches!(Btf::parse(&off), Err(BtfError::SectionOutOfBounds { section: Section::Types, .. })));
     // A longer header (future fields) is accepted when the offsets agree.
     let mut longer = good[..24].to_vec();
     longer[4] = 28;
@@ -316,13 +289,7 @@ fn fwd_versus_definition() {
     // task_struct is a FWD at 4 and a full struct at 17.
     assert_eq!(btf.find_struct("task_struct"), Some(TypeId(17)));
     assert_eq!(btf.find_by_name("task_struct", Kind::Fwd), Some(TypeId(4)));
-    assert_eq!(
-        btf.type_size(TypeId(4)),
-        Err(BtfError::NoSize {
-            id: TypeId(4),
-            kind: Kind::Fwd
-        })
-    );
+    assert_eq!(btf.type_size(TypeId(4)), Err(BtfError::NoSize { id: TypeId(4), kind: Kind::Fwd }));
     assert_eq!(btf.find_struct("nope"), None);
 
     // Two definitions of one name: the first wins.
@@ -351,34 +318,10 @@ fn sizes_and_resolution() {
     assert_eq!(btf.type_size(TypeId(28)), Ok(8)); // float
     assert_eq!(btf.type_size(TypeId(31)), Ok(4)); // restrict -> type_tag -> int
     assert_eq!(btf.type_size(TypeId(23)), Ok(8));
-    assert_eq!(
-        btf.type_size(TypeId(0)),
-        Err(BtfError::NoSize {
-            id: TypeId(0),
-            kind: Kind::Void
-        })
-    );
-    assert_eq!(
-        btf.type_size(TypeId(25)),
-        Err(BtfError::NoSize {
-            id: TypeId(25),
-            kind: Kind::Func
-        })
-    );
-    assert_eq!(
-        btf.type_size(TypeId(24)),
-        Err(BtfError::NoSize {
-            id: TypeId(24),
-            kind: Kind::FuncProto
-        })
-    );
-    assert_eq!(
-        btf.type_size(TypeId(77)),
-        Err(BtfError::MissingType {
-            id: TypeId(77),
-            referenced_by: None
-        })
-    );
+    assert_eq!(btf.type_size(TypeId(0)), Err(BtfError::NoSize { id: TypeId(0), kind: Kind::Void }));
+    assert_eq!(btf.type_size(TypeId(25)), Err(BtfError::NoSize { id: TypeId(25), kind: Kind::Func }));
+    assert_eq!(btf.type_size(TypeId(24)), Err(BtfError::NoSize { id: TypeId(24), kind: Kind::FuncProto }));
+    assert_eq!(btf.type_size(TypeId(77)), Err(BtfError::MissingType { id: TypeId(77), referenced_by: None }));
     assert_eq!(btf.resolve(TypeId(16)), Ok(TypeId(13)));
     assert_eq!(btf.resolve(TypeId(31)), Ok(TypeId(1)));
     assert_eq!(btf.resolve(TypeId(0)), Ok(TypeId(0)));
@@ -405,16 +348,7 @@ fn members_plain_nested_and_typedef() {
     let data = sample();
     let btf = parse(&data);
     let m = btf.member("task_struct", "__state").unwrap();
-    assert_eq!(
-        m,
-        Member {
-            offset: 0,
-            bit_offset: 0,
-            bitfield_size: 0,
-            size: 4,
-            type_id: TypeId(2)
-        }
-    );
+    assert_eq!(m, Member { offset: 0, bit_offset: 0, bitfield_size: 0, size: 4, type_id: TypeId(2) });
     let pid = btf.member("task_struct", "pid").unwrap();
     assert_eq!((pid.offset, pid.size, pid.type_id), (8, 4, TypeId(10)));
     assert_eq!(btf.member("task_struct", "tasks").unwrap().offset, 16);
@@ -440,13 +374,7 @@ fn anonymous_unions_and_structs() {
     let names: Vec<_> = btf.members(TypeId(12)).unwrap().map(|m| m.unwrap().name).collect();
     assert_eq!(names, [Some("curr"), None]);
     assert_eq!(btf.members(TypeId(12)).unwrap().size_hint(), (2, Some(2)));
-    assert_eq!(
-        btf.members(TypeId(1)).err(),
-        Some(BtfError::NotComposite {
-            id: TypeId(1),
-            kind: Kind::Int
-        })
-    );
+    assert_eq!(btf.members(TypeId(1)).err(), Some(BtfError::NotComposite { id: TypeId(1), kind: Kind::Int }));
 }
 
 #[test]
@@ -454,10 +382,7 @@ fn bitfields_with_kind_flag() {
     let data = sample();
     let btf = parse(&data);
     let on_cpu = btf.member("task_struct", "on_cpu").unwrap();
-    assert_eq!(
-        (on_cpu.offset, on_cpu.bit_offset, on_cpu.bitfield_size, on_cpu.size),
-        (4, 0, 4, 4)
-    );
+    assert_eq!((on_cpu.offset, on_cpu.bit_offset, on_cpu.bitfield_size, on_cpu.size), (4, 0, 4, 4));
     let a = btf.member("task_struct", "sched_a").unwrap();
     assert_eq!((a.offset, a.bit_offset, a.bitfield_size), (4, 4, 1));
     let b = btf.member("task_struct", "sched_b").unwrap();
@@ -499,25 +424,14 @@ fn array_paths() {
     let sname = Name::new("module");
     assert_eq!(
         btf.member("module", "mem[7]").unwrap_err(),
-        BtfError::IndexOutOfBounds {
-            struct_name: sname,
-            element: Name::new("mem"),
-            index: 7,
-            nelems: 7
-        }
+        BtfError::IndexOutOfBounds { struct_name: sname, element: Name::new("mem"), index: 7, nelems: 7 }
     );
     assert_eq!(
         btf.member("module", "state[0]").unwrap_err(),
-        BtfError::NotArray {
-            struct_name: sname,
-            element: Name::new("state")
-        }
+        BtfError::NotArray { struct_name: sname, element: Name::new("state") }
     );
     for bad in ["mem[", "mem[x]", "mem[1]x", "", "mem..base", ".mem", "mem[-1]", "[0]"] {
-        assert!(
-            matches!(btf.member("module", bad), Err(BtfError::BadPath { .. })),
-            "{bad}"
-        );
+        assert!(matches!(btf.member("module", bad), Err(BtfError::BadPath { .. })), "{bad}");
     }
     // Multi-dimensional arrays.
     let mut b = Builder::new();
@@ -548,27 +462,13 @@ fn member_errors_name_struct_and_element() {
     let msg = err.to_string();
     assert!(msg.contains("task_struct") && msg.contains("thread_group"), "{msg}");
     let err = btf.member("task_struct", "thread.nope").unwrap_err();
-    assert!(matches!(
-        err,
-        BtfError::NoMember {
-            container: TypeId(13),
-            ..
-        }
-    ));
+    assert!(matches!(err, BtfError::NoMember { container: TypeId(13), .. }));
     assert!(err.to_string().contains("nope"));
     assert_eq!(
         btf.member("task_struct", "pid.x").unwrap_err(),
-        BtfError::NotCompositeMember {
-            struct_name: Name::new("task_struct"),
-            element: Name::new("pid")
-        }
+        BtfError::NotCompositeMember { struct_name: Name::new("task_struct"), element: Name::new("pid") }
     );
-    assert_eq!(
-        btf.member("no_such", "x").unwrap_err(),
-        BtfError::NoStruct {
-            name: Name::new("no_such")
-        }
-    );
+    assert_eq!(btf.member("no_such", "x").unwrap_err(), BtfError::NoStruct { name: Name::new("no_such") });
     assert!(btf.member("no_such", "x").unwrap_err().to_string().contains("no_such"));
 }
 
@@ -609,10 +509,7 @@ fn missing_type_is_named() {
     b.strukt("s", 8, &[("d", td, 0, 0), ("p", p, 0, 0), ("", 97, 0, 0)]);
     let data = b.build();
     let btf = parse(&data);
-    let missing = BtfError::MissingType {
-        id: TypeId(99),
-        referenced_by: Some(TypeId(td)),
-    };
+    let missing = BtfError::MissingType { id: TypeId(99), referenced_by: Some(TypeId(td)) };
     assert_eq!(btf.type_size(TypeId(td)), Err(missing));
     assert_eq!(btf.resolve(TypeId(td)), Err(missing));
     assert_eq!(btf.member("s", "d"), Err(missing));
@@ -622,13 +519,7 @@ fn missing_type_is_named() {
     assert_eq!(btf.pointee(TypeId(p)), Some(TypeId(98)));
     // Looking for a member that is not there passes the anonymous one,
     // whose type is missing.
-    assert_eq!(
-        btf.member("s", "x"),
-        Err(BtfError::MissingType {
-            id: TypeId(97),
-            referenced_by: None
-        })
-    );
+    assert_eq!(btf.member("s", "x"), Err(BtfError::MissingType { id: TypeId(97), referenced_by: None }));
 }
 
 #[test]
@@ -660,14 +551,8 @@ fn size_overflow() {
     let huge = b.array(bigger, int, u32::MAX);
     let data = b.build();
     let btf = parse(&data);
-    assert_eq!(
-        btf.type_size(TypeId(bigger)),
-        Ok(u64::from(u32::MAX) * u64::from(u32::MAX))
-    );
-    assert_eq!(
-        btf.type_size(TypeId(huge)),
-        Err(BtfError::SizeOverflow { id: TypeId(huge) })
-    );
+    assert_eq!(btf.type_size(TypeId(bigger)), Ok(u64::from(u32::MAX) * u64::from(u32::MAX)));
+    assert_eq!(btf.type_size(TypeId(huge)), Err(BtfError::SizeOverflow { id: TypeId(huge) }));
 }
 
 #[test]
@@ -676,13 +561,7 @@ fn type_section_errors() {
     let mut b = Builder::new();
     b.head("s", STRUCT, 0xffff, false, 8);
     let data = b.build();
-    assert_eq!(
-        Btf::parse(&data).unwrap_err(),
-        BtfError::TruncatedType {
-            id: TypeId(1),
-            offset: 0
-        }
-    );
+    assert_eq!(Btf::parse(&data).unwrap_err(), BtfError::TruncatedType { id: TypeId(1), offset: 0 });
     for kind in [0, 20, 31] {
         let mut b = Builder::new();
         b.int("int", 4, 32, true);
@@ -690,24 +569,14 @@ fn type_section_errors() {
         let data = b.build();
         assert_eq!(
             Btf::parse(&data).unwrap_err(),
-            BtfError::UnknownKind {
-                id: TypeId(2),
-                offset: 16,
-                kind: kind as u8
-            }
+            BtfError::UnknownKind { id: TypeId(2), offset: 16, kind: kind as u8 }
         );
     }
     let mut b = Builder::new();
     b.int("int", 4, 32, true);
     b.types.extend_from_slice(&[0; 5]);
     let data = b.build();
-    assert_eq!(
-        Btf::parse(&data).unwrap_err(),
-        BtfError::TruncatedType {
-            id: TypeId(2),
-            offset: 16
-        }
-    );
+    assert_eq!(Btf::parse(&data).unwrap_err(), BtfError::TruncatedType { id: TypeId(2), offset: 16 });
     // Empty type section is fine.
     let data = Builder::new().build();
     assert_eq!(parse(&data).type_ids().count(), 0);
@@ -744,11 +613,7 @@ fn split_btf() {
     let lp = b.simple(PTR, "", 4);
     let list = b.strukt("list_head", 16, &[("next", lp, 0, 0), ("prev", lp, 64, 0)]);
     b.simple(FWD, "module_private", 0); // 5
-    b.enum32(
-        "module_state",
-        false,
-        &[("MODULE_STATE_LIVE", 0), ("MODULE_STATE_GOING", 2)],
-    );
+    b.enum32("module_state", false, &[("MODULE_STATE_LIVE", 0), ("MODULE_STATE_GOING", 2)]);
     let base_data = b.build();
     let base = parse(&base_data);
 
@@ -756,11 +621,7 @@ fn split_btf() {
     // A name string that lives in the base ("list_head" is at offset 1 of
     // the base strings... reuse the base's "int" by offset).
     let int_name = 1;
-    let node = m.strukt(
-        "",
-        40,
-        &[("list", list, 0, 0), ("flags", ulong, 128, 0), ("offset", int, 192, 0)],
-    );
+    let node = m.strukt("", 40, &[("list", list, 0, 0), ("flags", ulong, 128, 0), ("offset", int, 192, 0)]);
     m.simple(TYPEDEF, "Node", node);
     let own = m.strukt("module_private", 8, &[("users", int, 0, 0)]);
     let alias = m.head("", TYPEDEF, 0, false, own);
@@ -800,28 +661,8 @@ fn split_btf() {
 
 /// Runs every query on whatever parsed, to shake out panics.
 fn exercise(btf: &Btf<'_>) {
-    let names = [
-        "task_struct",
-        "list_head",
-        "module",
-        "thread_struct",
-        "int",
-        "mod_mem_type",
-        "pid_t",
-        "",
-        "Node",
-    ];
-    let paths = [
-        "__state",
-        "thread.sp",
-        "curr",
-        "donor",
-        "mem[2].size",
-        "comm[3]",
-        "on_cpu",
-        "x",
-        "tasks.prev",
-    ];
+    let names = ["task_struct", "list_head", "module", "thread_struct", "int", "mod_mem_type", "pid_t", "", "Node"];
+    let paths = ["__state", "thread.sp", "curr", "donor", "mem[2].size", "comm[3]", "on_cpu", "x", "tasks.prev"];
     for id in 0..btf.end_id().0 + 2 {
         let id = TypeId(id);
         let _ = (btf.kind(id), btf.name(id), btf.type_size(id), btf.resolve(id));
