@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use lpstack::dump::Dump;
 use lpstack::dump::kcore::{KcoreHeaders, KcorePhys, KcoreSegment, ReadAt};
-use lpstack::kernel::check::{CheckConfig, CheckMode, Checked, LiveReads, Select};
+use lpstack::kernel::check::{CheckConfig, CheckMode, Checked, LiveReads, Select, TaskReport};
 use lpstack::kernel::image::{CpuRegs, Kernel, OpenOptions};
 use lpstack::memory::{Memory, MemoryError, MemoryErrorKind, PhysMemory};
 use lpstack::patchset::{PatchSet, parse_funcs};
@@ -26,6 +26,17 @@ fn live_check<'s, P: PhysMemory + Send>(
 ) -> Checked<'s> {
     let config = CheckConfig { walk, mode: CheckMode::Live { passes, threads }, select };
     kernel.check(set, &config, |_, _| {}).unwrap()
+}
+
+/// The dump check of the same kernel: what a live check must agree with.
+fn dump_check<'s, P: PhysMemory + Send>(
+    kernel: &mut Kernel<P>,
+    set: &'s PatchSet,
+    walk: WalkConfig,
+    cpus: &[CpuRegs],
+) -> Vec<TaskReport<'s>> {
+    let config = CheckConfig { walk, mode: CheckMode::Dump { cpus }, select: Select::All };
+    kernel.check(set, &config, |_, _| {}).unwrap().tasks
 }
 
 const DUMP: &str = "6.12.117+deb12-amd64";
@@ -82,14 +93,7 @@ fn a_still_kernel_reads_as_its_dump_and_a_moving_task_is_never_switchable() {
     // Nothing moves: every task off a CPU gets the dump check's verdict.
     let (mut kernel, _, cpus) = open(&bytes, 0);
     let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &kernel.symbols()).unwrap();
-    let want = kernel
-        .check(
-            &set,
-            &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &cpus }, select: Select::All },
-            |_, _| {},
-        )
-        .unwrap()
-        .tasks;
+    let want = dump_check(&mut kernel, &set, config, &cpus);
     let got = live_check(&mut kernel, &set, config, live, 1, Select::All).tasks;
     assert_eq!(got.len(), want.len());
     let mut blocked = 0;
@@ -247,14 +251,7 @@ fn a_live_check_makes_few_kcore_reads_per_task() {
     let config = WalkConfig::default();
     let (mut plain, _, cpus) = open(&bytes, 0);
     let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &plain.symbols()).unwrap();
-    let want = plain
-        .check(
-            &set,
-            &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &cpus }, select: Select::All },
-            |_, _| {},
-        )
-        .unwrap()
-        .tasks;
+    let want = dump_check(&mut plain, &set, config, &cpus);
 
     let mut kernel = open_as_kcore(&bytes, SwitchingAt::default());
     let bytes_before = kernel.memory().phys().bytes;
@@ -329,14 +326,7 @@ fn under_kcore_a_moving_task_is_walked_afresh() {
     let live = 4;
     let (mut plain, _, cpus) = open(&bytes, 0);
     let set = PatchSet::resolve(&parse_funcs(&funcs, "vmlinux").unwrap(), &plain.symbols()).unwrap();
-    let want = plain
-        .check(
-            &set,
-            &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &cpus }, select: Select::All },
-            |_, _| {},
-        )
-        .unwrap()
-        .tasks;
+    let want = dump_check(&mut plain, &set, config, &cpus);
     let target = want.iter().find(|r| matches!(r.verdict, Verdict::Blocked { .. })).unwrap();
     let nvcsw = plain.layout().task.nvcsw.expect("nvcsw in BTF").offset;
     let ret = target.task.thread_sp + plain.layout().frame.ret_addr.offset;

@@ -523,19 +523,21 @@ mod tests {
         assert!(matches!(list_threads(&mut mem, &l, BASE + 0x1000), Err(TaskListError::Memory(_))));
     }
 
+    /// Memory with one unreadable page (at the second field).
+    struct Holey<'a>(SliceMemory<'a>, u64);
+    impl Memory for Holey<'_> {
+        fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+            if addr >= self.1 && addr < self.1 + 0x1000 {
+                return Err(MemoryError::new(addr, crate::memory::MemoryErrorKind::NotInDump));
+            }
+            self.0.read(addr, buf)
+        }
+    }
+
     /// A hole in the middle of the process list is bridged through prev
     /// pointers; the process behind the hole is listed but unreadable.
     #[test]
     fn one_hole_is_bridged_backwards() {
-        struct Holey<'a>(SliceMemory<'a>, u64);
-        impl Memory for Holey<'_> {
-            fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-                if addr >= self.1 && addr < self.1 + 0x1000 {
-                    return Err(MemoryError::new(addr, crate::memory::MemoryErrorKind::NotInDump));
-                }
-                self.0.read(addr, buf)
-            }
-        }
         let (mut m, l) = world(true);
         let tasks = l.task.tasks.offset;
         // prev links: init <- B <- A, so the walk back from init reaches B.
@@ -557,15 +559,6 @@ mod tests {
     /// skipped silently.
     #[test]
     fn unreadable_struct_pid_is_a_named_gap() {
-        struct Holey<'a>(SliceMemory<'a>, u64);
-        impl Memory for Holey<'_> {
-            fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-                if addr >= self.1 && addr < self.1 + 0x1000 {
-                    return Err(MemoryError::new(addr, crate::memory::MemoryErrorKind::NotInDump));
-                }
-                self.0.read(addr, buf)
-            }
-        }
         use super::super::layout::PidIdrLayout;
         let (mut m, mut l) = world(true);
         l.pid_idr = Some(PidIdrLayout {

@@ -291,6 +291,22 @@ impl CheckedVersion {
 }
 
 impl PatchedFunc {
+    /// The line's own function at `[address, address + size)`: no earlier
+    /// patch replaces it, so the original is what is checked.
+    pub fn original(spec: &FuncSpec, address: u64, size: u64) -> PatchedFunc {
+        PatchedFunc {
+            object: spec.object.clone(),
+            function: spec.function.clone(),
+            sympos: spec.sympos,
+            line: spec.line,
+            address,
+            size,
+            checked_object: spec.object.clone(),
+            checked_function: spec.function.clone(),
+            version: CheckedVersion::Original,
+        }
+    }
+
     /// `address <= pc < address + size`, without overflow.
     pub fn contains(&self, pc: u64) -> bool {
         pc >= self.address && pc - self.address < self.size
@@ -387,17 +403,7 @@ impl PatchSet {
         let mut funcs = Vec::with_capacity(specs.len());
         for spec in specs {
             let (address, size) = resolve_spec(spec, symbols)?;
-            funcs.push(PatchedFunc {
-                object: spec.object.clone(),
-                function: spec.function.clone(),
-                sympos: spec.sympos,
-                line: spec.line,
-                address,
-                size,
-                checked_object: spec.object.clone(),
-                checked_function: spec.function.clone(),
-                version: CheckedVersion::Original,
-            });
+            funcs.push(PatchedFunc::original(spec, address, size));
         }
         Ok(PatchSet::from_funcs(funcs))
     }
@@ -498,17 +504,7 @@ impl PatchSet {
                 }
                 Err(e) => return Err(e),
             };
-            funcs.push(PatchedFunc {
-                object: spec.object.clone(),
-                function: spec.function.clone(),
-                sympos: spec.sympos,
-                line: spec.line,
-                address,
-                size,
-                checked_object: spec.object.clone(),
-                checked_function: spec.function.clone(),
-                version: CheckedVersion::Original,
-            });
+            funcs.push(PatchedFunc::original(spec, address, size));
         }
         Ok((PatchSet::from_funcs(funcs), notes))
     }
