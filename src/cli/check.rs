@@ -21,7 +21,7 @@ use lpstack::verdict::Verdict;
 use lpstack::walk::{KernelRegsPolicy, Reliability, WalkConfig};
 use serde_json::json;
 
-use super::report::{self, Row, Target};
+use super::report::{self, KernelTaskFields, Row, Target};
 use super::{CliError, map_file};
 
 /// `check FILE` is `check vmcore FILE`: the arguments either name a target
@@ -343,13 +343,13 @@ pub(super) fn task_row<'a, 'set>(r: &'a TaskReport<'set>) -> Row<'a, 'set> {
         },
         in_kernel: !matches!(r.reliability, Some(Reliability::Reliable(lpstack::walk::CleanEnd::UserRegs)))
             || !r.frames.is_empty(),
-        extra: vec![
-            ("on_cpu", json!(t.on_cpu)),
-            ("cpu", json!(t.cpu)),
-            ("kthread", json!(t.kthread())),
-            ("idle", json!(t.idle)),
-            ("patch_state", json!(t.patch_state)),
-        ],
+        kernel: Some(KernelTaskFields {
+            on_cpu: t.on_cpu,
+            cpu: t.cpu,
+            kthread: t.kthread(),
+            idle: t.idle,
+            patch_state: t.patch_state,
+        }),
         stall: None,
     }
 }

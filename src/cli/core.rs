@@ -86,7 +86,7 @@ pub(super) fn print_process(
                 _ => String::new(),
             },
             in_kernel: inspection.in_patched_object(r, set),
-            extra: vec![],
+            kernel: None,
             stall: None,
         })
         .collect();

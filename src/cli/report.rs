@@ -8,11 +8,13 @@ use std::io::Write;
 use lpstack::kernel::klp::KlpTarget;
 use lpstack::kernel::stall::StallInfo;
 use lpstack::model::{Blocker, ModelOutcome, Unit};
-use lpstack::patchset::PatchSet;
+use lpstack::patchset::{CheckedVersion, PatchSet};
 use lpstack::symbols::Symbolizer;
 use lpstack::verdict::{PatchHit, Verdict};
 use lpstack::walk::{Frame, Reliability};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::Value;
 
 use super::CliError;
 
@@ -52,8 +54,8 @@ pub struct Row<'a, 'set> {
     pub running_detail: String,
     /// For LEAVE_KERNEL models: the thread is inside what is patched.
     pub in_kernel: bool,
-    /// Front-end specific JSON fields of the thread.
-    pub extra: Vec<(&'static str, Value)>,
+    /// A kernel task's own fields (JSON only); None for a process thread.
+    pub kernel: Option<KernelTaskFields>,
     /// The task's place in the transition in progress, if any.
     pub stall: Option<StallInfo>,
 }
@@ -269,91 +271,341 @@ fn blocker_text(b: &Blocker, rows: &[Row<'_, '_>], set: &PatchSet) -> String {
     }
 }
 
-fn bump(v: &mut Value) {
-    *v = json!(v.as_u64().unwrap_or(0) + 1);
+/// Fields of a kernel task beyond the common ones (JSON only).
+#[derive(Clone, Copy, Debug)]
+pub struct KernelTaskFields {
+    pub on_cpu: bool,
+    pub cpu: u32,
+    pub kthread: bool,
+    pub idle: bool,
+    pub patch_state: Option<i32>,
 }
 
-pub fn json_report(
-    target: &Target,
-    rows: &[Row<'_, '_>],
-    set: &PatchSet,
-    models: &[ModelOutcome],
-    symbols: &Symbolizer,
-) -> Value {
-    let home = target.home_object.as_str();
-    let mut summary = json!({"tasks": rows.len(), "switchable": 0, "blocked": {}, "unreliable": {}, "running": 0});
-    let mut tasks = Vec::with_capacity(rows.len());
-    for r in rows {
-        match r.verdict {
-            Verdict::Switchable => bump(&mut summary["switchable"]),
-            Verdict::Running => bump(&mut summary["running"]),
-            Verdict::Blocked { function, .. } => {
-                bump(&mut summary["blocked"][format!("{}:{}", function.object, function.function)])
-            }
-            Verdict::Unreliable { reason, .. } => bump(&mut summary["unreliable"][reason.code()]),
+// The JSON report is written as it is serialized, one task at a time: no
+// tree of values for every frame of every task. Keys are in sorted order,
+// as the report has always had them.
+
+/// A symbol as the report names it: `name` for the home object, else
+/// `name [object]`; written without building a string.
+struct SymbolName<'a> {
+    name: &'a str,
+    object: Option<&'a str>,
+}
+
+impl Serialize for SymbolName<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.object {
+            None => s.serialize_str(self.name),
+            Some(o) => s.collect_str(&format_args!("{} [{o}]", self.name)),
         }
-        let trusted_until = match r.reliability {
+    }
+}
+
+/// `object:function`, written without building a string.
+struct Qualified<'a>(&'a str, &'a str);
+
+impl Serialize for Qualified<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}:{}", self.0, self.1))
+    }
+}
+
+#[derive(Serialize)]
+struct JsonFrame<'a> {
+    kernel_regs: bool,
+    kind: &'static str,
+    offset: Option<u64>,
+    pc: u64,
+    reliable: bool,
+    sp: u64,
+    symbol: Option<SymbolName<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonBlocking<'a> {
+    checked: Qualified<'a>,
+    frame: usize,
+    function: &'a str,
+    inlined: bool,
+    object: &'a str,
+    pc: u64,
+    version: &'a CheckedVersion,
+}
+
+#[derive(Serialize)]
+struct JsonUnreliable {
+    detail: String,
+    frame: usize,
+    reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct JsonPatchedFrame<'a> {
+    frame: usize,
+    function: Option<&'a str>,
+    inlined: bool,
+    pc: u64,
+}
+
+#[derive(Serialize)]
+struct JsonTask<'a> {
+    blocking: Option<JsonBlocking<'a>>,
+    comm: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu: Option<u32>,
+    frames: JsonFrames<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idle: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kthread: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_cpu: Option<bool>,
+    // Present (null or not) for kernel tasks only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_state: Option<Option<i32>>,
+    patched_frames: Vec<JsonPatchedFrame<'a>>,
+    pid: i32,
+    state: char,
+    tgid: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transition: Option<&'a StallInfo>,
+    unreliable: Option<JsonUnreliable>,
+    verdict: &'static str,
+}
+
+/// A task's frames, symbolized as they are written.
+struct JsonFrames<'a> {
+    row: &'a Row<'a, 'a>,
+    symbols: &'a Symbolizer,
+    home: &'a str,
+}
+
+impl Serialize for JsonFrames<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let trusted_until = match self.row.reliability {
             Some(Reliability::Unreliable { frame, .. }) => *frame,
             _ => usize::MAX,
         };
-        let frames: Vec<Value> = r
-            .frames
+        s.collect_seq(self.row.frames.iter().enumerate().map(|(i, f)| {
+            let sym = self.symbols.lookup(f.pc);
+            JsonFrame {
+                kernel_regs: f.kernel_regs,
+                kind: f.kind.name(),
+                offset: sym.as_ref().map(|s| s.offset),
+                pc: f.pc,
+                reliable: f.reliable && i < trusted_until,
+                sp: f.sp,
+                symbol: sym
+                    .as_ref()
+                    .map(|s| SymbolName { name: s.name, object: (s.object != self.home).then_some(s.object) }),
+            }
+        }))
+    }
+}
+
+fn json_task<'a>(r: &'a Row<'a, 'a>, set: &'a PatchSet, symbols: &'a Symbolizer, home: &'a str) -> JsonTask<'a> {
+    let k = r.kernel;
+    JsonTask {
+        blocking: match r.verdict {
+            Verdict::Blocked { function, frame, pc, inlined } => Some(JsonBlocking {
+                checked: Qualified(&function.checked_object, &function.checked_function),
+                frame: *frame,
+                function: &function.function,
+                inlined: *inlined,
+                object: &function.object,
+                pc: *pc,
+                version: &function.version,
+            }),
+            _ => None,
+        },
+        comm: r.comm,
+        cpu: k.map(|k| k.cpu),
+        frames: JsonFrames { row: r, symbols, home },
+        idle: k.map(|k| k.idle),
+        kthread: k.map(|k| k.kthread),
+        on_cpu: k.map(|k| k.on_cpu),
+        patch_state: k.map(|k| k.patch_state),
+        patched_frames: r
+            .hits
             .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let (symbol, offset) = symbolize(symbols, home, f.pc);
-                json!({"pc": f.pc, "sp": f.sp, "symbol": symbol, "offset": offset, "kind": f.kind.name(),
-                       "reliable": f.reliable && i < trusted_until, "kernel_regs": f.kernel_regs})
+            .map(|h| JsonPatchedFrame {
+                frame: h.frame,
+                function: set.funcs().get(h.func).map(|f| f.function.as_str()),
+                inlined: h.inlined,
+                pc: h.pc,
             })
-            .collect();
-        let mut task = json!({
-            "pid": r.pid, "tgid": r.tgid, "comm": r.comm, "state": r.state.to_string(),
-            "verdict": r.verdict.name(),
-            "blocking": match r.verdict {
-                Verdict::Blocked { function, frame, pc, inlined } => json!({"function": function.function, "object": function.object, "frame": frame, "pc": pc, "inlined": inlined,
-                    "checked": format!("{}:{}", function.checked_object, function.checked_function), "version": function.version}),
-                _ => Value::Null,
-            },
-            "unreliable": match r.verdict {
-                Verdict::Unreliable { reason, frame } => json!({"reason": reason.code(), "detail": reason.to_string(), "frame": frame}),
-                _ => Value::Null,
-            },
-            "patched_frames": r.hits.iter().map(|h| json!({"function": set.funcs().get(h.func).map(|f| f.function.as_str()), "frame": h.frame, "pc": h.pc, "inlined": h.inlined})).collect::<Vec<_>>(),
-            "frames": frames,
-        });
-        for (k, v) in &r.extra {
-            task[*k] = v.clone();
+            .collect(),
+        pid: r.pid,
+        state: r.state,
+        tgid: r.tgid,
+        transition: r.stall.as_ref(),
+        unreliable: match r.verdict {
+            Verdict::Unreliable { reason, frame } => {
+                Some(JsonUnreliable { detail: reason.to_string(), frame: *frame, reason: reason.code() })
+            }
+            _ => None,
+        },
+        verdict: r.verdict.name(),
+    }
+}
+
+#[derive(Serialize)]
+struct JsonSummary {
+    blocked: BTreeMap<String, usize>,
+    not_listed: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<usize>,
+    running: usize,
+    switchable: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    switched_by_kernel: Option<usize>,
+    tasks: usize,
+    unreliable: BTreeMap<&'static str, usize>,
+}
+
+fn json_summary(target: &Target, rows: &[Row<'_, '_>]) -> JsonSummary {
+    let mut sum = JsonSummary {
+        blocked: BTreeMap::new(),
+        not_listed: target.listing_gaps.len(),
+        pending: None,
+        running: 0,
+        switchable: 0,
+        switched_by_kernel: None,
+        tasks: rows.len(),
+        unreliable: BTreeMap::new(),
+    };
+    for r in rows {
+        match r.verdict {
+            Verdict::Switchable => sum.switchable += 1,
+            Verdict::Running => sum.running += 1,
+            Verdict::Blocked { function, .. } => {
+                *sum.blocked.entry(format!("{}:{}", function.object, function.function)).or_default() += 1
+            }
+            Verdict::Unreliable { reason, .. } => *sum.unreliable.entry(reason.code()).or_default() += 1,
         }
-        if let Some(s) = &r.stall {
-            task["transition"] = json!(s);
-        }
-        tasks.push(task);
     }
     if target.transition.is_some() {
         let switched = rows.iter().filter(|r| r.stall.as_ref().is_some_and(|s| s.switched)).count();
-        summary["switched_by_kernel"] = json!(switched);
-        summary["pending"] = json!(rows.len() - switched);
+        sum.switched_by_kernel = Some(switched);
+        sum.pending = Some(rows.len() - switched);
     }
-    summary["not_listed"] = json!(target.listing_gaps.len());
-    let models: Vec<Value> = models
-        .iter()
-        .map(|m| {
-            json!({"model": m.model.to_string(), "ready": m.ready(), "units": m.units.iter().map(|u| json!({
-                "unit": unit_name(&u.unit, rows, set), "ready": u.ready,
-                "blockers": u.blockers.iter().map(|b| blocker_text(b, rows, set)).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>()})
-        })
-        .collect();
-    json!({
-        target.key: target.json,
-        "patched": set.funcs().iter().map(|f| json!({"object": f.object, "function": f.function, "sympos": f.sympos, "address": f.address, "size": f.size, "checked": format!("{}:{}", f.checked_object, f.checked_function), "version": f.version})).collect::<Vec<_>>(),
-        "transition": target.transition.as_ref().map(|(module, target)| json!({"patch": module, "target": target})),
-        "notes": target.notes.iter().chain(&target.listing_gaps).collect::<Vec<_>>(),
-        "listing_gaps": target.listing_gaps,
-        "summary": summary,
-        "models": models,
-        "tasks": tasks,
-    })
+    sum
+}
+
+#[derive(Serialize)]
+struct JsonPatched<'a> {
+    address: u64,
+    checked: Qualified<'a>,
+    function: &'a str,
+    object: &'a str,
+    size: u64,
+    sympos: u32,
+    version: &'a CheckedVersion,
+}
+
+#[derive(Serialize)]
+struct JsonUnit {
+    blockers: Vec<String>,
+    ready: bool,
+    unit: String,
+}
+
+#[derive(Serialize)]
+struct JsonModel {
+    model: String,
+    ready: bool,
+    units: Vec<JsonUnit>,
+}
+
+#[derive(Serialize)]
+struct JsonTransition<'a> {
+    patch: &'a str,
+    target: &'a KlpTarget,
+}
+
+/// The whole JSON report, written as it is serialized.
+pub struct JsonReport<'a> {
+    target: &'a Target,
+    rows: &'a [Row<'a, 'a>],
+    set: &'a PatchSet,
+    models: &'a [ModelOutcome],
+    symbols: &'a Symbolizer,
+}
+
+impl Serialize for JsonReport<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (target, rows, set) = (self.target, self.rows, self.set);
+        let home = target.home_object.as_str();
+        let mut keys = [target.key, "listing_gaps", "models", "notes", "patched", "summary", "tasks", "transition"];
+        keys.sort_unstable();
+        let mut map = s.serialize_map(Some(keys.len()))?;
+        for key in keys {
+            match key {
+                "listing_gaps" => map.serialize_entry(key, &target.listing_gaps)?,
+                "models" => {
+                    let models: Vec<JsonModel> = self
+                        .models
+                        .iter()
+                        .map(|m| JsonModel {
+                            model: m.model.to_string(),
+                            ready: m.ready(),
+                            units: m
+                                .units
+                                .iter()
+                                .map(|u| JsonUnit {
+                                    blockers: u.blockers.iter().map(|b| blocker_text(b, rows, set)).collect(),
+                                    ready: u.ready,
+                                    unit: unit_name(&u.unit, rows, set),
+                                })
+                                .collect(),
+                        })
+                        .collect();
+                    map.serialize_entry(key, &models)?
+                }
+                "notes" => {
+                    map.serialize_entry(key, &target.notes.iter().chain(&target.listing_gaps).collect::<Vec<_>>())?
+                }
+                "patched" => {
+                    let patched: Vec<JsonPatched> = set
+                        .funcs()
+                        .iter()
+                        .map(|f| JsonPatched {
+                            address: f.address,
+                            checked: Qualified(&f.checked_object, &f.checked_function),
+                            function: &f.function,
+                            object: &f.object,
+                            size: f.size,
+                            sympos: f.sympos,
+                            version: &f.version,
+                        })
+                        .collect();
+                    map.serialize_entry(key, &patched)?
+                }
+                "summary" => map.serialize_entry(key, &json_summary(target, rows))?,
+                "tasks" => map.serialize_entry(key, &Tasks { rows, set, symbols: self.symbols, home })?,
+                "transition" => map.serialize_entry(
+                    key,
+                    &target.transition.as_ref().map(|(patch, target)| JsonTransition { patch, target }),
+                )?,
+                _ => map.serialize_entry(key, &target.json)?,
+            }
+        }
+        map.end()
+    }
+}
+
+/// Every task, each serialized from its row as it is written.
+struct Tasks<'a> {
+    rows: &'a [Row<'a, 'a>],
+    set: &'a PatchSet,
+    symbols: &'a Symbolizer,
+    home: &'a str,
+}
+
+impl Serialize for Tasks<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.rows.iter().map(|r| json_task(r, self.set, self.symbols, self.home)))
+    }
 }
 
 /// Prints `rows` in `format`; returns the exit code (0: all switchable).
@@ -380,8 +632,8 @@ pub fn print(
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match format {
         super::check::OutputFormat::Json => {
-            let v = json_report(target, rows, set, models, symbols);
-            serde_json::to_writer_pretty(&mut out, &v)?;
+            let report = JsonReport { target, rows, set, models, symbols };
+            serde_json::to_writer_pretty(&mut out, &report)?;
             writeln!(out)?;
         }
         super::check::OutputFormat::Table => table_report(&mut out, target, rows, set, models, symbols, all_frames)?,

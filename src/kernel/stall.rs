@@ -9,20 +9,20 @@ use super::klp::KlpTarget;
 use crate::symbols::Symbolizer;
 use crate::verdict::Verdict;
 
-/// One task, seen from the transition.
+/// One task, seen from the transition (fields in the JSON report's order).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StallInfo {
-    /// `patch_state` already equals the target: the kernel switched it
-    /// and will not look at it again.
-    pub switched: bool,
     /// What the kernel says when it retries this task ("is sleeping on
     /// function X", "has an unreliable stack", "is running"), or "would
     /// switch" for a task that passes the check; None once switched.
     pub kernel_reason: Option<String>,
-    /// Which code of the patched function is on the stack.
-    pub version: Option<&'static str>,
     /// Why the task will never switch by itself, when that can be told.
     pub never_converges: Option<&'static str>,
+    /// `patch_state` already equals the target: the kernel switched it
+    /// and will not look at it again.
+    pub switched: bool,
+    /// Which code of the patched function is on the stack.
+    pub version: Option<&'static str>,
 }
 
 /// The task's place in the transition toward `target`.
