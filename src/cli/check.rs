@@ -190,7 +190,8 @@ fn misplaced_target(path: &std::path::Path) -> Result<(), CliError> {
 fn run_vmcore(args: &VmcoreOpts, path: &std::path::Path) -> Result<i32, CliError> {
     let named = |e: &dyn std::fmt::Display| CliError(format!("{}: {e}", path.display()));
     let map = map_file(path)?;
-    let dump = Dump::open(&map).map_err(|e| named(&e))?;
+    // Opening a flattened dump reads every record header of the file.
+    let dump = Dump::open_with(&map, &mut |_| map.release()).map_err(|e| named(&e))?;
     let vi = dump.vmcoreinfo().cloned().ok_or_else(|| {
         CliError(format!(
             "{}: no VMCOREINFO in the dump (QEMU needs -device vmcoreinfo and the guest's qemu_fw_cfg module)",
@@ -212,6 +213,7 @@ fn run_vmcore(args: &VmcoreOpts, path: &std::path::Path) -> Result<i32, CliError
         (None, Some(t)) => SymbolSource::SystemMap(t),
         (None, None) => SymbolSource::Kallsyms,
     };
+    let dump = Releasing { inner: dump, map: &map, reads: 0 };
     let mut kernel = Kernel::open(dump, &vi, OpenOptions { symbols: source }).map_err(|e| named(&e))?;
     let cpus = if cpus.is_empty() { kernel.crash_notes_regs() } else { cpus };
     let (kernel_set, transition) = kernel_set(&args.kernel.set, &mut kernel, &path.display().to_string())?;
@@ -506,4 +508,49 @@ fn patch_module_set<P: PhysMemory>(
         ),
     );
     Ok(ks)
+}
+
+/// The dump, letting go of the mapped file's pages every few thousand
+/// reads: each task's pages are read once, and memory must not grow with
+/// the task count. Pages still needed fault back in from the page cache.
+struct Releasing<'m, P> {
+    inner: P,
+    map: &'m super::mapped::MappedFile,
+    reads: u32,
+}
+
+impl<P> Releasing<'_, P> {
+    fn count(&mut self) {
+        self.reads += 1;
+        if self.reads >= 8192 {
+            self.reads = 0;
+            self.map.release();
+        }
+    }
+}
+
+impl<P: PhysMemory> PhysMemory for Releasing<'_, P> {
+    fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), lpstack::memory::MemoryError> {
+        self.count();
+        self.inner.read_phys(paddr, buf)
+    }
+    fn invalidate(&mut self) {
+        self.inner.invalidate()
+    }
+    fn fixed_translation(&self, vaddr: u64) -> Option<u64> {
+        self.inner.fixed_translation(vaddr)
+    }
+    fn prefetch(&mut self, paddr: u64, len: u64) {
+        self.inner.prefetch(paddr, len)
+    }
+    fn read_phys_fresh(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), lpstack::memory::MemoryError> {
+        self.count();
+        self.inner.read_phys_fresh(paddr, buf)
+    }
+    fn reads(&self) -> u64 {
+        self.inner.reads()
+    }
+    fn bytes_read(&self) -> u64 {
+        self.inner.bytes_read()
+    }
 }

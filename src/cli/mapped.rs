@@ -35,6 +35,20 @@ impl std::ops::Deref for MappedFile {
     }
 }
 
+impl MappedFile {
+    /// Drops the pages of the mapping from this process (they stay in the
+    /// page cache and fault back in when read again), so that a check over
+    /// a large dump does not keep every page it ever read resident.
+    pub fn release(&self) {
+        if let MappedFile::Mapped { map, .. } = self {
+            // SAFETY: a read-only private file mapping that is never
+            // written: dropped pages read back as the file's own bytes,
+            // so slices borrowed from it see the same contents.
+            let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+}
+
 impl Drop for MappedFile {
     fn drop(&mut self) {
         if let MappedFile::Mapped { slot, .. } = self {
@@ -88,6 +102,9 @@ pub fn map_file(path: &Path) -> Result<MappedFile, CliError> {
             return Err(CliError(format!("{}: cannot map: {e}", path.display())));
         }
     };
+    // A dump is read a few pages here and there (task structs, stacks,
+    // page tables): no fault-around, so only the pages read are resident.
+    let _ = map.advise(memmap2::Advice::Random);
     // The path, leaked: a few bytes per file mapped, read by the handler.
     let name: &'static mut [u8] = Box::leak(path.display().to_string().into_bytes().into_boxed_slice());
     let s = &SLOTS[slot];

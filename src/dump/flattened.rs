@@ -89,6 +89,9 @@ struct Piece {
     src: usize,
 }
 
+/// How far [`FlattenedSource::parse_with`] reads between calls.
+pub const SCAN_STEP: u64 = 16 << 20;
+
 /// A flattened dump read in place, addressed by offsets of the reassembled file.
 #[derive(Clone, Debug)]
 pub struct FlattenedSource<'data> {
@@ -109,6 +112,12 @@ impl<'data> FlattenedSource<'data> {
     /// Checks the header and indexes every record up to the end marker; no
     /// record data is copied.
     pub fn parse(data: &'data [u8]) -> Result<Self, FlatError> {
+        Self::parse_with(data, &mut |_| {})
+    }
+
+    /// [`FlattenedSource::parse`], calling `passed(offset)` after each
+    /// [`SCAN_STEP`] bytes of the file indexed.
+    pub fn parse_with(data: &'data [u8], passed: &mut dyn FnMut(u64)) -> Result<Self, FlatError> {
         if !is_flattened(data) {
             return Err(FlatError::BadSignature);
         }
@@ -132,7 +141,12 @@ impl<'data> FlattenedSource<'data> {
         let mut map = PieceMap::default();
         let mut records = 0u64;
         let mut at = HEADER_SIZE;
+        let mut next_step = SCAN_STEP;
         loop {
+            if at >= next_step {
+                passed(at);
+                next_step = at.saturating_add(SCAN_STEP);
+            }
             let pos = at as usize; // at <= file_len, which came from a usize
             let (Some(offset), Some(size)) = (be_u64(data, pos), be_u64(data, pos + 8)) else {
                 return Err(if at == file_len {
@@ -285,6 +299,20 @@ pub fn flatten<'a>(records: impl IntoIterator<Item = (u64, &'a [u8])>) -> Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_with_reports_progress_through_the_file() {
+        // 40 one-MiB records: the index passes 16 and 32 MiB.
+        let chunk = vec![7u8; 1 << 20];
+        let records: Vec<(u64, &[u8])> = (0..40u64).map(|i| (i << 20, &chunk[..])).collect();
+        let file = flatten(records);
+        let mut seen = Vec::new();
+        let src = FlattenedSource::parse_with(&file, &mut |at| seen.push(at)).unwrap();
+        assert_eq!(src.records(), 40);
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(seen[0] >= SCAN_STEP && seen[1] >= seen[0] + SCAN_STEP, "{seen:?}");
+        assert!(seen.iter().all(|&at| at < file.len() as u64));
+    }
 
     fn reassemble(src: &FlattenedSource) -> Vec<u8> {
         let mut v = vec![0u8; src.len() as usize];

@@ -214,6 +214,14 @@ impl std::fmt::Debug for Dump<'_> {
 impl<'data> Dump<'data> {
     /// Opens a dump, detecting its format from its first bytes.
     pub fn open(data: &'data [u8]) -> Result<Self, DumpError> {
+        Self::open_with(data, &mut |_| {})
+    }
+
+    /// [`Dump::open`], calling `passed(offset)` each time the reader has
+    /// gone past another [`flattened::SCAN_STEP`] bytes of a file it reads
+    /// whole (a flattened dump's record index), so that a caller holding
+    /// the file mapped can let those pages go.
+    pub fn open_with(data: &'data [u8], passed: &mut dyn FnMut(u64)) -> Result<Self, DumpError> {
         if elf::is_elf(data) {
             let e = ElfDump::parse(data)?;
             let summary = notes::summarize(e.notes(), e.machine() == elf::EM_X86_64);
@@ -233,7 +241,7 @@ impl<'data> Dump<'data> {
             return Ok(Self::from_kdump(k, DumpFormat::KdumpCompressed { compression }, Backend::Kdump));
         }
         if flattened::is_flattened(data) {
-            let f = FlattenedSource::parse(data)?;
+            let f = FlattenedSource::parse_with(data, passed)?;
             let mut magic = [0u8; 4];
             if f.read_at(0, &mut magic).is_ok() && elf::is_elf(&magic) {
                 return Err(DumpError::FlattenedElf);
