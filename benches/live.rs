@@ -86,10 +86,18 @@ fn bench(c: &mut Criterion) {
         .expect("kernel")
     };
     let config = WalkConfig::default();
-    let live =
-        |threads| CheckConfig { walk: config, mode: CheckMode::Live { passes: 5, threads }, select: Select::All };
+    let live = |threads: u8| CheckConfig {
+        walk: config,
+        mode: CheckMode::Live { passes: 5 },
+        select: Select::All,
+        threads: usize::from(threads),
+    };
     let tasks = plain
-        .check(&set, &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &[] }, select: Select::All }, |_, _| {})
+        .check(
+            &set,
+            &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &[] }, select: Select::All, threads: 1 },
+            |_, _| {},
+        )
         .map(|c| c.tasks)
         .expect("check")
         .len();
@@ -110,7 +118,12 @@ fn bench(c: &mut Criterion) {
                 kernel
                     .check(
                         &set,
-                        &CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &[] }, select: Select::All },
+                        &CheckConfig {
+                            walk: config,
+                            mode: CheckMode::Dump { cpus: &[] },
+                            select: Select::All,
+                            threads: 1,
+                        },
                         |_, _| {},
                     )
                     .map(|c| c.tasks)

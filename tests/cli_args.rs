@@ -155,6 +155,34 @@ fn each_target_takes_its_flags() {
     assert_parsed_before_help(&["check", "live", "--patch", &ko]);
 }
 
+/// Walking on several threads changes nothing but the time: the same
+/// report, tasks in the same order.
+#[test]
+fn vmcore_threads_give_the_same_report() {
+    let (dump, funcs, _) = stacked();
+    let run = |threads: &str| {
+        let out = lpstack(&[
+            "check",
+            "vmcore",
+            &dump,
+            "--set",
+            &funcs,
+            "--format",
+            "json",
+            "--all-frames",
+            "--threads",
+            threads,
+        ]);
+        assert_eq!(out.code, Some(1), "{}", out.stderr);
+        out.stdout
+    };
+    let one = run("1");
+    assert!(one.contains("\"tasks\""), "{one}");
+    for threads in ["2", "3", "64"] {
+        assert!(run(threads) == one, "--threads {threads} changed the report");
+    }
+}
+
 #[test]
 fn a_flag_of_another_target_is_refused() {
     let (dump, funcs, ko) = stacked();
@@ -168,7 +196,7 @@ fn a_flag_of_another_target_is_refused() {
         (&core, &["--pid", "1"], "`lpstack check live`"),
         (&vmcore, &["--max-passes", "3"], "`lpstack check live`"),
         (&short, &["--timing"], "`lpstack check live`"),
-        (&pid, &["--threads", "2"], "`lpstack check live`"),
+        (&pid, &["--threads", "2"], "`lpstack check vmcore` and `lpstack check live`"),
         (&vmcore, &["--symbols-from", "memory"], "`lpstack check live`"),
         // Dump-only symbol sources: live reads its own.
         (&pid, &["--vmlinux", "x"], "`lpstack check vmcore`"),

@@ -24,7 +24,7 @@ fn live_check<'s, P: PhysMemory + Send>(
     threads: u8,
     select: Select<'_>,
 ) -> Checked<'s> {
-    let config = CheckConfig { walk, mode: CheckMode::Live { passes, threads }, select };
+    let config = CheckConfig { walk, mode: CheckMode::Live { passes }, select, threads: usize::from(threads) };
     kernel.check(set, &config, |_, _| {}).unwrap()
 }
 
@@ -35,7 +35,7 @@ fn dump_check<'s, P: PhysMemory + Send>(
     walk: WalkConfig,
     cpus: &[CpuRegs],
 ) -> Vec<TaskReport<'s>> {
-    let config = CheckConfig { walk, mode: CheckMode::Dump { cpus }, select: Select::All };
+    let config = CheckConfig { walk, mode: CheckMode::Dump { cpus }, select: Select::All, threads: 1 };
     kernel.check(set, &config, |_, _| {}).unwrap().tasks
 }
 

@@ -73,6 +73,10 @@ pub struct VmcoreOpts {
     /// A System.map for symbols (checked against the dump's VMCOREINFO).
     #[arg(long, conflicts_with = "vmlinux")]
     system_map: Option<PathBuf>,
+    /// Threads walking tasks, each with its own reader of the dump and a
+    /// part of the tasks (the listing is one thread's).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
     #[command(flatten)]
     kernel: KernelArgs,
     #[command(flatten)]
@@ -226,7 +230,12 @@ fn run_vmcore(args: &VmcoreOpts, path: &std::path::Path) -> Result<i32, CliError
         kernel_regs: if args.kernel.frame_pointer_rules { KernelRegsPolicy::Reject } else { KernelRegsPolicy::Accept },
     };
     let bar = progress_bar();
-    let check = CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &cpus }, select: Select::All };
+    let check = CheckConfig {
+        walk: config,
+        mode: CheckMode::Dump { cpus: &cpus },
+        select: Select::All,
+        threads: usize::from(args.threads),
+    };
     let checked = kernel
         .check(&set, &check, |i, n| {
             if let Some(b) = &bar {
@@ -552,5 +561,8 @@ impl<P: PhysMemory> PhysMemory for Releasing<'_, P> {
     }
     fn bytes_read(&self) -> u64 {
         self.inner.bytes_read()
+    }
+    fn split(&self) -> Option<Self> {
+        Some(Releasing { inner: self.inner.split()?, map: self.map, reads: 0 })
     }
 }

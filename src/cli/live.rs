@@ -67,7 +67,8 @@ pub fn run(args: &LiveArgs) -> Result<i32, CliError> {
     let select = if pids.is_empty() { Select::All } else { Select::Pids(pids) };
     let check = CheckConfig {
         walk: config,
-        mode: CheckMode::Live { passes: args.max_passes.max(1), threads: args.threads },
+        mode: CheckMode::Live { passes: args.max_passes.max(1) },
+        threads: usize::from(args.threads),
         select,
     };
     let t1 = Instant::now();

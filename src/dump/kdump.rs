@@ -529,6 +529,29 @@ impl<'data, S: ByteSource<'data>> KdumpFile<'data, S> {
         })
     }
 
+    /// A second reader of the same file with its own decoders (for a
+    /// second thread); nothing is re-read or re-checked.
+    pub fn split(&self) -> Self
+    where
+        S: Clone,
+    {
+        KdumpFile {
+            source: self.source.clone(),
+            header: self.header,
+            sub: self.sub,
+            block_size: self.block_size,
+            max_mapnr: self.max_mapnr,
+            valid: self.valid.clone(),
+            dumped: self.dumped.clone(),
+            rank_base: self.rank_base,
+            split_range: self.split_range,
+            desc_offset: self.desc_offset,
+            notes: self.notes.clone(),
+            vmcoreinfo: self.vmcoreinfo.clone(),
+            decoder: PageDecoder::default(),
+        }
+    }
+
     /// The `disk_dump_header`.
     pub fn header(&self) -> &KdumpHeader {
         &self.header

@@ -253,6 +253,26 @@ impl<'data> Dump<'data> {
         Err(DumpError::UnknownFormat)
     }
 
+    /// A second reader of the same dump with its own page cache and
+    /// decoders, for a second thread: the file is not parsed again.
+    pub fn split(&self) -> Dump<'data> {
+        let backend = match &self.backend {
+            Backend::Elf(e) => Backend::Elf(e.clone()),
+            Backend::Kdump(k) => Backend::Kdump(k.split()),
+            Backend::Flat(k) => Backend::Flat(k.split()),
+        };
+        Dump {
+            backend,
+            format: self.format,
+            page_size: self.page_size,
+            cpus: self.cpus.clone(),
+            vmcoreinfo: self.vmcoreinfo.clone(),
+            vmcoreinfo_error: self.vmcoreinfo_error,
+            note_problems: self.note_problems.clone(),
+            cache: PageCache::new(),
+        }
+    }
+
     fn from_kdump<S: ByteSource<'data>>(
         k: KdumpFile<'data, S>,
         format: DumpFormat,

@@ -231,6 +231,11 @@ pub struct CheckConfig<'a> {
     pub mode: CheckMode<'a>,
     /// Which tasks are checked (all of them by default).
     pub select: Select<'a>,
+    /// Threads walking tasks, each with a consecutive part of them and its
+    /// own reader of the memory ([`PhysMemory::split`]); the reports stay
+    /// in task order. 1 (and 0): this thread only. A source that cannot
+    /// open a second reader is read by one thread.
+    pub threads: usize,
 }
 
 /// Which tasks a check looks at.
@@ -269,21 +274,21 @@ pub enum CheckMode<'a> {
     /// again; one that changed is walked again, up to `passes` times. A
     /// task on a CPU is Running (no registers are known for it); one that
     /// never holds still is Running if last seen on a CPU, else Unreliable
-    /// with `ChangedWhileReading`. `threads` 2 walks half of the tasks on a
-    /// second thread with its own reader when the source can open one
-    /// ([`PhysMemory::split`], kcore); the reports stay in task order.
+    /// with `ChangedWhileReading`.
     Live {
         /// Most read-walk-reread passes per task (at least 1).
         passes: u32,
-        /// Walking threads: any value above 1 means two, each with half of
-        /// the tasks.
-        threads: u8,
     },
 }
 
 impl Default for CheckConfig<'_> {
     fn default() -> Self {
-        CheckConfig { walk: WalkConfig::default(), mode: CheckMode::Dump { cpus: &[] }, select: Select::All }
+        CheckConfig {
+            walk: WalkConfig::default(),
+            mode: CheckMode::Dump { cpus: &[] },
+            select: Select::All,
+            threads: 1,
+        }
     }
 }
 
@@ -314,17 +319,33 @@ impl<P: PhysMemory + Send> Kernel<P> {
         let select = |listed: Vec<TaskInfo>| -> Vec<TaskInfo> {
             listed.into_iter().filter(|t| config.select.keeps(t)).collect()
         };
+        let threads = config.threads.max(1);
+        let mut progress = progress;
         let (tasks, listing_gaps) = match config.mode {
             CheckMode::Dump { cpus } => {
                 let listing = self.tasks()?;
-                (check_dump(self, set, cpus, &config.walk, select(listing.tasks), progress), listing.gaps)
+                let tasks = select(listing.tasks);
+                let total = tasks.len();
+                let reports = if threads > 1 {
+                    on_workers(self, tasks, threads, &mut reads, |w, part, _| {
+                        dump_tasks(w, set, cpus, &config.walk, part, &mut |_| {})
+                    })
+                } else {
+                    dump_tasks(&mut self.walker(), set, cpus, &config.walk, tasks, &mut |i| progress(i, total))
+                };
+                progress(total, total);
+                (reports, listing.gaps)
             }
-            CheckMode::Live { passes, threads } => {
+            CheckMode::Live { passes } => {
                 let live = LiveConfig { max_passes: passes.max(1) };
                 let listing = live_listing(self, &live, &mut reads)?;
                 let tasks = select(listing.tasks);
                 let reports = if threads > 1 {
-                    check_live_parallel(self, set, &config.walk, &live, tasks, &mut reads)
+                    // Each kcore reader is its own open file: the kernel
+                    // copies through a bounce buffer per open file.
+                    on_workers(self, tasks, threads, &mut reads, |w, part, reads| {
+                        live_tasks(w, set, &config.walk, &live, part, &mut |_| {}, reads)
+                    })
                 } else {
                     check_live(self, set, &config.walk, &live, tasks, progress, &mut reads)
                 };
@@ -335,28 +356,26 @@ impl<P: PhysMemory + Send> Kernel<P> {
     }
 }
 
-/// Checks every task of a dump against `set`.
-fn check_dump<'set, P: PhysMemory>(
-    kernel: &mut Kernel<P>,
+/// Walks and judges `tasks` of a dump, in order.
+fn dump_tasks<'set, P: PhysMemory>(
+    w: &mut Walker<'_, P>,
     set: &'set PatchSet,
     cpus: &[CpuRegs],
     config: &WalkConfig,
     tasks: Vec<TaskInfo>,
-    mut progress: impl FnMut(usize, usize),
+    progress: &mut dyn FnMut(usize),
 ) -> Vec<TaskReport<'set>> {
-    let total = tasks.len();
     // --max-frames may be huge; the walk grows the buffer as it goes.
     let mut frames = Vec::with_capacity(config.max_frames.min(1024));
-    let mut out = Vec::with_capacity(total);
+    let mut out = Vec::with_capacity(tasks.len());
     for (i, task) in tasks.into_iter().enumerate() {
-        progress(i, total);
-        let reliability = kernel.walk_task(&task, cpus, config, &mut frames);
+        progress(i);
+        let reliability = w.walk(&task, cpus, config, &mut frames, None);
         let mut hits = Vec::new();
         let walked = Walked { frames: &frames, reliability: reliability.as_ref(), running: task.on_cpu };
         let verdict = judge(walked, set, None, &mut hits);
         out.push(TaskReport { task, frames: frames.clone(), reliability, hits, verdict });
     }
-    progress(total, total);
     out
 }
 
@@ -426,28 +445,38 @@ fn check_live<'set, P: PhysMemory>(
     out
 }
 
-/// [`check_live`] on two threads when the source can open a second reader
-/// of itself ([`PhysMemory::split`], kcore): each checks half of the tasks
-/// with its own cache, as one would alone; the reports come in task order.
-/// Each kcore reader must be its own open file: the kernel copies through
-/// a bounce buffer per open file.
-fn check_live_parallel<'set, P: PhysMemory + Send>(
+/// Runs `work` over `tasks` cut into up to `workers` consecutive parts, each
+/// on its own thread with its own reader of the memory
+/// ([`PhysMemory::split`]) and code map; the first part runs here. The
+/// reports come back in task order. One part when the source cannot split.
+fn on_workers<'set, P, F>(
     kernel: &mut Kernel<P>,
-    set: &'set PatchSet,
-    config: &WalkConfig,
-    live: &LiveConfig,
     mut tasks: Vec<TaskInfo>,
+    workers: usize,
     reads: &mut LiveReads,
-) -> Vec<TaskReport<'set>> {
-    let second = match kernel.mem.split() {
-        Some(mem) if tasks.len() >= 2 => Some((mem, tasks.split_off(tasks.len() / 2))),
-        _ => None,
-    };
-    let Some((mut mem2, second)) = second else {
-        return live_tasks(&mut kernel.walker(), set, config, live, tasks, &mut |_| {}, reads);
-    };
-    let mut code2 = kernel.code.clone();
-    let mut reads2 = LiveReads::default();
+    work: F,
+) -> Vec<TaskReport<'set>>
+where
+    P: PhysMemory + Send,
+    F: Fn(&mut Walker<'_, P>, Vec<TaskInfo>, &mut LiveReads) -> Vec<TaskReport<'set>> + Sync,
+{
+    let parts = workers.clamp(1, tasks.len().max(1));
+    let per = tasks.len().div_ceil(parts);
+    // The later parts, each with its own reader; stop splitting when the
+    // source cannot.
+    let mut extra: Vec<(KernelSpace<P>, CodeRanges, Vec<TaskInfo>)> = Vec::new();
+    let mut cut = per;
+    while cut < tasks.len() && extra.len() + 1 < parts {
+        let Some(mem) = kernel.mem.split() else { break };
+        extra.push((mem, kernel.code.clone(), Vec::new()));
+        cut += per;
+    }
+    for (i, part) in extra.iter_mut().enumerate().rev() {
+        part.2 = tasks.split_off(per * (i + 1));
+    }
+    if extra.is_empty() {
+        return work(&mut kernel.walker(), tasks, reads);
+    }
     let (orc, layout, thread_size, ret_from_fork) =
         (&kernel.orc, &kernel.layout, kernel.thread_size, kernel.ret_from_fork);
     let (cpu_stacks, symbols) = (&kernel.cpu_stacks, &kernel.symbols);
@@ -461,19 +490,32 @@ fn check_live_parallel<'set, P: PhysMemory + Send>(
         cpu_stacks,
         symbols,
     };
-    let mut w2 =
-        Walker { mem: &mut mem2, code: &mut code2, orc, layout, thread_size, ret_from_fork, cpu_stacks, symbols };
+    let work = &work;
     let (mut out, rest) = std::thread::scope(|s| {
-        let worker = s.spawn(|| live_tasks(&mut w2, set, config, live, second, &mut |_| {}, &mut reads2));
-        let first = live_tasks(&mut w1, set, config, live, tasks, &mut |_| {}, reads);
-        (first, worker.join())
+        let handles: Vec<_> = extra
+            .iter_mut()
+            .map(|(mem, code, part)| {
+                let part = std::mem::take(part);
+                s.spawn(move || {
+                    let mut w = Walker { mem, code, orc, layout, thread_size, ret_from_fork, cpu_stacks, symbols };
+                    let mut r = LiveReads::default();
+                    let out = work(&mut w, part, &mut r);
+                    (out, r)
+                })
+            })
+            .collect();
+        let first = work(&mut w1, tasks, reads);
+        (first, handles.into_iter().map(|h| h.join()).collect::<Vec<_>>())
     });
-    let rest = match rest {
-        Ok(r) => r,
-        Err(panic) => std::panic::resume_unwind(panic),
-    };
-    out.extend(rest);
-    reads.add(&reads2);
+    for r in rest {
+        match r {
+            Ok((part, r)) => {
+                out.extend(part);
+                reads.add(&r);
+            }
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
     out
 }
 

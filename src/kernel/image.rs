@@ -560,4 +560,8 @@ impl PhysMemory for crate::dump::Dump<'_> {
     fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         crate::dump::Dump::read_phys(self, paddr, buf)
     }
+
+    fn split(&self) -> Option<Self> {
+        Some(crate::dump::Dump::split(self))
+    }
 }
