@@ -347,18 +347,15 @@ impl<'data> RankedBitmap<'data> {
 /// Decoders kept between pages so that reading allocates nothing once warm.
 pub struct PageDecoder {
     zlib: flate2::Decompress,
-    zstd: ruzstd::decoding::FrameDecoder,
+    /// libzstd's context, made on the first zstd page.
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
     /// Compressed bytes that straddle flattened records.
     scratch: Vec<u8>,
 }
 
 impl Default for PageDecoder {
     fn default() -> Self {
-        PageDecoder {
-            zlib: flate2::Decompress::new(true),
-            zstd: ruzstd::decoding::FrameDecoder::new(),
-            scratch: Vec::new(),
-        }
+        PageDecoder { zlib: flate2::Decompress::new(true), zstd: None, scratch: Vec::new() }
     }
 }
 
@@ -690,7 +687,15 @@ impl<'data, S: ByteSource<'data>> KdumpFile<'data, S> {
                     Some(w) if w <= MAX_ZSTD_WINDOW => {}
                     _ => return Err(fail("zstd", "bad frame header or window over 1 MiB")),
                 }
-                match zstd.decode_all(input, out) {
+                if zstd.is_none() {
+                    let mut d = zstd::bulk::Decompressor::new().map_err(|_| fail("zstd", "no decoder context"))?;
+                    // The window is checked above; libzstd enforces it too.
+                    d.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(MAX_ZSTD_WINDOW.ilog2()))
+                        .map_err(|_| fail("zstd", "no decoder context"))?;
+                    *zstd = Some(d);
+                }
+                let Some(d) = zstd.as_mut() else { return Err(fail("zstd", "no decoder context")) };
+                match d.decompress_to_buffer(input, out) {
                     Ok(n) if n == out.len() => {}
                     Ok(_) => return Err(fail("zstd", "short output")),
                     Err(_) => return Err(fail("zstd", "corrupt stream")),
