@@ -150,23 +150,8 @@ cd "$OUT"
 # program headers at 64 regardless of e_phoff and finds no PT_LOAD. Give it
 # a copy with the program headers moved to 64 and no section headers (the
 # data offsets do not change).
-python3 - qemu.elf "$W/qemu-for-makedumpfile.elf" <<'PY'
-import shutil, struct, sys
-src, dst = sys.argv[1], sys.argv[2]
-shutil.copyfile(src, dst)
-with open(dst, "r+b") as f:
-    eh = bytearray(f.read(64))
-    phoff, = struct.unpack_from("<Q", eh, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", eh, 0x36)
-    f.seek(phoff)
-    ph = f.read(phentsize * phnum)
-    struct.pack_into("<QQ", eh, 0x20, 64, 0)         # e_phoff, e_shoff
-    struct.pack_into("<H", eh, 0x34, 64)              # e_ehsize
-    struct.pack_into("<HH", eh, 0x3c, 0, 0)           # e_shnum, e_shstrndx
-    first_data = min(struct.unpack_from("<Q", ph, i * phentsize + 8)[0] for i in range(phnum))
-    assert 64 + len(ph) <= first_data, "no room for the program headers"
-    f.seek(0); f.write(eh); f.write(ph)
-PY
+. "$HERE/../lib/makedumpfile.sh"
+mdf_qemu_elf qemu.elf "$W/qemu-for-makedumpfile.elf"
 E="$W/qemu-for-makedumpfile.elf"
 makedumpfile -c -d 0 "$E" mdf-zlib-d0.kdump
 makedumpfile -l -d 31 "$E" mdf-lzo-d31.kdump
