@@ -39,6 +39,11 @@ fn bench(c: &mut Criterion) {
                 black_box(k.check(&set, &CheckConfig::default(), |_, _| {}).map(|c| c.tasks).expect("check").len())
             })
         });
+        // The same on two threads (`check vmcore --threads 2`).
+        let two = CheckConfig { threads: 2, ..CheckConfig::default() };
+        g.bench_function("check-tasks, 2 threads", |b| {
+            b.iter(|| black_box(k.check(&set, &two, |_, _| {}).map(|c| c.tasks).expect("check").len()))
+        });
         g.finish();
     }
 }
