@@ -277,21 +277,21 @@ fn run_vmcore(args: &VmcoreOpts, path: &std::path::Path) -> Result<i32, CliError
         notes: kernel_set.notes,
         listing_gaps: listing_gaps(&gaps),
     };
-    report::print(
-        args.report.format,
-        &target,
-        &rows,
-        &set,
-        &evaluate_models(&models, &rows, &set),
-        kernel.symbols(),
-        args.report.all_frames,
-    )
+    print_report(&args.report, &target, &rows, &set, &models, kernel.symbols())
 }
 
-/// The consistency models over this snapshot, evaluated once, before the
-/// report formats them.
-pub(super) fn evaluate_models(models: &[Model], rows: &[Row<'_, '_>], set: &PatchSet) -> Vec<ModelOutcome> {
-    evaluate_all(models, &facts(rows), set.len())
+/// Evaluates the consistency models over this snapshot, once, then prints
+/// the report (which only formats); returns the exit code.
+pub(super) fn print_report(
+    report: &ReportArgs,
+    target: &Target,
+    rows: &[Row<'_, '_>],
+    set: &PatchSet,
+    models: &[Model],
+    symbols: &Symbolizer,
+) -> Result<i32, CliError> {
+    let outcomes: Vec<ModelOutcome> = evaluate_all(models, &facts(rows), set.len());
+    report::print(report.format, target, rows, set, &outcomes, symbols, report.all_frames)
 }
 
 /// What the models need of each row.

@@ -11,8 +11,8 @@ use lpstack::verdict::Verdict;
 use lpstack::walk::WalkConfig;
 use serde_json::json;
 
-use super::check::{ReportArgs, SetArgs, evaluate_models, load_set_with, parse_models};
-use super::report::{self, Row, Target};
+use super::check::{ReportArgs, SetArgs, load_set_with, parse_models, print_report};
+use super::report::{Row, Target};
 use super::{CliError, map_file};
 
 #[derive(clap::Args)]
@@ -107,13 +107,5 @@ pub(super) fn print_process(
         notes: set_notes,
         listing_gaps: vec![],
     };
-    report::print(
-        args.format,
-        &target,
-        &rows,
-        set,
-        &evaluate_models(models, &rows, set),
-        &inspection.symbols,
-        args.all_frames,
-    )
+    print_report(args, &target, &rows, set, models, &inspection.symbols)
 }

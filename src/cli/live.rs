@@ -10,8 +10,8 @@ use lpstack::walk::{KernelRegsPolicy, WalkConfig};
 use serde_json::json;
 
 use super::CliError;
-use super::check::{KernelArgs, ReportArgs, SymbolsFromArg, evaluate_models, kernel_rows, kernel_set, parse_models};
-use super::report::{self, Row, Target};
+use super::check::{KernelArgs, ReportArgs, SymbolsFromArg, kernel_rows, kernel_set, parse_models, print_report};
+use super::report::{Row, Target};
 
 #[derive(clap::Args)]
 pub struct LiveArgs {
@@ -121,13 +121,5 @@ pub fn run(args: &LiveArgs) -> Result<i32, CliError> {
         notes: kernel_set.notes,
         listing_gaps: super::check::listing_gaps(&gaps),
     };
-    report::print(
-        args.report.format,
-        &target,
-        &rows,
-        &set,
-        &evaluate_models(&models, &rows, &set),
-        kernel.symbols(),
-        args.report.all_frames,
-    )
+    print_report(&args.report, &target, &rows, &set, &models, kernel.symbols())
 }
