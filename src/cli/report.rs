@@ -9,7 +9,7 @@ use lpstack::kernel::klp::KlpTarget;
 use lpstack::kernel::stall::StallInfo;
 use lpstack::model::{Blocker, ModelOutcome, Unit};
 use lpstack::patchset::{CheckedVersion, PatchSet};
-use lpstack::symbols::Symbolizer;
+use lpstack::symbols::{SymbolRef, Symbolizer};
 use lpstack::verdict::{PatchHit, Verdict};
 use lpstack::walk::{Frame, Reliability};
 use serde::Serialize;
@@ -373,10 +373,27 @@ struct JsonTask<'a> {
     verdict: &'static str,
 }
 
+/// Symbol lookups remembered by pc: a dump's tasks mostly sleep in the
+/// same few places, so most frames repeat a pc already looked up.
+struct FrameSymbols<'a> {
+    symbols: &'a Symbolizer,
+    seen: std::cell::RefCell<std::collections::HashMap<u64, Option<SymbolRef<'a>>>>,
+}
+
+impl<'a> FrameSymbols<'a> {
+    fn new(symbols: &'a Symbolizer) -> Self {
+        FrameSymbols { symbols, seen: Default::default() }
+    }
+
+    fn lookup(&self, pc: u64) -> Option<SymbolRef<'a>> {
+        *self.seen.borrow_mut().entry(pc).or_insert_with(|| self.symbols.lookup(pc))
+    }
+}
+
 /// A task's frames, symbolized as they are written.
 struct JsonFrames<'a> {
     row: &'a Row<'a, 'a>,
-    symbols: &'a Symbolizer,
+    symbols: &'a FrameSymbols<'a>,
     home: &'a str,
 }
 
@@ -403,7 +420,7 @@ impl Serialize for JsonFrames<'_> {
     }
 }
 
-fn json_task<'a>(r: &'a Row<'a, 'a>, set: &'a PatchSet, symbols: &'a Symbolizer, home: &'a str) -> JsonTask<'a> {
+fn json_task<'a>(r: &'a Row<'a, 'a>, set: &'a PatchSet, symbols: &'a FrameSymbols<'a>, home: &'a str) -> JsonTask<'a> {
     let k = r.kernel;
     JsonTask {
         blocking: match r.verdict {
@@ -582,7 +599,10 @@ impl Serialize for JsonReport<'_> {
                     map.serialize_entry(key, &patched)?
                 }
                 "summary" => map.serialize_entry(key, &json_summary(target, rows))?,
-                "tasks" => map.serialize_entry(key, &Tasks { rows, set, symbols: self.symbols, home })?,
+                "tasks" => {
+                    let symbols = FrameSymbols::new(self.symbols);
+                    map.serialize_entry(key, &Tasks { rows, set, symbols: &symbols, home })?
+                }
                 "transition" => map.serialize_entry(
                     key,
                     &target.transition.as_ref().map(|(patch, target)| JsonTransition { patch, target }),
@@ -598,7 +618,7 @@ impl Serialize for JsonReport<'_> {
 struct Tasks<'a> {
     rows: &'a [Row<'a, 'a>],
     set: &'a PatchSet,
-    symbols: &'a Symbolizer,
+    symbols: &'a FrameSymbols<'a>,
     home: &'a str,
 }
 
