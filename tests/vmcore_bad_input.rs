@@ -273,3 +273,75 @@ fn listing_gaps_are_named() {
     let mut kernel = Kernel::open(&mut dump, &vi, OpenOptions::default()).unwrap();
     assert!(kernel.tasks().unwrap().gaps.is_empty());
 }
+
+/// [`Tampered`] that owns its dump, so that a check on several threads can
+/// open a second reader of it.
+struct TamperedSplit<'d> {
+    dump: Dump<'d>,
+    missing: Vec<(u64, u64)>,
+}
+
+impl PhysMemory for TamperedSplit<'_> {
+    fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let end = paddr + buf.len() as u64;
+        if let Some(&(a, _)) = self.missing.iter().find(|&&(a, b)| paddr < b && end > a) {
+            return Err(MemoryError::new(a.max(paddr), lpstack::memory::MemoryErrorKind::NotInDump));
+        }
+        self.dump.read_phys(paddr, buf)
+    }
+
+    fn split(&self) -> Option<Self> {
+        Some(TamperedSplit { dump: self.dump.split(), missing: self.missing.clone() })
+    }
+}
+
+/// Checking on several threads (the listing hands tasks to workers as it
+/// follows the lists) gives the single thread's reports, in its order,
+/// also when the task list has a hole it bridges, and when it has holes
+/// that send the listing to the pid IDR.
+#[test]
+fn holes_in_the_task_list_on_several_threads() {
+    let bytes = dump_bytes();
+    let dump = Dump::open(&bytes).unwrap();
+    let vi = dump.vmcoreinfo().cloned().unwrap();
+    let (one_hole, three_holes) = {
+        let mut kernel = Kernel::open(dump.split(), &vi, OpenOptions::default()).unwrap();
+        let tasks = kernel.tasks().unwrap().tasks;
+        let off = kernel.layout().task.tasks.offset;
+        let leaders: Vec<_> = tasks.iter().filter(|t| t.pid == t.tgid && !t.idle).cloned().collect();
+        let mut page = |t: &lpstack::kernel::tasks::TaskInfo| {
+            let pa = kernel.memory().translate(t.addr + off).unwrap() & !0xfff;
+            (pa, pa + 4096)
+        };
+        let holes: Vec<_> = [&leaders[4], &leaders[13], &leaders[22]].into_iter().map(&mut page).collect();
+        (holes[..1].to_vec(), holes)
+    };
+    for (what, missing, idr) in [("one hole", one_hole, false), ("three holes", three_holes, true)] {
+        let run = |threads: usize| {
+            let memory = TamperedSplit { dump: dump.split(), missing: missing.clone() };
+            let mut kernel = Kernel::open(memory, &vi, OpenOptions::default()).unwrap();
+            let set =
+                PatchSet::resolve(&parse_funcs("lpstack_park:park_here_a\n", "vmlinux").unwrap(), kernel.symbols())
+                    .unwrap();
+            let config = CheckConfig { threads, ..CheckConfig::default() };
+            let checked = kernel.check(&set, &config, |_, _| {}).unwrap();
+            assert_eq!(kernel.warnings().iter().any(|w| w.contains("pid IDR")), idr, "{what}: {:?}", kernel.warnings());
+            let rows: Vec<String> = checked
+                .tasks
+                .iter()
+                .map(|r| format!("{:?} {:?} {:?} {}", r.task, r.frames, r.reliability, r.verdict.name()))
+                .collect();
+            (rows, checked.listing_gaps)
+        };
+        let (one, gaps) = run(1);
+        assert!(one.iter().any(|r| r.contains("unreliable")), "{what}: a task is unreadable");
+        for threads in [2, 3] {
+            let (rows, got_gaps) = run(threads);
+            assert_eq!(got_gaps, gaps, "{what}, {threads} threads");
+            assert_eq!(rows.len(), one.len(), "{what}, {threads} threads");
+            for (a, b) in rows.iter().zip(&one) {
+                assert_eq!(a, b, "{what}, {threads} threads");
+            }
+        }
+    }
+}

@@ -73,8 +73,8 @@ pub struct VmcoreOpts {
     /// A System.map for symbols (checked against the dump's VMCOREINFO).
     #[arg(long, conflicts_with = "vmlinux")]
     system_map: Option<PathBuf>,
-    /// Threads walking tasks, each with its own reader of the dump and a
-    /// part of the tasks (the listing is one thread's).
+    /// Threads checking tasks, each with its own reader of the dump: one
+    /// follows the task lists and hands the tasks on as it finds them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: u16,
     #[command(flatten)]

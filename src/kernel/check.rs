@@ -6,8 +6,8 @@ use super::addrspace::KernelSpace;
 use super::image::{CpuRegs, Kernel};
 use super::layout::Layout;
 use super::tasks::{
-    ListingGap, TaskInfo, TaskListError, TaskListing, list_threads, list_threads_by_pid, read_task, task_span,
-    unreadable_task,
+    FoundTask, ListingGap, TaskInfo, TaskListError, TaskListing, list_threads, list_threads_by_pid, list_threads_with,
+    read_task, task_span, unreadable_task,
 };
 use crate::memory::{Memory, PhysMemory, SliceMemory};
 use crate::orc::OrcTables;
@@ -56,11 +56,18 @@ impl<P: PhysMemory> Kernel<P> {
             },
             Err(e) => return Err(e),
         };
+        for idle in self.idle_tasks(gaps)? {
+            tasks.push(idle.read(&mut self.mem, &self.layout));
+        }
+        Ok(tasks)
+    }
+
+    /// Each online CPU's idle task (`rq->idle`), found and not yet read.
+    fn idle_tasks(&mut self, gaps: &mut Vec<ListingGap>) -> Result<Vec<FoundTask>, TaskListError> {
         let (Some(rq), Some(runqueues)) = (self.layout.rq, self.symbol("runqueues")) else {
             // Without struct rq, at least CPU 0's idle task.
             let mut t = read_task(&mut self.mem, &self.layout, self.init_task)?;
             t.idle = true;
-            tasks.push(t);
             let others = self.online.iter().skip(1).filter(|&&o| o).count();
             if others > 0 {
                 gaps.push(ListingGap {
@@ -70,8 +77,9 @@ impl<P: PhysMemory> Kernel<P> {
                     ),
                 });
             }
-            return Ok(tasks);
+            return Ok(vec![FoundTask::Known(t)]);
         };
+        let mut found = Vec::new();
         for cpu in 0..self.nr_cpus {
             if !self.online.get(cpu as usize).copied().unwrap_or(false) {
                 continue; // the kernel switches offline idle tasks at once
@@ -85,7 +93,7 @@ impl<P: PhysMemory> Kernel<P> {
                 });
                 continue;
             };
-            let mut t = match self.mem.read_u64(rq_addr + rq.idle.offset) {
+            found.push(match self.mem.read_u64(rq_addr + rq.idle.offset) {
                 Ok(0) => {
                     gaps.push(ListingGap {
                         addr: Some(rq_addr + rq.idle.offset),
@@ -96,13 +104,11 @@ impl<P: PhysMemory> Kernel<P> {
                     });
                     continue;
                 }
-                Ok(idle) => read_task(&mut self.mem, &self.layout, idle).unwrap_or_else(|e| unreadable_task(idle, e)),
-                Err(e) => unreadable_task(rq_addr, e),
-            };
-            t.idle = true;
-            tasks.push(t);
+                Ok(idle) => FoundTask::Read { addr: idle, idle: true, broken: None },
+                Err(e) => FoundTask::Known(TaskInfo { idle: true, ..unreadable_task(rq_addr, e) }),
+            });
         }
-        Ok(tasks)
+        Ok(found)
     }
 
     /// Where a task's walk starts, or None when it cannot be walked.
@@ -322,20 +328,11 @@ impl<P: PhysMemory + Send> Kernel<P> {
         let threads = config.threads.max(1);
         let mut progress = progress;
         let (tasks, listing_gaps) = match config.mode {
-            CheckMode::Dump { cpus } => {
-                let listing = self.tasks()?;
-                let tasks = select(listing.tasks);
-                let total = tasks.len();
-                let reports = if threads > 1 {
-                    on_workers(self, tasks, threads, &mut reads, |w, part, _| {
-                        dump_tasks(w, set, cpus, &config.walk, part, &mut |_| {})
-                    })
-                } else {
-                    dump_tasks(&mut self.walker(), set, cpus, &config.walk, tasks, &mut |i| progress(i, total))
-                };
-                progress(total, total);
-                (reports, listing.gaps)
-            }
+            CheckMode::Dump { cpus } if threads > 1 => match self.check_dump_pipelined(set, cpus, config, threads) {
+                Some(checked) => checked,
+                None => self.check_dump(set, cpus, config, threads, &mut reads, &mut progress)?,
+            },
+            CheckMode::Dump { cpus } => self.check_dump(set, cpus, config, threads, &mut reads, &mut progress)?,
             CheckMode::Live { passes } => {
                 let live = LiveConfig { max_passes: passes.max(1) };
                 let listing = live_listing(self, &live, &mut reads)?;
@@ -353,6 +350,131 @@ impl<P: PhysMemory + Send> Kernel<P> {
             }
         };
         Ok(Checked { tasks, listing_gaps, reads })
+    }
+}
+
+impl<P: PhysMemory + Send> Kernel<P> {
+    /// A dump's check: the listing on this thread, then the walks on
+    /// `threads` workers (each a consecutive part of the tasks).
+    fn check_dump<'set>(
+        &mut self,
+        set: &'set PatchSet,
+        cpus: &[CpuRegs],
+        config: &CheckConfig<'_>,
+        threads: usize,
+        reads: &mut LiveReads,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(Vec<TaskReport<'set>>, Vec<ListingGap>), TaskListError> {
+        let listing = self.tasks()?;
+        let tasks: Vec<TaskInfo> = listing.tasks.into_iter().filter(|t| config.select.keeps(t)).collect();
+        let total = tasks.len();
+        let reports = if threads > 1 {
+            on_workers(self, tasks, threads, reads, |w, part, _| {
+                dump_tasks(w, set, cpus, &config.walk, part, &mut |_| {})
+            })
+        } else {
+            dump_tasks(&mut self.walker(), set, cpus, &config.walk, tasks, &mut |i| progress(i, total))
+        };
+        progress(total, total);
+        Ok((reports, listing.gaps))
+    }
+
+    /// A dump's check on `workers` threads, each with its own reader: this
+    /// thread follows the task lists and hands the tasks it finds on in
+    /// batches, unread; the workers read each task_struct, walk and judge,
+    /// and this thread joins them once the lists end. The reports come back
+    /// in listing order, as [`Kernel::check_dump`] gives them. None when the
+    /// task list cannot be followed (the serial listing then reports it or
+    /// falls back to the pid IDR) or the source cannot split.
+    fn check_dump_pipelined<'set>(
+        &mut self,
+        set: &'set PatchSet,
+        cpus: &[CpuRegs],
+        config: &CheckConfig<'_>,
+        workers: usize,
+    ) -> Option<(Vec<TaskReport<'set>>, Vec<ListingGap>)> {
+        /// Tasks handed on at a time.
+        const BATCH: usize = 64;
+        let mut gaps = Vec::new();
+        let idle = self.idle_tasks(&mut gaps).ok()?;
+        let mut extra = Vec::new();
+        for _ in 1..workers {
+            extra.push((self.mem.split()?, self.code.clone()));
+        }
+        let (orc, layout, thread_size, ret_from_fork) = (&self.orc, &self.layout, self.thread_size, self.ret_from_fork);
+        let (cpu_stacks, symbols, init_task) = (&self.cpu_stacks, &self.symbols, self.init_task);
+        let (mem, code) = (&mut self.mem, &mut self.code);
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<FoundTask>)>();
+        let rx = std::sync::Mutex::new(rx);
+        let walk_batches = |w: &mut Walker<'_, P>| {
+            let mut out = Vec::new();
+            loop {
+                // One worker waits for the listing at a time; the others
+                // wait for it.
+                let next = match rx.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(_) => break,
+                };
+                let Ok((seq, batch)) = next else { break };
+                let tasks: Vec<TaskInfo> = batch
+                    .into_iter()
+                    .map(|found| found.read(&mut *w.mem, w.layout))
+                    .filter(|t| config.select.keeps(t))
+                    .collect();
+                out.push((seq, dump_tasks(w, set, cpus, &config.walk, tasks, &mut |_| {})));
+            }
+            out
+        };
+        let walk_batches = &walk_batches;
+        let (listed, mut batches) = std::thread::scope(|s| {
+            let handles: Vec<_> = extra
+                .iter_mut()
+                .map(|(mem, code)| {
+                    s.spawn(move || {
+                        let mut w = Walker { mem, code, orc, layout, thread_size, ret_from_fork, cpu_stacks, symbols };
+                        walk_batches(&mut w)
+                    })
+                })
+                .collect();
+            let (mut seq, mut batch) = (0, Vec::with_capacity(BATCH));
+            let listed = list_threads_with(
+                &mut *mem,
+                layout,
+                init_task,
+                &mut |_, addr| FoundTask::Read { addr, idle: false, broken: None },
+                &mut |_, leader, e| FoundTask::Read { addr: leader, idle: false, broken: Some(e) },
+                &mut |threads| {
+                    batch.extend(threads);
+                    if batch.len() >= BATCH {
+                        // A closed channel means every worker stopped; the
+                        // joins below say why.
+                        let _ = tx.send((seq, std::mem::replace(&mut batch, Vec::with_capacity(BATCH))));
+                        seq += 1;
+                    }
+                    Ok(())
+                },
+            );
+            let mut batches = Vec::new();
+            if listed.is_ok() {
+                batch.extend(idle);
+                let _ = tx.send((seq, batch));
+                drop(tx);
+                let mut w = Walker { mem, code, orc, layout, thread_size, ret_from_fork, cpu_stacks, symbols };
+                batches = walk_batches(&mut w);
+            } else {
+                drop(tx);
+            }
+            for h in handles {
+                match h.join() {
+                    Ok(b) => batches.extend(b),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            (listed, batches)
+        });
+        listed.ok()?;
+        batches.sort_unstable_by_key(|&(seq, _)| seq);
+        Some((batches.into_iter().flat_map(|(_, reports)| reports).collect(), gaps))
     }
 }
 

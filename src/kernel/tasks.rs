@@ -255,25 +255,79 @@ fn walk_list<M: Memory>(
     Ok(nodes)
 }
 
-/// The threads of the process led by `leader`, each read as its list is
-/// followed (one request per task_struct, while its page is fresh in the
+/// A task as the listing hands it on: read as it was found, or only found.
+pub(crate) trait Listed {
+    /// Address of the `task_struct` (what the listing checks for loops).
+    fn addr(&self) -> u64;
+}
+
+impl Listed for TaskInfo {
+    fn addr(&self) -> u64 {
+        self.addr
+    }
+}
+
+/// A task found by the listing and not read yet, so that another thread
+/// (with its own reader) can read it: the listing then only follows links.
+#[derive(Clone, Debug)]
+pub(crate) enum FoundTask {
+    /// The `task_struct` at `addr`, to be read. `broken`: its process's
+    /// thread list could not be read, so the task stands for threads not
+    /// known and is unreadable even when its own fields read.
+    Read { addr: u64, idle: bool, broken: Option<MemoryError> },
+    /// A task already known, e.g. unreadable where it was found.
+    Known(TaskInfo),
+}
+
+impl Listed for FoundTask {
+    fn addr(&self) -> u64 {
+        match self {
+            FoundTask::Read { addr, .. } => *addr,
+            FoundTask::Known(t) => t.addr,
+        }
+    }
+}
+
+impl FoundTask {
+    /// The task as [`list_threads`] would have read it.
+    pub(crate) fn read<M: Memory>(self, mem: &mut M, l: &Layout) -> TaskInfo {
+        match self {
+            FoundTask::Read { addr, idle, broken } => {
+                let mut task = read_task(mem, l, addr).unwrap_or_else(|e| unreadable_task(addr, e));
+                if task.unreadable.is_none() {
+                    task.unreadable = broken;
+                }
+                task.idle = idle;
+                task
+            }
+            FoundTask::Known(t) => t,
+        }
+    }
+}
+
+/// The threads of the process led by `leader`, each passed to `found` as
+/// its list link is followed (while the link's page is fresh in the
 /// source's cache).
-fn process_threads<M: Memory>(mem: &mut M, l: &Layout, leader: u64) -> Result<Vec<TaskInfo>, TaskListError> {
+fn process_threads<M: Memory, T>(
+    mem: &mut M,
+    l: &Layout,
+    leader: u64,
+    found: &mut dyn FnMut(&mut M, u64) -> T,
+) -> Result<Vec<T>, TaskListError> {
     let t = &l.task;
     let mut threads = Vec::new();
-    let read = |mem: &mut M, addr: u64| read_task(mem, l, addr).unwrap_or_else(|e| unreadable_task(addr, e));
     if let (Some(node_f), Some(head_f)) = (t.thread_node, t.signal_thread_head) {
         // 6.7+: signal->thread_head lists every thread via thread_node.
         let signal = t.signal.read_uint(mem, leader)?;
         walk_list(mem, signal + head_f.offset, l.list_next, |mem, n| {
-            threads.push(read(mem, n.wrapping_sub(node_f.offset)));
+            threads.push(found(mem, n.wrapping_sub(node_f.offset)));
             Ok(())
         })?;
     } else if let Some(group) = t.thread_group {
         // Before 6.7: a circular list through the leader itself.
-        threads.push(read(mem, leader));
+        threads.push(found(mem, leader));
         walk_list(mem, leader + group.offset, l.list_next, |mem, n| {
-            threads.push(read(mem, n.wrapping_sub(group.offset)));
+            threads.push(found(mem, n.wrapping_sub(group.offset)));
             Ok(())
         })?;
     }
@@ -284,8 +338,34 @@ fn process_threads<M: Memory>(mem: &mut M, l: &Layout, leader: u64) -> Result<Ve
 /// `init_task.tasks`, and each process's threads. Each process is read as
 /// the process list reaches it, so that each task_struct is fetched once.
 pub fn list_threads<M: Memory>(mem: &mut M, l: &Layout, init_task: u64) -> Result<Vec<TaskInfo>, TaskListError> {
-    let t = &l.task;
     let mut out = Vec::new();
+    let mut read = |mem: &mut M, addr: u64| read_task(mem, l, addr).unwrap_or_else(|e| unreadable_task(addr, e));
+    let mut broken = |mem: &mut M, leader: u64, e: MemoryError| {
+        let mut task = read_task(mem, l, leader).unwrap_or_else(|e| unreadable_task(leader, e));
+        if task.unreadable.is_none() {
+            task.unreadable = Some(e);
+        }
+        task
+    };
+    list_threads_with(mem, l, init_task, &mut read, &mut broken, &mut |threads| {
+        out.extend(threads);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// As [`list_threads`], handing each process's threads to `emit` in order:
+/// `found` makes each thread as its link is followed, `broken` the leader
+/// of a process whose thread list cannot be read.
+pub(crate) fn list_threads_with<M: Memory, T: Listed>(
+    mem: &mut M,
+    l: &Layout,
+    init_task: u64,
+    found: &mut dyn FnMut(&mut M, u64) -> T,
+    broken: &mut dyn FnMut(&mut M, u64, MemoryError) -> T,
+    emit: &mut dyn FnMut(Vec<T>) -> Result<(), TaskListError>,
+) -> Result<(), TaskListError> {
+    let t = &l.task;
     let mut seen = HashSet::new();
     walk_list(mem, init_task + t.tasks.offset, l.list_next, |mem, node| {
         let leader = node.wrapping_sub(t.tasks.offset);
@@ -294,29 +374,22 @@ pub fn list_threads<M: Memory>(mem: &mut M, l: &Layout, init_task: u64) -> Resul
         // A process whose thread list cannot be read still appears, as its
         // leader marked unreadable: its threads are unknown, so nothing
         // about it can be called switchable.
-        let threads = match process_threads(mem, l, leader) {
+        let threads = match process_threads(mem, l, leader, found) {
             Ok(t) => t,
-            Err(TaskListError::Memory(e)) => {
-                let mut task = read_task(mem, l, leader).unwrap_or_else(|e| unreadable_task(leader, e));
-                if task.unreadable.is_none() {
-                    task.unreadable = Some(e);
-                }
-                vec![task]
-            }
+            Err(TaskListError::Memory(e)) => vec![broken(mem, leader, e)],
             Err(e) => return Err(e),
         };
-        for task in threads {
-            if !seen.insert(task.addr) {
-                return Err(TaskListError::Loop { addr: task.addr });
+        for task in &threads {
+            if !seen.insert(task.addr()) {
+                return Err(TaskListError::Loop { addr: task.addr() });
             }
             if seen.len() > MAX_TASKS {
                 return Err(TaskListError::TooLong);
             }
-            out.push(task);
         }
-        Ok(())
+        emit(threads)
     })?;
-    Ok(out)
+    Ok(())
 }
 
 /// Every thread, found through the pid IDR of `init_pid_ns` (at
