@@ -2,6 +2,8 @@
 //! start each walk where the kernel would (a blocked task's switch frame, a
 //! running CPU's registers), walk with ORC and judge against the patch set.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use super::addrspace::KernelSpace;
 use super::image::{CpuRegs, Kernel};
 use super::layout::Layout;
@@ -328,10 +330,12 @@ impl<P: PhysMemory + Send> Kernel<P> {
         let threads = config.threads.max(1);
         let mut progress = progress;
         let (tasks, listing_gaps) = match config.mode {
-            CheckMode::Dump { cpus } if threads > 1 => match self.check_dump_pipelined(set, cpus, config, threads) {
-                Some(checked) => checked,
-                None => self.check_dump(set, cpus, config, threads, &mut reads, &mut progress)?,
-            },
+            CheckMode::Dump { cpus } if threads > 1 => {
+                match self.check_dump_pipelined(set, cpus, config, threads, &mut progress) {
+                    Some(checked) => checked,
+                    None => self.check_dump(set, cpus, config, threads, &mut reads, &mut progress)?,
+                }
+            }
             CheckMode::Dump { cpus } => self.check_dump(set, cpus, config, threads, &mut reads, &mut progress)?,
             CheckMode::Live { passes } => {
                 let live = LiveConfig { max_passes: passes.max(1) };
@@ -392,6 +396,7 @@ impl<P: PhysMemory + Send> Kernel<P> {
         cpus: &[CpuRegs],
         config: &CheckConfig<'_>,
         workers: usize,
+        progress: &mut dyn FnMut(usize, usize),
     ) -> Option<(Vec<TaskReport<'set>>, Vec<ListingGap>)> {
         /// Tasks handed on at a time.
         const BATCH: usize = 64;
@@ -406,7 +411,10 @@ impl<P: PhysMemory + Send> Kernel<P> {
         let (mem, code) = (&mut self.mem, &mut self.code);
         let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<FoundTask>)>();
         let rx = std::sync::Mutex::new(rx);
-        let walk_batches = |w: &mut Walker<'_, P>| {
+        // Tasks listed and tasks checked so far, for `progress` (called on
+        // this thread only).
+        let (found, done) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let walk_batches = |w: &mut Walker<'_, P>, progress: &mut dyn FnMut(usize, usize)| {
             let mut out = Vec::new();
             loop {
                 // One worker waits for the listing at a time; the others
@@ -416,12 +424,15 @@ impl<P: PhysMemory + Send> Kernel<P> {
                     Err(_) => break,
                 };
                 let Ok((seq, batch)) = next else { break };
+                let n = batch.len();
                 let tasks: Vec<TaskInfo> = batch
                     .into_iter()
                     .map(|found| found.read(&mut *w.mem, w.layout))
                     .filter(|t| config.select.keeps(t))
                     .collect();
                 out.push((seq, dump_tasks(w, set, cpus, &config.walk, tasks, &mut |_| {})));
+                let done = done.fetch_add(n, Ordering::Relaxed) + n;
+                progress(done, found.load(Ordering::Relaxed));
             }
             out
         };
@@ -432,7 +443,7 @@ impl<P: PhysMemory + Send> Kernel<P> {
                 .map(|(mem, code)| {
                     s.spawn(move || {
                         let mut w = Walker { mem, code, orc, layout, thread_size, ret_from_fork, cpu_stacks, symbols };
-                        walk_batches(&mut w)
+                        walk_batches(&mut w, &mut |_, _| {})
                     })
                 })
                 .collect();
@@ -446,6 +457,8 @@ impl<P: PhysMemory + Send> Kernel<P> {
                 &mut |threads| {
                     batch.extend(threads);
                     if batch.len() >= BATCH {
+                        let found = found.fetch_add(batch.len(), Ordering::Relaxed) + batch.len();
+                        progress(done.load(Ordering::Relaxed), found);
                         // A closed channel means every worker stopped; the
                         // joins below say why.
                         let _ = tx.send((seq, std::mem::replace(&mut batch, Vec::with_capacity(BATCH))));
@@ -457,10 +470,11 @@ impl<P: PhysMemory + Send> Kernel<P> {
             let mut batches = Vec::new();
             if listed.is_ok() {
                 batch.extend(idle);
+                found.fetch_add(batch.len(), Ordering::Relaxed);
                 let _ = tx.send((seq, batch));
                 drop(tx);
                 let mut w = Walker { mem, code, orc, layout, thread_size, ret_from_fork, cpu_stacks, symbols };
-                batches = walk_batches(&mut w);
+                batches = walk_batches(&mut w, progress);
             } else {
                 drop(tx);
             }
