@@ -160,26 +160,20 @@ fn each_target_takes_its_flags() {
 #[test]
 fn vmcore_threads_give_the_same_report() {
     let (dump, funcs, _) = stacked();
-    let run = |threads: &str| {
-        let out = lpstack(&[
-            "check",
-            "vmcore",
-            &dump,
-            "--set",
-            &funcs,
-            "--format",
-            "json",
-            "--all-frames",
-            "--threads",
-            threads,
-        ]);
+    // None: the default, the machine's CPUs.
+    let run = |threads: Option<&str>| {
+        let mut args = vec!["check", "vmcore", &dump, "--set", &funcs, "--format", "json", "--all-frames"];
+        if let Some(n) = threads {
+            args.extend(["--threads", n]);
+        }
+        let out = lpstack(&args);
         assert_eq!(out.code, Some(1), "{}", out.stderr);
         out.stdout
     };
-    let one = run("1");
+    let one = run(Some("1"));
     assert!(one.contains("\"tasks\""), "{one}");
-    for threads in ["2", "3", "64"] {
-        assert!(run(threads) == one, "--threads {threads} changed the report");
+    for threads in [Some("2"), Some("3"), Some("64"), None] {
+        assert!(run(threads) == one, "--threads {threads:?} changed the report");
     }
 }
 

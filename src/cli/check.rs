@@ -74,9 +74,10 @@ pub struct VmcoreOpts {
     #[arg(long, conflicts_with = "vmlinux")]
     system_map: Option<PathBuf>,
     /// Threads checking tasks, each with its own reader of the dump: one
-    /// follows the task lists and hands the tasks on as it finds them.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
-    threads: u16,
+    /// follows the task lists and hands the tasks on as it finds them. The
+    /// report is the same for any number [default: the CPUs, at most 8]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
     #[command(flatten)]
     kernel: KernelArgs,
     #[command(flatten)]
@@ -234,7 +235,7 @@ fn run_vmcore(args: &VmcoreOpts, path: &std::path::Path) -> Result<i32, CliError
         walk: config,
         mode: CheckMode::Dump { cpus: &cpus },
         select: Select::All,
-        threads: usize::from(args.threads),
+        threads: args.threads.map_or_else(default_threads, usize::from),
     };
     let checked = kernel
         .check(&set, &check, |i, n| {
@@ -464,6 +465,12 @@ pub(super) fn kernel_set<P: PhysMemory>(
         ks.notes.push("no patched function is loaded in the target: nothing to check".into());
     }
     Ok((ks, transition))
+}
+
+/// A dump's check uses the machine's CPUs, up to 8 (more readers of one
+/// file gain little), unless `--threads` says otherwise.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
 fn progress_bar() -> Option<indicatif::ProgressBar> {
