@@ -219,7 +219,8 @@ fn run_vmcore(args: &VmcoreOpts, path: &std::path::Path) -> Result<i32, CliError
         (None, None) => SymbolSource::Kallsyms,
     };
     let dump = Releasing { inner: dump, map: &map, reads: 0 };
-    let mut kernel = Kernel::open(dump, &vi, OpenOptions { symbols: source }).map_err(|e| named(&e))?;
+    let threads = args.threads.map_or_else(default_threads, usize::from);
+    let mut kernel = Kernel::open(dump, &vi, OpenOptions { symbols: source, threads }).map_err(|e| named(&e))?;
     let cpus = if cpus.is_empty() { kernel.crash_notes_regs() } else { cpus };
     let (kernel_set, transition) = kernel_set(&args.kernel.set, &mut kernel, &path.display().to_string())?;
     for n in &kernel_set.notes {
@@ -231,12 +232,7 @@ fn run_vmcore(args: &VmcoreOpts, path: &std::path::Path) -> Result<i32, CliError
         kernel_regs: if args.kernel.frame_pointer_rules { KernelRegsPolicy::Reject } else { KernelRegsPolicy::Accept },
     };
     let bar = progress_bar();
-    let check = CheckConfig {
-        walk: config,
-        mode: CheckMode::Dump { cpus: &cpus },
-        select: Select::All,
-        threads: args.threads.map_or_else(default_threads, usize::from),
-    };
+    let check = CheckConfig { walk: config, mode: CheckMode::Dump { cpus: &cpus }, select: Select::All, threads };
     let checked = kernel
         .check(&set, &check, |i, n| {
             if let Some(b) = &bar {

@@ -12,7 +12,7 @@ use super::layout::{Layout, LayoutError};
 use super::modules::{LoadedModule, read_modules};
 use crate::dump::VmcoreInfo;
 use crate::memory::{Memory, MemoryError, PhysMemory};
-use crate::orc::{ORC_ENTRY_SIZE, OrcError, OrcTable, OrcTables, format_from_header, format_from_release};
+use crate::orc::{ORC_ENTRY_SIZE, OrcError, OrcFormat, OrcTable, OrcTables, format_from_header, format_from_release};
 use crate::symbols::{SymbolError, SymbolTable, Symbolizer};
 use crate::walk::{CodeRanges, StackKind, StackRange, TrampolineKind};
 
@@ -124,6 +124,10 @@ fn relocate(table: &SymbolTable, offset: u64) -> SymbolTable {
 pub struct OpenOptions<'a> {
     /// Where vmlinux symbols come from (kallsyms in memory by default).
     pub symbols: SymbolSource<'a>,
+    /// Threads the setup may use: with 2 or more, BTF is read and parsed
+    /// on a second reader and thread while this one reads the ORC tables.
+    /// 0 and 1: one.
+    pub threads: usize,
 }
 
 fn mem_err(what: &'static str) -> impl Fn(MemoryError) -> KernelError {
@@ -240,6 +244,56 @@ fn read_cpu_stacks<M: Memory>(
     Ok(out)
 }
 
+/// Where the vmlinux BTF comes from.
+#[derive(Clone, Copy)]
+enum BtfFrom<'a> {
+    /// A file's bytes (a running kernel's /sys/kernel/btf/vmlinux).
+    Given(&'a [u8]),
+    /// `__start_BTF..__stop_BTF` in memory.
+    Memory { start: u64, stop: u64 },
+}
+
+/// The struct layouts from vmlinux's BTF.
+fn layout_from_btf<M: Memory>(mem: &mut M, from: BtfFrom<'_>) -> Result<Layout, KernelError> {
+    let read;
+    let btf = match from {
+        BtfFrom::Given(bytes) => Btf::parse(bytes).map_err(KernelError::BtfFile)?,
+        BtfFrom::Memory { start, stop } => {
+            read = read_bytes(mem, start, stop.saturating_sub(start), "BTF")?;
+            Btf::parse(&read).map_err(|err| KernelError::Btf { addr: start, err })?
+        }
+    };
+    Ok(Layout::from_btf(&btf)?)
+}
+
+/// vmlinux's ORC tables (`__start_orc_unwind_ip` ...) and their format.
+fn read_vmlinux_orc<M: Memory>(
+    mem: &mut M,
+    table: &SymbolTable,
+    release: &str,
+) -> Result<(OrcTable<'static>, OrcFormat), KernelError> {
+    let sym = |name: &'static str| -> Result<u64, KernelError> {
+        table.find_by_name(name).next().map(|s| s.address).ok_or(KernelError::MissingSymbol(name))
+    };
+    let ip_start = sym("__start_orc_unwind_ip")?;
+    let ip_stop = sym("__stop_orc_unwind_ip")?;
+    let entries_at = sym("__start_orc_unwind")?;
+    let orc_format = match table.find_by_name("__start_orc_header").next().map(|s| s.address) {
+        Some(h) => {
+            let header = read_bytes(mem, h, 20, ".orc_header")?;
+            format_from_header(&header)
+        }
+        None => format_from_release(release),
+    }
+    .map_err(|err| KernelError::Orc { object: "vmlinux".into(), err })?;
+    let count = ip_stop.saturating_sub(ip_start) / 4;
+    let ips = read_bytes(mem, ip_start, count * 4, ".orc_unwind_ip")?;
+    let entries = read_bytes(mem, entries_at, count * ORC_ENTRY_SIZE as u64, ".orc_unwind")?;
+    let orc = OrcTable::new(Cow::Owned(ips), Cow::Owned(entries), ip_start, orc_format)
+        .map_err(|err| KernelError::Orc { object: "vmlinux".into(), err })?;
+    Ok((orc, orc_format))
+}
+
 fn read_bytes<M: Memory>(mem: &mut M, addr: u64, len: u64, what: &'static str) -> Result<Vec<u8>, KernelError> {
     if len > 256 << 20 {
         return Err(KernelError::TooLarge { what, size: len });
@@ -247,7 +301,7 @@ fn read_bytes<M: Memory>(mem: &mut M, addr: u64, len: u64, what: &'static str) -
     crate::memory::read_vec(mem, addr, len as usize).map_err(mem_err(what))
 }
 
-impl<P: PhysMemory> Kernel<P> {
+impl<P: PhysMemory + Send> Kernel<P> {
     /// Sets up the kernel from physical memory (a dump, /proc/kcore) and
     /// its VMCOREINFO: symbols as `options` say, types from BTF, ORC,
     /// modules and CPUs, all read from memory.
@@ -284,63 +338,51 @@ impl<P: PhysMemory> Kernel<P> {
                     return Err(KernelError::SymbolMismatch { name, file, dump });
                 }
             }
-            return Self::from_symbols(mem, release, t);
+            return Self::from_parts(mem, release, t, None, options.threads > 1);
         }
 
         let table = kallsyms_from_vmcoreinfo(&mut mem, vi)?;
-        Self::from_symbols(mem, release, table)
+        Self::from_parts(mem, release, table, None, options.threads > 1)
     }
 
-    /// Sets up the kernel once vmlinux symbols are known.
-    fn from_symbols(mem: KernelSpace<P>, release: String, table: SymbolTable) -> Result<Self, KernelError> {
-        Self::from_parts(mem, release, table, None)
-    }
-
-    /// As [`Kernel::from_symbols`], with the vmlinux BTF given (a running
-    /// kernel's /sys/kernel/btf/vmlinux) instead of read from
-    /// `__start_BTF..__stop_BTF` in memory.
+    /// Sets up the kernel once vmlinux symbols are known. BTF comes from
+    /// `btf` when given (a running kernel's /sys/kernel/btf/vmlinux), else
+    /// from `__start_BTF..__stop_BTF` in memory; `parallel`: parse it on a
+    /// second thread while this one reads ORC.
     pub(crate) fn from_parts(
         mut mem: KernelSpace<P>,
         release: String,
         table: SymbolTable,
         btf: Option<&[u8]>,
+        parallel: bool,
     ) -> Result<Self, KernelError> {
         let sym = |name: &'static str| -> Result<u64, KernelError> {
             table.find_by_name(name).next().map(|s| s.address).ok_or(KernelError::MissingSymbol(name))
         };
         let opt = |name: &str| table.find_by_name(name).next().map(|s| s.address);
 
-        // Types.
-        let layout = match btf {
-            Some(bytes) => {
-                let btf = Btf::parse(bytes).map_err(KernelError::BtfFile)?;
-                Layout::from_btf(&btf)?
-            }
-            None => {
-                let (btf_start, btf_stop) = (sym("__start_BTF")?, sym("__stop_BTF")?);
-                let btf_bytes = read_bytes(&mut mem, btf_start, btf_stop.saturating_sub(btf_start), "BTF")?;
-                let btf = Btf::parse(&btf_bytes).map_err(|err| KernelError::Btf { addr: btf_start, err })?;
-                Layout::from_btf(&btf)?
-            }
+        // Types: BTF, given or read from memory, parsed into the layouts
+        // needed. With `parallel`, on a second reader and thread while this
+        // one reads ORC: both are megabytes of pages to decompress.
+        let btf_from = match btf {
+            Some(bytes) => BtfFrom::Given(bytes),
+            None => BtfFrom::Memory { start: sym("__start_BTF")?, stop: sym("__stop_BTF")? },
         };
-
-        // vmlinux ORC.
-        let ip_start = sym("__start_orc_unwind_ip")?;
-        let ip_stop = sym("__stop_orc_unwind_ip")?;
-        let entries_at = sym("__start_orc_unwind")?;
-        let orc_format = match opt("__start_orc_header") {
-            Some(h) => {
-                let header = read_bytes(&mut mem, h, 20, ".orc_header")?;
-                format_from_header(&header)
-            }
-            None => format_from_release(&release),
-        }
-        .map_err(|err| KernelError::Orc { object: "vmlinux".into(), err })?;
-        let count = ip_stop.saturating_sub(ip_start) / 4;
-        let ips = read_bytes(&mut mem, ip_start, count * 4, ".orc_unwind_ip")?;
-        let entries = read_bytes(&mut mem, entries_at, count * ORC_ENTRY_SIZE as u64, ".orc_unwind")?;
-        let vmlinux_orc = OrcTable::new(Cow::Owned(ips), Cow::Owned(entries), ip_start, orc_format)
-            .map_err(|err| KernelError::Orc { object: "vmlinux".into(), err })?;
+        let second = if parallel { mem.split() } else { None };
+        let (layout, vmlinux_orc) = match second {
+            Some(mut second) => std::thread::scope(|s| {
+                let types = s.spawn(move || layout_from_btf(&mut second, btf_from));
+                let orc = read_vmlinux_orc(&mut mem, &table, &release);
+                match types.join() {
+                    Ok(layout) => (layout, orc),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }),
+            None => (layout_from_btf(&mut mem, btf_from), read_vmlinux_orc(&mut mem, &table, &release)),
+        };
+        // The BTF's errors first, as when read one after the other.
+        let layout = layout?;
+        let (vmlinux_orc, orc_format) = vmlinux_orc?;
         let mut orc = OrcTables::new();
         orc.push(vmlinux_orc);
 
@@ -437,7 +479,9 @@ impl<P: PhysMemory> Kernel<P> {
             warnings,
         })
     }
+}
 
+impl<P: PhysMemory> Kernel<P> {
     /// The kernel release (`uname -r`), from VMCOREINFO.
     pub fn release(&self) -> &str {
         &self.release
