@@ -20,15 +20,21 @@ fn bench(c: &mut Criterion) {
         let specs = parse_funcs(&funcs, "vmlinux").expect("funcs.txt");
         let mut g = c.benchmark_group(format!("vmcore-{dir}"));
         g.sample_size(20);
-        g.bench_function("open+check", |b| {
-            b.iter(|| {
-                let dump = Dump::open(&bytes).expect("dump");
-                let vi = dump.vmcoreinfo().cloned().expect("vmcoreinfo");
-                let mut k = Kernel::open(dump, &vi, OpenOptions::default()).expect("kernel");
-                let set = PatchSet::resolve(&specs, &k.symbols()).expect("set");
-                black_box(k.check(&set, &CheckConfig::default(), |_, _| {}).map(|c| c.tasks).expect("check").len())
-            })
-        });
+        // One thread, and two (what `check vmcore` does on 2 CPUs: BTF read
+        // beside ORC, tasks handed from the listing to a second walker).
+        for (name, threads) in [("open+check", 1), ("open+check, 2 threads", 2)] {
+            g.bench_function(name, |b| {
+                b.iter(|| {
+                    let dump = Dump::open(&bytes).expect("dump");
+                    let vi = dump.vmcoreinfo().cloned().expect("vmcoreinfo");
+                    let mut k =
+                        Kernel::open(dump, &vi, OpenOptions { threads, ..OpenOptions::default() }).expect("kernel");
+                    let set = PatchSet::resolve(&specs, &k.symbols()).expect("set");
+                    let config = CheckConfig { threads, ..CheckConfig::default() };
+                    black_box(k.check(&set, &config, |_, _| {}).map(|c| c.tasks).expect("check").len())
+                })
+            });
+        }
         // The per-task part alone, on an opened kernel.
         let dump = Dump::open(&bytes).expect("dump");
         let vi = dump.vmcoreinfo().cloned().expect("vmcoreinfo");
