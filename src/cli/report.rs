@@ -397,13 +397,13 @@ struct JsonFrames<'a> {
     home: &'a str,
 }
 
-impl Serialize for JsonFrames<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl<'a> JsonFrames<'a> {
+    fn frames(&self) -> impl Iterator<Item = JsonFrame<'a>> + '_ {
         let trusted_until = match self.row.reliability {
             Some(Reliability::Unreliable { frame, .. }) => *frame,
             _ => usize::MAX,
         };
-        s.collect_seq(self.row.frames.iter().enumerate().map(|(i, f)| {
+        self.row.frames.iter().enumerate().map(move |(i, f)| {
             let sym = self.symbols.lookup(f.pc);
             JsonFrame {
                 kernel_regs: f.kernel_regs,
@@ -416,7 +416,143 @@ impl Serialize for JsonFrames<'_> {
                     .as_ref()
                     .map(|s| SymbolName { name: s.name, object: (s.object != self.home).then_some(s.object) }),
             }
-        }))
+        })
+    }
+}
+
+impl Serialize for JsonFrames<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.frames())
+    }
+}
+
+/// `frames` as `serde_json::to_writer_pretty` writes them as the value of
+/// a task's `"frames"` key in the report (the key at 6 spaces, each frame
+/// at 8, its keys at 10): most of a large report, so written by hand.
+/// `tests::hand_written_tasks_are_serdes` holds it to serde's bytes.
+fn write_frames_json<'a>(out: &mut Vec<u8>, frames: impl Iterator<Item = JsonFrame<'a>>) {
+    let mut numbers = itoa::Buffer::new();
+    let mut empty = true;
+    out.push(b'[');
+    for f in frames {
+        out.extend_from_slice(if empty { b"\n        {\n" } else { b",\n        {\n" });
+        empty = false;
+        out.extend_from_slice(b"          \"kernel_regs\": ");
+        out.extend_from_slice(if f.kernel_regs { b"true" } else { b"false" });
+        out.extend_from_slice(b",\n          \"kind\": ");
+        json_string(out, f.kind);
+        out.extend_from_slice(b",\n          \"offset\": ");
+        match f.offset {
+            Some(o) => out.extend_from_slice(numbers.format(o).as_bytes()),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\n          \"pc\": ");
+        out.extend_from_slice(numbers.format(f.pc).as_bytes());
+        out.extend_from_slice(b",\n          \"reliable\": ");
+        out.extend_from_slice(if f.reliable { b"true" } else { b"false" });
+        out.extend_from_slice(b",\n          \"sp\": ");
+        out.extend_from_slice(numbers.format(f.sp).as_bytes());
+        out.extend_from_slice(b",\n          \"symbol\": ");
+        match f.symbol {
+            Some(SymbolName { name, object: None }) => json_string(out, name),
+            Some(SymbolName { name, object: Some(o) }) => json_string(out, &format!("{name} [{o}]")),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b"\n        }");
+    }
+    if !empty {
+        out.extend_from_slice(b"\n      ");
+    }
+    out.push(b']');
+}
+
+/// The tasks array as serde writes it as the report's `"tasks"` value:
+/// each task's frames by [`write_frames_json`], its other fields (small)
+/// by serde, indented to where they sit.
+fn write_tasks_json(w: &mut dyn Write, tasks: &Tasks<'_>) -> Result<(), CliError> {
+    if tasks.rows.is_empty() {
+        w.write_all(b"[]")?;
+        return Ok(());
+    }
+    // One task at a time: the report is not held whole in memory.
+    let (mut task, mut scratch) = (Vec::new(), Vec::new());
+    w.write_all(b"[")?;
+    for (i, r) in tasks.rows.iter().enumerate() {
+        task.clear();
+        let out = &mut task;
+        out.extend_from_slice(if i == 0 { b"\n    {" } else { b",\n    {" });
+        let t = json_task(r, tasks.set, tasks.symbols, tasks.home);
+        let mut f = TaskFields { out: &mut *out, scratch: &mut scratch, first: true };
+        f.field("blocking", &t.blocking)?;
+        f.field("comm", &t.comm)?;
+        f.optional("cpu", &t.cpu)?;
+        f.key("frames");
+        write_frames_json(f.out, t.frames.frames());
+        f.optional("idle", &t.idle)?;
+        f.optional("kthread", &t.kthread)?;
+        f.optional("on_cpu", &t.on_cpu)?;
+        f.optional("patch_state", &t.patch_state)?;
+        f.field("patched_frames", &t.patched_frames)?;
+        f.field("pid", &t.pid)?;
+        f.field("state", &t.state)?;
+        f.field("tgid", &t.tgid)?;
+        f.optional("transition", &t.transition)?;
+        f.field("unreliable", &t.unreliable)?;
+        f.field("verdict", &t.verdict)?;
+        out.extend_from_slice(b"\n    }");
+        w.write_all(out)?;
+    }
+    w.write_all(b"\n  ]")?;
+    Ok(())
+}
+
+/// One task object's fields, in [`JsonTask`]'s order, at 6 spaces.
+struct TaskFields<'o> {
+    out: &'o mut Vec<u8>,
+    scratch: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl TaskFields<'_> {
+    fn key(&mut self, key: &str) {
+        self.out.extend_from_slice(if self.first { b"\n      \"" } else { b",\n      \"" });
+        self.first = false;
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\": ");
+    }
+
+    /// `value` as serde writes it, its lines indented to this depth.
+    fn field<T: Serialize>(&mut self, key: &str, value: &T) -> Result<(), serde_json::Error> {
+        self.key(key);
+        self.scratch.clear();
+        serde_json::to_writer_pretty(&mut *self.scratch, value)?;
+        for (i, line) in self.scratch.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                self.out.extend_from_slice(b"\n      ");
+            }
+            self.out.extend_from_slice(line);
+        }
+        Ok(())
+    }
+
+    /// A field serde skips when None (`skip_serializing_if`).
+    fn optional<T: Serialize>(&mut self, key: &str, value: &Option<T>) -> Result<(), serde_json::Error> {
+        match value {
+            Some(v) => self.field(key, v),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes.
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Rare (names are C identifiers): serde's own escaping.
+        out.extend_from_slice(serde_json::Value::from(s).to_string().as_bytes());
     }
 }
 
@@ -547,6 +683,8 @@ pub struct JsonReport<'a> {
     set: &'a PatchSet,
     models: &'a [ModelOutcome],
     symbols: &'a Symbolizer,
+    /// Write `"tasks": []`: the caller writes the tasks in its place.
+    tasks_by_hand: bool,
 }
 
 impl Serialize for JsonReport<'_> {
@@ -599,6 +737,7 @@ impl Serialize for JsonReport<'_> {
                     map.serialize_entry(key, &patched)?
                 }
                 "summary" => map.serialize_entry(key, &json_summary(target, rows))?,
+                "tasks" if self.tasks_by_hand => map.serialize_entry(key, &[(); 0])?,
                 "tasks" => {
                     let symbols = FrameSymbols::new(self.symbols);
                     map.serialize_entry(key, &Tasks { rows, set, symbols: &symbols, home })?
@@ -628,6 +767,27 @@ impl Serialize for Tasks<'_> {
     }
 }
 
+/// The JSON report: serde writes all but the tasks, left as `[]`, and
+/// [`write_tasks_json`] writes them in that place.
+fn write_json_report(out: &mut impl Write, report: &JsonReport<'_>) -> Result<(), CliError> {
+    let mut head = Vec::new();
+    serde_json::to_writer_pretty(&mut head, report)?;
+    // Top-level keys are unique and strings hold no raw newline: one match.
+    const TASKS: &[u8] = b"\n  \"tasks\": []";
+    let at = head
+        .windows(TASKS.len())
+        .position(|w| w == TASKS)
+        .ok_or_else(|| CliError("JSON report: no tasks key (a bug)".into()))?;
+    let split = at + TASKS.len() - 2;
+    let home = report.target.home_object.as_str();
+    let symbols = FrameSymbols::new(report.symbols);
+    let tasks = Tasks { rows: report.rows, set: report.set, symbols: &symbols, home };
+    out.write_all(&head[..split])?;
+    write_tasks_json(out, &tasks)?;
+    out.write_all(&head[split + 2..])?;
+    Ok(())
+}
+
 /// Prints `rows` in `format`; returns the exit code (0: all switchable).
 #[allow(clippy::too_many_arguments)]
 pub fn print(
@@ -652,12 +812,103 @@ pub fn print(
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match format {
         super::check::OutputFormat::Json => {
-            let report = JsonReport { target, rows, set, models, symbols };
-            serde_json::to_writer_pretty(&mut out, &report)?;
+            let report = JsonReport { target, rows, set, models, symbols, tasks_by_hand: true };
+            write_json_report(&mut out, &report)?;
             writeln!(out)?;
         }
         super::check::OutputFormat::Table => table_report(&mut out, target, rows, set, models, symbols, all_frames)?,
     }
     out.flush()?;
     Ok(if all_switchable { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lpstack::symbols::symbols_from_list;
+    use lpstack::walk::{CleanEnd, FrameKind, UnreliableReason};
+
+    fn frame(pc: u64, kind: FrameKind, reliable: bool) -> Frame {
+        Frame { pc, sp: 0xffff_c900_0001_3e40 + pc % 64, kind, kernel_regs: pc % 2 == 1, reliable }
+    }
+
+    /// The tasks written by hand are serde's bytes: kernel and process rows,
+    /// empty and unreliable traces, symbols of the home object and others,
+    /// names to escape, skipped and null fields, a transition.
+    #[test]
+    fn hand_written_tasks_are_serdes() {
+        let mut symbols = Symbolizer::new();
+        symbols.add(symbols_from_list("vmlinux", [("schedule", 0x1000, 0x80), ("odd\"name\\", 0x2000, 0x40)]));
+        symbols.add(symbols_from_list("parked", [("park_here", 0x9000, 0x100)]));
+        let set = PatchSet::default();
+        let frames = [
+            frame(0x1010, FrameKind::Start, true),
+            frame(0x2001, FrameKind::Call, true),
+            frame(0x9050, FrameKind::Call, true),
+            frame(0x5555, FrameKind::Scanned, false),
+        ];
+        let reliable = Reliability::Reliable(CleanEnd::EndOfStack);
+        let unreliable = Reliability::Unreliable { reason: UnreliableReason::NoUnwindEntry { pc: 0x5555 }, frame: 2 };
+        let verdicts = [
+            Verdict::Switchable,
+            Verdict::Unreliable { reason: UnreliableReason::NoUnwindEntry { pc: 0x5555 }, frame: 2 },
+        ];
+        let stall = StallInfo {
+            kernel_reason: Some("has an unreliable stack".into()),
+            never_converges: None,
+            switched: false,
+            version: Some("original"),
+        };
+        let row = |i: usize, frames: &'static [Frame]| Row {
+            pid: i as i32,
+            tgid: 1,
+            comm: if i == 1 { "we\"ird\\comm" } else { "sleep" },
+            state: 'S',
+            frames,
+            reliability: if i == 1 { Some(&unreliable) } else { Some(&reliable) },
+            hits: &[],
+            verdict: &verdicts[i % 2],
+            running_detail: String::new(),
+            in_kernel: false,
+            kernel: (i != 2).then_some(KernelTaskFields {
+                on_cpu: false,
+                cpu: i as u32,
+                kthread: i == 0,
+                idle: false,
+                patch_state: (i == 1).then_some(0),
+            }),
+            stall: (i == 1).then(|| stall.clone()),
+        };
+        let frames: &'static [Frame] = Box::leak(Box::new(frames));
+        let rows = [row(0, frames), row(1, frames), row(2, &[]), row(3, &frames[..1])];
+        for home in ["vmlinux", "parked"] {
+            let target = Target {
+                key: "kernel",
+                json: serde_json::json!({"release": "6.12"}),
+                title: "kernel 6.12".into(),
+                noun: "tasks",
+                home_object: home.into(),
+                transition: None,
+                notes: vec![],
+                listing_gaps: vec![],
+            };
+            let report = |tasks_by_hand| JsonReport {
+                target: &target,
+                rows: &rows,
+                set: &set,
+                models: &[],
+                symbols: &symbols,
+                tasks_by_hand,
+            };
+            let by_serde = serde_json::to_vec_pretty(&report(false)).unwrap();
+            let mut by_hand = Vec::new();
+            write_json_report(&mut by_hand, &report(true)).unwrap();
+            assert_eq!(String::from_utf8_lossy(&by_hand), String::from_utf8_lossy(&by_serde), "home {home}");
+            for needle in ["odd\\\"name\\\\", "\"park_here [parked]\"", "\"frames\": []", "has an unreliable stack"] {
+                if home == "vmlinux" || !needle.contains("[parked]") {
+                    assert!(String::from_utf8_lossy(&by_hand).contains(needle), "{needle}");
+                }
+            }
+        }
+    }
 }
