@@ -106,7 +106,7 @@ impl<P: PhysMemory> Kernel<P> {
                     });
                     continue;
                 }
-                Ok(idle) => FoundTask::Read { addr: idle, idle: true, broken: None },
+                Ok(idle) => FoundTask::Read { addr: idle, idle: true },
                 Err(e) => FoundTask::Known(TaskInfo { idle: true, ..unreadable_task(rq_addr, e) }),
             });
         }
@@ -388,8 +388,9 @@ impl<P: PhysMemory + Send> Kernel<P> {
     /// batches, unread; the workers read each task_struct, walk and judge,
     /// and this thread joins them once the lists end. The reports come back
     /// in listing order, as [`Kernel::check_dump`] gives them. None when the
-    /// task list cannot be followed (the serial listing then reports it or
-    /// falls back to the pid IDR) or the source cannot split.
+    /// source cannot split or a list cannot be followed whole (the serial
+    /// listing then reports it, falls back to the pid IDR, or stands a
+    /// process in for the threads it cannot list).
     fn check_dump_pipelined<'set>(
         &mut self,
         set: &'set PatchSet,
@@ -417,8 +418,9 @@ impl<P: PhysMemory + Send> Kernel<P> {
         let walk_batches = |w: &mut Walker<'_, P>, progress: &mut dyn FnMut(usize, usize)| {
             let mut out = Vec::new();
             loop {
-                // One worker waits for the listing at a time; the others
-                // wait for it.
+                // One worker at a time waits on the channel, the others on
+                // the lock. A poisoned lock: a worker panicked, and its
+                // join below passes the panic on.
                 let next = match rx.lock() {
                     Ok(rx) => rx.recv(),
                     Err(_) => break,
@@ -447,15 +449,19 @@ impl<P: PhysMemory + Send> Kernel<P> {
                     })
                 })
                 .collect();
+            // Each thread is handed on as its list link is followed, also
+            // within a process of many threads. A process whose thread list
+            // breaks part way is a case for the one-thread listing (it
+            // takes back what it found of that process): `broken` notes it
+            // and the result is not used.
             let (mut seq, mut batch) = (0, Vec::with_capacity(BATCH));
+            let broke = std::cell::Cell::new(false);
             let listed = list_threads_with(
                 &mut *mem,
                 layout,
                 init_task,
-                &mut |_, addr| FoundTask::Read { addr, idle: false, broken: None },
-                &mut |_, leader, e| FoundTask::Read { addr: leader, idle: false, broken: Some(e) },
-                &mut |threads| {
-                    batch.extend(threads);
+                &mut |_, addr| {
+                    batch.push(FoundTask::Read { addr, idle: false });
                     if batch.len() >= BATCH {
                         let found = found.fetch_add(batch.len(), Ordering::Relaxed) + batch.len();
                         progress(done.load(Ordering::Relaxed), found);
@@ -464,11 +470,17 @@ impl<P: PhysMemory + Send> Kernel<P> {
                         let _ = tx.send((seq, std::mem::replace(&mut batch, Vec::with_capacity(BATCH))));
                         seq += 1;
                     }
-                    Ok(())
+                    addr
                 },
+                &mut |_, leader, _| {
+                    broke.set(true);
+                    leader
+                },
+                &mut |_| Ok(()),
             );
+            let listed = listed.is_ok() && !broke.get();
             let mut batches = Vec::new();
-            if listed.is_ok() {
+            if listed {
                 batch.extend(idle);
                 found.fetch_add(batch.len(), Ordering::Relaxed);
                 let _ = tx.send((seq, batch));
@@ -486,9 +498,15 @@ impl<P: PhysMemory + Send> Kernel<P> {
             }
             (listed, batches)
         });
-        listed.ok()?;
+        if !listed {
+            return None;
+        }
         batches.sort_unstable_by_key(|&(seq, _)| seq);
-        Some((batches.into_iter().flat_map(|(_, reports)| reports).collect(), gaps))
+        let mut reports = Vec::with_capacity(batches.iter().map(|(_, r)| r.len()).sum());
+        for (_, batch) in batches {
+            reports.extend(batch);
+        }
+        Some((reports, gaps))
     }
 }
 

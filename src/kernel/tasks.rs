@@ -267,36 +267,28 @@ impl Listed for TaskInfo {
     }
 }
 
+impl Listed for u64 {
+    fn addr(&self) -> u64 {
+        *self
+    }
+}
+
 /// A task found by the listing and not read yet, so that another thread
 /// (with its own reader) can read it: the listing then only follows links.
 #[derive(Clone, Debug)]
 pub(crate) enum FoundTask {
-    /// The `task_struct` at `addr`, to be read. `broken`: its process's
-    /// thread list could not be read, so the task stands for threads not
-    /// known and is unreadable even when its own fields read.
-    Read { addr: u64, idle: bool, broken: Option<MemoryError> },
+    /// The `task_struct` at `addr`, to be read.
+    Read { addr: u64, idle: bool },
     /// A task already known, e.g. unreadable where it was found.
     Known(TaskInfo),
-}
-
-impl Listed for FoundTask {
-    fn addr(&self) -> u64 {
-        match self {
-            FoundTask::Read { addr, .. } => *addr,
-            FoundTask::Known(t) => t.addr,
-        }
-    }
 }
 
 impl FoundTask {
     /// The task as [`list_threads`] would have read it.
     pub(crate) fn read<M: Memory>(self, mem: &mut M, l: &Layout) -> TaskInfo {
         match self {
-            FoundTask::Read { addr, idle, broken } => {
+            FoundTask::Read { addr, idle } => {
                 let mut task = read_task(mem, l, addr).unwrap_or_else(|e| unreadable_task(addr, e));
-                if task.unreadable.is_none() {
-                    task.unreadable = broken;
-                }
                 task.idle = idle;
                 task
             }
