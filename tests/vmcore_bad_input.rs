@@ -77,12 +77,20 @@ struct Tampered<'a, 'd> {
     overrides: Vec<(u64, u64)>,
 }
 
+/// Fails a read that touches one of the `missing` ranges, as a dump
+/// without those pages does.
+fn not_in_dump(missing: &[(u64, u64)], paddr: u64, len: usize) -> Result<(), MemoryError> {
+    let end = paddr + len as u64;
+    match missing.iter().find(|&&(a, b)| paddr < b && end > a) {
+        Some(&(a, _)) => Err(MemoryError::new(a.max(paddr), lpstack::memory::MemoryErrorKind::NotInDump)),
+        None => Ok(()),
+    }
+}
+
 impl PhysMemory for Tampered<'_, '_> {
     fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         let end = paddr + buf.len() as u64;
-        if let Some(&(a, _)) = self.missing.iter().find(|&&(a, b)| paddr < b && end > a) {
-            return Err(MemoryError::new(a.max(paddr), lpstack::memory::MemoryErrorKind::NotInDump));
-        }
+        not_in_dump(&self.missing, paddr, buf.len())?;
         self.dump.read_phys(paddr, buf)?;
         for &(at, value) in &self.overrides {
             if at >= paddr && at + 8 <= end {
@@ -283,10 +291,7 @@ struct TamperedSplit<'d> {
 
 impl PhysMemory for TamperedSplit<'_> {
     fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        let end = paddr + buf.len() as u64;
-        if let Some(&(a, _)) = self.missing.iter().find(|&&(a, b)| paddr < b && end > a) {
-            return Err(MemoryError::new(a.max(paddr), lpstack::memory::MemoryErrorKind::NotInDump));
-        }
+        not_in_dump(&self.missing, paddr, buf.len())?;
         self.dump.read_phys(paddr, buf)
     }
 
