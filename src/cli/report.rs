@@ -440,7 +440,7 @@ fn write_frames_json<'a>(out: &mut Vec<u8>, frames: impl Iterator<Item = JsonFra
         out.extend_from_slice(b"          \"kernel_regs\": ");
         out.extend_from_slice(if f.kernel_regs { b"true" } else { b"false" });
         out.extend_from_slice(b",\n          \"kind\": ");
-        json_string(out, f.kind);
+        json_string(out, &[f.kind]);
         out.extend_from_slice(b",\n          \"offset\": ");
         match f.offset {
             Some(o) => out.extend_from_slice(numbers.format(o).as_bytes()),
@@ -454,8 +454,8 @@ fn write_frames_json<'a>(out: &mut Vec<u8>, frames: impl Iterator<Item = JsonFra
         out.extend_from_slice(numbers.format(f.sp).as_bytes());
         out.extend_from_slice(b",\n          \"symbol\": ");
         match f.symbol {
-            Some(SymbolName { name, object: None }) => json_string(out, name),
-            Some(SymbolName { name, object: Some(o) }) => json_string(out, &format!("{name} [{o}]")),
+            Some(SymbolName { name, object: None }) => json_string(out, &[name]),
+            Some(SymbolName { name, object: Some(o) }) => json_string(out, &[name, " [", o, "]"]),
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b"\n        }");
@@ -544,15 +544,19 @@ impl TaskFields<'_> {
     }
 }
 
-/// `s` as a JSON string, escaped as serde_json escapes.
-fn json_string(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+/// The concatenation of `parts` as a JSON string, escaped as serde_json
+/// escapes; nothing is allocated unless a part needs escaping.
+fn json_string(out: &mut Vec<u8>, parts: &[&str]) {
+    let plain = |s: &str| s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    if parts.iter().all(|p| plain(p)) {
         out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
+        for p in parts {
+            out.extend_from_slice(p.as_bytes());
+        }
         out.push(b'"');
     } else {
         // Rare (names are C identifiers): serde's own escaping.
-        out.extend_from_slice(serde_json::Value::from(s).to_string().as_bytes());
+        out.extend_from_slice(serde_json::Value::from(parts.concat()).to_string().as_bytes());
     }
 }
 

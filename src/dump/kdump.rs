@@ -689,14 +689,17 @@ impl<'data, S: ByteSource<'data>> KdumpFile<'data, S> {
                     Some(w) if w <= MAX_ZSTD_WINDOW => {}
                     _ => return Err(fail("zstd", "bad frame header or window over 1 MiB")),
                 }
-                if zstd.is_none() {
-                    let mut d = zstd::bulk::Decompressor::new().map_err(|_| fail("zstd", "no decoder context"))?;
-                    // The window is checked above; libzstd enforces it too.
-                    d.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(MAX_ZSTD_WINDOW.ilog2()))
-                        .map_err(|_| fail("zstd", "no decoder context"))?;
-                    *zstd = Some(d);
-                }
-                let Some(d) = zstd.as_mut() else { return Err(fail("zstd", "no decoder context")) };
+                let d = match zstd {
+                    Some(d) => d,
+                    None => {
+                        let no_context = |_| fail("zstd", "no decoder context");
+                        let mut d = zstd::bulk::Decompressor::new().map_err(no_context)?;
+                        // The window is checked above; libzstd enforces it too.
+                        d.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(MAX_ZSTD_WINDOW.ilog2()))
+                            .map_err(no_context)?;
+                        zstd.insert(d)
+                    }
+                };
                 match d.decompress_to_buffer(input, out) {
                     Ok(n) if n == out.len() => {}
                     Ok(_) => return Err(fail("zstd", "short output")),

@@ -130,16 +130,43 @@ impl<P: PhysMemory> Kernel<P> {
     }
 
     fn walker(&mut self) -> Walker<'_, P> {
-        Walker {
-            mem: &mut self.mem,
-            code: &mut self.code,
+        let (mem, code, tables) = self.walk_parts();
+        tables.walker(mem, code)
+    }
+
+    /// This thread's memory and code map, and the tables every walker
+    /// shares (a worker brings its own memory and code map).
+    fn walk_parts(&mut self) -> (&mut KernelSpace<P>, &mut CodeRanges, WalkTables<'_>) {
+        let tables = WalkTables {
             orc: &self.orc,
             layout: &self.layout,
             thread_size: self.thread_size,
             ret_from_fork: self.ret_from_fork,
             cpu_stacks: &self.cpu_stacks,
             symbols: &self.symbols,
-        }
+        };
+        (&mut self.mem, &mut self.code, tables)
+    }
+}
+
+/// What walkers on several threads share of a kernel: see [`Walker`].
+#[derive(Clone, Copy)]
+struct WalkTables<'k> {
+    orc: &'k OrcTables<'static>,
+    layout: &'k Layout,
+    thread_size: u64,
+    ret_from_fork: u64,
+    cpu_stacks: &'k [Vec<StackRange>],
+    symbols: &'k Symbolizer,
+}
+
+impl<'k> WalkTables<'k> {
+    fn walker<'w, P>(self, mem: &'w mut KernelSpace<P>, code: &'w mut CodeRanges) -> Walker<'w, P>
+    where
+        'k: 'w,
+    {
+        let WalkTables { orc, layout, thread_size, ret_from_fork, cpu_stacks, symbols } = self;
+        Walker { mem, code, orc, layout, thread_size, ret_from_fork, cpu_stacks, symbols }
     }
 }
 
@@ -267,6 +294,11 @@ impl Select<'_> {
             Select::Tasks(a) => a.contains(&t.addr),
         }
     }
+
+    /// The selected tasks of `listed`, in order.
+    fn filter(&self, listed: Vec<TaskInfo>) -> Vec<TaskInfo> {
+        listed.into_iter().filter(|t| self.keeps(t)).collect()
+    }
 }
 
 /// What the memory is, and so how tasks are read.
@@ -324,9 +356,6 @@ impl<P: PhysMemory + Send> Kernel<P> {
         progress: impl FnMut(usize, usize),
     ) -> Result<Checked<'set>, TaskListError> {
         let mut reads = LiveReads::default();
-        let select = |listed: Vec<TaskInfo>| -> Vec<TaskInfo> {
-            listed.into_iter().filter(|t| config.select.keeps(t)).collect()
-        };
         let threads = config.threads.max(1);
         let mut progress = progress;
         let (tasks, listing_gaps) = match config.mode {
@@ -340,7 +369,7 @@ impl<P: PhysMemory + Send> Kernel<P> {
             CheckMode::Live { passes } => {
                 let live = LiveConfig { max_passes: passes.max(1) };
                 let listing = live_listing(self, &live, &mut reads)?;
-                let tasks = select(listing.tasks);
+                let tasks = config.select.filter(listing.tasks);
                 let reports = if threads > 1 {
                     // Each kcore reader is its own open file: the kernel
                     // copies through a bounce buffer per open file.
@@ -370,7 +399,7 @@ impl<P: PhysMemory + Send> Kernel<P> {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<(Vec<TaskReport<'set>>, Vec<ListingGap>), TaskListError> {
         let listing = self.tasks()?;
-        let tasks: Vec<TaskInfo> = listing.tasks.into_iter().filter(|t| config.select.keeps(t)).collect();
+        let tasks = config.select.filter(listing.tasks);
         let total = tasks.len();
         let reports = if threads > 1 {
             on_workers(self, tasks, threads, reads, |w, part, _| {
@@ -407,9 +436,8 @@ impl<P: PhysMemory + Send> Kernel<P> {
         for _ in 1..workers {
             extra.push((self.mem.split()?, self.code.clone()));
         }
-        let (orc, layout, thread_size, ret_from_fork) = (&self.orc, &self.layout, self.thread_size, self.ret_from_fork);
-        let (cpu_stacks, symbols, init_task) = (&self.cpu_stacks, &self.symbols, self.init_task);
-        let (mem, code) = (&mut self.mem, &mut self.code);
+        let init_task = self.init_task;
+        let (mem, code, tables) = self.walk_parts();
         let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<FoundTask>)>();
         let rx = std::sync::Mutex::new(rx);
         // Tasks listed and tasks checked so far, for `progress` (called on
@@ -442,12 +470,7 @@ impl<P: PhysMemory + Send> Kernel<P> {
         let (listed, mut batches) = std::thread::scope(|s| {
             let handles: Vec<_> = extra
                 .iter_mut()
-                .map(|(mem, code)| {
-                    s.spawn(move || {
-                        let mut w = Walker { mem, code, orc, layout, thread_size, ret_from_fork, cpu_stacks, symbols };
-                        walk_batches(&mut w, &mut |_, _| {})
-                    })
-                })
+                .map(|(mem, code)| s.spawn(move || walk_batches(&mut tables.walker(mem, code), &mut |_, _| {})))
                 .collect();
             // Each thread is handed on as its list link is followed, also
             // within a process of many threads. A process whose thread list
@@ -458,7 +481,7 @@ impl<P: PhysMemory + Send> Kernel<P> {
             let broke = std::cell::Cell::new(false);
             let listed = list_threads_with(
                 &mut *mem,
-                layout,
+                tables.layout,
                 init_task,
                 &mut |_, addr| {
                     batch.push(FoundTask::Read { addr, idle: false });
@@ -485,8 +508,7 @@ impl<P: PhysMemory + Send> Kernel<P> {
                 found.fetch_add(batch.len(), Ordering::Relaxed);
                 let _ = tx.send((seq, batch));
                 drop(tx);
-                let mut w = Walker { mem, code, orc, layout, thread_size, ret_from_fork, cpu_stacks, symbols };
-                batches = walk_batches(&mut w, progress);
+                batches = walk_batches(&mut tables.walker(mem, code), progress);
             } else {
                 drop(tx);
             }
@@ -631,19 +653,8 @@ where
     if extra.is_empty() {
         return work(&mut kernel.walker(), tasks, reads);
     }
-    let (orc, layout, thread_size, ret_from_fork) =
-        (&kernel.orc, &kernel.layout, kernel.thread_size, kernel.ret_from_fork);
-    let (cpu_stacks, symbols) = (&kernel.cpu_stacks, &kernel.symbols);
-    let mut w1 = Walker {
-        mem: &mut kernel.mem,
-        code: &mut kernel.code,
-        orc,
-        layout,
-        thread_size,
-        ret_from_fork,
-        cpu_stacks,
-        symbols,
-    };
+    let (mem, code, tables) = kernel.walk_parts();
+    let mut w1 = tables.walker(mem, code);
     let work = &work;
     let (mut out, rest) = std::thread::scope(|s| {
         let handles: Vec<_> = extra
@@ -651,7 +662,7 @@ where
             .map(|(mem, code, part)| {
                 let part = std::mem::take(part);
                 s.spawn(move || {
-                    let mut w = Walker { mem, code, orc, layout, thread_size, ret_from_fork, cpu_stacks, symbols };
+                    let mut w = tables.walker(mem, code);
                     let mut r = LiveReads::default();
                     let out = work(&mut w, part, &mut r);
                     (out, r)

@@ -266,15 +266,18 @@ fn layout_from_btf<M: Memory>(mem: &mut M, from: BtfFrom<'_>) -> Result<Layout, 
     Ok(Layout::from_btf(&btf)?)
 }
 
+/// The address of vmlinux symbol `name`, which setup cannot do without.
+fn required(table: &SymbolTable, name: &'static str) -> Result<u64, KernelError> {
+    table.find_by_name(name).next().map(|s| s.address).ok_or(KernelError::MissingSymbol(name))
+}
+
 /// vmlinux's ORC tables (`__start_orc_unwind_ip` ...) and their format.
 fn read_vmlinux_orc<M: Memory>(
     mem: &mut M,
     table: &SymbolTable,
     release: &str,
 ) -> Result<(OrcTable<'static>, OrcFormat), KernelError> {
-    let sym = |name: &'static str| -> Result<u64, KernelError> {
-        table.find_by_name(name).next().map(|s| s.address).ok_or(KernelError::MissingSymbol(name))
-    };
+    let sym = |name| required(table, name);
     let ip_start = sym("__start_orc_unwind_ip")?;
     let ip_stop = sym("__stop_orc_unwind_ip")?;
     let entries_at = sym("__start_orc_unwind")?;
@@ -347,8 +350,8 @@ impl<P: PhysMemory + Send> Kernel<P> {
 
     /// Sets up the kernel once vmlinux symbols are known. BTF comes from
     /// `btf` when given (a running kernel's /sys/kernel/btf/vmlinux), else
-    /// from `__start_BTF..__stop_BTF` in memory; `parallel`: parse it on a
-    /// second thread while this one reads ORC.
+    /// from `__start_BTF..__stop_BTF` in memory; `parallel`: read and parse
+    /// it on a second reader and thread while this one reads ORC.
     pub(crate) fn from_parts(
         mut mem: KernelSpace<P>,
         release: String,
@@ -356,9 +359,7 @@ impl<P: PhysMemory + Send> Kernel<P> {
         btf: Option<&[u8]>,
         parallel: bool,
     ) -> Result<Self, KernelError> {
-        let sym = |name: &'static str| -> Result<u64, KernelError> {
-            table.find_by_name(name).next().map(|s| s.address).ok_or(KernelError::MissingSymbol(name))
-        };
+        let sym = |name| required(&table, name);
         let opt = |name: &str| table.find_by_name(name).next().map(|s| s.address);
 
         // Types: BTF, given or read from memory, parsed into the layouts
