@@ -149,32 +149,9 @@ impl<P: PhysMemory> Kernel<P> {
     }
 }
 
-/// What walkers on several threads share of a kernel: see [`Walker`].
+/// What every walker of a kernel shares, on any thread: its tables.
 #[derive(Clone, Copy)]
 struct WalkTables<'k> {
-    orc: &'k OrcTables<'static>,
-    layout: &'k Layout,
-    thread_size: u64,
-    ret_from_fork: u64,
-    cpu_stacks: &'k [Vec<StackRange>],
-    symbols: &'k Symbolizer,
-}
-
-impl<'k> WalkTables<'k> {
-    fn walker<'w, P>(self, mem: &'w mut KernelSpace<P>, code: &'w mut CodeRanges) -> Walker<'w, P>
-    where
-        'k: 'w,
-    {
-        let WalkTables { orc, layout, thread_size, ret_from_fork, cpu_stacks, symbols } = self;
-        Walker { mem, code, orc, layout, thread_size, ret_from_fork, cpu_stacks, symbols }
-    }
-}
-
-/// What a task walk needs of a kernel: a view of its memory, and its
-/// tables. A second worker of a live check has its own memory and code map.
-struct Walker<'k, P> {
-    mem: &'k mut KernelSpace<P>,
-    code: &'k mut CodeRanges,
     orc: &'k OrcTables<'static>,
     layout: &'k Layout,
     thread_size: u64,
@@ -187,17 +164,34 @@ struct Walker<'k, P> {
     symbols: &'k Symbolizer,
 }
 
+impl<'k> WalkTables<'k> {
+    fn walker<'w, P>(self, mem: &'w mut KernelSpace<P>, code: &'w mut CodeRanges) -> Walker<'w, P>
+    where
+        'k: 'w,
+    {
+        Walker { mem, code, t: self }
+    }
+}
+
+/// What a task walk needs of a kernel: a view of its memory, and its
+/// tables. A worker on another thread has its own memory and code map.
+struct Walker<'k, P> {
+    mem: &'k mut KernelSpace<P>,
+    code: &'k mut CodeRanges,
+    t: WalkTables<'k>,
+}
+
 impl<P: PhysMemory> Walker<'_, P> {
     fn start(&mut self, task: &TaskInfo, cpus: &[CpuRegs]) -> Option<WalkStart> {
         if task.on_cpu {
             let regs = cpus.iter().find(|c| c.cpu == task.cpu)?.regs;
             return Some(WalkStart::from_regs(regs));
         }
-        let f = self.layout.frame;
+        let f = self.t.layout.frame;
         let sp = task.thread_sp;
         let ip = self.mem.read_u64(sp + f.ret_addr.offset).ok()?;
         let bp = self.mem.read_u64(sp + f.bp.offset).ok()?;
-        Some(WalkStart::blocked(ip, sp + f.size, bp, ip == self.ret_from_fork))
+        Some(WalkStart::blocked(ip, sp + f.size, bp, ip == self.t.ret_from_fork))
     }
 
     /// Walks one task into `frames`, adding the source's reads for the
@@ -234,20 +228,20 @@ impl<P: PhysMemory> Walker<'_, P> {
                 });
             }
         };
-        let mut bounds = StackBounds::task(task.stack, task.stack.wrapping_add(self.thread_size));
+        let mut bounds = StackBounds::task(task.stack, task.stack.wrapping_add(self.t.thread_size));
         if task.on_cpu {
             // Its CPU may be in an interrupt or exception: the walk starts
             // there and comes back to the task stack (each stack once).
-            for r in self.cpu_stacks.get(task.cpu as usize).into_iter().flatten() {
+            for r in self.t.cpu_stacks.get(task.cpu as usize).into_iter().flatten() {
                 bounds.push(*r);
             }
         }
         let r = if task.on_cpu {
-            let symbols = self.symbols;
+            let symbols = self.t.symbols;
             let func_start = |pc| symbols.lookup(pc).filter(|s| s.kind == SymbolKind::Text).map(|s| s.address);
-            walk_orc_past_start(self.orc, &mut *self.mem, &mut *self.code, &bounds, start, config, frames, func_start)
+            walk_orc_past_start(self.t.orc, &mut *self.mem, &mut *self.code, &bounds, start, config, frames, func_start)
         } else {
-            walk_orc(self.orc, &mut *self.mem, &mut *self.code, &bounds, start, config, frames)
+            walk_orc(self.t.orc, &mut *self.mem, &mut *self.code, &bounds, start, config, frames)
         };
         if let Some(reads) = reads {
             reads.walk_start += r1 - r0;
@@ -457,7 +451,7 @@ impl<P: PhysMemory + Send> Kernel<P> {
                 let n = batch.len();
                 let tasks: Vec<TaskInfo> = batch
                     .into_iter()
-                    .map(|found| found.read(&mut *w.mem, w.layout))
+                    .map(|found| found.read(&mut *w.mem, w.t.layout))
                     .filter(|t| config.select.keeps(t))
                     .collect();
                 out.push((seq, dump_tasks(w, set, cpus, &config.walk, tasks, &mut |_| {})));
@@ -733,15 +727,15 @@ fn live_tasks<'set, P: PhysMemory>(
             // The fields in one fresh request; on any failure, the fields
             // one by one after dropping the whole cache, which names the
             // field that failed.
-            let (lo, hi) = task_span(w.layout);
+            let (lo, hi) = task_span(w.t.layout);
             buf.resize(hi.saturating_sub(lo).min(1 << 16) as usize, 0);
             let mut fresh = match w.mem.read_fresh(t.addr.wrapping_add(lo), &mut buf) {
-                Ok(()) => read_task(&mut SliceMemory::new(t.addr.wrapping_add(lo), &buf), w.layout, t.addr).ok(),
+                Ok(()) => read_task(&mut SliceMemory::new(t.addr.wrapping_add(lo), &buf), w.t.layout, t.addr).ok(),
                 Err(_) => None,
             }
             .unwrap_or_else(|| {
                 w.mem.invalidate();
-                read_task(&mut *w.mem, w.layout, t.addr).unwrap_or_else(|e| unreadable_task(t.addr, e))
+                read_task(&mut *w.mem, w.t.layout, t.addr).unwrap_or_else(|e| unreadable_task(t.addr, e))
             });
             fresh.idle = t.idle;
             fresh
