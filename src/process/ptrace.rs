@@ -207,8 +207,15 @@ fn task_state(pid: i32, tid: i32) -> Option<(char, String)> {
     Some((state, comm))
 }
 
-fn tracer_of(pid: i32) -> Option<i32> {
-    let status = std::fs::read_to_string(proc_path(pid, "status")).ok()?;
+/// Whether thread `tid` is gone or has begun to exit (zombie or dead):
+/// once set, a task's exit state is never cleared.
+fn exiting(pid: i32, tid: i32) -> bool {
+    task_state(pid, tid).is_none_or(|(state, _)| matches!(state, 'Z' | 'X' | 'x'))
+}
+
+/// The tracer of thread `tid`, if any.
+fn tracer_of(pid: i32, tid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(proc_path(pid, &format!("task/{tid}/status"))).ok()?;
     let line = status.lines().find(|l| l.starts_with("TracerPid:"))?;
     line.split_whitespace().nth(1)?.parse().ok().filter(|&t| t != 0)
 }
@@ -300,13 +307,15 @@ impl Attached {
         // Each round stops every thread it finds; only a thread still
         // running can create another, so the set settles. The cap guards
         // against a kernel that keeps listing new ids.
+        let mut seen = std::collections::HashSet::new();
         for _round in 0..10_000 {
             let tids = match list_tasks(pid) {
                 Ok(t) => t,
                 Err(_) if att.tracees.is_empty() => return Err(PtraceError::NoSuchProcess { pid }),
                 Err(_) => return Err(PtraceError::Exited { pid }),
             };
-            let new: Vec<i32> = tids.into_iter().filter(|t| !att.tracees.iter().any(|x| x.tid == *t)).collect();
+            // A thread skipped once (a zombie, or one exiting) is not tried again.
+            let new: Vec<i32> = tids.into_iter().filter(|t| seen.insert(*t)).collect();
             if new.is_empty() {
                 break;
             }
@@ -352,8 +361,13 @@ impl Attached {
                 self.notes.push(format!("thread {tid} exited before it could be attached"));
                 return Ok(());
             }
+            Err(libc::EPERM) if exiting(pid, tid) => {
+                // The kernel refuses to attach a task whose exit has begun.
+                self.notes.push(format!("thread {tid} exited before it could be attached"));
+                return Ok(());
+            }
             Err(libc::EPERM) => {
-                return Err(PtraceError::Denied { pid, tid, tracer: tracer_of(pid), yama: yama_scope() });
+                return Err(PtraceError::Denied { pid, tid, tracer: tracer_of(pid, tid), yama: yama_scope() });
             }
             Err(errno) => return Err(PtraceError::Syscall { pid, tid, op: "PTRACE_SEIZE", errno }),
         }
