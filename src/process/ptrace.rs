@@ -668,6 +668,25 @@ mod tests {
         assert!(matches!(decode_stop(libc::SIGKILL), Wait::Gone));
     }
 
+    /// A zombie child is "exiting" (PTRACE_SEIZE would fail with EPERM on
+    /// it), a gone one too; a running thread is not.
+    #[test]
+    fn exiting_threads_are_told_from_denied_ones() {
+        let me = std::process::id() as i32;
+        assert!(!exiting(me, me));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !task_state(pid, pid).is_some_and(|(s, _)| s == 'Z') {
+            assert!(Instant::now() < deadline, "the child never became a zombie");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(exiting(pid, pid), "a zombie is exiting");
+        assert_eq!(ptrace(PTRACE_SEIZE, pid, 0, 0), Err(libc::EPERM), "the kernel refuses a zombie");
+        child.wait().unwrap();
+        assert!(exiting(pid, pid), "a reaped process is gone");
+    }
+
     #[test]
     fn stat_with_odd_comm() {
         // Our own main thread: its comm may hold anything; the state follows
