@@ -357,12 +357,8 @@ impl Attached {
         }
         match ptrace(PTRACE_SEIZE, tid, 0, 0) {
             Ok(_) => {}
-            Err(libc::ESRCH) => {
-                self.notes.push(format!("thread {tid} exited before it could be attached"));
-                return Ok(());
-            }
-            Err(libc::EPERM) if exiting(pid, tid) => {
-                // The kernel refuses to attach a task whose exit has begun.
+            // EPERM too for a task whose exit has begun (never cleared once set).
+            Err(e) if e == libc::ESRCH || (e == libc::EPERM && exiting(pid, tid)) => {
                 self.notes.push(format!("thread {tid} exited before it could be attached"));
                 return Ok(());
             }
