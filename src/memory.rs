@@ -56,6 +56,13 @@ pub trait Memory {
     /// A hint: `len` bytes at `addr` are about to be read (a task_struct).
     /// A source with a cache may fetch them in one request.
     fn prefetch(&mut self, _addr: u64, _len: u64) {}
+
+    /// Reads `len` bytes at `addr` into a new buffer, as [`read_vec`]: all
+    /// of them, or the error of the first page that failed. A source with
+    /// a second reader may split a large read between two threads.
+    fn read_bulk(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, MemoryError> {
+        read_vec(self, addr, len)
+    }
 }
 
 impl<M: Memory + ?Sized> Memory for &mut M {
@@ -67,6 +74,9 @@ impl<M: Memory + ?Sized> Memory for &mut M {
     }
     fn prefetch(&mut self, addr: u64, len: u64) {
         (**self).prefetch(addr, len)
+    }
+    fn read_bulk(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, MemoryError> {
+        (**self).read_bulk(addr, len)
     }
 }
 
@@ -103,6 +113,22 @@ pub fn read_into<M: Memory + ?Sized>(mem: &mut M, addr: u64, len: usize, out: &m
             }
         }
         done += (out.len() - old) as u64;
+    }
+    Ok(())
+}
+
+/// Fills `out` with the bytes at `addr`, in blocks of up to 64 KiB each
+/// announced with [`Memory::prefetch`]; the error names the first page
+/// that failed.
+pub fn read_blocks<M: Memory + ?Sized>(mem: &mut M, addr: u64, out: &mut [u8]) -> Result<(), MemoryError> {
+    const BLOCK: u64 = 64 << 10;
+    let mut done = 0usize;
+    while done < out.len() {
+        let at = addr.wrapping_add(done as u64);
+        let n = ((BLOCK - at % BLOCK) as usize).min(out.len() - done);
+        mem.prefetch(at, n as u64);
+        mem.read(at, &mut out[done..done + n])?;
+        done += n;
     }
     Ok(())
 }
@@ -275,6 +301,10 @@ impl<F: FnMut(u64, &mut [u8]) -> Result<usize, ()>> Memory for FnMemory<F> {
 impl PhysMemory for SliceMemory<'_> {
     fn read_phys(&mut self, paddr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         self.read(paddr, buf)
+    }
+
+    fn split(&self) -> Option<Self> {
+        Some(*self)
     }
 }
 

@@ -464,6 +464,22 @@ fn vmcoreinfo(dir: &str) -> Vec<u8> {
     body.into_bytes()
 }
 
+/// The first `n` LZO1X blocks (page data) of the committed makedumpfile
+/// `-l` dump.
+fn lzo_blocks(n: usize) -> Vec<Vec<u8>> {
+    let data = common::read("dump/mdf-lzo-d31-cut.kdump");
+    let k = lpstack::dump::kdump::KdumpFile::parse(lpstack::dump::source::SliceSource(&data)).unwrap();
+    (0..k.max_mapnr())
+        .filter_map(|pfn| match k.lookup(pfn) {
+            Ok(lpstack::dump::kdump::PageLookup::Stored { desc, .. }) if desc.flags & 2 != 0 => {
+                Some(data[desc.offset as usize..desc.offset as usize + desc.size as usize].to_vec())
+            }
+            _ => None,
+        })
+        .take(n)
+        .collect()
+}
+
 fn kdump_seed() -> (Vec<u8>, Vec<u8>) {
     let vmcoreinfo = vmcoreinfo("6.12.117+deb12-amd64");
     let mut notes = Vec::new();
@@ -579,6 +595,12 @@ fn build_seeds() -> Seeds {
     }
     seeds.add("kdump_compressed", "zlib-writer", kdump);
     seeds.add("flattened", "zlib-writer", flat);
+    for (i, block) in lzo_blocks(4).into_iter().enumerate() {
+        let mut page = vec![0u8; 4096];
+        assert_eq!(lpstack::dump::lzo::decompress_into(&block, &mut page), Ok(4096), "lzo block {i}");
+        // The lzo target's first byte chooses the output room: 0 is a page.
+        seeds.add("lzo", &format!("mdf-page-{i}"), [&[0u8][..], &block].concat());
+    }
     let _ = std::fs::remove_dir_all(&dir);
     seeds
 }
@@ -599,6 +621,7 @@ fn seeds_reach_deep_into_their_readers() {
         "kdump_compressed",
         "flattened",
         "livepatch_ko",
+        "lzo",
     ] {
         assert!(per_target(t) > 0, "{t}");
     }

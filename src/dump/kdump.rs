@@ -668,7 +668,7 @@ impl<'data, S: ByteSource<'data>> KdumpFile<'data, S> {
                 }
                 Err(libdeflater::DecompressionError::BadData) => return Err(fail("zlib", "corrupt stream")),
             },
-            DUMP_DH_COMPRESSED_LZO => match lzo::decompress_into(input, out) {
+            DUMP_DH_COMPRESSED_LZO => match super::lzo::decompress_into(input, out) {
                 Ok(n) if n == out.len() => {}
                 Ok(_) => return Err(fail("lzo", "short output")),
                 Err(_) => return Err(fail("lzo", "corrupt stream")),

@@ -21,6 +21,7 @@ pub mod elf;
 pub mod flattened;
 pub mod kcore;
 pub mod kdump;
+pub mod lzo;
 pub mod notes;
 pub mod source;
 pub mod vmcoreinfo;
@@ -157,6 +158,11 @@ const MAX_PAGE_SIZE: u64 = 1 << 18;
 impl PageCache {
     fn new() -> Self {
         PageCache { slots: Vec::new(), tick: 0 }
+    }
+
+    /// Whether page `pfn` is held.
+    fn holds(&self, pfn: u64) -> bool {
+        self.slots.iter().any(|s| s.pfn == pfn)
     }
 
     /// The page `pfn`, decoding it on a miss.
@@ -496,13 +502,25 @@ fn read_kdump<'data, S: ByteSource<'data>>(
         let at = paddr + done as u64;
         let (pfn, off) = (at / page_size, (at % page_size) as usize);
         let n = (page_size as usize - off).min(buf.len() - done);
+        let out = &mut buf[done..done + n];
+        // A whole page not held (a bulk read of tables) is decoded in
+        // place: no copy, and the cache keeps what it held (page tables).
+        if n == page_size as usize && !cache.holds(pfn) {
+            match k.read_page(pfn, out)? {
+                PageLookup::Stored { .. } => {}
+                PageLookup::NotInDump => return Err(DumpError::NotInDump { paddr: at }),
+                PageLookup::Unmapped => return Err(DumpError::Unmapped { paddr: at }),
+            }
+            done += n;
+            continue;
+        }
         let page = cache.get(k, pfn).map_err(|e| match e {
             // Name the first failing byte, not the page start.
             DumpError::Unmapped { .. } => DumpError::Unmapped { paddr: at },
             DumpError::NotInDump { .. } => DumpError::NotInDump { paddr: at },
             e => e,
         })?;
-        buf[done..done + n].copy_from_slice(&page[off..off + n]);
+        out.copy_from_slice(&page[off..off + n]);
         done += n;
     }
     Ok(())

@@ -204,6 +204,59 @@ impl<P: PhysMemory> Memory for KernelSpace<P> {
     }
 }
 
+/// Bulk reads this long are split between two readers. The buffer is
+/// allocated whole, so a length beyond any real table (claimed by a
+/// corrupt dump) is read as one reader does, growing with what is there.
+const SPLIT: std::ops::RangeInclusive<usize> = (256 << 10)..=(64 << 20);
+
+/// A kernel address space and, when its memory can be split, a second
+/// reader of it: a large [`Memory::read_bulk`] (setup's megabytes of
+/// kallsyms, BTF and ORC tables) reads its upper half on a second thread,
+/// each half decoded straight into its part of the buffer.
+pub struct SplitReader<'a, P> {
+    first: &'a mut KernelSpace<P>,
+    second: Option<KernelSpace<P>>,
+}
+
+impl<'a, P: PhysMemory + Send> SplitReader<'a, P> {
+    /// Reads through `first`, and with `parallel` also through a second
+    /// reader of the same memory (none if the memory cannot be split).
+    pub fn new(first: &'a mut KernelSpace<P>, parallel: bool) -> Self {
+        let second = if parallel { first.split() } else { None };
+        SplitReader { first, second }
+    }
+}
+
+impl<P: PhysMemory + Send> Memory for SplitReader<'_, P> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.first.read(addr, buf)
+    }
+    fn prefetch(&mut self, addr: u64, len: u64) {
+        self.first.prefetch(addr, len)
+    }
+    fn read_bulk(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, MemoryError> {
+        let Some(second) = self.second.as_mut().filter(|_| SPLIT.contains(&len)) else {
+            return crate::memory::read_vec(self.first, addr, len);
+        };
+        // Split on a page boundary; zeroed memory this large is fresh
+        // pages, touched only by the reads.
+        let mid = (addr.wrapping_add(len as u64 / 2) & !(PAGE - 1)).wrapping_sub(addr) as usize;
+        let mut buf = vec![0u8; len];
+        let (low, high) = buf.split_at_mut(mid.min(len));
+        let first = &mut *self.first;
+        let (a, b) = std::thread::scope(|s| {
+            let upper = s.spawn(move || crate::memory::read_blocks(second, addr.wrapping_add(mid as u64), high));
+            let lower = crate::memory::read_blocks(first, addr, low);
+            match upper.join() {
+                Ok(upper) => (lower, upper),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        });
+        // The lower half's error first: it names the first page that failed.
+        a.and(b).map(|()| buf)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +275,43 @@ mod tests {
 
     fn idx(va: u64, shift: u32) -> u64 {
         (va >> shift) & 511
+    }
+
+    /// A bulk read split between two readers gives the bytes one reader
+    /// gives, and the error of the first page that failed.
+    #[test]
+    fn split_bulk_reads_match_one_reader() {
+        // 1 MiB of physical memory; va page i maps pa page 0x10 + i through
+        // one PTE table, except page 200, which is not present.
+        let mut b = Builder { mem: (0..1u32 << 20).map(|i| (i * 31 + i / 4096) as u8).collect() };
+        let (pgd, pud, pmd, pte) = (0x1000u64, 0x2000, 0x3000, 0x4000);
+        let base = 0xffff_c900_0000_0000_u64;
+        b.set(pgd + idx(base, 39) * 8, pud | 0x63);
+        b.set(pud + idx(base, 30) * 8, pmd | 0x63);
+        b.set(pmd + idx(base, 21) * 8, pte | 0x63);
+        for i in 0..240u64 {
+            if i != 200 {
+                b.set(pte + i * 8, ((0x10 + i) << 12) | 0x63);
+            }
+        }
+        let paging = PagingConfig { root: pgd, levels: 4, sme_mask: 0 };
+        let mut one = KernelSpace::new(SliceMemory::new(0, &b.mem), paging);
+        let mut two = KernelSpace::new(SliceMemory::new(0, &b.mem), paging);
+        let mut split = SplitReader::new(&mut two, true);
+        assert!(split.second.is_some());
+        for (at, len) in [(base + 0x123, 190 * 4096), (base, 300 << 10), (base + 5, 100)] {
+            let want = crate::memory::read_vec(&mut one, at, len).unwrap();
+            assert_eq!(want.len(), len);
+            assert!(split.read_bulk(at, len).unwrap() == want, "{at:#x} + {len:#x}");
+        }
+        // Page 200 fails, in the upper half or the lower one; with a hole
+        // in each half (pages 240 on are not mapped), the lower is named.
+        let hole = (base + 200 * 4096, MemoryErrorKind::Unmapped);
+        for (first, pages) in [(140u64, 70u64), (170, 64), (190, 64)] {
+            let at = base + first * 4096 + 7;
+            let err = split.read_bulk(at, (pages * 4096) as usize).err().map(|e| (e.addr, e.kind));
+            assert_eq!(err, Some(hole), "pages {first}..{}", first + pages);
+        }
     }
 
     #[test]

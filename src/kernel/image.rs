@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use super::addrspace::{KernelSpace, PagingConfig};
+use super::addrspace::{KernelSpace, PagingConfig, SplitReader};
 use super::btf::{Btf, BtfError};
 use super::kallsyms::{KallsymsError, KallsymsLocation, KnownSymbol, read_kallsyms};
 use super::layout::{Layout, LayoutError};
@@ -244,24 +244,12 @@ fn read_cpu_stacks<M: Memory>(
     Ok(out)
 }
 
-/// Where the vmlinux BTF comes from.
-#[derive(Clone, Copy)]
-enum BtfFrom<'a> {
-    /// A file's bytes (a running kernel's /sys/kernel/btf/vmlinux).
-    Given(&'a [u8]),
-    /// `__start_BTF..__stop_BTF` in memory.
-    Memory { start: u64, stop: u64 },
-}
-
-/// The struct layouts from vmlinux's BTF.
-fn layout_from_btf<M: Memory>(mem: &mut M, from: BtfFrom<'_>) -> Result<Layout, KernelError> {
-    let read;
-    let btf = match from {
-        BtfFrom::Given(bytes) => Btf::parse(bytes).map_err(KernelError::BtfFile)?,
-        BtfFrom::Memory { start, stop } => {
-            read = read_bytes(mem, start, stop.saturating_sub(start), "BTF")?;
-            Btf::parse(&read).map_err(|err| KernelError::Btf { addr: start, err })?
-        }
+/// The struct layouts from vmlinux's BTF: `bytes`, read from `at` (None
+/// for a file's bytes).
+fn layout_from_btf(bytes: &[u8], at: Option<u64>) -> Result<Layout, KernelError> {
+    let btf = match at {
+        None => Btf::parse(bytes).map_err(KernelError::BtfFile)?,
+        Some(addr) => Btf::parse(bytes).map_err(|err| KernelError::Btf { addr, err })?,
     };
     Ok(Layout::from_btf(&btf)?)
 }
@@ -271,17 +259,21 @@ fn required(table: &SymbolTable, name: &'static str) -> Result<u64, KernelError>
     table.find_by_name(name).next().map(|s| s.address).ok_or(KernelError::MissingSymbol(name))
 }
 
-/// vmlinux's ORC tables (`__start_orc_unwind_ip` ...) and their format.
-fn read_vmlinux_orc<M: Memory>(
-    mem: &mut M,
-    table: &SymbolTable,
-    release: &str,
-) -> Result<(OrcTable<'static>, OrcFormat), KernelError> {
+/// vmlinux's ORC tables as read (`__start_orc_unwind_ip` ...): the IPs,
+/// the entries, where the IPs start, and the format.
+struct RawOrc {
+    ips: Vec<u8>,
+    entries: Vec<u8>,
+    ip_start: u64,
+    format: OrcFormat,
+}
+
+fn read_vmlinux_orc<M: Memory>(mem: &mut M, table: &SymbolTable, release: &str) -> Result<RawOrc, KernelError> {
     let sym = |name| required(table, name);
     let ip_start = sym("__start_orc_unwind_ip")?;
     let ip_stop = sym("__stop_orc_unwind_ip")?;
     let entries_at = sym("__start_orc_unwind")?;
-    let orc_format = match table.find_by_name("__start_orc_header").next().map(|s| s.address) {
+    let format = match table.find_by_name("__start_orc_header").next().map(|s| s.address) {
         Some(h) => {
             let header = read_bytes(mem, h, 20, ".orc_header")?;
             format_from_header(&header)
@@ -292,16 +284,22 @@ fn read_vmlinux_orc<M: Memory>(
     let count = ip_stop.saturating_sub(ip_start) / 4;
     let ips = read_bytes(mem, ip_start, count * 4, ".orc_unwind_ip")?;
     let entries = read_bytes(mem, entries_at, count * ORC_ENTRY_SIZE as u64, ".orc_unwind")?;
-    let orc = OrcTable::new(Cow::Owned(ips), Cow::Owned(entries), ip_start, orc_format)
-        .map_err(|err| KernelError::Orc { object: "vmlinux".into(), err })?;
-    Ok((orc, orc_format))
+    Ok(RawOrc { ips, entries, ip_start, format })
+}
+
+impl RawOrc {
+    fn table(self) -> Result<(OrcTable<'static>, OrcFormat), KernelError> {
+        let orc = OrcTable::new(Cow::Owned(self.ips), Cow::Owned(self.entries), self.ip_start, self.format)
+            .map_err(|err| KernelError::Orc { object: "vmlinux".into(), err })?;
+        Ok((orc, self.format))
+    }
 }
 
 fn read_bytes<M: Memory>(mem: &mut M, addr: u64, len: u64, what: &'static str) -> Result<Vec<u8>, KernelError> {
     if len > 256 << 20 {
         return Err(KernelError::TooLarge { what, size: len });
     }
-    crate::memory::read_vec(mem, addr, len as usize).map_err(mem_err(what))
+    mem.read_bulk(addr, len as usize).map_err(mem_err(what))
 }
 
 impl<P: PhysMemory + Send> Kernel<P> {
@@ -344,7 +342,7 @@ impl<P: PhysMemory + Send> Kernel<P> {
             return Self::from_parts(mem, release, t, None, options.threads > 1);
         }
 
-        let table = kallsyms_from_vmcoreinfo(&mut mem, vi)?;
+        let table = kallsyms_from_vmcoreinfo(&mut SplitReader::new(&mut mem, options.threads > 1), vi)?;
         Self::from_parts(mem, release, table, None, options.threads > 1)
     }
 
@@ -362,24 +360,31 @@ impl<P: PhysMemory + Send> Kernel<P> {
         let sym = |name| required(&table, name);
         let opt = |name: &str| table.find_by_name(name).next().map(|s| s.address);
 
-        // Types: BTF, given or read from memory, parsed into the layouts
-        // needed. With `parallel`, on a second reader and thread while this
-        // one reads ORC: both are megabytes of pages to decompress.
-        let btf_from = match btf {
-            Some(bytes) => BtfFrom::Given(bytes),
-            None => BtfFrom::Memory { start: sym("__start_BTF")?, stop: sym("__stop_BTF")? },
+        // Types from BTF, given or read from memory, and ORC: megabytes of
+        // pages to decompress, each bulk read split between two readers
+        // with `parallel`. Then BTF is parsed on a second thread while this
+        // one indexes ORC.
+        let mut reader = SplitReader::new(&mut mem, parallel);
+        let (btf_bytes, btf_at) = match btf {
+            Some(bytes) => (Cow::Borrowed(bytes), None),
+            None => {
+                let (start, stop) = (sym("__start_BTF")?, sym("__stop_BTF")?);
+                (Cow::Owned(read_bytes(&mut reader, start, stop.saturating_sub(start), "BTF")?), Some(start))
+            }
         };
-        let second = if parallel { mem.split() } else { None };
-        let (layout, vmlinux_orc) = match second {
-            Some(mut second) => std::thread::scope(|s| {
-                let types = s.spawn(move || layout_from_btf(&mut second, btf_from));
-                let orc = read_vmlinux_orc(&mut mem, &table, &release);
+        let raw_orc = read_vmlinux_orc(&mut reader, &table, &release);
+        drop(reader);
+        let (layout, vmlinux_orc) = if parallel {
+            std::thread::scope(|s| {
+                let types = s.spawn(|| layout_from_btf(&btf_bytes, btf_at));
+                let orc = raw_orc.and_then(RawOrc::table);
                 match types.join() {
                     Ok(layout) => (layout, orc),
                     Err(panic) => std::panic::resume_unwind(panic),
                 }
-            }),
-            None => (layout_from_btf(&mut mem, btf_from), read_vmlinux_orc(&mut mem, &table, &release)),
+            })
+        } else {
+            (layout_from_btf(&btf_bytes, btf_at), raw_orc.and_then(RawOrc::table))
         };
         // The BTF's errors first, as when read one after the other.
         let layout = layout?;

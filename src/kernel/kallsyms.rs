@@ -226,7 +226,7 @@ fn find_name_order<M: Memory>(mem: &mut M, loc: &KallsymsLocation, names: &Kalls
     }
     candidates.push(loc.token_table.wrapping_sub((size as u64).next_multiple_of(8)));
     for at in candidates {
-        let Ok(raw) = read_vec(mem, at, size) else { continue };
+        let Ok(raw) = mem.read_bulk(at, size) else { continue };
         let seqs: Vec<u32> =
             raw.chunks_exact(3).map(|c| (c[0] as u32) << 16 | (c[1] as u32) << 8 | c[2] as u32).collect();
         let mut seen = vec![false; count];
@@ -296,14 +296,14 @@ fn decode_addresses<M: Memory>(
     known: &[KnownSymbol],
 ) -> Result<Vec<u64>, KallsymsError> {
     if let Some(at) = loc.addresses {
-        let raw = read_vec(mem, at, count * 8)?;
+        let raw = mem.read_bulk(at, count * 8)?;
         return Ok(raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect());
     }
     let (Some(at), Some(base_at)) = (loc.offsets, loc.relative_base) else {
         return Err(KallsymsError::NoAddresses);
     };
     let base = mem.read_u64(base_at)?;
-    let raw = read_vec(mem, at, count * 4)?;
+    let raw = mem.read_bulk(at, count * 4)?;
     let offsets: Vec<i32> = raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     let percpu = |o: i32| if o >= 0 { o as u64 } else { base.wrapping_sub(1).wrapping_sub(o as i64 as u64) };
     let relative = |o: i32| base.wrapping_add(o as u32 as u64);
