@@ -417,9 +417,11 @@ pub struct Btf<'data> {
     /// First string offset defined here: 0 for base, base's end for split.
     start_str: u32,
     base: Option<&'data Btf<'data>>,
-    /// This table's named types by name. Built once at
-    /// parse (not lazily) so `Btf` stays covariant and `Sync` without locks.
+    /// This table's named types by name, but functions. Built at parse.
     by_name: NameIndex,
+    /// Its functions by name: half of a vmlinux's named types, and looked
+    /// up only as `Kind::Func`, so indexed on the first such lookup.
+    funcs_by_name: std::sync::OnceLock<NameIndex>,
     pointer_size: u64,
 }
 
@@ -522,6 +524,7 @@ impl<'data> Btf<'data> {
             start_str,
             base,
             by_name: NameIndex::default(),
+            funcs_by_name: std::sync::OnceLock::new(),
             pointer_size: base.map_or(8, |b| b.pointer_size),
         };
         btf.build_index();
@@ -529,32 +532,33 @@ impl<'data> Btf<'data> {
     }
 
     fn build_index(&mut self) {
-        let mut named: Vec<(u32, &'data [u8])> = Vec::with_capacity(self.offsets.len());
-        let mut long_size = None;
-        for i in 0..self.offsets.len() {
-            let id = TypeId(self.start_id + i as u32);
-            let Some(raw) = self.raw(id) else { continue };
-            let Ok(name) = self.str_bytes(raw.name_off) else {
-                continue;
-            };
-            if name.is_empty() {
-                continue;
-            }
+        self.by_name = self.name_index(false);
+        if self.base.is_none() {
             // BTF does not record the pointer size; like libbpf, take the
             // size of `long`.
-            if long_size.is_none()
-                && raw.kind == Kind::Int
-                && (name == b"long int" || name == b"long unsigned int")
-                && matches!(raw.size_or_type, 4 | 8)
-            {
-                long_size = Some(u64::from(raw.size_or_type));
-            }
-            named.push((id.0, name));
+            let long = self
+                .type_ids()
+                .filter_map(|id| self.raw(id))
+                .find(|raw| {
+                    raw.kind == Kind::Int
+                        && matches!(self.str_bytes(raw.name_off), Ok(b"long int" | b"long unsigned int"))
+                        && matches!(raw.size_or_type, 4 | 8)
+                })
+                .map_or(8, |raw| u64::from(raw.size_or_type));
+            self.pointer_size = long;
         }
-        self.by_name = NameIndex::build(named.len(), named.into_iter());
-        if self.base.is_none() {
-            self.pointer_size = long_size.unwrap_or(8);
-        }
+    }
+
+    /// The named types that are functions (`funcs`) or that are not, by
+    /// name.
+    fn name_index(&self, funcs: bool) -> NameIndex {
+        let wanted = |raw: &Raw<'data>| raw.name_off != 0 && (raw.kind == Kind::Func) == funcs;
+        let raws = || self.type_ids().filter_map(|id| self.raw(id)).filter(wanted);
+        let named = raws().filter_map(|raw| {
+            let name = self.str_bytes(raw.name_off).ok()?;
+            (!name.is_empty()).then_some((raw.id.0, name))
+        });
+        NameIndex::build(raws().count(), named)
     }
 
     /// One past the last type id defined here (the first id a split BTF on
@@ -649,18 +653,21 @@ impl<'data> Btf<'data> {
     }
 
     fn find_by_name_where(&self, name: &str, want: impl Fn(Kind) -> bool + Copy) -> Option<TypeId> {
-        self.find_named(name, &mut |raw| want(raw.kind).then_some(raw.id))
+        let funcs = want(Kind::Func);
+        self.find_named(name, funcs, &mut |raw| want(raw.kind).then_some(raw.id))
     }
 
     /// Calls `f` on each type called `name`, base before split, in id
-    /// order, until it returns `Some`.
-    fn find_named<T>(&self, name: &str, f: &mut impl FnMut(&Raw<'data>) -> Option<T>) -> Option<T> {
-        if let Some(found) = self.base.and_then(|b| b.find_named(name, f)) {
+    /// order, until it returns `Some`: functions with `funcs`, else the
+    /// other kinds.
+    fn find_named<T>(&self, name: &str, funcs: bool, f: &mut impl FnMut(&Raw<'data>) -> Option<T>) -> Option<T> {
+        if let Some(found) = self.base.and_then(|b| b.find_named(name, funcs, f)) {
             return Some(found);
         }
         let key = name.as_bytes();
         let name_of = |id: u32| self.raw(TypeId(id)).and_then(|r| self.str_bytes(r.name_off).ok()).unwrap_or(b"");
-        self.by_name.find(key, name_of).filter_map(|id| self.raw(TypeId(id))).find_map(|raw| f(&raw))
+        let index = if funcs { self.funcs_by_name.get_or_init(|| self.name_index(true)) } else { &self.by_name };
+        index.find(key, name_of).filter_map(|id| self.raw(TypeId(id))).find_map(|raw| f(&raw))
     }
 
     /// The struct or union called `name`: the first complete definition
@@ -893,7 +900,7 @@ impl<'data> Btf<'data> {
     pub fn enum_value(&self, enum_name: Option<&str>, enumerator: &str) -> Option<i64> {
         let is_enum = |k| matches!(k, Kind::Enum | Kind::Enum64);
         match enum_name {
-            Some(n) => self.find_named(n, &mut |raw| {
+            Some(n) => self.find_named(n, false, &mut |raw| {
                 if is_enum(raw.kind) { self.enumerator_in(raw, enumerator) } else { None }
             }),
             None => self.base.and_then(|b| b.enum_value(None, enumerator)).or_else(|| {

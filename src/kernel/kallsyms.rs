@@ -151,6 +151,10 @@ impl SymbolDecoder for KallsymsNames {
     }
 }
 
+/// The most read ahead of the name walk (see `read_names`): real
+/// tables are a few megabytes.
+const NAMES_AHEAD: u64 = 32 << 20;
+
 /// Reads the count, the tokens and every name's place (not its text).
 fn read_names<M: Memory>(mem: &mut M, loc: &KallsymsLocation) -> Result<KallsymsNames, KallsymsError> {
     let mut w = [0u8; 4];
@@ -170,10 +174,16 @@ fn read_names<M: Memory>(mem: &mut M, loc: &KallsymsLocation) -> Result<Kallsyms
         token_spans.push((start as u32, start as u32 + end as u32));
     }
 
-    // The names region's size is known only by walking it; it is read in
-    // blocks as the walk reaches them. The count is claimed by the dump,
-    // so nothing is sized by it up front.
-    let mut names = Vec::new();
+    // The names region's size is known only by walking it. The kernel
+    // lays out kallsyms_markers (and, before 6.12, the name order) and
+    // then the token table after it, so names up to the token table are
+    // read in one request, which two readers can share; the walk reads
+    // any more in blocks as it reaches them. The count is claimed by the
+    // dump, so nothing is sized by it up front.
+    let mut names = match loc.token_table.checked_sub(loc.names) {
+        Some(len @ 1..=NAMES_AHEAD) => mem.read_bulk(loc.names, len as usize).unwrap_or_default(),
+        _ => Vec::new(),
+    };
     let mut spans: Vec<(u32, u16)> = Vec::with_capacity((count as usize).min(1 << 14));
     let mut pos = 0usize;
     let mut need = |names: &mut Vec<u8>, upto: usize| -> Result<(), MemoryError> {
@@ -304,7 +314,8 @@ fn decode_addresses<M: Memory>(
     };
     let base = mem.read_u64(base_at)?;
     let raw = mem.read_bulk(at, count * 4)?;
-    let offsets: Vec<i32> = raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let offset = |i: usize| raw.get(i * 4..i * 4 + 4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    let offsets = || raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]));
     let percpu = |o: i32| if o >= 0 { o as u64 } else { base.wrapping_sub(1).wrapping_sub(o as i64 as u64) };
     let relative = |o: i32| base.wrapping_add(o as u32 as u64);
     // Known symbols that kallsyms lacks are skipped: VMCOREINFO names
@@ -316,12 +327,12 @@ fn decode_addresses<M: Memory>(
         return Err(KallsymsError::NoEncodingMatches { name_hint: first.name, want: first.address });
     }
     let check = |f: &dyn Fn(i32) -> u64| {
-        present.iter().all(|(found, want)| found.iter().any(|&i| offsets.get(i).is_some_and(|&o| f(o) == *want)))
+        present.iter().all(|(found, want)| found.iter().any(|&i| offset(i).is_some_and(|o| f(o) == *want)))
     };
     if check(&percpu) {
-        Ok(offsets.iter().map(|&o| percpu(o)).collect())
+        Ok(offsets().map(percpu).collect())
     } else if check(&relative) {
-        Ok(offsets.iter().map(|&o| relative(o)).collect())
+        Ok(offsets().map(relative).collect())
     } else {
         Err(KallsymsError::NoEncodingMatches { name_hint: first.name, want: first.address })
     }

@@ -52,16 +52,23 @@ pub fn equal_range(len: usize, cmp: impl Fn(usize) -> Ordering) -> Range<usize> 
 /// a crafted table can cause per lookup.
 const MAX_ABSOLUTE_RUN: usize = 4096;
 
+/// Decoded names are kept in blocks of this many symbols, each allocated
+/// when a name in it is first decoded: a check touches a few hundred of a
+/// kernel's ~640 blocks, and a cell per symbol up front would be megabytes.
+const BLOCK: usize = 256;
+
+type Decoded = OnceLock<(SymbolKind, Box<str>)>;
+
 pub(super) struct Lazy {
     addresses: Vec<u64>,
     decoder: Box<dyn SymbolDecoder>,
-    decoded: Vec<OnceLock<(SymbolKind, Box<str>)>>,
+    decoded: Vec<OnceLock<Box<[Decoded]>>>,
     full: OnceLock<Box<SymbolTable>>,
 }
 
 impl fmt::Debug for Lazy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let decoded = self.decoded.iter().filter(|d| d.get().is_some()).count();
+        let decoded = self.decoded.iter().flat_map(|b| b.get()).flatten().filter(|d| d.get().is_some()).count();
         f.debug_struct("Lazy").field("symbols", &self.addresses.len()).field("decoded", &decoded).finish()
     }
 }
@@ -71,7 +78,7 @@ impl Lazy {
         if addresses.is_empty() || !addresses.is_sorted() {
             return None;
         }
-        let decoded = (0..addresses.len()).map(|_| OnceLock::new()).collect();
+        let decoded = (0..addresses.len().div_ceil(BLOCK)).map(|_| OnceLock::new()).collect();
         Some(Lazy { addresses, decoder, decoded, full: OnceLock::new() })
     }
 
@@ -80,7 +87,11 @@ impl Lazy {
     }
 
     fn entry(&self, index: usize) -> (SymbolKind, &str) {
-        match self.decoded.get(index) {
+        let cell = self.decoded.get(index / BLOCK).and_then(|block| {
+            let len = BLOCK.min(self.addresses.len() - index / BLOCK * BLOCK);
+            block.get_or_init(|| (0..len).map(|_| OnceLock::new()).collect()).get(index % BLOCK)
+        });
+        match cell {
             Some(cell) => {
                 let (kind, name) = cell.get_or_init(|| {
                     let (kind, name) = self.decoder.decode(index);
