@@ -492,7 +492,11 @@ fn wrong_vmlinux_or_system_map_for_a_dump_is_a_named_error() {
         let map = common::read_gz(&format!("orc/System.map-{source_release}.gz"));
         let vmlinux = common::read(&format!("orc/vmlinux-{source_release}.orc.elf"));
         for source in [SymbolSource::SystemMap(&map), SymbolSource::Vmlinux(&vmlinux)] {
-            match Kernel::open(Dump::open(&bytes).unwrap(), &vi, OpenOptions { symbols: source, threads: 1 }) {
+            match Kernel::open(
+                Dump::open(&bytes).unwrap(),
+                &vi,
+                OpenOptions { symbols: source, threads: 1, orc_on_demand: false },
+            ) {
                 Ok(_) => panic!("{dump_dir}: symbols of {source_release} accepted"),
                 Err(e @ KernelError::BuildIdMismatch { .. }) => assert!(e.to_string().contains("not the same kernel")),
                 Err(e @ (KernelError::SymbolMismatch { .. } | KernelError::MissingSymbol(_))) => {

@@ -162,7 +162,11 @@ fn wrong_symbols_and_missing_vmcoreinfo_are_named_errors() {
     let dump = Dump::open(&bytes).unwrap();
     let vi = dump.vmcoreinfo().cloned().unwrap();
     let map61 = common::read_gz("orc/System.map-6.1.0-57-amd64.gz");
-    match Kernel::open(dump, &vi, OpenOptions { symbols: SymbolSource::SystemMap(&map61), threads: 1 }) {
+    match Kernel::open(
+        dump,
+        &vi,
+        OpenOptions { symbols: SymbolSource::SystemMap(&map61), threads: 1, ..OpenOptions::default() },
+    ) {
         Err(KernelError::SymbolMismatch { name, .. }) => assert!(["_stext", "init_uts_ns"].contains(&name)),
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("a 6.1 System.map accepted for a 6.12 dump"),
@@ -170,7 +174,12 @@ fn wrong_symbols_and_missing_vmcoreinfo_are_named_errors() {
     // The right System.map works and agrees with kallsyms.
     let dump = Dump::open(&bytes).unwrap();
     let map612 = common::read_gz("orc/System.map-6.12.117+deb12-amd64.gz");
-    let k = Kernel::open(dump, &vi, OpenOptions { symbols: SymbolSource::SystemMap(&map612), threads: 1 }).unwrap();
+    let k = Kernel::open(
+        dump,
+        &vi,
+        OpenOptions { symbols: SymbolSource::SystemMap(&map612), threads: 1, ..OpenOptions::default() },
+    )
+    .unwrap();
     assert!(k.symbol("pipe_read").is_some());
     // VMCOREINFO without the kallsyms symbols (a pre-6.0 kernel) says so.
     let stripped = lpstack::dump::VmcoreInfo::parse(

@@ -220,7 +220,8 @@ fn run_vmcore(args: &VmcoreOpts, path: &std::path::Path) -> Result<i32, CliError
     };
     let dump = Releasing { inner: dump, map: &map, reads: 0 };
     let threads = args.threads.map_or_else(default_threads, usize::from);
-    let mut kernel = Kernel::open(dump, &vi, OpenOptions { symbols: source, threads }).map_err(|e| named(&e))?;
+    let mut kernel = Kernel::open(dump, &vi, OpenOptions { symbols: source, threads, orc_on_demand: true })
+        .map_err(|e| named(&e))?;
     let cpus = if cpus.is_empty() { kernel.crash_notes_regs() } else { cpus };
     let (kernel_set, transition) = kernel_set(&args.kernel.set, &mut kernel, &path.display().to_string())?;
     for n in &kernel_set.notes {

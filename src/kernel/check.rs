@@ -2,11 +2,13 @@
 //! start each walk where the kernel would (a blocked task's switch frame, a
 //! running CPU's registers), walk with ORC and judge against the patch set.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::addrspace::KernelSpace;
 use super::image::{CpuRegs, Kernel};
 use super::layout::Layout;
+use super::orc::{KernelOrc, LazyOrc, SharedMemory};
 use super::tasks::{
     FoundTask, ListingGap, TaskInfo, TaskListError, TaskListing, list_threads, list_threads_by_pid, list_threads_with,
     read_task, task_span, unreadable_task,
@@ -139,6 +141,7 @@ impl<P: PhysMemory> Kernel<P> {
     fn walk_parts(&mut self) -> (&mut KernelSpace<P>, &mut CodeRanges, WalkTables<'_>) {
         let tables = WalkTables {
             orc: &self.orc,
+            vmlinux_orc: self.vmlinux_orc.as_ref(),
             layout: &self.layout,
             thread_size: self.thread_size,
             ret_from_fork: self.ret_from_fork,
@@ -153,6 +156,8 @@ impl<P: PhysMemory> Kernel<P> {
 #[derive(Clone, Copy)]
 struct WalkTables<'k> {
     orc: &'k OrcTables<'static>,
+    /// vmlinux's ORC when read on demand (not in `orc`).
+    vmlinux_orc: Option<&'k LazyOrc>,
     layout: &'k Layout,
     thread_size: u64,
     ret_from_fork: u64,
@@ -236,12 +241,17 @@ impl<P: PhysMemory> Walker<'_, P> {
                 bounds.push(*r);
             }
         }
+        // vmlinux's ORC pages are read as the walk needs them, through
+        // this walker's memory: the two take turns.
+        let shared = RefCell::new(&mut *self.mem);
+        let orc = KernelOrc { tables: self.t.orc, vmlinux: self.t.vmlinux_orc, mem: &shared };
+        let mut mem = SharedMemory(&shared);
         let r = if task.on_cpu {
             let symbols = self.t.symbols;
             let func_start = |pc| symbols.lookup(pc).filter(|s| s.kind == SymbolKind::Text).map(|s| s.address);
-            walk_orc_past_start(self.t.orc, &mut *self.mem, &mut *self.code, &bounds, start, config, frames, func_start)
+            walk_orc_past_start(&orc, &mut mem, &mut *self.code, &bounds, start, config, frames, func_start)
         } else {
-            walk_orc(self.t.orc, &mut *self.mem, &mut *self.code, &bounds, start, config, frames)
+            walk_orc(&orc, &mut mem, &mut *self.code, &bounds, start, config, frames)
         };
         if let Some(reads) = reads {
             reads.walk_start += r1 - r0;

@@ -10,6 +10,7 @@ use super::btf::{Btf, BtfError};
 use super::kallsyms::{KallsymsError, KallsymsLocation, KnownSymbol, read_kallsyms};
 use super::layout::{Layout, LayoutError};
 use super::modules::{LoadedModule, read_modules};
+use super::orc::{LazyOrc, OrcLocation};
 use crate::dump::VmcoreInfo;
 use crate::memory::{Memory, MemoryError, PhysMemory};
 use crate::orc::{ORC_ENTRY_SIZE, OrcError, OrcFormat, OrcTable, OrcTables, format_from_header, format_from_release};
@@ -124,10 +125,16 @@ fn relocate(table: &SymbolTable, offset: u64) -> SymbolTable {
 pub struct OpenOptions<'a> {
     /// Where vmlinux symbols come from (kallsyms in memory by default).
     pub symbols: SymbolSource<'a>,
-    /// Threads the setup may use: with 2 or more, BTF is read and parsed
-    /// on a second reader and thread while this one reads the ORC tables.
-    /// 0 and 1: one.
+    /// Threads the setup may use: with 2 or more, large tables (kallsyms,
+    /// BTF, ORC) are read by two readers, and BTF is parsed beside the ORC
+    /// index. 0 and 1: one.
     pub threads: usize,
+    /// Read vmlinux's ORC tables as walks need them instead of whole at
+    /// setup: a whole-dump check touches a few hundred of their ~1,100
+    /// pages. Worth it where a page is cheap to get on its own (a dump
+    /// file); a source where each read is a request (/proc/kcore) is
+    /// better served by one bulk read.
+    pub orc_on_demand: bool,
 }
 
 fn mem_err(what: &'static str) -> impl Fn(MemoryError) -> KernelError {
@@ -165,6 +172,8 @@ pub struct Kernel<P> {
     pub(crate) symbols: Symbolizer,
     pub(crate) layout: Layout,
     pub(crate) orc: OrcTables<'static>,
+    /// vmlinux's ORC read on demand (dumps); None when it is in `orc`.
+    pub(crate) vmlinux_orc: Option<LazyOrc>,
     pub(crate) code: CodeRanges,
     pub(crate) modules: Vec<LoadedModule>,
     pub(crate) thread_size: u64,
@@ -268,12 +277,19 @@ struct RawOrc {
     format: OrcFormat,
 }
 
-fn read_vmlinux_orc<M: Memory>(mem: &mut M, table: &SymbolTable, release: &str) -> Result<RawOrc, KernelError> {
+/// Where vmlinux's ORC tables are, and their format (from `.orc_header`,
+/// else from the release).
+fn vmlinux_orc_location<M: Memory>(
+    mem: &mut M,
+    table: &SymbolTable,
+    release: &str,
+) -> Result<(OrcLocation, OrcFormat), KernelError> {
     let sym = |name| required(table, name);
-    let ip_start = sym("__start_orc_unwind_ip")?;
+    let opt = |name: &str| table.find_by_name(name).next().map(|s| s.address);
+    let ips = sym("__start_orc_unwind_ip")?;
     let ip_stop = sym("__stop_orc_unwind_ip")?;
-    let entries_at = sym("__start_orc_unwind")?;
-    let format = match table.find_by_name("__start_orc_header").next().map(|s| s.address) {
+    let entries = sym("__start_orc_unwind")?;
+    let format = match opt("__start_orc_header") {
         Some(h) => {
             let header = read_bytes(mem, h, 20, ".orc_header")?;
             format_from_header(&header)
@@ -281,10 +297,19 @@ fn read_vmlinux_orc<M: Memory>(mem: &mut M, table: &SymbolTable, release: &str) 
         None => format_from_release(release),
     }
     .map_err(|err| KernelError::Orc { object: "vmlinux".into(), err })?;
-    let count = ip_stop.saturating_sub(ip_start) / 4;
-    let ips = read_bytes(mem, ip_start, count * 4, ".orc_unwind_ip")?;
-    let entries = read_bytes(mem, entries_at, count * ORC_ENTRY_SIZE as u64, ".orc_unwind")?;
-    Ok(RawOrc { ips, entries, ip_start, format })
+    let lookup = match (opt("orc_lookup"), opt("orc_lookup_end"), opt("_stext")) {
+        (Some(a), Some(b), Some(stext)) => Some((a, b, stext)),
+        _ => None,
+    };
+    let len = ip_stop.saturating_sub(ips) / 4;
+    Ok((OrcLocation { ips, len, entries, lookup }, format))
+}
+
+fn read_vmlinux_orc<M: Memory>(mem: &mut M, table: &SymbolTable, release: &str) -> Result<RawOrc, KernelError> {
+    let (at, format) = vmlinux_orc_location(mem, table, release)?;
+    let ips = read_bytes(mem, at.ips, at.len * 4, ".orc_unwind_ip")?;
+    let entries = read_bytes(mem, at.entries, at.len * ORC_ENTRY_SIZE as u64, ".orc_unwind")?;
+    Ok(RawOrc { ips, entries, ip_start: at.ips, format })
 }
 
 impl RawOrc {
@@ -339,31 +364,32 @@ impl<P: PhysMemory + Send> Kernel<P> {
                     return Err(KernelError::SymbolMismatch { name, file, dump });
                 }
             }
-            return Self::from_parts(mem, release, t, None, options.threads > 1);
+            return Self::from_parts(mem, release, t, None, options.threads > 1, options.orc_on_demand);
         }
 
         let table = kallsyms_from_vmcoreinfo(&mut SplitReader::new(&mut mem, options.threads > 1), vi)?;
-        Self::from_parts(mem, release, table, None, options.threads > 1)
+        Self::from_parts(mem, release, table, None, options.threads > 1, options.orc_on_demand)
     }
 
     /// Sets up the kernel once vmlinux symbols are known. BTF comes from
     /// `btf` when given (a running kernel's /sys/kernel/btf/vmlinux), else
-    /// from `__start_BTF..__stop_BTF` in memory; `parallel`: read and parse
-    /// it on a second reader and thread while this one reads ORC.
+    /// from `__start_BTF..__stop_BTF` in memory. `parallel`: large reads
+    /// are split between two readers, and BTF is parsed beside the ORC
+    /// index. `lazy_orc`: vmlinux's ORC is read as walks need it (a dump:
+    /// a check touches a few hundred of its pages), else whole now.
     pub(crate) fn from_parts(
         mut mem: KernelSpace<P>,
         release: String,
         table: SymbolTable,
         btf: Option<&[u8]>,
         parallel: bool,
+        lazy_orc: bool,
     ) -> Result<Self, KernelError> {
         let sym = |name| required(&table, name);
         let opt = |name: &str| table.find_by_name(name).next().map(|s| s.address);
 
         // Types from BTF, given or read from memory, and ORC: megabytes of
-        // pages to decompress, each bulk read split between two readers
-        // with `parallel`. Then BTF is parsed on a second thread while this
-        // one indexes ORC.
+        // pages to decompress.
         let mut reader = SplitReader::new(&mut mem, parallel);
         let (btf_bytes, btf_at) = match btf {
             Some(bytes) => (Cow::Borrowed(bytes), None),
@@ -372,25 +398,33 @@ impl<P: PhysMemory + Send> Kernel<P> {
                 (Cow::Owned(read_bytes(&mut reader, start, stop.saturating_sub(start), "BTF")?), Some(start))
             }
         };
-        let raw_orc = read_vmlinux_orc(&mut reader, &table, &release);
-        drop(reader);
-        let (layout, vmlinux_orc) = if parallel {
-            std::thread::scope(|s| {
-                let types = s.spawn(|| layout_from_btf(&btf_bytes, btf_at));
-                let orc = raw_orc.and_then(RawOrc::table);
-                match types.join() {
-                    Ok(layout) => (layout, orc),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            })
-        } else {
-            (layout_from_btf(&btf_bytes, btf_at), raw_orc.and_then(RawOrc::table))
-        };
-        // The BTF's errors first, as when read one after the other.
-        let layout = layout?;
-        let (vmlinux_orc, orc_format) = vmlinux_orc?;
         let mut orc = OrcTables::new();
-        orc.push(vmlinux_orc);
+        let (layout, vmlinux_orc, orc_format) = if lazy_orc {
+            let layout = layout_from_btf(&btf_bytes, btf_at);
+            let (at, format) = vmlinux_orc_location(&mut reader, &table, &release)?;
+            let lazy = LazyOrc::new(at, format, &mut reader).map_err(mem_err(".orc_unwind_ip"))?;
+            (layout?, Some(lazy), format)
+        } else {
+            let raw_orc = read_vmlinux_orc(&mut reader, &table, &release);
+            drop(reader);
+            let (layout, vmlinux_orc) = if parallel {
+                std::thread::scope(|s| {
+                    let types = s.spawn(|| layout_from_btf(&btf_bytes, btf_at));
+                    let orc = raw_orc.and_then(RawOrc::table);
+                    match types.join() {
+                        Ok(layout) => (layout, orc),
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    }
+                })
+            } else {
+                (layout_from_btf(&btf_bytes, btf_at), raw_orc.and_then(RawOrc::table))
+            };
+            // The BTF's errors first, as when read one after the other.
+            let layout = layout?;
+            let (vmlinux_orc, orc_format) = vmlinux_orc?;
+            orc.push(vmlinux_orc);
+            (layout, None, orc_format)
+        };
 
         // Text, for __kernel_text_address.
         let mut code = CodeRanges::new();
@@ -473,6 +507,7 @@ impl<P: PhysMemory + Send> Kernel<P> {
             symbols,
             layout,
             orc,
+            vmlinux_orc,
             code,
             modules,
             thread_size,

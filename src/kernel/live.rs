@@ -288,7 +288,7 @@ pub fn open_live(sources: &LiveSources, euid: u32) -> Result<LiveKernel, LiveErr
     lap("btf read");
 
     let release = vi.osrelease().unwrap_or("unknown").to_string();
-    let kernel = Kernel::from_parts(mem, release, vmlinux, Some(&btf), false).map_err(|e| match e {
+    let kernel = Kernel::from_parts(mem, release, vmlinux, Some(&btf), false, false).map_err(|e| match e {
         KernelError::BtfFile(err) => LiveError::Format { path: path_text(&sources.btf), msg: err.to_string() },
         e => e.into(),
     })?;

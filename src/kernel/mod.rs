@@ -10,5 +10,6 @@ pub mod klp;
 pub mod layout;
 pub mod live;
 pub mod modules;
+pub mod orc;
 pub mod stall;
 pub mod tasks;
