@@ -204,16 +204,22 @@ pub fn unreadable_task(addr: u64, err: MemoryError) -> TaskInfo {
 /// walking back from the head through `prev`: the unreadable node is still
 /// returned (its task will be judged unreliable), and the walk fails only
 /// when a second hole leaves nodes unknown.
+/// `first`, when known, is the head's next node: the head is then not
+/// read unless a hole must be bridged.
 fn walk_list<M: Memory>(
     mem: &mut M,
     head: u64,
     next_off: u64,
+    first: Option<u64>,
     mut visit: impl FnMut(&mut M, u64) -> Result<(), TaskListError>,
 ) -> Result<Vec<u64>, TaskListError> {
     let prev_off = next_off + 8;
     let mut seen = HashSet::new();
     let mut nodes = Vec::new();
-    let mut node = mem.read_u64(head + next_off)?;
+    let mut node = match first {
+        Some(node) => node,
+        None => mem.read_u64(head + next_off)?,
+    };
     let mut hole = None;
     while node != head {
         if !seen.insert(node) {
@@ -310,15 +316,21 @@ fn process_threads<M: Memory, T>(
     let mut threads = Vec::new();
     if let (Some(node_f), Some(head_f)) = (t.thread_node, t.signal_thread_head) {
         // 6.7+: signal->thread_head lists every thread via thread_node.
+        // The leader is normally first (it made the list): when its node's
+        // prev is the head, the head's next is the leader's node, and the
+        // signal_struct, a page of its own, need not be read.
         let signal = t.signal.read_uint(mem, leader)?;
-        walk_list(mem, signal + head_f.offset, l.list_next, |mem, n| {
+        let head = signal + head_f.offset;
+        let node = leader.wrapping_add(node_f.offset);
+        let first = mem.read_u64(node.wrapping_add(l.list_next + 8)).ok().filter(|&prev| prev == head).map(|_| node);
+        walk_list(mem, head, l.list_next, first, |mem, n| {
             threads.push(found(mem, n.wrapping_sub(node_f.offset)));
             Ok(())
         })?;
     } else if let Some(group) = t.thread_group {
         // Before 6.7: a circular list through the leader itself.
         threads.push(found(mem, leader));
-        walk_list(mem, leader + group.offset, l.list_next, |mem, n| {
+        walk_list(mem, leader + group.offset, l.list_next, None, |mem, n| {
             threads.push(found(mem, n.wrapping_sub(group.offset)));
             Ok(())
         })?;
@@ -359,7 +371,7 @@ pub(crate) fn list_threads_with<M: Memory, T: Listed>(
 ) -> Result<(), TaskListError> {
     let t = &l.task;
     let mut seen = HashSet::new();
-    walk_list(mem, init_task + t.tasks.offset, l.list_next, |mem, node| {
+    walk_list(mem, init_task + t.tasks.offset, l.list_next, None, |mem, node| {
         let leader = node.wrapping_sub(t.tasks.offset);
         // The leader's list links, signal pointer and fields in one request.
         prefetch_task(mem, l, leader);
@@ -524,6 +536,15 @@ mod tests {
         }
     }
 
+    /// Links `nodes` into a circular list at `head` (next at +0, prev at +8).
+    fn link(m: &mut Img, head: u64, nodes: &[u64]) {
+        let ring: Vec<u64> = std::iter::once(head).chain(nodes.iter().copied()).collect();
+        for (i, &n) in ring.iter().enumerate() {
+            m.put(n, ring[(i + 1) % ring.len()]);
+            m.put(n + 8, ring[(i + ring.len() - 1) % ring.len()]);
+        }
+    }
+
     /// init (0x1000), process A (0x2000) with thread 0x3000, process B (0x4000).
     fn world(thread_node: bool) -> (Img, Layout) {
         let l = layout(thread_node);
@@ -545,11 +566,11 @@ mod tests {
             m.put(t(0x2000) + 0x68, sa);
             m.put(t(0x3000) + 0x68, sa);
             m.put(t(0x4000) + 0x68, sb);
-            m.put(sa + 8, t(0x2000) + 0x70);
-            m.put(t(0x2000) + 0x70, t(0x3000) + 0x70);
-            m.put(t(0x3000) + 0x70, sa + 8);
-            m.put(sb + 8, t(0x4000) + 0x70);
-            m.put(t(0x4000) + 0x70, sb + 8);
+            // Each list: head -> ... -> head, next and prev.
+            for (head, nodes) in [(sa + 8, vec![t(0x2000) + 0x70, t(0x3000) + 0x70]), (sb + 8, vec![t(0x4000) + 0x70])]
+            {
+                link(&mut m, head, &nodes);
+            }
         } else {
             m.put(t(0x2000) + 0x80, t(0x3000) + 0x80);
             m.put(t(0x3000) + 0x80, t(0x2000) + 0x80);
@@ -570,6 +591,30 @@ mod tests {
             assert_eq!(ts[0].patch_state, Some(-1));
             assert_eq!(ts[0].state_letter(), 'R');
         }
+    }
+
+    /// A process whose leader comes first in its thread list is listed
+    /// without reading its signal_struct; one whose leader does not come
+    /// first is listed from the signal_struct, in its order.
+    #[test]
+    fn thread_lists_start_at_the_leader_or_at_the_head() {
+        let ids = |m: &[u8], l: &Layout| -> Result<Vec<(i32, i32)>, TaskListError> {
+            let mut mem = SliceMemory::new(BASE, m);
+            Ok(list_threads(&mut mem, l, BASE + 0x1000)?.iter().map(|t| (t.pid, t.tgid)).collect())
+        };
+        let (m, l) = world(true);
+        // The signal_structs (0x8000 on) are not in memory.
+        assert_eq!(ids(&m.0[..0x8000], &l).unwrap(), [(10, 10), (11, 10), (20, 20)]);
+        // A's thread first, then A: the head is read, and its order kept.
+        let (mut m, l) = world(true);
+        link(&mut m, BASE + 0x8008, &[BASE + 0x3070, BASE + 0x2070]);
+        assert_eq!(ids(&m.0, &l).unwrap(), [(11, 10), (10, 10), (20, 20)]);
+        assert!(
+            list_threads(&mut SliceMemory::new(BASE, &m.0[..0x8000]), &l, BASE + 0x1000)
+                .unwrap()
+                .iter()
+                .any(|t| t.unreadable.is_some())
+        );
     }
 
     #[test]
