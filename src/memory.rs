@@ -201,6 +201,16 @@ pub trait PhysMemory {
     {
         None
     }
+
+    /// The page at `paddr` (page-aligned) as this reader holds it decoded,
+    /// so that another reader need not decode it again; None when it is not
+    /// held, or when reads cost nothing to repeat (no decoding).
+    fn held_page(&self, _paddr: u64) -> Option<&[u8]> {
+        None
+    }
+
+    /// Takes a page another reader decoded ([`PhysMemory::held_page`]).
+    fn hold_page(&mut self, _paddr: u64, _bytes: &[u8]) {}
 }
 
 impl<P: PhysMemory + ?Sized> PhysMemory for &mut P {
@@ -212,6 +222,12 @@ impl<P: PhysMemory + ?Sized> PhysMemory for &mut P {
     }
     fn fixed_translation(&self, vaddr: u64) -> Option<u64> {
         (**self).fixed_translation(vaddr)
+    }
+    fn held_page(&self, paddr: u64) -> Option<&[u8]> {
+        (**self).held_page(paddr)
+    }
+    fn hold_page(&mut self, paddr: u64, bytes: &[u8]) {
+        (**self).hold_page(paddr, bytes)
     }
     fn prefetch(&mut self, paddr: u64, len: u64) {
         (**self).prefetch(paddr, len)

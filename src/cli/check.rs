@@ -569,4 +569,10 @@ impl<P: PhysMemory> PhysMemory for Releasing<'_, P> {
     fn split(&self) -> Option<Self> {
         Some(Releasing { inner: self.inner.split()?, map: self.map, reads: 0 })
     }
+    fn held_page(&self, paddr: u64) -> Option<&[u8]> {
+        self.inner.held_page(paddr)
+    }
+    fn hold_page(&mut self, paddr: u64, bytes: &[u8]) {
+        self.inner.hold_page(paddr, bytes)
+    }
 }

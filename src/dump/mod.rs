@@ -165,6 +165,29 @@ impl PageCache {
         self.slots.iter().any(|s| s.pfn == pfn)
     }
 
+    fn held(&self, pfn: u64) -> Option<&[u8]> {
+        self.slots.iter().find(|s| s.pfn == pfn).map(|s| &s.page[..])
+    }
+
+    /// Puts a page decoded elsewhere in the least recently used slot.
+    fn put(&mut self, pfn: u64, bytes: &[u8]) {
+        if self.holds(pfn) || pfn == EMPTY {
+            return;
+        }
+        self.tick += 1;
+        let i = if self.slots.len() < CACHE_PAGES {
+            self.slots.push(Slot { pfn: EMPTY, used: 0, page: vec![0; bytes.len()] });
+            self.slots.len() - 1
+        } else {
+            self.slots.iter().enumerate().min_by_key(|(_, s)| s.used).map_or(0, |(i, _)| i)
+        };
+        let slot = &mut self.slots[i];
+        if slot.page.len() == bytes.len() {
+            slot.page.copy_from_slice(bytes);
+            (slot.pfn, slot.used) = (pfn, self.tick);
+        }
+    }
+
     /// The page `pfn`, decoding it on a miss.
     fn get<'data, S: ByteSource<'data>>(&mut self, k: &mut KdumpFile<'data, S>, pfn: u64) -> Result<&[u8], DumpError> {
         self.tick += 1;
@@ -419,6 +442,29 @@ impl<'data> Dump<'data> {
         }
     }
 
+    /// The page at `paddr` as decoded by this reader's cache, for another
+    /// reader of a compressed dump ([`Dump::hold_page`]). None for ELF
+    /// dumps (a read is a copy) and pages not held.
+    pub fn held_page(&self, paddr: u64) -> Option<&[u8]> {
+        match self.backend {
+            Backend::Kdump(_) | Backend::Flat(_) if paddr.is_multiple_of(self.page_size) => {
+                self.cache.held(paddr / self.page_size)
+            }
+            _ => None,
+        }
+    }
+
+    /// Takes a page that another reader decoded (its bytes at `paddr`,
+    /// page-aligned, one page long): reads of it need not decode it again.
+    pub fn hold_page(&mut self, paddr: u64, bytes: &[u8]) {
+        if matches!(self.backend, Backend::Kdump(_) | Backend::Flat(_))
+            && paddr.is_multiple_of(self.page_size)
+            && bytes.len() as u64 == self.page_size
+        {
+            self.cache.put(paddr / self.page_size, bytes);
+        }
+    }
+
     /// Reads through the PT_LOADs' virtual addresses, when a segment with a
     /// virtual address covers `vaddr` (kdump's kernel text, kcore, QEMU with
     /// paging). `None` when none does, or for kdump-compressed files.
@@ -556,6 +602,51 @@ mod tests {
             &notes,
             false,
         )
+    }
+
+    /// A page one reader of a compressed dump decoded can be handed to
+    /// another, which then serves it without decoding; ELF dumps hand
+    /// nothing (a read there is only a copy).
+    #[test]
+    fn decoded_pages_pass_between_readers() {
+        use crate::dump::write::{KdumpWriteInfo, WriteCompression, write_kdump};
+        let pages: Vec<Vec<u8>> = (0..4u8).map(|k| (0..4096u32).map(|i| (i / 3) as u8 ^ k).collect()).collect();
+        let info = KdumpWriteInfo {
+            utsname: ["Linux", "", "6.12.0", "", "x86_64", ""],
+            page_size: 4096,
+            max_mapnr: 16,
+            vmcoreinfo: b"PAGESIZE=4096\n",
+            ..Default::default()
+        };
+        let mut file = Vec::new();
+        write_kdump(
+            &mut file,
+            &info,
+            pages.iter().enumerate().map(|(i, p)| (i as u64, &p[..])),
+            WriteCompression::Zlib,
+        )
+        .unwrap();
+        let mut a = Dump::open(&file).unwrap();
+        let mut b = a.split();
+        let mut buf = vec![0u8; 8];
+        assert_eq!(a.held_page(0x2000), None, "not read yet");
+        a.read_phys(0x2010, &mut buf).unwrap();
+        let held = a.held_page(0x2000).unwrap().to_vec();
+        assert!(held == pages[2]);
+        assert_eq!(a.held_page(0x2010), None, "not a page boundary");
+        // Handed on with other bytes: the second reader serves those.
+        let mut other = held.clone();
+        other[0x10] ^= 0xff;
+        b.hold_page(0x2000, &other);
+        b.read_phys(0x2010, &mut buf).unwrap();
+        assert_eq!(buf[0], other[0x10]);
+        b.hold_page(0x3000, &other[..100]);
+        assert_eq!(b.held_page(0x3000), None, "not a whole page");
+
+        let elf = qemu_like_elf();
+        let mut e = Dump::open(&elf).unwrap();
+        e.read_phys(0x1000, &mut buf).unwrap();
+        assert_eq!(e.held_page(0x1000), None);
     }
 
     #[test]

@@ -60,6 +60,13 @@ impl<P: PhysMemory> KernelSpace<P> {
         Some(KernelSpace::new(self.phys.split()?, self.paging))
     }
 
+    /// The page holding `va` as the source holds it decoded
+    /// ([`PhysMemory::held_page`]): its physical address and a copy.
+    pub fn held_page(&mut self, va: u64) -> Option<(u64, Box<[u8]>)> {
+        let pa = self.translate(va & !(PAGE - 1)).ok()?;
+        self.phys.held_page(pa).map(|bytes| (pa, bytes.into()))
+    }
+
     /// The underlying physical-memory source.
     pub fn phys(&mut self) -> &mut P {
         &mut self.phys

@@ -108,7 +108,7 @@ impl<P: PhysMemory> Kernel<P> {
                     });
                     continue;
                 }
-                Ok(idle) => FoundTask::Read { addr: idle, idle: true },
+                Ok(idle) => FoundTask::Read { addr: idle, idle: true, page: None },
                 Err(e) => FoundTask::Known(TaskInfo { idle: true, ..unreadable_task(rq_addr, e) }),
             });
         }
@@ -441,6 +441,8 @@ impl<P: PhysMemory + Send> Kernel<P> {
             extra.push((self.mem.split()?, self.code.clone()));
         }
         let init_task = self.init_task;
+        let t = &self.layout.task;
+        let link_at = t.thread_node.unwrap_or(t.tasks).offset;
         let (mem, code, tables) = self.walk_parts();
         let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<FoundTask>)>();
         let rx = std::sync::Mutex::new(rx);
@@ -461,7 +463,12 @@ impl<P: PhysMemory + Send> Kernel<P> {
                 let n = batch.len();
                 let tasks: Vec<TaskInfo> = batch
                     .into_iter()
-                    .map(|found| found.read(&mut *w.mem, w.t.layout))
+                    .map(|found| {
+                        if let FoundTask::Read { page: Some((pa, bytes)), .. } = &found {
+                            w.mem.phys().hold_page(*pa, bytes);
+                        }
+                        found.read(&mut *w.mem, w.t.layout)
+                    })
                     .filter(|t| config.select.keeps(t))
                     .collect();
                 out.push((seq, dump_tasks(w, set, cpus, &config.walk, tasks, &mut |_| {})));
@@ -487,8 +494,12 @@ impl<P: PhysMemory + Send> Kernel<P> {
                 &mut *mem,
                 tables.layout,
                 init_task,
-                &mut |_, addr| {
-                    batch.push(FoundTask::Read { addr, idle: false });
+                &mut |mem, addr| {
+                    // The page of the links the listing follows: this
+                    // reader decodes it anyway, the worker need not.
+                    let link = addr.wrapping_add(link_at);
+                    let page = mem.read_u64(link).ok().and_then(|_| mem.held_page(link));
+                    batch.push(FoundTask::Read { addr, idle: false, page });
                     if batch.len() >= BATCH {
                         let found = found.fetch_add(batch.len(), Ordering::Relaxed) + batch.len();
                         progress(done.load(Ordering::Relaxed), found);

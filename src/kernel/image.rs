@@ -649,4 +649,12 @@ impl PhysMemory for crate::dump::Dump<'_> {
     fn split(&self) -> Option<Self> {
         Some(crate::dump::Dump::split(self))
     }
+
+    fn held_page(&self, paddr: u64) -> Option<&[u8]> {
+        crate::dump::Dump::held_page(self, paddr)
+    }
+
+    fn hold_page(&mut self, paddr: u64, bytes: &[u8]) {
+        crate::dump::Dump::hold_page(self, paddr, bytes)
+    }
 }

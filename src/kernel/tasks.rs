@@ -283,8 +283,10 @@ impl Listed for u64 {
 /// (with its own reader) can read it: the listing then only follows links.
 #[derive(Clone, Debug)]
 pub(crate) enum FoundTask {
-    /// The `task_struct` at `addr`, to be read.
-    Read { addr: u64, idle: bool },
+    /// The `task_struct` at `addr`, to be read; `page`: the physical
+    /// address and bytes of one of its pages, as the listing's reader
+    /// decoded it (a compressed dump), so that it is not decoded twice.
+    Read { addr: u64, idle: bool, page: Option<(u64, Box<[u8]>)> },
     /// A task already known, e.g. unreadable where it was found.
     Known(TaskInfo),
 }
@@ -293,7 +295,7 @@ impl FoundTask {
     /// The task as [`list_threads`] would have read it.
     pub(crate) fn read<M: Memory>(self, mem: &mut M, l: &Layout) -> TaskInfo {
         match self {
-            FoundTask::Read { addr, idle } => {
+            FoundTask::Read { addr, idle, page: _ } => {
                 let mut task = read_task(mem, l, addr).unwrap_or_else(|e| unreadable_task(addr, e));
                 task.idle = idle;
                 task
