@@ -491,6 +491,7 @@ impl<'data> Btf<'data> {
             Some(b) => (b.end_id().0, b.start_str.saturating_add(b.strings.len() as u32)),
         };
         let mut offsets = Vec::new();
+        let mut named = Vec::new();
         let mut pos = 0usize;
         while pos < types.len() {
             let id = u32::try_from(offsets.len())
@@ -511,6 +512,11 @@ impl<'data> Btf<'data> {
                 return Err(truncated);
             }
             offsets.push(pos as u32);
+            // Named types but functions, for the index (see `by_name`).
+            let name_off = u32_at(types, pos).unwrap_or(0);
+            if name_off != 0 && kind != Kind::Func {
+                named.push((id.0, name_off));
+            }
             pos = end;
         }
         // Every id must be representable: the last is start_id + len - 1.
@@ -527,12 +533,13 @@ impl<'data> Btf<'data> {
             funcs_by_name: std::sync::OnceLock::new(),
             pointer_size: base.map_or(8, |b| b.pointer_size),
         };
-        btf.build_index();
+        btf.build_index(&named);
         Ok(btf)
     }
 
-    fn build_index(&mut self) {
-        self.by_name = self.name_index(false);
+    /// `named`: (id, name offset) of the named types but functions.
+    fn build_index(&mut self, named: &[(u32, u32)]) {
+        self.by_name = self.name_index(named.iter().copied());
         if self.base.is_none() {
             // BTF does not record the pointer size; like libbpf, take the
             // size of `long`.
@@ -549,16 +556,24 @@ impl<'data> Btf<'data> {
         }
     }
 
-    /// The named types that are functions (`funcs`) or that are not, by
-    /// name.
-    fn name_index(&self, funcs: bool) -> NameIndex {
-        let wanted = |raw: &Raw<'data>| raw.name_off != 0 && (raw.kind == Kind::Func) == funcs;
-        let raws = || self.type_ids().filter_map(|id| self.raw(id)).filter(wanted);
-        let named = raws().filter_map(|raw| {
-            let name = self.str_bytes(raw.name_off).ok()?;
-            (!name.is_empty()).then_some((raw.id.0, name))
+    /// The types `named` (id, name offset), by name.
+    fn name_index(&self, named: impl Iterator<Item = (u32, u32)> + Clone) -> NameIndex {
+        let names = named.clone().filter_map(|(id, name_off)| {
+            let name = self.str_bytes(name_off).ok()?;
+            (!name.is_empty()).then_some((id, name))
         });
-        NameIndex::build(raws().count(), named)
+        NameIndex::build(named.count(), names)
+    }
+
+    /// The functions, by name: (id, name offset) of each read from its
+    /// first two words (the offsets were checked at parse).
+    fn func_index(&self) -> NameIndex {
+        let funcs = self.offsets.iter().enumerate().filter_map(|(i, &pos)| {
+            let name_off = u32_at(self.types, pos as usize)?;
+            let kind = Kind::from_raw(((u32_at(self.types, pos as usize + 4)? >> 24) & 0x1f) as u8);
+            (name_off != 0 && kind == Some(Kind::Func)).then_some((self.start_id + i as u32, name_off))
+        });
+        self.name_index(funcs)
     }
 
     /// One past the last type id defined here (the first id a split BTF on
@@ -666,7 +681,7 @@ impl<'data> Btf<'data> {
         }
         let key = name.as_bytes();
         let name_of = |id: u32| self.raw(TypeId(id)).and_then(|r| self.str_bytes(r.name_off).ok()).unwrap_or(b"");
-        let index = if funcs { self.funcs_by_name.get_or_init(|| self.name_index(true)) } else { &self.by_name };
+        let index = if funcs { self.funcs_by_name.get_or_init(|| self.func_index()) } else { &self.by_name };
         index.find(key, name_of).filter_map(|id| self.raw(TypeId(id))).find_map(|raw| f(&raw))
     }
 
