@@ -282,3 +282,26 @@ fn help_lists_each_targets_own_flags() {
         }
     }
 }
+
+/// `lpstack check ... | head`: the reader goes away part way; the rest of
+/// the report is dropped without an error message, and the exit code still
+/// says what was found (as when the whole report is read).
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    let (dump, funcs, _) = stacked();
+    let args = ["check", "vmcore", &dump, "--set", &funcs, "--format", "json"];
+    let whole = lpstack(&args);
+    assert!(whole.stdout.len() > 64 << 10, "the report must outgrow a pipe's buffer");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lpstack"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end without reading: every write then fails with EPIPE.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+    assert_eq!(out.status.code(), whole.code, "{stderr}");
+}

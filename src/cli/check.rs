@@ -275,7 +275,13 @@ fn run_vmcore(args: &VmcoreOpts, path: &std::path::Path) -> Result<i32, CliError
         notes: kernel_set.notes,
         listing_gaps: listing_gaps(&gaps),
     };
-    print_report(&args.report, &target, &rows, &set, &models, kernel.symbols())
+    let code = print_report(&args.report, &target, &rows, &set, &models, kernel.symbols());
+    // The process ends after the report: freeing the tables and reports
+    // piece by piece (tens of thousands of allocations) would only delay it.
+    std::mem::forget(rows);
+    std::mem::forget(reports);
+    std::mem::forget(kernel);
+    code
 }
 
 /// Evaluates the consistency models over this snapshot, once, then prints

@@ -792,6 +792,25 @@ fn write_json_report(out: &mut impl Write, report: &JsonReport<'_>) -> Result<()
     Ok(())
 }
 
+/// Standard output until its reader goes away (`lpstack ... | head`):
+/// what follows is dropped, and the exit code still says what was found.
+struct Reader<W>(W);
+
+impl<W: Write> Write for Reader<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(buf.len()),
+            r => r,
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.0.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            r => r,
+        }
+    }
+}
+
 /// Prints `rows` in `format`; returns the exit code (0: all switchable).
 #[allow(clippy::too_many_arguments)]
 pub fn print(
@@ -813,7 +832,7 @@ pub fn print(
     }
     // A listing that went past something is not known to hold every task.
     let all_switchable = rows.iter().all(|r| r.verdict.is_switchable()) && target.listing_gaps.is_empty();
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(Reader(std::io::stdout().lock()));
     match format {
         super::check::OutputFormat::Json => {
             let report = JsonReport { target, rows, set, models, symbols, tasks_by_hand: true };
