@@ -434,6 +434,9 @@ impl<P: PhysMemory + Send> Kernel<P> {
     ) -> Option<(Vec<TaskReport<'set>>, Vec<ListingGap>)> {
         /// Tasks handed on at a time.
         const BATCH: usize = 64;
+        /// Tasks listed and not yet checked past which the listing stops
+        /// handing its pages on (4 KiB each).
+        const HANDED_PAGES: usize = 1024;
         let mut gaps = Vec::new();
         let idle = self.idle_tasks(&mut gaps).ok()?;
         let mut extra = Vec::new();
@@ -496,9 +499,14 @@ impl<P: PhysMemory + Send> Kernel<P> {
                 init_task,
                 &mut |mem, addr| {
                     // The page of the links the listing follows: this
-                    // reader decodes it anyway, the worker need not.
+                    // reader decodes it anyway, the worker need not. Not
+                    // while the workers are far behind: the pages waiting
+                    // would grow with the task count.
                     let link = addr.wrapping_add(link_at);
-                    let page = mem.read_u64(link).ok().and_then(|_| mem.held_page(link));
+                    let waiting = found.load(Ordering::Relaxed).saturating_sub(done.load(Ordering::Relaxed));
+                    let page = (waiting < HANDED_PAGES)
+                        .then(|| mem.read_u64(link).ok().and_then(|_| mem.held_page(link)))
+                        .flatten();
                     batch.push(FoundTask::Read { addr, idle: false, page });
                     if batch.len() >= BATCH {
                         let found = found.fetch_add(batch.len(), Ordering::Relaxed) + batch.len();
