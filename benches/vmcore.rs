@@ -20,15 +20,20 @@ fn bench(c: &mut Criterion) {
         let specs = parse_funcs(&funcs, "vmlinux").expect("funcs.txt");
         let mut g = c.benchmark_group(format!("vmcore-{dir}"));
         g.sample_size(20);
-        // One thread, and two (what `check vmcore` does on 2 CPUs: BTF read
-        // beside ORC, tasks handed from the listing to a second walker).
-        for (name, threads) in [("open+check", 1), ("open+check, 2 threads", 2)] {
+        // One thread, and two (tables read by two readers, tasks handed
+        // from the listing to a second walker); the last as `check vmcore`
+        // does it on 2 CPUs, with vmlinux's ORC read as the walks need it.
+        for (name, threads, orc_on_demand) in [
+            ("open+check", 1, false),
+            ("open+check, 2 threads", 2, false),
+            ("open+check, 2 threads, ORC on demand", 2, true),
+        ] {
             g.bench_function(name, |b| {
                 b.iter(|| {
                     let dump = Dump::open(&bytes).expect("dump");
                     let vi = dump.vmcoreinfo().cloned().expect("vmcoreinfo");
-                    let mut k =
-                        Kernel::open(dump, &vi, OpenOptions { threads, ..OpenOptions::default() }).expect("kernel");
+                    let options = OpenOptions { threads, orc_on_demand, ..OpenOptions::default() };
+                    let mut k = Kernel::open(dump, &vi, options).expect("kernel");
                     let set = PatchSet::resolve(&specs, &k.symbols()).expect("set");
                     let config = CheckConfig { threads, ..CheckConfig::default() };
                     black_box(k.check(&set, &config, |_, _| {}).map(|c| c.tasks).expect("check").len())

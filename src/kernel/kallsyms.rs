@@ -186,15 +186,21 @@ fn read_names<M: Memory>(mem: &mut M, loc: &KallsymsLocation) -> Result<Kallsyms
     };
     let mut spans: Vec<(u32, u16)> = Vec::with_capacity((count as usize).min(1 << 14));
     let mut pos = 0usize;
+    // Once a block runs into memory that is not there (a filtered or cut
+    // dump), only what each name needs is read: trying the block again for
+    // every name would read its pages again each time.
+    let mut ahead = true;
     let mut need = |names: &mut Vec<u8>, upto: usize| -> Result<(), MemoryError> {
         if upto > names.len() {
-            let want = (upto - names.len()).max(64 << 10);
             let at = loc.names.wrapping_add(names.len() as u64);
-            // Read at least what is needed; more only if it is there.
-            let before = names.len();
-            if read_into(mem, at, want, names).is_err() {
-                names.truncate(before);
-                read_into(mem, at, upto - before, names)?;
+            // Read at least what is needed; more only if it is there. A
+            // failed read keeps the pages before the one that failed.
+            if !ahead || read_into(mem, at, (upto - names.len()).max(64 << 10), names).is_err() {
+                ahead = false;
+                if upto > names.len() {
+                    let at = loc.names.wrapping_add(names.len() as u64);
+                    read_into(mem, at, upto - names.len(), names)?;
+                }
             }
         }
         Ok(())
@@ -347,8 +353,12 @@ mod tests {
     /// With `name_order`, `kallsyms_seqs_of_names` follows
     /// `kallsyms_relative_base` (6.12 layout).
     fn image(syms: &[(&str, u64)], percpu: bool, name_order: bool) -> (Vec<u8>, KallsymsLocation) {
+        image_sized(syms, percpu, name_order, 0x10000)
+    }
+
+    fn image_sized(syms: &[(&str, u64)], percpu: bool, name_order: bool, size: usize) -> (Vec<u8>, KallsymsLocation) {
         let base = 0x1000u64; // image address of byte 0
-        let mut img = vec![0u8; 0x10000];
+        let mut img = vec![0u8; size];
         // Tokens: token i is the single byte i for printable bytes, plus
         // token 1 = "_s" to exercise multi-byte tokens.
         let mut table = Vec::new();
@@ -466,6 +476,35 @@ mod tests {
         let t = read_kallsyms(&mut mem, &loc, &known).unwrap();
         assert!(t.is_lazy());
         assert_eq!(t.lookup(0xffffffff81000100).unwrap().name.len(), 200);
+    }
+
+    /// Names that end where memory ends (a cut dump): read once, not the
+    /// block ahead again for every name.
+    #[test]
+    fn names_at_the_end_of_memory_are_read_once() {
+        struct Counting<'a>(SliceMemory<'a>, usize);
+        impl Memory for Counting<'_> {
+            fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+                self.1 += buf.len();
+                self.0.read(addr, buf)
+            }
+        }
+        let mut s = syms();
+        let many: Vec<(&'static str, u64)> = (0..2000u64)
+            .map(|i| (&*Box::leak(format!("tf{i:05}").into_boxed_str()), 0xffffffff81200000 + 16 * i))
+            .collect();
+        s.extend(many);
+        s.sort_by_key(|&(_, a)| a);
+        let (img, loc) = image_sized(&s, true, false, 0x20000);
+        // Memory ends with the page after the names.
+        // 2,000 names of 8 bytes (length, 7 tokens) and 64 bytes for the others.
+        let names_len = 2000 * 8 + 64;
+        let end = ((0x4000 + names_len) as usize).next_multiple_of(4096);
+        let mut mem = Counting(SliceMemory::new(0x1000, &img[..end]), 0);
+        let known = [KnownSymbol { name: "_stext", address: 0xffffffff81000000 }];
+        let t = read_kallsyms(&mut mem, &loc, &known).unwrap();
+        assert_eq!(t.find_by_name("f01999").next().unwrap().address, 0xffffffff81200000 + 16 * 1999);
+        assert!(mem.1 < 8 * end, "{} bytes read from {end} bytes of memory", mem.1);
     }
 
     #[test]
