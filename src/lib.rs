@@ -27,5 +27,16 @@ pub mod symbols;
 pub mod verdict;
 pub mod walk;
 
+/// A seeded xorshift64 generator for tests that try many random inputs.
+#[cfg(test)]
+pub(crate) fn test_rng(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
 pub use memory::{Memory, MemoryError};
 pub use verdict::Verdict;

@@ -265,13 +265,7 @@ mod tests {
     /// failure as the `lzo` crate's decoder.
     #[test]
     fn agrees_with_the_lzo_crate() {
-        let mut seed = 0x9e3779b97f4a7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::test_rng(0x9e3779b97f4a7c15);
         let (mut ours, mut theirs) = (vec![0u8; 4096], vec![0u8; 4096]);
         let mut decoded = 0;
         for _ in 0..20_000 {

@@ -222,13 +222,7 @@ mod tests {
     fn lazy_answers_as_eager_on_random_tables() {
         use SymbolKind::*;
         const NAMES: [&str; 8] = ["a", "b", "__pfx_a", "c", "a", "d", "__cfi_c", "e"];
-        let mut seed = 0x9e3779b97f4a7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::test_rng(0x9e3779b97f4a7c15);
         for round in 0..300 {
             let n = 1 + (next() % 24) as usize;
             let mut address = 0x1000u64;
