@@ -403,6 +403,7 @@ impl<P: PhysMemory + Send> Kernel<P> {
             let layout = layout_from_btf(&btf_bytes, btf_at);
             let (at, format) = vmlinux_orc_location(&mut reader, &table, &release)?;
             let lazy = LazyOrc::new(at, format, &mut reader).map_err(mem_err(".orc_unwind_ip"))?;
+            lazy.check().map_err(|err| KernelError::Orc { object: "vmlinux".into(), err })?;
             (layout?, Some(lazy), format)
         } else {
             let raw_orc = read_vmlinux_orc(&mut reader, &table, &release);

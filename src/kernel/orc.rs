@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use crate::memory::{Memory, MemoryError};
-use crate::orc::{ORC_ENTRY_SIZE, OrcEntry, OrcFinder, OrcFormat, OrcTables};
+use crate::orc::{ORC_ENTRY_SIZE, OrcEntry, OrcError, OrcFinder, OrcFormat, OrcTables};
 
 const PAGE: u64 = 4096;
 /// Text bytes per block of `orc_lookup`.
@@ -131,6 +131,17 @@ impl LazyOrc {
             orc.last_ip = ip_at(&orc, len - 1, mem)?;
         }
         Ok(orc)
+    }
+
+    /// What can be said of the table from its ends: it has entries, and
+    /// its first ip is not above its last (a table read whole is checked
+    /// in full; this one is checked lookup by lookup).
+    pub fn check(&self) -> Result<(), OrcError> {
+        match self.len {
+            0 => Err(OrcError::Empty),
+            n if self.first_ip > self.last_ip => Err(OrcError::Unsorted { index: n as u64 - 1, ip: self.last_ip }),
+            _ => Ok(()),
+        }
     }
 
     /// Entries in the table.
@@ -330,6 +341,23 @@ mod tests {
         // The index page, the last ip page (read at setup) and the first,
         // and the entry page.
         assert!(read(&lazy.ips) <= 3 && read(&lazy.entries) == 1, "{lazy:?}");
+    }
+
+    #[test]
+    fn empty_or_backwards_tables_are_refused() {
+        let (img, loc) = image(kernel_index);
+        let mut mem = SliceMemory::new(BASE, &img);
+        assert_eq!(LazyOrc::new(loc, OrcFormat::V3, &mut mem).unwrap().check(), Ok(()));
+        let empty = LazyOrc::new(OrcLocation { len: 0, ..loc }, OrcFormat::V3, &mut mem).unwrap();
+        assert_eq!(empty.check(), Err(OrcError::Empty));
+        assert!(!empty.covers(TEXT));
+        // The last entry's ip made lower than the first's.
+        let mut back = img.clone();
+        let slot = (loc.ips - BASE) as usize + 4 * (N - 1);
+        back[slot..slot + 4].copy_from_slice(&(-(1i32 << 30)).to_le_bytes());
+        let mut mem = SliceMemory::new(BASE, &back);
+        let lazy = LazyOrc::new(loc, OrcFormat::V3, &mut mem).unwrap();
+        assert!(matches!(lazy.check(), Err(OrcError::Unsorted { index, .. }) if index == N as u64 - 1));
     }
 
     #[test]
