@@ -160,27 +160,30 @@ impl PageCache {
         PageCache { slots: Vec::new(), tick: 0 }
     }
 
-    /// Whether page `pfn` is held.
-    fn holds(&self, pfn: u64) -> bool {
-        self.slots.iter().any(|s| s.pfn == pfn)
-    }
-
     fn held(&self, pfn: u64) -> Option<&[u8]> {
         self.slots.iter().find(|s| s.pfn == pfn).map(|s| &s.page[..])
     }
 
-    /// Puts a page decoded elsewhere in the least recently used slot.
-    fn put(&mut self, pfn: u64, bytes: &[u8]) {
-        if self.holds(pfn) || pfn == EMPTY {
-            return;
-        }
-        self.tick += 1;
+    /// The index of a slot to fill, emptied: a new one while there is
+    /// room, else the least recently used.
+    fn free_slot(&mut self, page_size: usize) -> usize {
         let i = if self.slots.len() < CACHE_PAGES {
-            self.slots.push(Slot { pfn: EMPTY, used: 0, page: vec![0; bytes.len()] });
+            self.slots.push(Slot { pfn: EMPTY, used: 0, page: vec![0; page_size] });
             self.slots.len() - 1
         } else {
             self.slots.iter().enumerate().min_by_key(|(_, s)| s.used).map_or(0, |(i, _)| i)
         };
+        self.slots[i].pfn = EMPTY;
+        i
+    }
+
+    /// Puts a page decoded elsewhere in a free slot.
+    fn put(&mut self, pfn: u64, bytes: &[u8]) {
+        if self.held(pfn).is_some() || pfn == EMPTY {
+            return;
+        }
+        self.tick += 1;
+        let i = self.free_slot(bytes.len());
         let slot = &mut self.slots[i];
         if slot.page.len() == bytes.len() {
             slot.page.copy_from_slice(bytes);
@@ -195,14 +198,8 @@ impl PageCache {
         let i = match self.slots.iter().position(|s| s.pfn == pfn) {
             Some(i) => i,
             None => {
-                let i = if self.slots.len() < CACHE_PAGES {
-                    self.slots.push(Slot { pfn: EMPTY, used: 0, page: vec![0; page_size] });
-                    self.slots.len() - 1
-                } else {
-                    self.slots.iter().enumerate().min_by_key(|(_, s)| s.used).map_or(0, |(i, _)| i)
-                };
+                let i = self.free_slot(page_size);
                 let slot = &mut self.slots[i];
-                slot.pfn = EMPTY;
                 let paddr = pfn.saturating_mul(page_size as u64);
                 match k.read_page(pfn, &mut slot.page)? {
                     PageLookup::Stored { .. } => slot.pfn = pfn,
@@ -446,21 +443,19 @@ impl<'data> Dump<'data> {
     /// reader of a compressed dump ([`Dump::hold_page`]). None for ELF
     /// dumps (a read is a copy) and pages not held.
     pub fn held_page(&self, paddr: u64) -> Option<&[u8]> {
-        match self.backend {
-            Backend::Kdump(_) | Backend::Flat(_) if paddr.is_multiple_of(self.page_size) => {
-                self.cache.held(paddr / self.page_size)
-            }
-            _ => None,
-        }
+        self.decodes_page(paddr).then(|| self.cache.held(paddr / self.page_size)).flatten()
+    }
+
+    /// Whether `paddr` starts a page this reader decodes (a compressed
+    /// dump's) and so may hand on or take.
+    fn decodes_page(&self, paddr: u64) -> bool {
+        matches!(self.backend, Backend::Kdump(_) | Backend::Flat(_)) && paddr.is_multiple_of(self.page_size)
     }
 
     /// Takes a page that another reader decoded (its bytes at `paddr`,
     /// page-aligned, one page long): reads of it need not decode it again.
     pub fn hold_page(&mut self, paddr: u64, bytes: &[u8]) {
-        if matches!(self.backend, Backend::Kdump(_) | Backend::Flat(_))
-            && paddr.is_multiple_of(self.page_size)
-            && bytes.len() as u64 == self.page_size
-        {
+        if self.decodes_page(paddr) && bytes.len() as u64 == self.page_size {
             self.cache.put(paddr / self.page_size, bytes);
         }
     }
@@ -551,7 +546,7 @@ fn read_kdump<'data, S: ByteSource<'data>>(
         let out = &mut buf[done..done + n];
         // A whole page not held (a bulk read of tables) is decoded in
         // place: no copy, and the cache keeps what it held (page tables).
-        if n == page_size as usize && !cache.holds(pfn) {
+        if n == page_size as usize && cache.held(pfn).is_none() {
             match k.read_page(pfn, out)? {
                 PageLookup::Stored { .. } => {}
                 PageLookup::NotInDump => return Err(DumpError::NotInDump { paddr: at }),

@@ -320,8 +320,8 @@ fn decode_addresses<M: Memory>(
     };
     let base = mem.read_u64(base_at)?;
     let raw = mem.read_bulk(at, count * 4)?;
-    let offset = |i: usize| raw.get(i * 4..i * 4 + 4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]));
     let offsets = || raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    let offset = |i: usize| offsets().nth(i);
     let percpu = |o: i32| if o >= 0 { o as u64 } else { base.wrapping_sub(1).wrapping_sub(o as i64 as u64) };
     let relative = |o: i32| base.wrapping_add(o as u32 as u64);
     // Known symbols that kallsyms lacks are skipped: VMCOREINFO names

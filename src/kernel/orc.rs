@@ -61,6 +61,11 @@ impl Pages {
     }
 }
 
+/// The ip an `.orc_unwind_ip` slot at `slot` holds: relative to the slot.
+fn ip_in_slot(slot: u64, rel: [u8; 4]) -> u64 {
+    slot.wrapping_add(i32::from_le_bytes(rel) as i64 as u64)
+}
+
 /// Where vmlinux's ORC tables are in memory.
 #[derive(Clone, Copy, Debug)]
 pub struct OrcLocation {
@@ -120,15 +125,16 @@ impl LazyOrc {
             first_ip: 0,
             last_ip: 0,
         };
-        let ip_at = |orc: &LazyOrc, i: usize, mem: &mut dyn Memory| {
-            let slot = orc.ip_base.wrapping_add(4 * i as u64);
+        // Read here, not through the pages, so that an error names the address.
+        let mut ip_at = |i: usize| {
+            let slot = at.ips.wrapping_add(4 * i as u64);
             let mut rel = [0u8; 4];
             mem.read(slot, &mut rel)?;
-            Ok::<u64, MemoryError>(slot.wrapping_add(i32::from_le_bytes(rel) as i64 as u64))
+            Ok::<u64, MemoryError>(ip_in_slot(slot, rel))
         };
         if len > 0 {
-            orc.first_ip = ip_at(&orc, 0, mem)?;
-            orc.last_ip = ip_at(&orc, len - 1, mem)?;
+            orc.first_ip = ip_at(0)?;
+            orc.last_ip = ip_at(len - 1)?;
         }
         Ok(orc)
     }
@@ -161,8 +167,7 @@ impl LazyOrc {
 
     fn ip_at(&self, i: usize, mem: &mut dyn Memory) -> Option<u64> {
         let slot = self.ip_base.wrapping_add(4 * i as u64);
-        let rel = i32::from_le_bytes(self.ips.bytes::<4>(slot, mem)?);
-        Some(slot.wrapping_add(rel as i64 as u64))
+        Some(ip_in_slot(slot, self.ips.bytes::<4>(slot, mem)?))
     }
 
     /// The kernel's candidate range for `ip`: `[orc_lookup[b], orc_lookup[b + 1] + 1)`.
@@ -191,10 +196,7 @@ impl LazyOrc {
 
     /// Whether entry `i` is the answer for `ip` as the ip table itself has it.
     fn answers(&self, i: usize, ip: u64, mem: &mut dyn Memory) -> Option<bool> {
-        let next_above = match i + 1 < self.len {
-            true => self.ip_at(i + 1, mem)? > ip,
-            false => true,
-        };
+        let next_above = if i + 1 < self.len { self.ip_at(i + 1, mem)? > ip } else { true };
         Some(self.ip_at(i, mem)? <= ip && next_above)
     }
 
@@ -240,12 +242,6 @@ impl<M: Memory> Memory for SharedMemory<'_, M> {
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         match self.0.try_borrow_mut() {
             Ok(mut mem) => mem.read(addr, buf),
-            Err(_) => Err(MemoryError::new(addr, crate::memory::MemoryErrorKind::Backend)),
-        }
-    }
-    fn read_u64(&mut self, addr: u64) -> Result<u64, MemoryError> {
-        match self.0.try_borrow_mut() {
-            Ok(mut mem) => mem.read_u64(addr),
             Err(_) => Err(MemoryError::new(addr, crate::memory::MemoryErrorKind::Backend)),
         }
     }
