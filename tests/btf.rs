@@ -295,3 +295,39 @@ fn elf_section_of_a_tiny_elf() {
     assert_eq!(elf_btf_section(&elf), Some(&btf[..]));
     assert_eq!(elf_btf_section(&elf[..100]), None);
 }
+
+/// lpstack reads a dump's BTF a prefix at a time. Layouts taken from a
+/// prefix either equal the whole table's or say the prefix ran short.
+#[test]
+fn layouts_from_a_prefix_equal_the_whole_tables_or_run_short() {
+    use lpstack::kernel::btf::section_ranges;
+    use lpstack::kernel::layout::Layout;
+    for release in RELEASES {
+        let data = vmlinux_btf(release);
+        let whole = format!("{:?}", Layout::from_btf(&Btf::parse(&data).unwrap()).unwrap());
+        let sections = section_ranges(&data, data.len() as u64).unwrap();
+        let (types, strings) = (sections.types.len(), sections.strings.len());
+        let at = |t: usize| {
+            let s = (strings as u128 * t as u128 / types as u128) as usize + (64 << 10);
+            let btf = Btf::parse_prefix(&data, t, s.min(strings)).unwrap();
+            let layout = format!("{:?}", Layout::from_btf(&btf));
+            (btf.ran_short(), layout)
+        };
+        let mut answered = 0;
+        for t in (0..=types).step_by(types / 24).chain([types]) {
+            let (short, layout) = at(t);
+            if !short {
+                assert_eq!(layout, format!("Ok({whole})"), "{release}: {t} bytes of types");
+                answered += 1;
+            }
+        }
+        // What makes a dump check read a third of the BTF: the first MiB of
+        // Debian 6.12's types holds every layout. 6.1 has no pcpu_hot (6.2+),
+        // so a search for it runs to the end.
+        let (short, _) = at(1 << 20);
+        match *release {
+            "6.12.117+deb12-amd64" => assert!(!short && answered >= 15, "{release}: {answered} prefixes answered"),
+            _ => assert!(short && answered == 1, "{release}: {answered} prefixes answered"),
+        }
+    }
+}

@@ -24,7 +24,7 @@ use crate::name_index::NameIndex;
 /// `BTF_MAGIC` as stored little-endian.
 pub const BTF_MAGIC: u16 = 0xeb9f;
 /// `sizeof(struct btf_header)` for version 1.
-const HEADER_LEN: usize = 24;
+pub const HEADER_LEN: usize = 24;
 /// `sizeof(struct btf_type)`.
 const TYPE_LEN: usize = 12;
 /// How many typedef/modifier/anonymous-member hops we follow before calling
@@ -399,14 +399,64 @@ struct Raw<'data> {
     extra: &'data [u8],
 }
 
+/// Where a BTF table's sections lie, in bytes from its start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sections {
+    /// The type section.
+    pub types: std::ops::Range<usize>,
+    /// The string section.
+    pub strings: std::ops::Range<usize>,
+}
+
+/// Checks the header at the start of `header` (at least its first 24
+/// bytes) of a table `len` bytes long, and says where its sections are.
+pub fn section_ranges(header: &[u8], len: u64) -> Result<Sections, BtfError> {
+    let header = header.get(..HEADER_LEN).filter(|_| len >= HEADER_LEN as u64).ok_or(BtfError::TooShort { len })?;
+    let magic = u16::from_le_bytes([header[0], header[1]]);
+    if magic == BTF_MAGIC.swap_bytes() {
+        return Err(BtfError::ByteSwapped);
+    }
+    if magic != BTF_MAGIC {
+        return Err(BtfError::BadMagic { found: magic });
+    }
+    if header[2] != 1 {
+        return Err(BtfError::UnsupportedVersion { version: header[2] });
+    }
+    // hdr_len may grow in later versions of the format; the fields we know
+    // keep their place, so only require it to cover them.
+    let field = |i: usize| u32_at(header, 4 + 4 * i).unwrap_or(0);
+    let hdr_len = field(0);
+    if (hdr_len as usize) < HEADER_LEN || u64::from(hdr_len) > len {
+        return Err(BtfError::BadHeaderLen { hdr_len, len });
+    }
+    let available = len - u64::from(hdr_len);
+    let section = |section, offset: u32, sec_len: u32| {
+        let end = u64::from(offset) + u64::from(sec_len);
+        if end > available {
+            return Err(BtfError::SectionOutOfBounds { section, offset, len: sec_len, available });
+        }
+        let start = hdr_len as usize + offset as usize;
+        Ok(start..start + sec_len as usize)
+    };
+    Ok(Sections {
+        types: section(Section::Types, field(1), field(2))?,
+        strings: section(Section::Strings, field(3), field(4))?,
+    })
+}
+
+/// Where the string at `offset` of `strings` ends (its NUL), if it does.
+fn nul_at(strings: &[u8], offset: u32) -> Option<usize> {
+    let start = offset as usize;
+    strings.get(start..)?.iter().position(|&b| b == 0).map(|n| start + n)
+}
+
 fn u32_at(data: &[u8], offset: usize) -> Option<u32> {
     let bytes = data.get(offset..offset.checked_add(4)?)?;
     Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
 }
 
 /// Parsed BTF: a base (vmlinux) or split (module) type table over borrowed
-/// bytes.
-#[derive(Clone)]
+/// bytes, or a prefix of a base table (see [`Btf::parse_prefix`]).
 pub struct Btf<'data> {
     types: &'data [u8],
     strings: &'data [u8],
@@ -423,6 +473,28 @@ pub struct Btf<'data> {
     /// up only as `Kind::Func`, so indexed on the first such lookup.
     funcs_by_name: std::sync::OnceLock<NameIndex>,
     pointer_size: u64,
+    /// Parsed from a prefix of the table: an answer that needs more than
+    /// the prefix sets `ran_short` instead of being trusted.
+    prefix: bool,
+    ran_short: std::sync::atomic::AtomicBool,
+}
+
+impl Clone for Btf<'_> {
+    fn clone(&self) -> Self {
+        Btf {
+            types: self.types,
+            strings: self.strings,
+            offsets: self.offsets.clone(),
+            start_id: self.start_id,
+            start_str: self.start_str,
+            base: self.base,
+            by_name: self.by_name.clone(),
+            funcs_by_name: self.funcs_by_name.clone(),
+            pointer_size: self.pointer_size,
+            prefix: self.prefix,
+            ran_short: std::sync::atomic::AtomicBool::new(self.ran_short()),
+        }
+    }
 }
 
 impl fmt::Debug for Btf<'_> {
@@ -441,45 +513,56 @@ impl<'data> Btf<'data> {
     /// Parses base BTF (a vmlinux's `.BTF`, `/sys/kernel/btf/vmlinux`, or the
     /// bytes between `__start_BTF` and `__stop_BTF`).
     pub fn parse(data: &'data [u8]) -> Result<Self, BtfError> {
-        Self::parse_inner(data, None)
+        Self::parse_inner(data, None, None)
+    }
+
+    /// Parses base BTF of which only the first `types_len` bytes of the
+    /// type section and `strings_len` of the string section are at hand
+    /// (`data` is the whole table's length; the rest may be anything).
+    /// Types are taken up to the last whole one whose name is at hand.
+    ///
+    /// A table's lookups go by lowest id, so an answer found in a prefix is
+    /// the whole table's answer. One the prefix cannot give (a name not
+    /// found, an id or string past it, a walk over every type) is left
+    /// unanswered and sets [`Btf::ran_short`]: then read more and parse
+    /// again. The kernel's BTF starts with the core types, so struct
+    /// layouts are usually found in its first quarter.
+    pub fn parse_prefix(data: &'data [u8], types_len: usize, strings_len: usize) -> Result<Self, BtfError> {
+        Self::parse_inner(data, None, Some((types_len, strings_len)))
+    }
+
+    /// Whether a query needed more than this prefix holds (always false
+    /// for a whole table). Answers given since may be incomplete.
+    pub fn ran_short(&self) -> bool {
+        self.ran_short.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Marks a query the prefix could not answer (a no-op on a whole table).
+    fn short(&self) {
+        if self.prefix {
+            self.ran_short.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Parses split BTF (a module's `.BTF`, `/sys/kernel/btf/<module>`) on
     /// top of the BTF it was built against. The result borrows `base`.
     pub fn parse_split(data: &'data [u8], base: &'data Btf<'data>) -> Result<Self, BtfError> {
-        Self::parse_inner(data, Some(base))
+        Self::parse_inner(data, Some(base), None)
     }
 
-    fn parse_inner(data: &'data [u8], base: Option<&'data Btf<'data>>) -> Result<Self, BtfError> {
-        let len = data.len() as u64;
-        let header = data.get(..HEADER_LEN).ok_or(BtfError::TooShort { len })?;
-        let magic = u16::from_le_bytes([header[0], header[1]]);
-        if magic == BTF_MAGIC.swap_bytes() {
-            return Err(BtfError::ByteSwapped);
+    /// `prefix`: the lengths of the type and string sections at hand.
+    fn parse_inner(
+        data: &'data [u8],
+        base: Option<&'data Btf<'data>>,
+        prefix: Option<(usize, usize)>,
+    ) -> Result<Self, BtfError> {
+        let Sections { types, strings } = section_ranges(data, data.len() as u64)?;
+        let (mut types, mut strings) = (&data[types], &data[strings]);
+        let cut = prefix.filter(|&(t, s)| t < types.len() || s < strings.len());
+        if let Some((t, s)) = cut {
+            types = &types[..t.min(types.len())];
+            strings = &strings[..s.min(strings.len())];
         }
-        if magic != BTF_MAGIC {
-            return Err(BtfError::BadMagic { found: magic });
-        }
-        if header[2] != 1 {
-            return Err(BtfError::UnsupportedVersion { version: header[2] });
-        }
-        // hdr_len may grow in later versions of the format; the fields we
-        // know keep their place, so only require it to cover them.
-        let field = |i: usize| u32_at(header, 4 + 4 * i).unwrap_or(0);
-        let hdr_len = field(0);
-        if (hdr_len as usize) < HEADER_LEN || u64::from(hdr_len) > len {
-            return Err(BtfError::BadHeaderLen { hdr_len, len });
-        }
-        let body = &data[hdr_len as usize..];
-        let section = |section, offset: u32, sec_len: u32| {
-            let start = offset as usize;
-            start
-                .checked_add(sec_len as usize)
-                .and_then(|end| body.get(start..end))
-                .ok_or(BtfError::SectionOutOfBounds { section, offset, len: sec_len, available: body.len() as u64 })
-        };
-        let types = section(Section::Types, field(1), field(2))?;
-        let strings = section(Section::Strings, field(3), field(4))?;
         // Offset 0 is the empty name; base BTF must hold it. Split BTF's
         // strings continue the base's and need not start with NUL.
         if base.is_none() && strings.first().is_some_and(|&b| b != 0) {
@@ -500,20 +583,28 @@ impl<'data> Btf<'data> {
                 .map(TypeId)
                 .ok_or(BtfError::TooManyTypes)?;
             let truncated = BtfError::TruncatedType { id, offset: pos as u64 };
-            let info = u32_at(types, pos + 4).ok_or(truncated)?;
             if types.len() - pos < TYPE_LEN {
+                if cut.is_some() {
+                    break;
+                }
                 return Err(truncated);
             }
+            let info = u32_at(types, pos + 4).ok_or(truncated)?;
             let raw_kind = ((info >> 24) & 0x1f) as u8;
             let kind =
                 Kind::from_raw(raw_kind).ok_or(BtfError::UnknownKind { id, offset: pos as u64, kind: raw_kind })?;
             let end = pos + TYPE_LEN + kind.extra_len((info & 0xffff) as usize);
+            let name_off = u32_at(types, pos).unwrap_or(0);
+            // A prefix ends before a type cut off, or whose name is not at
+            // hand: every type it holds is then in the name index.
+            if cut.is_some() && (end > types.len() || nul_at(strings, name_off).is_none()) {
+                break;
+            }
             if end > types.len() {
                 return Err(truncated);
             }
             offsets.push(pos as u32);
             // Named types but functions, for the index (see `by_name`).
-            let name_off = u32_at(types, pos).unwrap_or(0);
             if name_off != 0 && kind != Kind::Func {
                 named.push((id.0, name_off));
             }
@@ -521,6 +612,7 @@ impl<'data> Btf<'data> {
         }
         // Every id must be representable: the last is start_id + len - 1.
         u32::try_from(offsets.len()).ok().and_then(|n| n.checked_add(start_id)).ok_or(BtfError::TooManyTypes)?;
+        types = &types[..pos.min(types.len())];
 
         let mut btf = Btf {
             types,
@@ -532,6 +624,8 @@ impl<'data> Btf<'data> {
             by_name: NameIndex::default(),
             funcs_by_name: std::sync::OnceLock::new(),
             pointer_size: base.map_or(8, |b| b.pointer_size),
+            prefix: cut.is_some(),
+            ran_short: std::sync::atomic::AtomicBool::new(false),
         };
         btf.build_index(&named);
         Ok(btf)
@@ -543,16 +637,15 @@ impl<'data> Btf<'data> {
         if self.base.is_none() {
             // BTF does not record the pointer size; like libbpf, take the
             // size of `long`.
-            let long = self
-                .type_ids()
-                .filter_map(|id| self.raw(id))
-                .find(|raw| {
-                    raw.kind == Kind::Int
-                        && matches!(self.str_bytes(raw.name_off), Ok(b"long int" | b"long unsigned int"))
-                        && matches!(raw.size_or_type, 4 | 8)
-                })
-                .map_or(8, |raw| u64::from(raw.size_or_type));
-            self.pointer_size = long;
+            let long = self.ids().filter_map(|id| self.raw(id)).find(|raw| {
+                raw.kind == Kind::Int
+                    && matches!(self.str_bytes(raw.name_off), Ok(b"long int" | b"long unsigned int"))
+                    && matches!(raw.size_or_type, 4 | 8)
+            });
+            if long.is_none() {
+                self.short();
+            }
+            self.pointer_size = long.map_or(8, |raw| u64::from(raw.size_or_type));
         }
     }
 
@@ -577,8 +670,13 @@ impl<'data> Btf<'data> {
     }
 
     /// One past the last type id defined here (the first id a split BTF on
-    /// top of this one would use).
+    /// top of this one would use). A prefix cannot say: see [`Btf::ran_short`].
     pub fn end_id(&self) -> TypeId {
+        self.short();
+        self.id_end()
+    }
+
+    fn id_end(&self) -> TypeId {
         TypeId(self.start_id + self.offsets.len() as u32)
     }
 
@@ -597,16 +695,26 @@ impl<'data> Btf<'data> {
         self.pointer_size
     }
 
-    /// Ids of the types defined by this table (not its base).
+    /// Ids of the types defined by this table (not its base). A prefix
+    /// cannot list them all: see [`Btf::ran_short`].
     pub fn type_ids(&self) -> impl Iterator<Item = TypeId> + '_ {
-        (self.start_id..self.end_id().0).map(TypeId)
+        self.short();
+        self.ids()
+    }
+
+    fn ids(&self) -> impl Iterator<Item = TypeId> + use<> {
+        (self.start_id..self.id_end().0).map(TypeId)
     }
 
     fn raw(&self, id: TypeId) -> Option<Raw<'data>> {
         if id.0 < self.start_id {
             return self.base?.raw(id);
         }
-        let pos = *self.offsets.get((id.0 - self.start_id) as usize)? as usize;
+        let Some(&pos) = self.offsets.get((id.0 - self.start_id) as usize) else {
+            self.short();
+            return None;
+        };
+        let pos = pos as usize;
         let info = u32_at(self.types, pos + 4)?;
         let kind = Kind::from_raw(((info >> 24) & 0x1f) as u8)?;
         let vlen = (info & 0xffff) as usize;
@@ -637,9 +745,13 @@ impl<'data> Btf<'data> {
         if offset == 0 && self.strings.is_empty() {
             return Ok(b"");
         }
-        let rest = self.strings.get((offset - self.start_str) as usize..).ok_or(BtfError::BadString { offset })?;
-        let nul = rest.iter().position(|&b| b == 0).ok_or(BtfError::BadString { offset })?;
-        Ok(&rest[..nul])
+        match nul_at(self.strings, offset - self.start_str) {
+            Some(nul) => Ok(&self.strings[(offset - self.start_str) as usize..nul]),
+            None => {
+                self.short();
+                Err(BtfError::BadString { offset })
+            }
+        }
     }
 
     /// The string at `offset`, `None` if empty, out of range or not UTF-8.
@@ -682,7 +794,11 @@ impl<'data> Btf<'data> {
         let key = name.as_bytes();
         let name_of = |id: u32| self.raw(TypeId(id)).and_then(|r| self.str_bytes(r.name_off).ok()).unwrap_or(b"");
         let index = if funcs { self.funcs_by_name.get_or_init(|| self.func_index()) } else { &self.by_name };
-        index.find(key, name_of).filter_map(|id| self.raw(TypeId(id))).find_map(|raw| f(&raw))
+        let found = index.find(key, name_of).filter_map(|id| self.raw(TypeId(id))).find_map(|raw| f(&raw));
+        if found.is_none() {
+            self.short();
+        }
+        found
     }
 
     /// The struct or union called `name`: the first complete definition
@@ -919,10 +1035,15 @@ impl<'data> Btf<'data> {
                 if is_enum(raw.kind) { self.enumerator_in(raw, enumerator) } else { None }
             }),
             None => self.base.and_then(|b| b.enum_value(None, enumerator)).or_else(|| {
-                self.type_ids()
+                let found = self
+                    .ids()
                     .filter_map(|id| self.raw(id))
                     .filter(|r| is_enum(r.kind))
-                    .find_map(|r| self.enumerator_in(&r, enumerator))
+                    .find_map(|r| self.enumerator_in(&r, enumerator));
+                if found.is_none() {
+                    self.short();
+                }
+                found
             }),
         }
     }

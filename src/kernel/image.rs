@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use super::addrspace::{KernelSpace, PagingConfig, SplitReader};
-use super::btf::{Btf, BtfError};
+use super::btf::{Btf, BtfError, section_ranges};
 use super::kallsyms::{KallsymsError, KallsymsLocation, KnownSymbol, read_kallsyms};
 use super::layout::{Layout, LayoutError};
 use super::modules::{LoadedModule, read_modules};
@@ -253,14 +253,60 @@ fn read_cpu_stacks<M: Memory>(
     Ok(out)
 }
 
-/// The struct layouts from vmlinux's BTF: `bytes`, read from `at` (None
-/// for a file's bytes).
-fn layout_from_btf(bytes: &[u8], at: Option<u64>) -> Result<Layout, KernelError> {
-    let btf = match at {
-        None => Btf::parse(bytes).map_err(KernelError::BtfFile)?,
-        Some(addr) => Btf::parse(bytes).map_err(|err| KernelError::Btf { addr, err })?,
-    };
-    Ok(Layout::from_btf(&btf)?)
+/// The struct layouts from vmlinux's BTF given as a file's bytes.
+fn layout_from_btf(bytes: &[u8]) -> Result<Layout, KernelError> {
+    Ok(Layout::from_btf(&Btf::parse(bytes).map_err(KernelError::BtfFile)?)?)
+}
+
+/// Bytes of vmlinux's BTF type section read first: the kernel's BTF starts
+/// with the core types (Debian 6.12: task_struct at 0.1% of 2.9 MB, the
+/// last struct lpstack needs, klp_patch, at 22%).
+const BTF_TYPES_FIRST: usize = 1 << 20;
+
+/// The struct layouts from vmlinux's BTF at `start..stop` in memory, read
+/// from the start of its sections a prefix at a time (a dump's BTF is over
+/// a thousand pages to decompress): one of `BTF_TYPES_FIRST` bytes of types
+/// and as large a share of the strings, then four times as much, until the
+/// prefix answers every lookup ([`Btf::ran_short`]).
+fn layout_from_memory<M: Memory>(mem: &mut M, start: u64, stop: u64) -> Result<Layout, KernelError> {
+    const MIB: u64 = 1 << 20;
+    let len = stop.saturating_sub(start);
+    if len > 256 * MIB {
+        return Err(KernelError::TooLarge { what: "BTF", size: len });
+    }
+    let mut bytes = vec![0u8; len as usize];
+    let head = bytes.len().min(super::btf::HEADER_LEN);
+    mem.read(start, &mut bytes[..head]).map_err(mem_err("BTF"))?;
+    let sections = section_ranges(&bytes, len).map_err(|err| KernelError::Btf { addr: start, err })?;
+    let (types, strings) = (sections.types.len(), sections.strings.len());
+    let mut read = (0usize, 0usize);
+    let mut want_types = BTF_TYPES_FIRST.min(types);
+    loop {
+        let want_strings = if want_types == types {
+            strings
+        } else {
+            // The strings come in the order the types first name them.
+            let share = (strings as u128 * want_types as u128 / types.max(1) as u128) as usize;
+            share.saturating_add(64 << 10).min(strings)
+        };
+        for (section, from, to) in
+            [(&sections.types, &mut read.0, want_types), (&sections.strings, &mut read.1, want_strings)]
+        {
+            if to > *from {
+                let at = section.start + *from;
+                let got = mem.read_bulk(start + at as u64, to - *from).map_err(mem_err("BTF"))?;
+                bytes[at..at + got.len()].copy_from_slice(&got);
+                *from = to;
+            }
+        }
+        let btf = if read == (types, strings) { Btf::parse(&bytes) } else { Btf::parse_prefix(&bytes, read.0, read.1) }
+            .map_err(|err| KernelError::Btf { addr: start, err })?;
+        let layout = Layout::from_btf(&btf);
+        if !btf.ran_short() {
+            return Ok(layout?);
+        }
+        want_types = want_types.saturating_mul(4).min(types);
+    }
 }
 
 /// The address of vmlinux symbol `name`, which setup cannot do without.
@@ -391,16 +437,16 @@ impl<P: PhysMemory + Send> Kernel<P> {
         // Types from BTF, given or read from memory, and ORC: megabytes of
         // pages to decompress.
         let mut reader = SplitReader::new(&mut mem, parallel);
-        let (btf_bytes, btf_at) = match btf {
-            Some(bytes) => (Cow::Borrowed(bytes), None),
-            None => {
-                let (start, stop) = (sym("__start_BTF")?, sym("__stop_BTF")?);
-                (Cow::Owned(read_bytes(&mut reader, start, stop.saturating_sub(start), "BTF")?), Some(start))
-            }
+        // BTF from memory is read and parsed now, a prefix at a time; BTF
+        // given is parsed beside the ORC index when that is built.
+        let from_memory = match btf {
+            Some(_) => None,
+            None => Some(layout_from_memory(&mut reader, sym("__start_BTF")?, sym("__stop_BTF")?)),
         };
+        let types = move || from_memory.unwrap_or_else(|| layout_from_btf(btf.unwrap_or_default()));
         let mut orc = OrcTables::new();
         let (layout, vmlinux_orc, orc_format) = if lazy_orc {
-            let layout = layout_from_btf(&btf_bytes, btf_at);
+            let layout = types();
             let (at, format) = vmlinux_orc_location(&mut reader, &table, &release)?;
             let lazy = LazyOrc::new(at, format, &mut reader).map_err(mem_err(".orc_unwind_ip"))?;
             lazy.check().map_err(|err| KernelError::Orc { object: "vmlinux".into(), err })?;
@@ -410,7 +456,7 @@ impl<P: PhysMemory + Send> Kernel<P> {
             drop(reader);
             let (layout, vmlinux_orc) = if parallel {
                 std::thread::scope(|s| {
-                    let types = s.spawn(|| layout_from_btf(&btf_bytes, btf_at));
+                    let types = s.spawn(types);
                     let orc = raw_orc.and_then(RawOrc::table);
                     match types.join() {
                         Ok(layout) => (layout, orc),
@@ -418,7 +464,7 @@ impl<P: PhysMemory + Send> Kernel<P> {
                     }
                 })
             } else {
-                (layout_from_btf(&btf_bytes, btf_at), raw_orc.and_then(RawOrc::table))
+                (types(), raw_orc.and_then(RawOrc::table))
             };
             // The BTF's errors first, as when read one after the other.
             let layout = layout?;
@@ -657,5 +703,72 @@ impl PhysMemory for crate::dump::Dump<'_> {
 
     fn hold_page(&mut self, paddr: u64, bytes: &[u8]) {
         crate::dump::Dump::hold_page(self, paddr, bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::io::Read;
+    use std::ops::Range;
+
+    use super::*;
+    use crate::memory::MemoryErrorKind;
+
+    /// Memory holding `bytes` at `BASE`, of which only `present` (offsets)
+    /// can be read; counts the bytes read.
+    struct Holes<'a> {
+        bytes: &'a [u8],
+        present: Vec<Range<usize>>,
+        read: usize,
+    }
+
+    const BASE: u64 = 0xffff_ffff_8300_0000;
+
+    impl Memory for Holes<'_> {
+        fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+            let at = (addr - BASE) as usize;
+            if !self.present.iter().any(|r| r.start <= at && at + buf.len() <= r.end) {
+                return Err(MemoryError::new(addr, MemoryErrorKind::NotInDump));
+            }
+            buf.copy_from_slice(&self.bytes[at..at + buf.len()]);
+            self.read += buf.len();
+            Ok(())
+        }
+    }
+
+    fn btf(release: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/btf/vmlinux-{release}.btf.gz", env!("CARGO_MANIFEST_DIR"));
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&std::fs::read(path).unwrap()[..]).read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn btf_in_memory_is_read_a_prefix_at_a_time() {
+        for (release, whole_read) in [("6.12.117+deb12-amd64", false), ("6.1.0-57-amd64", true)] {
+            let data = btf(release);
+            let whole = format!("{:?}", Layout::from_btf(&Btf::parse(&data).unwrap()).unwrap());
+            let stop = BASE + data.len() as u64;
+            let mut all = Holes { bytes: &data, present: vec![0..data.len()], read: 0 };
+            assert_eq!(format!("{:?}", layout_from_memory(&mut all, BASE, stop).unwrap()), whole, "{release}");
+            // 6.12's layouts are in its first MiB of types; 6.1 is read to
+            // the end (it has no pcpu_hot), once.
+            assert_eq!(all.read == data.len(), whole_read, "{release}: {} of {} bytes", all.read, data.len());
+            assert!(all.read <= data.len(), "{release}: {} of {} bytes", all.read, data.len());
+            if !whole_read {
+                assert!(all.read < data.len() / 2, "{release}: {} of {} bytes", all.read, data.len());
+                // So memory past the prefixes may be missing (a cut dump).
+                let s = section_ranges(&data, data.len() as u64).unwrap();
+                let cut = s.types.start + BTF_TYPES_FIRST;
+                let strings = s.strings.start..s.strings.start + s.strings.len() / 2;
+                let mut holes = Holes { bytes: &data, present: vec![0..cut, strings], read: 0 };
+                assert_eq!(format!("{:?}", layout_from_memory(&mut holes, BASE, stop).unwrap()), whole);
+            }
+            // A hole where the prefix is read is named.
+            let mut hole = Holes { bytes: &data, present: vec![0..4096], read: 0 };
+            let err = layout_from_memory(&mut hole, BASE, stop).unwrap_err().to_string();
+            assert!(err.contains("BTF") && err.contains(&format!("{:#x}", BASE + 4096)), "{err}");
+        }
     }
 }

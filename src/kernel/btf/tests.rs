@@ -754,3 +754,88 @@ fn name_is_cut_at_char_boundary() {
 fn elf_section_lookup() {
     assert_eq!(elf_btf_section(b"not an elf"), None);
 }
+
+/// Each query on the sample, answered as text (`Debug`).
+fn queries() -> Vec<Box<dyn Fn(&Btf<'_>) -> String>> {
+    let mut q: Vec<Box<dyn Fn(&Btf<'_>) -> String>> = Vec::new();
+    for id in 0..34 {
+        let id = TypeId(id);
+        q.push(Box::new(move |b| format!("{:?} {:?} {:?}", b.kind(id), b.name(id), b.type_size(id))));
+        q.push(Box::new(move |b| format!("{:?} {:?} {:?}", b.resolve(id), b.pointee(id), b.array_info(id))));
+        q.push(Box::new(move |b| format!("{:?}", b.members(id).map(|m| m.collect::<Vec<_>>()))));
+    }
+    for name in ["task_struct", "list_head", "module", "thread_struct", "thread_t", "absent"] {
+        q.push(Box::new(move |b| format!("{:?}", b.find_struct(name))));
+        for path in ["__state", "thread.sp", "curr", "donor", "mem[2].size", "comm[3]", "on_cpu", "tasks.prev", "x"] {
+            q.push(Box::new(move |b| format!("{:?}", b.member(name, path))));
+        }
+    }
+    for (name, kind) in [("schedule", Kind::Func), ("pid_t", Kind::Typedef), ("task_struct", Kind::Fwd)] {
+        q.push(Box::new(move |b| format!("{:?}", b.find_by_name(name, kind))));
+    }
+    q.push(Box::new(|b| format!("{:?}", b.enum_value(None, "MOD_MEM_NUM_TYPES"))));
+    q.push(Box::new(|b| format!("{:?}", b.enum_value(None, "SMALL"))));
+    q.push(Box::new(|b| format!("{:?}", b.enum_value(Some("big64"), "HUGE"))));
+    q.push(Box::new(|b| format!("{:?}", b.enum_value(Some("mod_mem_type"), "HUGE"))));
+    q.push(Box::new(|b| format!("{}", b.pointer_size())));
+    q.push(Box::new(|b| format!("{:?}", b.type_ids().count())));
+    q
+}
+
+#[test]
+fn a_prefix_answers_as_the_whole_table_or_runs_short() {
+    let data = sample();
+    let whole = parse(&data);
+    let sections = section_ranges(&data, data.len() as u64).expect("header");
+    let (types, strings) = (sections.types.len(), sections.strings.len());
+    let queries = queries();
+    let expected: Vec<String> = queries.iter().map(|q| q(&whole)).collect();
+    assert!(!whole.ran_short());
+    let (mut answered, mut short) = (0, 0);
+    for t in (0..=types).step_by(4).chain([types - 1]) {
+        for s in (0..=strings).step_by(9).chain([strings - 1, strings]) {
+            for (q, want) in queries.iter().zip(&expected) {
+                // A query at a time: a short one must not hide the others.
+                let Ok(prefix) = Btf::parse_prefix(&data, t, s) else { panic!("prefix {t}/{s} does not parse") };
+                let got = q(&prefix);
+                if prefix.ran_short() {
+                    short += 1;
+                } else {
+                    assert_eq!(&got, want, "types {t}, strings {s}");
+                    answered += 1;
+                }
+            }
+        }
+    }
+    // Both happen often: the test would catch a prefix always short.
+    assert!(answered > 10_000 && short > 10_000, "{answered} answered, {short} short");
+    // The whole table as a "prefix" answers everything.
+    let all = Btf::parse_prefix(&data, types, strings).expect("whole");
+    assert!(queries.iter().zip(&expected).all(|(q, want)| q(&all) == *want) && !all.ran_short());
+    // A name not found in a prefix is no answer.
+    let half = Btf::parse_prefix(&data, types / 2, strings).expect("half");
+    assert_eq!(half.find_struct("module"), None);
+    assert!(half.ran_short());
+}
+
+#[test]
+fn a_prefix_ends_before_a_type_whose_name_is_not_at_hand() {
+    // Two structs called "dup"; the first's name is stored last. A prefix
+    // of the strings that holds only the second's must not answer with it.
+    let mut b = Builder::new();
+    let early = b.s("dup");
+    let int = b.int("int", 4, 32, true);
+    let first_at = b.types.len();
+    b.strukt("dup", 4, &[("a", int, 0, 0)]);
+    let second_at = b.types.len();
+    let second = b.strukt("dup", 8, &[("b", int, 0, 0)]);
+    let late = b.s("dup");
+    b.types[first_at..first_at + 4].copy_from_slice(&late.to_le_bytes());
+    b.types[second_at..second_at + 4].copy_from_slice(&early.to_le_bytes());
+    let data = b.build();
+    let sections = section_ranges(&data, data.len() as u64).expect("header");
+    assert_eq!(parse(&data).find_struct("dup"), Some(TypeId(second - 1)));
+    let prefix = Btf::parse_prefix(&data, sections.types.len(), late as usize).expect("prefix");
+    assert_eq!(prefix.find_struct("dup"), None);
+    assert!(prefix.ran_short());
+}
