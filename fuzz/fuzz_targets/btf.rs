@@ -34,6 +34,15 @@ fuzz_target!(|data: &[u8]| {
         // One blob, as in vmlinux.
         if let Ok(btf) = Btf::parse(data) {
             exercise(&btf);
+            // A prefix (its length from the unused flags byte) answers as
+            // the whole table or says it ran short.
+            let cut = data.len() * usize::from(data[3]) / 256;
+            if let Ok(prefix) = Btf::parse_prefix(data, cut, cut / 2) {
+                let answers =
+                    |b: &Btf<'_>| format!("{:?} {:?}", b.member("task_struct", "thread.sp"), Layout::from_btf(b));
+                let got = answers(&prefix);
+                assert!(prefix.ran_short() || got == answers(&btf), "prefix {cut}: {got}");
+            }
         }
         return;
     }
