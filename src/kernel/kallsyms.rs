@@ -101,8 +101,9 @@ fn kind_of(type_char: u8) -> SymbolKind {
 /// kernel keeps one (`kallsyms_seqs_of_names`, 6.2+).
 struct KallsymsNames {
     names: Vec<u8>,
-    /// Offset in `names` of each symbol's first token byte, and the count.
-    spans: Vec<(u32, u16)>,
+    /// Offset in `names` of each symbol's length prefix (checked by the
+    /// walk that found them).
+    starts: Vec<u32>,
     tokens: Vec<u8>,
     token_spans: Vec<(u32, u32)>,
     /// Rank in name order -> symbol index; empty without a name order.
@@ -113,8 +114,11 @@ impl KallsymsNames {
     /// The expanded bytes of symbol `index`: type character, then name.
     fn expand(&self, index: usize, out: &mut Vec<u8>) {
         out.clear();
-        let Some(&(start, len)) = self.spans.get(index) else { return };
-        let codes = self.names.get(start as usize..start as usize + len as usize).unwrap_or(&[]);
+        let Some(&start) = self.starts.get(index) else { return };
+        let codes = entry_at(&self.names, start as usize).map_or(&[][..], |(header, len)| {
+            let codes = start as usize + header;
+            self.names.get(codes..codes + len).unwrap_or(&[])
+        });
         for &code in codes {
             if let Some(&(a, b)) = self.token_spans.get(code as usize) {
                 out.extend_from_slice(self.tokens.get(a as usize..b as usize).unwrap_or(&[]));
@@ -151,6 +155,17 @@ impl SymbolDecoder for KallsymsNames {
     }
 }
 
+/// The name entry at `pos` of `names`: its length prefix's size and the
+/// name's length in tokens. Since 6.1, lengths of 128 and more take two
+/// bytes (ULEB128-like). None when the prefix runs past `names`.
+fn entry_at(names: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let first = *names.get(pos)? as usize;
+    if first & 0x80 == 0 {
+        return Some((1, first));
+    }
+    Some((2, (first & 0x7f) | ((*names.get(pos + 1)? as usize) << 7)))
+}
+
 /// The most read ahead of the name walk (see `read_names`): real
 /// tables are a few megabytes.
 const NAMES_AHEAD: u64 = 32 << 20;
@@ -184,7 +199,9 @@ fn read_names<M: Memory>(mem: &mut M, loc: &KallsymsLocation) -> Result<Kallsyms
         Some(len @ 1..=NAMES_AHEAD) => mem.read_bulk(loc.names, len as usize).unwrap_or_default(),
         _ => Vec::new(),
     };
-    let mut spans: Vec<(u32, u16)> = Vec::with_capacity((count as usize).min(1 << 14));
+    // Every name takes at least 2 bytes: the count the dump claims sizes
+    // nothing beyond what was read.
+    let mut starts: Vec<u32> = Vec::with_capacity((count as usize).min((names.len() / 2).max(1 << 14)));
     let mut pos = 0usize;
     // Once a block runs into memory that is not there (a filtered or cut
     // dump), only what each name needs is read: trying the block again for
@@ -206,25 +223,21 @@ fn read_names<M: Memory>(mem: &mut M, loc: &KallsymsLocation) -> Result<Kallsyms
         Ok(())
     };
     for index in 0..count {
-        let bad = KallsymsError::BadName { index, addr: loc.names.wrapping_add(pos as u64) };
         need(&mut names, pos + 1)?;
-        let mut len = names[pos] as usize;
-        let mut header = 1;
-        // Since 6.1, lengths of 128 and more take two bytes (ULEB128-like).
-        if len & 0x80 != 0 {
+        if names[pos] & 0x80 != 0 {
             need(&mut names, pos + 2)?;
-            len = (len & 0x7f) | ((names[pos + 1] as usize) << 7);
-            header = 2;
         }
+        let bad = || KallsymsError::BadName { index, addr: loc.names.wrapping_add(pos as u64) };
+        let (header, len) = entry_at(&names, pos).ok_or_else(bad)?;
         if len == 0 || pos + header + len > u32::MAX as usize {
-            return Err(bad);
+            return Err(bad());
         }
         need(&mut names, pos + header + len)?;
-        spans.push(((pos + header) as u32, len as u16));
+        starts.push(pos as u32);
         pos += header + len;
     }
     names.truncate(pos);
-    Ok(KallsymsNames { names, spans, tokens, token_spans, seqs: Vec::new() })
+    Ok(KallsymsNames { names, starts, tokens, token_spans, seqs: Vec::new() })
 }
 
 /// Finds `kallsyms_seqs_of_names`, which VMCOREINFO does not name: right
@@ -234,7 +247,7 @@ fn read_names<M: Memory>(mem: &mut M, loc: &KallsymsLocation) -> Result<Kallsyms
 /// evenly spread samples; otherwise there is no name order (and every name
 /// is decoded instead).
 fn find_name_order<M: Memory>(mem: &mut M, loc: &KallsymsLocation, names: &KallsymsNames) -> Vec<u32> {
-    let count = names.spans.len();
+    let count = names.starts.len();
     let size = count * 3;
     let mut candidates = Vec::new();
     if let Some(base) = loc.relative_base {
@@ -278,7 +291,7 @@ pub fn read_kallsyms<M: Memory>(
 ) -> Result<SymbolTable, KallsymsError> {
     let mut names = read_names(mem, loc)?;
     names.seqs = find_name_order(mem, loc, &names);
-    let count = names.spans.len();
+    let count = names.starts.len();
     if !names.seqs.is_empty() {
         let addresses = decode_addresses(mem, loc, count, &|name| names.named(name), known)?;
         if addresses.is_sorted() {
