@@ -194,6 +194,13 @@ fn misplaced_target(path: &std::path::Path) -> Result<(), CliError> {
 
 fn run_vmcore(args: &VmcoreOpts, path: &std::path::Path) -> Result<i32, CliError> {
     let named = |e: &dyn std::fmt::Display| CliError(format!("{}: {e}", path.display()));
+    let threads = args.threads.map_or_else(default_threads, usize::from);
+    // The pool the check's threads come from, made first: a thread made
+    // when work comes starts on the maker's CPU (on a 2-vCPU VM the two
+    // halves of a read then ran one after the other).
+    if threads > 1 {
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    }
     let map = map_file(path)?;
     // Opening a flattened dump reads every record header of the file.
     let dump = Dump::open_with(&map, &mut |_| map.release()).map_err(|e| named(&e))?;
@@ -219,7 +226,6 @@ fn run_vmcore(args: &VmcoreOpts, path: &std::path::Path) -> Result<i32, CliError
         (None, None) => SymbolSource::Kallsyms,
     };
     let dump = Releasing { inner: dump, map: &map, reads: 0 };
-    let threads = args.threads.map_or_else(default_threads, usize::from);
     let mut kernel = Kernel::open(dump, &vi, OpenOptions { symbols: source, threads, orc_on_demand: true })
         .map_err(|e| named(&e))?;
     let cpus = if cpus.is_empty() { kernel.crash_notes_regs() } else { cpus };

@@ -481,11 +481,18 @@ impl<P: PhysMemory + Send> Kernel<P> {
             out
         };
         let walk_batches = &walk_batches;
-        let (listed, mut batches) = std::thread::scope(|s| {
-            let handles: Vec<_> = extra
-                .iter_mut()
-                .map(|(mem, code)| s.spawn(move || walk_batches(&mut tables.walker(mem, code), &mut |_, _| {})))
-                .collect();
+        // The workers' batches, as each worker ends.
+        let theirs = std::sync::Mutex::new(Vec::new());
+        // On rayon's threads, which are ready: a thread made here starts
+        // on this one's CPU (on a 2-vCPU VM the two then took turns).
+        let (listed, mut batches) = rayon::in_place_scope(|s| {
+            for (mem, code) in extra.iter_mut() {
+                let theirs = &theirs;
+                s.spawn(move |_| {
+                    let batches = walk_batches(&mut tables.walker(mem, code), &mut |_, _| {});
+                    theirs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(batches);
+                });
+            }
             // Each thread is handed on as its list link is followed, also
             // within a process of many threads. A process whose thread list
             // breaks part way is a case for the one-thread listing (it
@@ -511,8 +518,8 @@ impl<P: PhysMemory + Send> Kernel<P> {
                     if batch.len() >= BATCH {
                         let found = found.fetch_add(batch.len(), Ordering::Relaxed) + batch.len();
                         progress(done.load(Ordering::Relaxed), found);
-                        // A closed channel means every worker stopped; the
-                        // joins below say why.
+                        // A closed channel means every worker stopped: the
+                        // scope passes on the panic that stopped them.
                         let _ = tx.send((seq, std::mem::replace(&mut batch, Vec::with_capacity(BATCH))));
                         seq += 1;
                     }
@@ -535,14 +542,9 @@ impl<P: PhysMemory + Send> Kernel<P> {
             } else {
                 drop(tx);
             }
-            for h in handles {
-                match h.join() {
-                    Ok(b) => batches.extend(b),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
             (listed, batches)
         });
+        batches.extend(theirs.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner));
         if !listed {
             return None;
         }
@@ -645,9 +647,9 @@ fn check_live<'set, P: PhysMemory>(
 }
 
 /// Runs `work` over `tasks` cut into up to `workers` consecutive parts, each
-/// on its own thread with its own reader of the memory
-/// ([`PhysMemory::split`]) and code map; the first part runs here. The
-/// reports come back in task order. One part when the source cannot split.
+/// with its own reader of the memory ([`PhysMemory::split`]) and code map,
+/// on rayon's threads (as many at once as its pool has). The reports come
+/// back in task order. One part when the source cannot split.
 fn on_workers<'set, P, F>(
     kernel: &mut Kernel<P>,
     mut tasks: Vec<TaskInfo>,
@@ -679,30 +681,24 @@ where
     let (mem, code, tables) = kernel.walk_parts();
     let mut w1 = tables.walker(mem, code);
     let work = &work;
-    let (mut out, rest) = std::thread::scope(|s| {
-        let handles: Vec<_> = extra
-            .iter_mut()
-            .map(|(mem, code, part)| {
-                let part = std::mem::take(part);
-                s.spawn(move || {
-                    let mut w = tables.walker(mem, code);
+    // On rayon's threads, which are ready (see SplitReader::read_bulk).
+    let (mut out, rest) = rayon::join(
+        || work(&mut w1, tasks, reads),
+        || {
+            use rayon::iter::{IntoParallelRefMutIterator, ParallelIterator};
+            extra
+                .par_iter_mut()
+                .map(|(mem, code, part)| {
                     let mut r = LiveReads::default();
-                    let out = work(&mut w, part, &mut r);
+                    let out = work(&mut tables.walker(mem, code), std::mem::take(part), &mut r);
                     (out, r)
                 })
-            })
-            .collect();
-        let first = work(&mut w1, tasks, reads);
-        (first, handles.into_iter().map(|h| h.join()).collect::<Vec<_>>())
-    });
-    for r in rest {
-        match r {
-            Ok((part, r)) => {
-                out.extend(part);
-                reads.add(&r);
-            }
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+                .collect::<Vec<_>>()
+        },
+    );
+    for (part, r) in rest {
+        out.extend(part);
+        reads.add(&r);
     }
     out
 }

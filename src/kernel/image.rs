@@ -455,14 +455,7 @@ impl<P: PhysMemory + Send> Kernel<P> {
             let raw_orc = read_vmlinux_orc(&mut reader, &table, &release);
             drop(reader);
             let (layout, vmlinux_orc) = if parallel {
-                std::thread::scope(|s| {
-                    let types = s.spawn(types);
-                    let orc = raw_orc.and_then(RawOrc::table);
-                    match types.join() {
-                        Ok(layout) => (layout, orc),
-                        Err(panic) => std::panic::resume_unwind(panic),
-                    }
-                })
+                rayon::join(types, || raw_orc.and_then(RawOrc::table))
             } else {
                 (types(), raw_orc.and_then(RawOrc::table))
             };
