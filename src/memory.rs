@@ -63,6 +63,12 @@ pub trait Memory {
     fn read_bulk(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, MemoryError> {
         read_vec(self, addr, len)
     }
+
+    /// Fills `out` with the bytes at `addr`, as [`read_blocks`]. A source
+    /// with a second reader may split a large read between two threads.
+    fn read_bulk_into(&mut self, addr: u64, out: &mut [u8]) -> Result<(), MemoryError> {
+        read_blocks(self, addr, out)
+    }
 }
 
 impl<M: Memory + ?Sized> Memory for &mut M {
@@ -77,6 +83,9 @@ impl<M: Memory + ?Sized> Memory for &mut M {
     }
     fn read_bulk(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, MemoryError> {
         (**self).read_bulk(addr, len)
+    }
+    fn read_bulk_into(&mut self, addr: u64, out: &mut [u8]) -> Result<(), MemoryError> {
+        (**self).read_bulk_into(addr, out)
     }
 }
 
@@ -118,16 +127,20 @@ pub fn read_into<M: Memory + ?Sized>(mem: &mut M, addr: u64, len: usize, out: &m
 }
 
 /// Fills `out` with the bytes at `addr`, in blocks of up to 64 KiB each
-/// announced with [`Memory::prefetch`]; the error names the first page
-/// that failed.
+/// announced with [`Memory::prefetch`]. A block that fails is read again
+/// one page at a time, so the error names the first page that failed.
 pub fn read_blocks<M: Memory + ?Sized>(mem: &mut M, addr: u64, out: &mut [u8]) -> Result<(), MemoryError> {
     const BLOCK: u64 = 64 << 10;
+    const PAGE: u64 = 4096;
     let mut done = 0usize;
     while done < out.len() {
         let at = addr.wrapping_add(done as u64);
-        let n = ((BLOCK - at % BLOCK) as usize).min(out.len() - done);
+        let mut n = ((BLOCK - at % BLOCK) as usize).min(out.len() - done);
         mem.prefetch(at, n as u64);
-        mem.read(at, &mut out[done..done + n])?;
+        if mem.read(at, &mut out[done..done + n]).is_err() {
+            n = ((PAGE - at % PAGE) as usize).min(out.len() - done);
+            mem.read(at, &mut out[done..done + n])?;
+        }
         done += n;
     }
     Ok(())
@@ -355,6 +368,27 @@ mod tests {
         let v = m.read_u64(4).unwrap();
         assert_eq!(v, u64::from_le_bytes([0, 0, 0, 0, 8, 0, 0, 0]));
         assert_eq!(m.read_u64(0x100).unwrap_err().kind, MemoryErrorKind::Backend);
+    }
+
+    #[test]
+    fn bulk_reads_name_the_first_page_that_failed() {
+        // 16 KiB, of which the page at 0x3000 is missing: a read over it
+        // fails as a whole, as a source that cannot say where would.
+        let image: Vec<u8> = (0..0x4000u32).map(|i| i as u8).collect();
+        let mut m = FnMemory(|a: u64, b: &mut [u8]| {
+            if a < 0x4000 && a + b.len() as u64 > 0x3000 {
+                return Err(());
+            }
+            b.copy_from_slice(&image[a as usize..a as usize + b.len()]);
+            Ok(b.len())
+        });
+        let mut out = vec![0u8; 0x4000];
+        assert_eq!(read_blocks(&mut m, 0, &mut out).unwrap_err().addr, 0x3000);
+        assert_eq!(out[..0x3000], image[..0x3000]);
+        assert_eq!(m.read_bulk(0x10, 0x3000).unwrap_err().addr, 0x3000);
+        let mut out = vec![0u8; 0x2ff0];
+        m.read_bulk_into(0x10, &mut out).unwrap();
+        assert_eq!(out[..], image[0x10..0x3000]);
     }
 
     #[test]

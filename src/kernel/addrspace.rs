@@ -242,14 +242,21 @@ impl<P: PhysMemory + Send> Memory for SplitReader<'_, P> {
         self.first.prefetch(addr, len)
     }
     fn read_bulk(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, MemoryError> {
-        let Some(second) = self.second.as_mut().filter(|_| SPLIT.contains(&len)) else {
+        if !SPLIT.contains(&len) || self.second.is_none() {
             return crate::memory::read_vec(self.first, addr, len);
-        };
-        // Split on a page boundary; zeroed memory this large is fresh
-        // pages, touched only by the reads.
-        let mid = (addr.wrapping_add(len as u64 / 2) & !(PAGE - 1)).wrapping_sub(addr) as usize;
+        }
+        // Zeroed memory this large is fresh pages, touched only by the reads.
         let mut buf = vec![0u8; len];
-        let (low, high) = buf.split_at_mut(mid.min(len));
+        self.read_bulk_into(addr, &mut buf).map(|()| buf)
+    }
+    fn read_bulk_into(&mut self, addr: u64, out: &mut [u8]) -> Result<(), MemoryError> {
+        let Some(second) = self.second.as_mut().filter(|_| SPLIT.contains(&out.len())) else {
+            return crate::memory::read_blocks(self.first, addr, out);
+        };
+        // Split on a page boundary.
+        let len = out.len();
+        let mid = (addr.wrapping_add(len as u64 / 2) & !(PAGE - 1)).wrapping_sub(addr) as usize;
+        let (low, high) = out.split_at_mut(mid.min(len));
         let first = &mut *self.first;
         // On rayon's threads: a thread made for the read starts on this
         // one's CPU and is moved only later (on a 2-vCPU VM the halves
@@ -259,7 +266,7 @@ impl<P: PhysMemory + Send> Memory for SplitReader<'_, P> {
             || crate::memory::read_blocks(second, addr.wrapping_add(mid as u64), high),
         );
         // The lower half's error first: it names the first page that failed.
-        a.and(b).map(|()| buf)
+        a.and(b)
     }
 }
 

@@ -293,9 +293,8 @@ fn layout_from_memory<M: Memory>(mem: &mut M, start: u64, stop: u64) -> Result<L
             [(&sections.types, &mut read.0, want_types), (&sections.strings, &mut read.1, want_strings)]
         {
             if to > *from {
-                let at = section.start + *from;
-                let got = mem.read_bulk(start + at as u64, to - *from).map_err(mem_err("BTF"))?;
-                bytes[at..at + got.len()].copy_from_slice(&got);
+                let (at, end) = (section.start + *from, section.start + to);
+                mem.read_bulk_into(start + at as u64, &mut bytes[at..end]).map_err(mem_err("BTF"))?;
                 *from = to;
             }
         }
