@@ -203,7 +203,7 @@ fn run_vmcore(args: &VmcoreOpts, path: &std::path::Path) -> Result<i32, CliError
     }
     let map = map_file(path)?;
     // Opening a flattened dump reads every record header of the file.
-    let dump = Dump::open_with(&map, &mut |_| map.release()).map_err(|e| named(&e))?;
+    let dump = Dump::open_from(&map, &mut |_| map.release(), map.file()).map_err(|e| named(&e))?;
     let vi = dump.vmcoreinfo().cloned().ok_or_else(|| {
         CliError(format!(
             "{}: no VMCOREINFO in the dump (QEMU needs -device vmcoreinfo and the guest's qemu_fw_cfg module)",

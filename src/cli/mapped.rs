@@ -21,7 +21,7 @@ use super::{CliError, EXIT_ERROR};
 /// A read-only file image: mapped and registered, or (when every slot of
 /// the registry is taken) read into memory.
 pub enum MappedFile {
-    Mapped { map: memmap2::Mmap, slot: usize },
+    Mapped { map: memmap2::Mmap, slot: usize, file: std::fs::File },
     Read(Vec<u8>),
 }
 
@@ -36,6 +36,14 @@ impl std::ops::Deref for MappedFile {
 }
 
 impl MappedFile {
+    /// The file mapped, open (None for a copy).
+    pub fn file(&self) -> Option<&std::fs::File> {
+        match self {
+            MappedFile::Mapped { file, .. } => Some(file),
+            MappedFile::Read(_) => None,
+        }
+    }
+
     /// Drops the pages of the mapping from this process (they stay in the
     /// page cache and fault back in when read again), so that a check over
     /// a large dump does not keep every page it ever read resident.
@@ -112,7 +120,7 @@ pub fn map_file(path: &Path) -> Result<MappedFile, CliError> {
     s.path.store(name.as_mut_ptr(), Ordering::Relaxed);
     s.len.store(map.len(), Ordering::Relaxed);
     s.base.store(map.as_ptr() as usize, Ordering::Release);
-    Ok(MappedFile::Mapped { map, slot })
+    Ok(MappedFile::Mapped { map, slot, file })
 }
 
 fn install_handler() {

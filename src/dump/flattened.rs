@@ -118,6 +118,19 @@ impl<'data> FlattenedSource<'data> {
     /// [`FlattenedSource::parse`], calling `passed(offset)` after each
     /// [`SCAN_STEP`] bytes of the file indexed.
     pub fn parse_with(data: &'data [u8], passed: &mut dyn FnMut(u64)) -> Result<Self, FlatError> {
+        Self::parse_from(data, passed, None)
+    }
+
+    /// [`FlattenedSource::parse_with`], each record header read from
+    /// `file`, the file `data` maps, with a pread. Walking the mapping
+    /// instead maps the file page by page (a fault per 64 KiB read around:
+    /// 4-5 ms for a QEMU kdump of a 2 GiB guest, against 1.4 ms of preads).
+    /// Bounds are still `data`'s: a header past its end is not read.
+    pub fn parse_from(
+        data: &'data [u8],
+        passed: &mut dyn FnMut(u64),
+        file: Option<&std::fs::File>,
+    ) -> Result<Self, FlatError> {
         if !is_flattened(data) {
             return Err(FlatError::BadSignature);
         }
@@ -148,7 +161,17 @@ impl<'data> FlattenedSource<'data> {
                 next_step = at.saturating_add(SCAN_STEP);
             }
             let pos = at as usize; // at <= file_len, which came from a usize
-            let (Some(offset), Some(size)) = (be_u64(data, pos), be_u64(data, pos + 8)) else {
+            const LEN: usize = RECORD_HEADER_SIZE as usize;
+            let mut header = [0u8; LEN];
+            // A failed pread falls back to the mapping, which then names
+            // the error (SIGBUS for a file cut short under us).
+            let read = data.len().checked_sub(LEN).is_some_and(|last| pos <= last) && {
+                if !file.is_some_and(|f| std::os::unix::fs::FileExt::read_exact_at(f, &mut header, at).is_ok()) {
+                    header.copy_from_slice(&data[pos..pos + LEN]);
+                }
+                true
+            };
+            let (true, Some(offset), Some(size)) = (read, be_u64(&header, 0), be_u64(&header, 8)) else {
                 return Err(if at == file_len {
                     FlatError::MissingEnd { at }
                 } else {
@@ -410,5 +433,30 @@ mod tests {
             assert!(FlattenedSource::parse(&full[..n]).is_err(), "cut at {n}");
         }
         assert_eq!(FlattenedSource::parse(&full[..4096]).unwrap_err(), FlatError::MissingEnd { at: 4096 });
+    }
+
+    #[test]
+    fn headers_read_from_the_file_give_the_same_index() {
+        let path = format!("{}/tests/fixtures/dump/qemu-zlib-cut.flat", env!("CARGO_MANIFEST_DIR"));
+        let data = std::fs::read(&path).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let mapped = FlattenedSource::parse(&data).unwrap();
+        let read = FlattenedSource::parse_from(&data, &mut |_| {}, Some(&file)).unwrap();
+        assert!(mapped.records() > 10, "{} records", mapped.records());
+        assert_eq!(format!("{read:?}"), format!("{mapped:?}"));
+        // Bounds are the mapping's: cut short, it ends where the mapping
+        // does, whatever the file holds.
+        let cut = &data[..data.len() - 40];
+        let mapped = FlattenedSource::parse(cut).unwrap_err();
+        assert_eq!(FlattenedSource::parse_from(cut, &mut |_| {}, Some(&file)).unwrap_err(), mapped);
+        // Record headers come from the file: one changed there is seen.
+        let other = std::env::temp_dir().join(format!("lpstack-flat-{}", std::process::id()));
+        let mut changed = data.clone();
+        changed[HEADER_SIZE as usize + 8..HEADER_SIZE as usize + 16].copy_from_slice(&u64::MAX.to_be_bytes());
+        std::fs::write(&other, &changed).unwrap();
+        let file = std::fs::File::open(&other).unwrap();
+        let err = FlattenedSource::parse_from(&data, &mut |_| {}, Some(&file)).unwrap_err();
+        let _ = std::fs::remove_file(&other);
+        assert!(matches!(err, FlatError::BadRecord { at: HEADER_SIZE, .. }), "{err:?}");
     }
 }

@@ -248,6 +248,17 @@ impl<'data> Dump<'data> {
     /// whole (a flattened dump's record index), so that a caller holding
     /// the file mapped can let those pages go.
     pub fn open_with(data: &'data [u8], passed: &mut dyn FnMut(u64)) -> Result<Self, DumpError> {
+        Self::open_from(data, passed, None)
+    }
+
+    /// [`Dump::open_with`], with `file`, the file `data` maps: a flattened
+    /// dump's record headers are then read from it with preads (see
+    /// [`FlattenedSource::parse_from`]).
+    pub fn open_from(
+        data: &'data [u8],
+        passed: &mut dyn FnMut(u64),
+        file: Option<&std::fs::File>,
+    ) -> Result<Self, DumpError> {
         if elf::is_elf(data) {
             let e = ElfDump::parse(data)?;
             let summary = notes::summarize(e.notes(), e.machine() == elf::EM_X86_64);
@@ -267,7 +278,7 @@ impl<'data> Dump<'data> {
             return Ok(Self::from_kdump(k, DumpFormat::KdumpCompressed { compression }, Backend::Kdump));
         }
         if flattened::is_flattened(data) {
-            let f = FlattenedSource::parse_with(data, passed)?;
+            let f = FlattenedSource::parse_from(data, passed, file)?;
             let mut magic = [0u8; 4];
             if f.read_at(0, &mut magic).is_ok() && elf::is_elf(&magic) {
                 return Err(DumpError::FlattenedElf);
