@@ -166,7 +166,7 @@ impl<'data> FlattenedSource<'data> {
             // A failed pread falls back to the mapping, which then names
             // the error (SIGBUS for a file cut short under us).
             let read = data.len().checked_sub(LEN).is_some_and(|last| pos <= last) && {
-                if !file.is_some_and(|f| std::os::unix::fs::FileExt::read_exact_at(f, &mut header, at).is_ok()) {
+                if file.is_none_or(|f| std::os::unix::fs::FileExt::read_exact_at(f, &mut header, at).is_err()) {
                     header.copy_from_slice(&data[pos..pos + LEN]);
                 }
                 true
