@@ -40,4 +40,3 @@ pub(crate) fn test_rng(mut seed: u64) -> impl FnMut() -> u64 {
 
 pub use memory::{Memory, MemoryError};
 pub use verdict::Verdict;
-

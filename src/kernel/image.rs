@@ -193,7 +193,7 @@ pub struct Kernel<P> {
 
 /// vmlinux symbols from the kernel's own kallsyms tables, located by
 /// VMCOREINFO (6.0+) and checked against the symbols it names.
-pub fn kallsyms_from_vmcoreinfo<M: Memory>(mem: &mut M, vi: &VmcoreInfo) -> Result<SymbolTable, KernelError> {
+pub fn kallsyms_from_vmcoreinfo<M: Memory + Send>(mem: &mut M, vi: &VmcoreInfo) -> Result<SymbolTable, KernelError> {
     let need = |name: &'static str| vi.symbol(name).ok_or(KernelError::MissingVmcoreinfo(name));
     let loc = KallsymsLocation {
         num_syms: need("kallsyms_num_syms")?,

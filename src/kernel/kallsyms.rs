@@ -170,8 +170,15 @@ fn entry_at(names: &[u8], pos: usize) -> Option<(usize, usize)> {
 /// tables are a few megabytes.
 const NAMES_AHEAD: u64 = 32 << 20;
 
-/// Reads the count, the tokens and every name's place (not its text).
-fn read_names<M: Memory>(mem: &mut M, loc: &KallsymsLocation) -> Result<KallsymsNames, KallsymsError> {
+/// Reads the count, the tokens and every name's place (not its text), and
+/// runs `beside(mem, count)` (reads of the other tables) while the names
+/// are walked: the walk is a chain through 200k length bytes that only
+/// one thread can follow, and it needs no memory once the names are read.
+fn read_names<M: Memory + Send, T: Send>(
+    mem: &mut M,
+    loc: &KallsymsLocation,
+    beside: impl FnOnce(&mut M, usize) -> T + Send,
+) -> Result<(KallsymsNames, T), KallsymsError> {
     let mut w = [0u8; 4];
     mem.read(loc.num_syms, &mut w)?;
     let count = u32::from_le_bytes(w) as u64;
@@ -199,10 +206,33 @@ fn read_names<M: Memory>(mem: &mut M, loc: &KallsymsLocation) -> Result<Kallsyms
         Some(len @ 1..=NAMES_AHEAD) => mem.read_bulk(loc.names, len as usize).unwrap_or_default(),
         _ => Vec::new(),
     };
-    // Every name takes at least 2 bytes: the count the dump claims sizes
-    // nothing beyond what was read.
-    let mut starts: Vec<u32> = Vec::with_capacity((count as usize).min((names.len() / 2).max(1 << 14)));
-    let mut pos = 0usize;
+    let made = |names, starts| KallsymsNames { names, starts, tokens, token_spans, seqs: Vec::new() };
+    // The walk on its own, beside the other reads, while it stays within
+    // what is read (it always does on a real kernel); else again, reading
+    // as it goes.
+    if loc.token_table.checked_sub(loc.names) == Some(names.len() as u64) && !names.is_empty() {
+        let past = MemoryError::new(loc.token_table, crate::memory::MemoryErrorKind::Unmapped);
+        let mut within = |names: &mut Vec<u8>, upto: usize| if upto > names.len() { Err(past) } else { Ok(()) };
+        let (walked, other) =
+            rayon::join(|| walk_names(&mut names, count, loc.names, &mut within), || beside(mem, count as usize));
+        let starts = match walked {
+            Err(KallsymsError::Memory(e)) if e == past => walk_reading(mem, loc, &mut names, count)?,
+            walked => walked?,
+        };
+        return Ok((made(names, starts), other));
+    }
+    let starts = walk_reading(mem, loc, &mut names, count)?;
+    let other = beside(mem, count as usize);
+    Ok((made(names, starts), other))
+}
+
+/// [`walk_names`], reading the names as it reaches them.
+fn walk_reading<M: Memory>(
+    mem: &mut M,
+    loc: &KallsymsLocation,
+    names: &mut Vec<u8>,
+    count: u64,
+) -> Result<Vec<u32>, KallsymsError> {
     // Once a block runs into memory that is not there (a filtered or cut
     // dump), only what each name needs is read: trying the block again for
     // every name would read its pages again each time.
@@ -222,22 +252,39 @@ fn read_names<M: Memory>(mem: &mut M, loc: &KallsymsLocation) -> Result<Kallsyms
         }
         Ok(())
     };
+    walk_names(names, count, loc.names, &mut need)
+}
+
+/// Follows the `count` names from the start of `names` (at `base`), each
+/// a length prefix and that many token bytes; returns where each starts
+/// and cuts `names` after the last. `need(names, upto)` makes `names` at
+/// least `upto` bytes long, or fails.
+fn walk_names(
+    names: &mut Vec<u8>,
+    count: u64,
+    base: u64,
+    need: &mut dyn FnMut(&mut Vec<u8>, usize) -> Result<(), MemoryError>,
+) -> Result<Vec<u32>, KallsymsError> {
+    // Every name takes at least 2 bytes: the count the dump claims sizes
+    // nothing beyond what was read.
+    let mut starts: Vec<u32> = Vec::with_capacity((count as usize).min((names.len() / 2).max(1 << 14)));
+    let mut pos = 0usize;
     for index in 0..count {
-        need(&mut names, pos + 1)?;
+        need(names, pos + 1)?;
         if names[pos] & 0x80 != 0 {
-            need(&mut names, pos + 2)?;
+            need(names, pos + 2)?;
         }
-        let bad = || KallsymsError::BadName { index, addr: loc.names.wrapping_add(pos as u64) };
-        let (header, len) = entry_at(&names, pos).ok_or_else(bad)?;
+        let bad = || KallsymsError::BadName { index, addr: base.wrapping_add(pos as u64) };
+        let (header, len) = entry_at(names, pos).ok_or_else(bad)?;
         if len == 0 || pos + header + len > u32::MAX as usize {
             return Err(bad());
         }
-        need(&mut names, pos + header + len)?;
+        need(names, pos + header + len)?;
         starts.push(pos as u32);
         pos += header + len;
     }
     names.truncate(pos);
-    Ok(KallsymsNames { names, starts, tokens, token_spans, seqs: Vec::new() })
+    Ok(starts)
 }
 
 /// Finds `kallsyms_seqs_of_names`, which VMCOREINFO does not name: right
@@ -246,16 +293,21 @@ fn read_names<M: Memory>(mem: &mut M, loc: &KallsymsLocation) -> Result<Kallsyms
 /// permutation of the symbols and the names it orders are in order at
 /// evenly spread samples; otherwise there is no name order (and every name
 /// is decoded instead).
-fn find_name_order<M: Memory>(mem: &mut M, loc: &KallsymsLocation, names: &KallsymsNames) -> Vec<u32> {
+/// `read`: one candidate's bytes, read already.
+fn find_name_order<M: Memory>(
+    mem: &mut M,
+    loc: &KallsymsLocation,
+    names: &KallsymsNames,
+    mut read: Option<(u64, Result<Vec<u8>, MemoryError>)>,
+) -> Vec<u32> {
     let count = names.starts.len();
     let size = count * 3;
-    let mut candidates = Vec::new();
-    if let Some(base) = loc.relative_base {
-        candidates.push(base.wrapping_add(8));
-    }
-    candidates.push(loc.token_table.wrapping_sub((size as u64).next_multiple_of(8)));
-    for at in candidates {
-        let Ok(raw) = mem.read_bulk(at, size) else { continue };
+    for at in name_order_places(loc, count) {
+        let raw = match read.take() {
+            Some((place, raw)) if place == at => raw,
+            _ => mem.read_bulk(at, size),
+        };
+        let Ok(raw) = raw else { continue };
         let seqs: Vec<u32> =
             raw.chunks_exact(3).map(|c| (c[0] as u32) << 16 | (c[1] as u32) << 8 | c[2] as u32).collect();
         let mut seen = vec![false; count];
@@ -280,20 +332,45 @@ fn find_name_order<M: Memory>(mem: &mut M, loc: &KallsymsLocation, names: &Kalls
     Vec::new()
 }
 
+/// Where `kallsyms_seqs_of_names` may be, for `count` symbols (see
+/// [`find_name_order`]).
+fn name_order_places(loc: &KallsymsLocation, count: usize) -> impl Iterator<Item = u64> {
+    let size = count as u64 * 3;
+    let after_base = loc.relative_base.map(|base| base.wrapping_add(8));
+    after_base.into_iter().chain([loc.token_table.wrapping_sub(size.next_multiple_of(8))])
+}
+
+/// The address table as stored: `kallsyms_addresses` (8 bytes a symbol)
+/// or `kallsyms_offsets` (4).
+fn read_address_table<M: Memory>(mem: &mut M, loc: &KallsymsLocation, count: usize) -> Result<Vec<u8>, KallsymsError> {
+    match (loc.addresses, loc.offsets, loc.relative_base) {
+        (Some(at), _, _) => Ok(mem.read_bulk(at, count * 8)?),
+        (None, Some(at), Some(_)) => Ok(mem.read_bulk(at, count * 4)?),
+        _ => Err(KallsymsError::NoAddresses),
+    }
+}
+
 /// Reads the kernel's symbols. With a name order (6.2+) the table decodes
 /// names only as lookups need them; without one every name is decoded.
 /// `known` symbols (at least one) choose the address encoding; see the
 /// module comment.
-pub fn read_kallsyms<M: Memory>(
+pub fn read_kallsyms<M: Memory + Send>(
     mem: &mut M,
     loc: &KallsymsLocation,
     known: &[KnownSymbol],
 ) -> Result<SymbolTable, KallsymsError> {
-    let mut names = read_names(mem, loc)?;
-    names.seqs = find_name_order(mem, loc, &names);
+    // The name order's first place and the addresses are read while the
+    // names are walked.
+    let (mut names, (order, table)) = read_names(mem, loc, |mem, count| {
+        let order = name_order_places(loc, count).next().map(|at| (at, mem.read_bulk(at, count * 3)));
+        (order, read_address_table(mem, loc, count))
+    })?;
+    names.seqs = find_name_order(mem, loc, &names, order);
     let count = names.starts.len();
+    let mut table = Some(table);
     if !names.seqs.is_empty() {
-        let addresses = decode_addresses(mem, loc, count, &|name| names.named(name), known)?;
+        let raw = table.take().unwrap_or_else(|| read_address_table(mem, loc, count))?;
+        let addresses = decode_addresses(mem, loc, &raw, &|name| names.named(name), known)?;
         if addresses.is_sorted() {
             return SymbolTable::lazy("vmlinux", addresses, Box::new(names)).ok_or(KallsymsError::NoAddresses);
         }
@@ -308,7 +385,8 @@ pub fn read_kallsyms<M: Memory>(
     }
     let name_of = |&(start, len, _): &(u32, u32, SymbolKind)| &pool[start as usize..(start + len) as usize];
     let find = |name: &str| (0..count).filter(|&i| entries.get(i).map(name_of) == Some(name)).collect();
-    let addresses = decode_addresses(mem, loc, count, &find, known)?;
+    let raw = table.take().unwrap_or_else(|| read_address_table(mem, loc, count))?;
+    let addresses = decode_addresses(mem, loc, &raw, &find, known)?;
     let mut table = SymbolTable::new("vmlinux");
     for (entry, addr) in entries.iter().zip(addresses) {
         table.push_symbol(name_of(entry), addr, SymbolSize::Unknown, entry.2);
@@ -317,22 +395,21 @@ pub fn read_kallsyms<M: Memory>(
     Ok(table)
 }
 
+/// The addresses from `raw`, the table [`read_address_table`] read.
 fn decode_addresses<M: Memory>(
     mem: &mut M,
     loc: &KallsymsLocation,
-    count: usize,
+    raw: &[u8],
     named: &dyn Fn(&str) -> Vec<usize>,
     known: &[KnownSymbol],
 ) -> Result<Vec<u64>, KallsymsError> {
-    if let Some(at) = loc.addresses {
-        let raw = mem.read_bulk(at, count * 8)?;
+    if loc.addresses.is_some() {
         return Ok(raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect());
     }
-    let (Some(at), Some(base_at)) = (loc.offsets, loc.relative_base) else {
+    let (Some(_), Some(base_at)) = (loc.offsets, loc.relative_base) else {
         return Err(KallsymsError::NoAddresses);
     };
     let base = mem.read_u64(base_at)?;
-    let raw = mem.read_bulk(at, count * 4)?;
     let offsets = || raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]));
     let offset = |i: usize| offsets().nth(i);
     let percpu = |o: i32| if o >= 0 { o as u64 } else { base.wrapping_sub(1).wrapping_sub(o as i64 as u64) };
@@ -551,5 +628,57 @@ mod tests {
             assert!(!t.is_lazy());
             assert_eq!(t.find_by_name("pipe_write").next().unwrap().address, 0xffffffff81465a00);
         }
+    }
+
+    /// The kernel's layout: the token table right after the names, so the
+    /// names are read in one request and walked beside the other reads.
+    fn kernel_layout(syms: &[(&str, u64)]) -> (Vec<u8>, KallsymsLocation) {
+        let (mut img, mut loc) = image_sized(syms, true, true, 0x10000);
+        let tokens: Vec<u8> = img[0x400..0x1000].to_vec();
+        let names_end = (0x4000..img.len()).rev().find(|&i| img[i] != 0).map_or(0x4000, |i| i + 1);
+        let at = names_end.next_multiple_of(8) + 0x20;
+        img[at..at + tokens.len()].copy_from_slice(&tokens);
+        loc.token_table = 0x1000 + at as u64;
+        (img, loc)
+    }
+
+    /// Memory whose bulk reads of the names fail: the names are then read
+    /// as the walk reaches them, after it.
+    struct NoBulkNames<'a>(SliceMemory<'a>, u64);
+
+    impl Memory for NoBulkNames<'_> {
+        fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+            self.0.read(addr, buf)
+        }
+        fn read_bulk(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, MemoryError> {
+            if addr == self.1 {
+                return Err(MemoryError::new(addr, crate::memory::MemoryErrorKind::Backend));
+            }
+            read_vec(self, addr, len)
+        }
+    }
+
+    #[test]
+    fn names_walked_beside_the_other_reads_are_those_walked_alone() {
+        let known = [KnownSymbol { name: "_stext", address: 0xffffffff81000000 }];
+        let describe = |t: Result<SymbolTable, KallsymsError>| match t {
+            Ok(t) => format!("{:?}", t.iter().map(|s| (s.name.to_string(), s.address, s.size)).collect::<Vec<_>>()),
+            Err(e) => format!("{e:?}"),
+        };
+        let s = syms();
+        let (img, loc) = kernel_layout(&s);
+        let beside = describe(read_kallsyms(&mut SliceMemory::new(0x1000, &img), &loc, &known));
+        let alone = describe(read_kallsyms(&mut NoBulkNames(SliceMemory::new(0x1000, &img), loc.names), &loc, &known));
+        assert_eq!(beside, alone);
+        assert!(beside.contains("pipe_read") && beside.contains("runqueues"), "{beside}");
+        // A last name that claims to run past the token table: the walk
+        // beside stops there, and the walk reading as it goes decides.
+        let mut bad = img.clone();
+        let last = (loc.names - 0x1000) as usize
+            + (0..s.len() - 1).fold(0, |pos, _| pos + 1 + bad[(loc.names - 0x1000) as usize + pos] as usize);
+        bad[last] = 0x7f;
+        let beside = describe(read_kallsyms(&mut SliceMemory::new(0x1000, &bad), &loc, &known));
+        let alone = describe(read_kallsyms(&mut NoBulkNames(SliceMemory::new(0x1000, &bad), loc.names), &loc, &known));
+        assert_eq!(beside, alone);
     }
 }
