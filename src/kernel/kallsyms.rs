@@ -255,6 +255,9 @@ fn walk_reading<M: Memory>(
     walk_names(names, count, loc.names, &mut need)
 }
 
+/// Makes a buffer at least so many bytes long, or fails.
+type NeedBytes<'a> = dyn FnMut(&mut Vec<u8>, usize) -> Result<(), MemoryError> + 'a;
+
 /// Follows the `count` names from the start of `names` (at `base`), each
 /// a length prefix and that many token bytes; returns where each starts
 /// and cuts `names` after the last. `need(names, upto)` makes `names` at
@@ -263,7 +266,7 @@ fn walk_names(
     names: &mut Vec<u8>,
     count: u64,
     base: u64,
-    need: &mut dyn FnMut(&mut Vec<u8>, usize) -> Result<(), MemoryError>,
+    need: &mut NeedBytes<'_>,
 ) -> Result<Vec<u32>, KallsymsError> {
     // Every name takes at least 2 bytes: the count the dump claims sizes
     // nothing beyond what was read.
