@@ -151,52 +151,24 @@ impl<'data> FlattenedSource<'data> {
             return Err(FlatError::BadVersion(version));
         }
 
+        // A file read with preads, large and with a second thread to
+        // spare, is walked from both ends of the chain at once.
+        let chain = match file {
+            Some(f) if data.len() >= SPLIT_WALK && rayon::current_num_threads() > 1 => walk_split(data, f, passed),
+            _ => walk_chain(data, file, HEADER_SIZE, None, passed),
+        };
+        let records = match chain.end {
+            ChainEnd::Marker(_) => chain.records,
+            ChainEnd::Failed(_, e) => return Err(e),
+            ChainEnd::Stopped(at) => return Err(FlatError::TruncatedRecordHeader { at }),
+        };
         let mut map = PieceMap::default();
-        let mut records = 0u64;
-        let mut at = HEADER_SIZE;
-        let mut next_step = SCAN_STEP;
-        loop {
-            if at >= next_step {
-                passed(at);
-                next_step = at.saturating_add(SCAN_STEP);
-            }
-            let pos = at as usize; // at <= file_len, which came from a usize
-            const LEN: usize = RECORD_HEADER_SIZE as usize;
-            let mut header = [0u8; LEN];
-            // A failed pread falls back to the mapping, which then names
-            // the error (SIGBUS for a file cut short under us).
-            let read = data.len().checked_sub(LEN).is_some_and(|last| pos <= last) && {
-                if file.is_none_or(|f| std::os::unix::fs::FileExt::read_exact_at(f, &mut header, at).is_err()) {
-                    header.copy_from_slice(&data[pos..pos + LEN]);
-                }
-                true
-            };
-            let (true, Some(offset), Some(size)) = (read, be_u64(&header, 0), be_u64(&header, 8)) else {
-                return Err(if at == file_len {
-                    FlatError::MissingEnd { at }
-                } else {
-                    FlatError::TruncatedRecordHeader { at }
-                });
-            };
-            if offset == u64::MAX && size == u64::MAX {
-                break;
-            }
-            // Both are signed 64-bit in the format; negative is invalid.
-            let end = offset.checked_add(size);
-            if offset > i64::MAX as u64 || size > i64::MAX as u64 || end.is_none_or(|e| e > i64::MAX as u64) {
-                return Err(FlatError::BadRecord { at, offset, size });
-            }
-            let body = at + RECORD_HEADER_SIZE;
-            let available = file_len - body;
-            if size > available {
-                return Err(FlatError::TruncatedRecordData { at, offset, size, available });
-            }
+        for &(at, offset, size) in &records {
             if size > 0 {
-                map.insert(Piece { start: offset, end: offset + size, src: body as usize });
+                map.insert(Piece { start: offset, end: offset + size, src: (at + RECORD_HEADER_SIZE) as usize });
             }
-            records += 1;
-            at = body + size;
         }
+        let records = records.len() as u64;
         let overridden_bytes = map.overridden;
         let pieces: Vec<Piece> = map.pieces.into_values().collect();
         let len = pieces.last().map_or(0, |p| p.end);
@@ -234,6 +206,155 @@ impl<'data> FlattenedSource<'data> {
         }
         Ok(())
     }
+}
+
+/// Files from this size on have their record index walked from both ends
+/// at once ([`walk_split`]).
+const SPLIT_WALK: usize = 16 << 20;
+
+/// How a walk along the chain of record headers ended, at which file offset.
+#[derive(Clone, Copy, Debug)]
+enum ChainEnd {
+    /// At the end marker.
+    Marker(u64),
+    /// At a header that is not valid: what the index reports.
+    Failed(u64, FlatError),
+    /// At or past the offset it was told to stop at.
+    Stopped(u64),
+}
+
+/// Records along a chain of headers: (file offset of the header, target
+/// offset, size), in file order, and how the walk ended.
+struct Chain {
+    records: Vec<(u64, u64, u64)>,
+    end: ChainEnd,
+}
+
+/// The 16 bytes at `at`: from `file` (a pread) when given, else (or when
+/// the pread fails) from `data`. None past `data`'s end.
+fn header_at(data: &[u8], file: Option<&std::fs::File>, at: u64) -> Option<[u8; RECORD_HEADER_SIZE as usize]> {
+    const LEN: usize = RECORD_HEADER_SIZE as usize;
+    let last = data.len().checked_sub(LEN)?;
+    let pos = usize::try_from(at).ok().filter(|&p| p <= last)?;
+    let mut header = [0u8; LEN];
+    // A failed pread falls back to the mapping, which then names the error
+    // (SIGBUS for a file cut short under us).
+    if file.is_none_or(|f| std::os::unix::fs::FileExt::read_exact_at(f, &mut header, at).is_err()) {
+        header.copy_from_slice(&data[pos..pos + LEN]);
+    }
+    Some(header)
+}
+
+/// Follows the record headers from `start` to the end marker, an invalid
+/// header, or (with `stop`) the first header at or past `stop`, calling
+/// `passed(offset)` after each [`SCAN_STEP`] bytes.
+fn walk_chain(
+    data: &[u8],
+    file: Option<&std::fs::File>,
+    start: u64,
+    stop: Option<u64>,
+    passed: &mut dyn FnMut(u64),
+) -> Chain {
+    let file_len = data.len() as u64;
+    let mut records = Vec::new();
+    let mut at = start;
+    let mut next_step = SCAN_STEP;
+    let end = loop {
+        if stop.is_some_and(|stop| at >= stop) {
+            break ChainEnd::Stopped(at);
+        }
+        if at >= next_step {
+            passed(at);
+            next_step = at.saturating_add(SCAN_STEP);
+        }
+        let header = header_at(data, file, at);
+        let (Some(offset), Some(size)) = (header.and_then(|h| be_u64(&h, 0)), header.and_then(|h| be_u64(&h, 8)))
+        else {
+            let e = if at == file_len { FlatError::MissingEnd { at } } else { FlatError::TruncatedRecordHeader { at } };
+            break ChainEnd::Failed(at, e);
+        };
+        if offset == u64::MAX && size == u64::MAX {
+            break ChainEnd::Marker(at);
+        }
+        // Both are signed 64-bit in the format; negative is invalid.
+        let end = offset.checked_add(size);
+        if offset > i64::MAX as u64 || size > i64::MAX as u64 || end.is_none_or(|e| e > i64::MAX as u64) {
+            break ChainEnd::Failed(at, FlatError::BadRecord { at, offset, size });
+        }
+        let body = at + RECORD_HEADER_SIZE;
+        let available = file_len.saturating_sub(body);
+        if size > available {
+            break ChainEnd::Failed(at, FlatError::TruncatedRecordData { at, offset, size, available });
+        }
+        records.push((at, offset, size));
+        at = body + size;
+    };
+    Chain { records, end }
+}
+
+/// [`walk_chain`] from the start, with a second walk on another thread
+/// from a header found near the middle of the file. The first walk stops
+/// at the middle; if it is then at a header the second one went through,
+/// the rest is the second one's (from a header, the chain is the same
+/// whoever follows it), else it goes on alone. A second walk that started
+/// on bytes that only look like a header costs time, never a record.
+fn walk_split(data: &[u8], file: &std::fs::File, passed: &mut dyn FnMut(u64)) -> Chain {
+    let mid = data.len() as u64 / 2;
+    let back = std::sync::Mutex::new(None);
+    let mut front = rayon::in_place_scope(|s| {
+        s.spawn(|_| {
+            let chain = header_near(data, file, mid).map(|at| walk_chain(data, Some(file), at, None, &mut |_| {}));
+            *back.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = chain;
+        });
+        walk_chain(data, Some(file), HEADER_SIZE, Some(mid), passed)
+    });
+    let ChainEnd::Stopped(at) = front.end else { return front };
+    let back = back.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let joined = back.and_then(|back| {
+        let end_at = match back.end {
+            ChainEnd::Marker(at) | ChainEnd::Failed(at, _) | ChainEnd::Stopped(at) => at,
+        };
+        let from = match back.records.binary_search_by_key(&at, |r| r.0) {
+            Ok(i) => i,
+            Err(_) if end_at == at => back.records.len(),
+            Err(_) => return None,
+        };
+        Some(Chain { records: back.records[from..].to_vec(), end: back.end })
+    });
+    let rest = joined.unwrap_or_else(|| walk_chain(data, Some(file), at, None, &mut |_| {}));
+    let mut step = at.next_multiple_of(SCAN_STEP).max(SCAN_STEP);
+    for &(at, _, _) in &rest.records {
+        if at >= step {
+            passed(at);
+            step = at.saturating_add(SCAN_STEP);
+        }
+    }
+    front.records.extend(rest.records);
+    front.end = rest.end;
+    front
+}
+
+/// The first offset at or after `from` whose 16 bytes are a valid record
+/// header with data, followed (when it is in the same 64 KiB) by another
+/// one or the end marker: where a second walk can start.
+fn header_near(data: &[u8], file: &std::fs::File, from: u64) -> Option<u64> {
+    const WINDOW: usize = 64 << 10;
+    let file_len = data.len() as u64;
+    let mut window = vec![0u8; WINDOW.min(data.len().saturating_sub(from as usize))];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut window, from).ok()?;
+    let valid = |q: usize| -> Option<u64> {
+        let (offset, size) = (be_u64(&window, q)?, be_u64(&window, q + 8)?);
+        let at = from + q as u64;
+        let fits = size > 0 && size <= file_len.saturating_sub(at + RECORD_HEADER_SIZE);
+        (offset <= i64::MAX as u64 && offset.checked_add(size).is_some_and(|e| e <= i64::MAX as u64) && fits)
+            .then_some(size)
+    };
+    (0..window.len().saturating_sub(RECORD_HEADER_SIZE as usize)).find_map(|q| {
+        let size = valid(q)?;
+        let next = q + RECORD_HEADER_SIZE as usize + usize::try_from(size).ok()?;
+        let marker = be_u64(&window, next) == Some(u64::MAX) && be_u64(&window, next + 8) == Some(u64::MAX);
+        (next + 16 > window.len() || marker || valid(next).is_some()).then_some(from + q as u64)
+    })
 }
 
 impl<'data> ByteSource<'data> for FlattenedSource<'data> {
@@ -458,5 +579,86 @@ mod tests {
         let err = FlattenedSource::parse_from(&data, &mut |_| {}, Some(&file)).unwrap_err();
         let _ = std::fs::remove_file(&other);
         assert!(matches!(err, FlatError::BadRecord { at: HEADER_SIZE, .. }), "{err:?}");
+    }
+
+    /// A flattened file of about `mib` MiB: records of odd sizes, some
+    /// overwriting others, runs of zeros and of bytes that look like
+    /// headers inside the data.
+    fn big_flat(mib: usize, seed: u64) -> Vec<u8> {
+        let mut next = crate::test_rng(seed);
+        let mut records: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut total = 0usize;
+        while total < mib << 20 {
+            let size = match next() % 4 {
+                0 => 16384,
+                1 => 16368,
+                2 => 1 + (next() % 20000) as usize,
+                _ => 4096,
+            };
+            let mut bytes: Vec<u8> = (0..size.div_ceil(8)).flat_map(|_| next().to_le_bytes()).take(size).collect();
+            match next() % 5 {
+                0 => bytes.iter_mut().take(4000).for_each(|b| *b = 0),
+                1 if size > 64 => {
+                    // A fake header: a small offset and size, then zeros.
+                    bytes[..8].copy_from_slice(&0x1000u64.to_be_bytes());
+                    bytes[8..16].copy_from_slice(&32u64.to_be_bytes());
+                }
+                _ => {}
+            }
+            let offset = if next() % 7 == 0 && total > 0 { next() % total as u64 } else { total as u64 };
+            total += size;
+            records.push((offset, bytes));
+        }
+        flatten(records.iter().map(|(o, b)| (*o, &b[..])))
+    }
+
+    #[test]
+    fn a_walk_from_both_ends_finds_what_one_walk_finds() {
+        let dir = std::env::temp_dir();
+        for (seed, cut) in [(1u64, 0usize), (2, 0), (3, 1 << 20), (4, 3)] {
+            let mut flat = big_flat(20, seed);
+            let len = flat.len() - cut;
+            flat.truncate(len);
+            let path = dir.join(format!("lpstack-split-{}-{seed}", std::process::id()));
+            std::fs::write(&path, &flat).unwrap();
+            let file = std::fs::File::open(&path).unwrap();
+            let one = walk_chain(&flat, None, HEADER_SIZE, None, &mut |_| {});
+            let mut steps = Vec::new();
+            let both = walk_split(&flat, &file, &mut |at| steps.push(at));
+            let _ = std::fs::remove_file(&path);
+            assert_eq!(both.records, one.records, "seed {seed}");
+            assert_eq!(format!("{:?}", both.end), format!("{:?}", one.end), "seed {seed}");
+            assert!(one.records.len() > 1000, "seed {seed}: {} records", one.records.len());
+            if cut == 0 {
+                assert!(matches!(one.end, ChainEnd::Marker(_)), "seed {seed}: {:?}", one.end);
+            }
+            assert!(steps.len() >= 1 && steps.is_sorted(), "seed {seed}: {steps:?}");
+            // And through the public entry point, as the mapping gives it.
+            let mapped = FlattenedSource::parse(&flat).map(|s| format!("{s:?}"));
+            let read = FlattenedSource::parse_from(&flat, &mut |_| {}, Some(&file)).map(|s| format!("{s:?}"));
+            assert_eq!(read, mapped, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn a_second_walk_that_starts_on_bytes_that_look_like_headers_changes_nothing() {
+        // The middle of the file is a run of fake headers: the second walk
+        // starts on them; what it gives is used only from a header the
+        // first walk reaches.
+        let mut fake = vec![0u8; 9 << 20];
+        for chunk in fake.chunks_exact_mut(32) {
+            chunk[..8].copy_from_slice(&0x2000u64.to_be_bytes());
+            chunk[8..16].copy_from_slice(&16u64.to_be_bytes());
+        }
+        let tail: Vec<u8> = vec![7u8; 8 << 20];
+        let flat = flatten([(0u64, &fake[..]), (fake.len() as u64, &tail[..])]);
+        let path = std::env::temp_dir().join(format!("lpstack-split-fake-{}", std::process::id()));
+        std::fs::write(&path, &flat).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let both = walk_split(&flat, &file, &mut |_| {});
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(both.records, walk_chain(&flat, None, HEADER_SIZE, None, &mut |_| {}).records);
+        assert_eq!(both.records.iter().map(|r| (r.1, r.2)).collect::<Vec<_>>(), [(0, 9 << 20), (9 << 20, 8 << 20)]);
+        assert!(matches!(both.end, ChainEnd::Marker(_)), "{:?}", both.end);
     }
 }

@@ -262,12 +262,7 @@ type NeedBytes<'a> = dyn FnMut(&mut Vec<u8>, usize) -> Result<(), MemoryError> +
 /// a length prefix and that many token bytes; returns where each starts
 /// and cuts `names` after the last. `need(names, upto)` makes `names` at
 /// least `upto` bytes long, or fails.
-fn walk_names(
-    names: &mut Vec<u8>,
-    count: u64,
-    base: u64,
-    need: &mut NeedBytes<'_>,
-) -> Result<Vec<u32>, KallsymsError> {
+fn walk_names(names: &mut Vec<u8>, count: u64, base: u64, need: &mut NeedBytes<'_>) -> Result<Vec<u32>, KallsymsError> {
     // Every name takes at least 2 bytes: the count the dump claims sizes
     // nothing beyond what was read.
     let mut starts: Vec<u32> = Vec::with_capacity((count as usize).min((names.len() / 2).max(1 << 14)));
