@@ -469,40 +469,70 @@ fn write_frames_json<'a>(out: &mut Vec<u8>, frames: impl Iterator<Item = JsonFra
 /// The tasks array as serde writes it as the report's `"tasks"` value:
 /// each task's frames by [`write_frames_json`], its other fields (small)
 /// by serde, indented to where they sit.
-fn write_tasks_json(w: &mut dyn Write, tasks: &Tasks<'_>) -> Result<(), CliError> {
+fn write_tasks_json<'a>(w: &mut dyn Write, tasks: &Tasks<'a>) -> Result<(), CliError> {
     if tasks.rows.is_empty() {
         w.write_all(b"[]")?;
         return Ok(());
     }
-    // One task at a time: the report is not held whole in memory.
-    let (mut task, mut scratch) = (Vec::new(), Vec::new());
+    // A few hundred tasks at a time, two parts at once on the pool's
+    // threads (each part with its own symbol cache), written in order: the
+    // report is not held whole in memory.
+    const PART: usize = 256;
+    let (set, home, symbolizer) = (tasks.set, tasks.home, tasks.symbols.symbols);
+    let format = |start: usize, rows: &'a [Row<'a, 'a>]| -> Result<Vec<u8>, CliError> {
+        let symbols = FrameSymbols::new(symbolizer);
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        for (i, r) in rows.iter().enumerate() {
+            write_task_json(&mut out, &mut scratch, start + i == 0, r, set, &symbols, home)?;
+        }
+        Ok(out)
+    };
     w.write_all(b"[")?;
-    for (i, r) in tasks.rows.iter().enumerate() {
-        task.clear();
-        let out = &mut task;
-        out.extend_from_slice(if i == 0 { b"\n    {" } else { b",\n    {" });
-        let t = json_task(r, tasks.set, tasks.symbols, tasks.home);
-        let mut f = TaskFields { out: &mut *out, scratch: &mut scratch, first: true };
-        f.field("blocking", &t.blocking)?;
-        f.field("comm", &t.comm)?;
-        f.optional("cpu", &t.cpu)?;
-        f.key("frames");
-        write_frames_json(f.out, t.frames.frames());
-        f.optional("idle", &t.idle)?;
-        f.optional("kthread", &t.kthread)?;
-        f.optional("on_cpu", &t.on_cpu)?;
-        f.optional("patch_state", &t.patch_state)?;
-        f.field("patched_frames", &t.patched_frames)?;
-        f.field("pid", &t.pid)?;
-        f.field("state", &t.state)?;
-        f.field("tgid", &t.tgid)?;
-        f.optional("transition", &t.transition)?;
-        f.field("unreliable", &t.unreliable)?;
-        f.field("verdict", &t.verdict)?;
-        out.extend_from_slice(b"\n    }");
-        w.write_all(out)?;
+    let parts: Vec<(usize, &'a [Row<'a, 'a>])> =
+        tasks.rows.chunks(PART).enumerate().map(|(i, c)| (i * PART, c)).collect();
+    for pair in parts.chunks(2) {
+        let (first, second) =
+            rayon::join(|| format(pair[0].0, pair[0].1), || pair.get(1).map(|&(start, rows)| format(start, rows)));
+        w.write_all(&first?)?;
+        if let Some(second) = second {
+            w.write_all(&second?)?;
+        }
     }
     w.write_all(b"\n  ]")?;
+    Ok(())
+}
+
+/// One task object, after a comma unless it is the `first`.
+#[allow(clippy::too_many_arguments)]
+fn write_task_json<'a>(
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    first: bool,
+    r: &'a Row<'a, 'a>,
+    set: &'a PatchSet,
+    symbols: &'a FrameSymbols<'a>,
+    home: &'a str,
+) -> Result<(), CliError> {
+    out.extend_from_slice(if first { b"\n    {" } else { b",\n    {" });
+    let t = json_task(r, set, symbols, home);
+    let mut f = TaskFields { out: &mut *out, scratch: &mut *scratch, first: true };
+    f.field("blocking", &t.blocking)?;
+    f.field("comm", &t.comm)?;
+    f.optional("cpu", &t.cpu)?;
+    f.key("frames");
+    write_frames_json(f.out, t.frames.frames());
+    f.optional("idle", &t.idle)?;
+    f.optional("kthread", &t.kthread)?;
+    f.optional("on_cpu", &t.on_cpu)?;
+    f.optional("patch_state", &t.patch_state)?;
+    f.field("patched_frames", &t.patched_frames)?;
+    f.field("pid", &t.pid)?;
+    f.field("state", &t.state)?;
+    f.field("tgid", &t.tgid)?;
+    f.optional("transition", &t.transition)?;
+    f.field("unreliable", &t.unreliable)?;
+    f.field("verdict", &t.verdict)?;
+    out.extend_from_slice(b"\n    }");
     Ok(())
 }
 
@@ -903,7 +933,15 @@ mod tests {
             stall: (i == 1).then(|| stall.clone()),
         };
         let frames: &'static [Frame] = Box::leak(Box::new(frames));
-        let rows = [row(0, frames), row(1, frames), row(2, &[]), row(3, &frames[..1])];
+        // Enough rows for several parts of the parallel writer.
+        let rows: Vec<Row<'_, '_>> = (0..600)
+            .map(|i| match i % 4 {
+                0 => row(0, frames),
+                1 => row(1, frames),
+                2 => row(2, &[]),
+                _ => row(3, &frames[..1]),
+            })
+            .collect();
         for home in ["vmlinux", "parked"] {
             let target = Target {
                 key: "kernel",
