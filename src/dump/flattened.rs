@@ -157,18 +157,16 @@ impl<'data> FlattenedSource<'data> {
             Some(f) if data.len() >= SPLIT_WALK && rayon::current_num_threads() > 1 => walk_split(data, f, passed),
             _ => walk_chain(data, file, HEADER_SIZE, None, passed),
         };
-        let records = match chain.end {
-            ChainEnd::Marker(_) => chain.records,
+        match chain.end {
+            ChainEnd::Marker(_) => {}
             ChainEnd::Failed(_, e) => return Err(e),
             ChainEnd::Stopped(at) => return Err(FlatError::TruncatedRecordHeader { at }),
-        };
-        let mut map = PieceMap::default();
-        for &(at, offset, size) in &records {
-            if size > 0 {
-                map.insert(Piece { start: offset, end: offset + size, src: (at + RECORD_HEADER_SIZE) as usize });
-            }
         }
-        let records = records.len() as u64;
+        let mut map = PieceMap::default();
+        for &(at, offset, size, _) in &chain.records {
+            map.insert(Piece { start: offset, end: offset + size, src: (at + RECORD_HEADER_SIZE) as usize });
+        }
+        let records = chain.count;
         let overridden_bytes = map.overridden;
         let pieces: Vec<Piece> = map.pieces.into_values().collect();
         let len = pieces.last().map_or(0, |p| p.end);
@@ -223,10 +221,13 @@ enum ChainEnd {
     Stopped(u64),
 }
 
-/// Records along a chain of headers: (file offset of the header, target
-/// offset, size), in file order, and how the walk ended.
+/// Records along a chain of headers that hold data: (file offset of the
+/// header, target offset, size, how many records came before it), in file
+/// order; how many records there were, empty ones too (kept as a count
+/// only: an empty record costs 16 bytes of input); and how the walk ended.
 struct Chain {
-    records: Vec<(u64, u64, u64)>,
+    records: Vec<(u64, u64, u64, u64)>,
+    count: u64,
     end: ChainEnd,
 }
 
@@ -256,7 +257,7 @@ fn walk_chain(
     passed: &mut dyn FnMut(u64),
 ) -> Chain {
     let file_len = data.len() as u64;
-    let mut records = Vec::new();
+    let (mut records, mut count) = (Vec::new(), 0);
     let mut at = start;
     let mut next_step = SCAN_STEP;
     let end = loop {
@@ -286,10 +287,13 @@ fn walk_chain(
         if size > available {
             break ChainEnd::Failed(at, FlatError::TruncatedRecordData { at, offset, size, available });
         }
-        records.push((at, offset, size));
+        if size > 0 {
+            records.push((at, offset, size, count));
+        }
+        count += 1;
         at = body + size;
     };
-    Chain { records, end }
+    Chain { records, count, end }
 }
 
 /// [`walk_chain`] from the start, with a second walk on another thread
@@ -314,22 +318,29 @@ fn walk_split(data: &[u8], file: &std::fs::File, passed: &mut dyn FnMut(u64)) ->
         let end_at = match back.end {
             ChainEnd::Marker(at) | ChainEnd::Failed(at, _) | ChainEnd::Stopped(at) => at,
         };
-        let from = match back.records.binary_search_by_key(&at, |r| r.0) {
-            Ok(i) => i,
-            Err(_) if end_at == at => back.records.len(),
+        // Where the first walk stands: a header with data the second went
+        // through, or the second's end. (At an empty record, or anywhere
+        // else, the first walk goes on alone.) The records counted from
+        // there are the second walk's, but those before.
+        let (from, before) = match back.records.binary_search_by_key(&at, |r| r.0) {
+            Ok(i) => (i, back.records[i].3),
+            Err(_) if end_at == at => (back.records.len(), back.count),
             Err(_) => return None,
         };
-        Some(Chain { records: back.records[from..].to_vec(), end: back.end })
+        let records = back.records[from..].iter().map(|&(a, o, n, k)| (a, o, n, k - before)).collect();
+        Some(Chain { records, count: back.count - before, end: back.end })
     });
     let rest = joined.unwrap_or_else(|| walk_chain(data, Some(file), at, None, &mut |_| {}));
     let mut step = at.next_multiple_of(SCAN_STEP).max(SCAN_STEP);
-    for &(at, _, _) in &rest.records {
+    for &(at, ..) in &rest.records {
         if at >= step {
             passed(at);
             step = at.saturating_add(SCAN_STEP);
         }
     }
-    front.records.extend(rest.records);
+    let before = front.count;
+    front.records.extend(rest.records.into_iter().map(|(a, o, n, k)| (a, o, n, k + before)));
+    front.count += rest.count;
     front.end = rest.end;
     front
 }
@@ -589,11 +600,13 @@ mod tests {
         let mut records: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut total = 0usize;
         while total < mib << 20 {
-            let size = match next() % 4 {
+            let size = match next() % 5 {
                 0 => 16384,
                 1 => 16368,
                 2 => 1 + (next() % 20000) as usize,
-                _ => 4096,
+                3 => 4096,
+                // Empty records, counted but not kept.
+                _ => (next() % 2) as usize * 4096,
             };
             let mut bytes: Vec<u8> = (0..size.div_ceil(8)).flat_map(|_| next().to_le_bytes()).take(size).collect();
             match next() % 5 {
@@ -627,6 +640,8 @@ mod tests {
             let both = walk_split(&flat, &file, &mut |at| steps.push(at));
             let _ = std::fs::remove_file(&path);
             assert_eq!(both.records, one.records, "seed {seed}");
+            assert_eq!(both.count, one.count, "seed {seed}");
+            assert!(one.count > one.records.len() as u64, "seed {seed}: no empty records");
             assert_eq!(format!("{:?}", both.end), format!("{:?}", one.end), "seed {seed}");
             assert!(one.records.len() > 1000, "seed {seed}: {} records", one.records.len());
             if cut == 0 {
