@@ -277,16 +277,10 @@ fn walk_chain(
         if offset == u64::MAX && size == u64::MAX {
             break ChainEnd::Marker(at);
         }
-        // Both are signed 64-bit in the format; negative is invalid.
-        let end = offset.checked_add(size);
-        if offset > i64::MAX as u64 || size > i64::MAX as u64 || end.is_none_or(|e| e > i64::MAX as u64) {
-            break ChainEnd::Failed(at, FlatError::BadRecord { at, offset, size });
+        if let Err(e) = check_record(at, offset, size, file_len) {
+            break ChainEnd::Failed(at, e);
         }
         let body = at + RECORD_HEADER_SIZE;
-        let available = file_len.saturating_sub(body);
-        if size > available {
-            break ChainEnd::Failed(at, FlatError::TruncatedRecordData { at, offset, size, available });
-        }
         if size > 0 {
             records.push((at, offset, size, count));
         }
@@ -294,6 +288,21 @@ fn walk_chain(
         at = body + size;
     };
     Chain { records, count, end }
+}
+
+/// Whether the record whose header is at `at` holds `offset` and `size`
+/// that can be (both are signed 64-bit in the format; negative is invalid)
+/// and its data lies within the file.
+fn check_record(at: u64, offset: u64, size: u64, file_len: u64) -> Result<(), FlatError> {
+    let end = offset.checked_add(size);
+    if offset > i64::MAX as u64 || size > i64::MAX as u64 || end.is_none_or(|e| e > i64::MAX as u64) {
+        return Err(FlatError::BadRecord { at, offset, size });
+    }
+    let available = file_len.saturating_sub(at + RECORD_HEADER_SIZE);
+    if size > available {
+        return Err(FlatError::TruncatedRecordData { at, offset, size, available });
+    }
+    Ok(())
 }
 
 /// [`walk_chain`] from the start, with a second walk on another thread
@@ -355,10 +364,7 @@ fn header_near(data: &[u8], file: &std::fs::File, from: u64) -> Option<u64> {
     std::os::unix::fs::FileExt::read_exact_at(file, &mut window, from).ok()?;
     let valid = |q: usize| -> Option<u64> {
         let (offset, size) = (be_u64(&window, q)?, be_u64(&window, q + 8)?);
-        let at = from + q as u64;
-        let fits = size > 0 && size <= file_len.saturating_sub(at + RECORD_HEADER_SIZE);
-        (offset <= i64::MAX as u64 && offset.checked_add(size).is_some_and(|e| e <= i64::MAX as u64) && fits)
-            .then_some(size)
+        (size > 0 && check_record(from + q as u64, offset, size, file_len).is_ok()).then_some(size)
     };
     (0..window.len().saturating_sub(RECORD_HEADER_SIZE as usize)).find_map(|q| {
         let size = valid(q)?;

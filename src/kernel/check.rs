@@ -681,7 +681,7 @@ where
     let (mem, code, tables) = kernel.walk_parts();
     let mut w1 = tables.walker(mem, code);
     let work = &work;
-    // On rayon's threads, which are ready (see SplitReader::read_bulk).
+    // On rayon's threads, which are ready (see SplitReader::read_bulk_into).
     let (mut out, rest) = rayon::join(
         || work(&mut w1, tasks, reads),
         || {

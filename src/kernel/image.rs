@@ -258,6 +258,9 @@ fn layout_from_btf(bytes: &[u8]) -> Result<Layout, KernelError> {
     Ok(Layout::from_btf(&Btf::parse(bytes).map_err(KernelError::BtfFile)?)?)
 }
 
+/// The largest table read out of memory at once (real ones are a few MB).
+const MAX_TABLE: u64 = 256 << 20;
+
 /// Bytes of vmlinux's BTF type section read first: the kernel's BTF starts
 /// with the core types (Debian 6.12: task_struct at 0.1% of 2.9 MB, the
 /// last struct lpstack needs, klp_patch, at 22%).
@@ -269,9 +272,8 @@ const BTF_TYPES_FIRST: usize = 1 << 20;
 /// and as large a share of the strings, then four times as much, until the
 /// prefix answers every lookup ([`Btf::ran_short`]).
 fn layout_from_memory<M: Memory>(mem: &mut M, start: u64, stop: u64) -> Result<Layout, KernelError> {
-    const MIB: u64 = 1 << 20;
     let len = stop.saturating_sub(start);
-    if len > 256 * MIB {
+    if len > MAX_TABLE {
         return Err(KernelError::TooLarge { what: "BTF", size: len });
     }
     let mut bytes = vec![0u8; len as usize];
@@ -298,8 +300,8 @@ fn layout_from_memory<M: Memory>(mem: &mut M, start: u64, stop: u64) -> Result<L
                 *from = to;
             }
         }
-        let btf = if read == (types, strings) { Btf::parse(&bytes) } else { Btf::parse_prefix(&bytes, read.0, read.1) }
-            .map_err(|err| KernelError::Btf { addr: start, err })?;
+        // With every byte read, the "prefix" is the whole table.
+        let btf = Btf::parse_prefix(&bytes, read.0, read.1).map_err(|err| KernelError::Btf { addr: start, err })?;
         let layout = Layout::from_btf(&btf);
         if !btf.ran_short() {
             return Ok(layout?);
@@ -366,7 +368,7 @@ impl RawOrc {
 }
 
 fn read_bytes<M: Memory>(mem: &mut M, addr: u64, len: u64, what: &'static str) -> Result<Vec<u8>, KernelError> {
-    if len > 256 << 20 {
+    if len > MAX_TABLE {
         return Err(KernelError::TooLarge { what, size: len });
     }
     mem.read_bulk(addr, len as usize).map_err(mem_err(what))

@@ -291,6 +291,7 @@ fn walk_names(names: &mut Vec<u8>, count: u64, base: u64, need: &mut NeedBytes<'
 /// permutation of the symbols and the names it orders are in order at
 /// evenly spread samples; otherwise there is no name order (and every name
 /// is decoded instead).
+///
 /// `read`: one candidate's bytes, read already.
 fn find_name_order<M: Memory>(
     mem: &mut M,
