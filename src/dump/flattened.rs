@@ -96,8 +96,8 @@ pub const SCAN_STEP: u64 = 16 << 20;
 #[derive(Clone, Debug)]
 pub struct FlattenedSource<'data> {
     data: &'data [u8],
-    /// Sorted, non-overlapping.
-    pieces: Vec<Piece>,
+    /// Sorted, non-overlapping; shared by the readers a check splits off.
+    pieces: std::sync::Arc<[Piece]>,
     len: u64,
     records: u64,
     overridden_bytes: u64,
@@ -168,7 +168,7 @@ impl<'data> FlattenedSource<'data> {
         }
         let records = chain.count;
         let overridden_bytes = map.overridden;
-        let pieces: Vec<Piece> = map.pieces.into_values().collect();
+        let pieces: std::sync::Arc<[Piece]> = map.pieces.into_values().collect();
         let len = pieces.last().map_or(0, |p| p.end);
         Ok(FlattenedSource { data, pieces, len, records, overridden_bytes })
     }

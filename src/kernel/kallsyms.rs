@@ -12,7 +12,7 @@
 //! patched functions invisible.
 
 use crate::memory::{Memory, MemoryError, read_into, read_vec};
-use crate::symbols::{SymbolDecoder, SymbolKind, SymbolSize, SymbolTable};
+use crate::symbols::{Addresses, SymbolDecoder, SymbolKind, SymbolSize, SymbolTable};
 
 /// Where the tables are (runtime addresses, e.g. from VMCOREINFO).
 #[derive(Clone, Copy, Debug, Default)]
@@ -96,27 +96,48 @@ fn kind_of(type_char: u8) -> SymbolKind {
     }
 }
 
-/// The compressed names, indexed: `kallsyms_names` as read, where each
-/// symbol's name starts, the 256 tokens, and the name order when the
-/// kernel keeps one (`kallsyms_seqs_of_names`, 6.2+).
+/// Every how many names the walk notes where one starts. A name is found
+/// from the note before it (at most 15 length prefixes on): a note per
+/// name would be 800 KB of fresh memory for a 200k-symbol kernel.
+const NAME_STRIDE: usize = 16;
+
+/// The compressed names, indexed: `kallsyms_names` as read, where every
+/// [`NAME_STRIDE`]th symbol's name starts, the 256 tokens, and the name
+/// order when the kernel keeps one (`kallsyms_seqs_of_names`, 6.2+).
 struct KallsymsNames {
     names: Vec<u8>,
-    /// Offset in `names` of each symbol's length prefix (checked by the
-    /// walk that found them).
+    /// Offset in `names` of the length prefix of symbols 0, 16, 32, ...
+    /// (checked, with every name between, by the walk that found them).
     starts: Vec<u32>,
+    /// How many symbols the walk went through.
+    count: usize,
     tokens: Vec<u8>,
     token_spans: Vec<(u32, u32)>,
-    /// Rank in name order -> symbol index; empty without a name order.
-    seqs: Vec<u32>,
+    /// `kallsyms_seqs_of_names` as read: rank in name order -> symbol
+    /// index, 3 bytes big-endian each; empty without a name order.
+    seqs: Vec<u8>,
 }
 
 impl KallsymsNames {
+    /// Where symbol `index`'s length prefix is in `names`.
+    fn start_of(&self, index: usize) -> Option<usize> {
+        if index >= self.count {
+            return None;
+        }
+        let mut pos = *self.starts.get(index / NAME_STRIDE)? as usize;
+        for _ in 0..index % NAME_STRIDE {
+            let (header, len) = entry_at(&self.names, pos)?;
+            pos += header + len;
+        }
+        Some(pos)
+    }
+
     /// The expanded bytes of symbol `index`: type character, then name.
     fn expand(&self, index: usize, out: &mut Vec<u8>) {
         out.clear();
-        let Some(&start) = self.starts.get(index) else { return };
-        let codes = entry_at(&self.names, start as usize).map_or(&[][..], |(header, len)| {
-            let codes = start as usize + header;
+        let Some(start) = self.start_of(index) else { return };
+        let codes = entry_at(&self.names, start).map_or(&[][..], |(header, len)| {
+            let codes = start + header;
             self.names.get(codes..codes + len).unwrap_or(&[])
         });
         for &code in codes {
@@ -137,11 +158,10 @@ impl KallsymsNames {
 
     /// Indexes of the symbols named `name`, by binary search in name order.
     fn named(&self, name: &str) -> Vec<usize> {
-        let ranks = crate::symbols::equal_range(self.seqs.len(), |rank| {
-            let index = self.seqs.get(rank).map_or(usize::MAX, |&i| i as usize);
-            self.name_of(index).1.as_str().cmp(name)
+        let ranks = crate::symbols::equal_range(self.seqs.len() / 3, |rank| {
+            self.name_of(self.by_name_rank(rank)).1.as_str().cmp(name)
         });
-        ranks.filter_map(|rank| self.seqs.get(rank)).map(|&i| i as usize).collect()
+        ranks.map(|rank| self.by_name_rank(rank)).collect()
     }
 }
 
@@ -151,7 +171,15 @@ impl SymbolDecoder for KallsymsNames {
     }
 
     fn by_name_rank(&self, rank: usize) -> usize {
-        self.seqs.get(rank).map_or(usize::MAX, |&i| i as usize)
+        seq_at(&self.seqs, rank).unwrap_or(usize::MAX)
+    }
+}
+
+/// Entry `rank` of a `kallsyms_seqs_of_names` table as read.
+fn seq_at(seqs: &[u8], rank: usize) -> Option<usize> {
+    match seqs.get(rank.checked_mul(3)?..)? {
+        [a, b, c, ..] => Some((*a as usize) << 16 | (*b as usize) << 8 | *c as usize),
+        _ => None,
     }
 }
 
@@ -206,7 +234,8 @@ fn read_names<M: Memory + Send, T: Send>(
         Some(len @ 1..=NAMES_AHEAD) => mem.read_bulk(loc.names, len as usize).unwrap_or_default(),
         _ => Vec::new(),
     };
-    let made = |names, starts| KallsymsNames { names, starts, tokens, token_spans, seqs: Vec::new() };
+    let made =
+        |names, starts| KallsymsNames { names, starts, count: count as usize, tokens, token_spans, seqs: Vec::new() };
     // The walk on its own, beside the other reads, while it stays within
     // what is read (it always does on a real kernel); else again, reading
     // as it goes.
@@ -259,27 +288,38 @@ fn walk_reading<M: Memory>(
 type NeedBytes<'a> = dyn FnMut(&mut Vec<u8>, usize) -> Result<(), MemoryError> + 'a;
 
 /// Follows the `count` names from the start of `names` (at `base`), each
-/// a length prefix and that many token bytes; returns where each starts
+/// a length prefix and that many token bytes; returns where every
+/// [`NAME_STRIDE`]th starts
 /// and cuts `names` after the last. `need(names, upto)` makes `names` at
 /// least `upto` bytes long, or fails.
 fn walk_names(names: &mut Vec<u8>, count: u64, base: u64, need: &mut NeedBytes<'_>) -> Result<Vec<u32>, KallsymsError> {
     // Every name takes at least 2 bytes: the count the dump claims sizes
     // nothing beyond what was read.
-    let mut starts: Vec<u32> = Vec::with_capacity((count as usize).min((names.len() / 2).max(1 << 14)));
+    let mut starts: Vec<u32> =
+        Vec::with_capacity((count as usize).min((names.len() / 2).max(1 << 14)).div_ceil(NAME_STRIDE));
     let mut pos = 0usize;
     for index in 0..count {
-        need(names, pos + 1)?;
-        if names[pos] & 0x80 != 0 {
-            need(names, pos + 2)?;
+        // `need` only where the bytes run out (a real table is read whole:
+        // three indirect calls a name were most of the walk's time).
+        if pos + 2 > names.len() {
+            need(names, pos + 1)?;
+            if names[pos] & 0x80 != 0 {
+                need(names, pos + 2)?;
+            }
         }
         let bad = || KallsymsError::BadName { index, addr: base.wrapping_add(pos as u64) };
         let (header, len) = entry_at(names, pos).ok_or_else(bad)?;
         if len == 0 || pos + header + len > u32::MAX as usize {
             return Err(bad());
         }
-        need(names, pos + header + len)?;
-        starts.push(pos as u32);
-        pos += header + len;
+        let end = pos + header + len;
+        if end > names.len() {
+            need(names, end)?;
+        }
+        if (index as usize).is_multiple_of(NAME_STRIDE) {
+            starts.push(pos as u32);
+        }
+        pos = end;
     }
     names.truncate(pos);
     Ok(starts)
@@ -298,8 +338,8 @@ fn find_name_order<M: Memory>(
     loc: &KallsymsLocation,
     names: &KallsymsNames,
     mut read: Option<(u64, Result<Vec<u8>, MemoryError>)>,
-) -> Vec<u32> {
-    let count = names.starts.len();
+) -> Vec<u8> {
+    let count = names.count;
     let size = count * 3;
     for at in name_order_places(loc, count) {
         let raw = match read.take() {
@@ -307,25 +347,30 @@ fn find_name_order<M: Memory>(
             _ => mem.read_bulk(at, size),
         };
         let Ok(raw) = raw else { continue };
-        let seqs: Vec<u32> =
-            raw.chunks_exact(3).map(|c| (c[0] as u32) << 16 | (c[1] as u32) << 8 | c[2] as u32).collect();
-        let mut seen = vec![false; count];
-        let permutation = seqs.iter().all(|&i| match seen.get_mut(i as usize) {
-            Some(slot) if !*slot => {
-                *slot = true;
-                true
+        if raw.len() != size {
+            continue;
+        }
+        // One bit per symbol: the table must name each exactly once.
+        let mut seen = vec![0u64; count.div_ceil(64)];
+        let permutation = raw.chunks_exact(3).all(|c| {
+            let i = (c[0] as usize) << 16 | (c[1] as usize) << 8 | c[2] as usize;
+            match seen.get_mut(i / 64) {
+                Some(word) if i < count && *word & (1 << (i % 64)) == 0 => {
+                    *word |= 1 << (i % 64);
+                    true
+                }
+                _ => false,
             }
-            _ => false,
         });
         if !permutation {
             continue;
         }
-        let name = |rank: usize| names.name_of(seqs[rank] as usize).1;
+        let name = |rank: usize| names.name_of(seq_at(&raw, rank).unwrap_or(usize::MAX)).1;
         let step = (count / 64).max(1);
         let ordered = (0..count.saturating_sub(1)).step_by(step).all(|rank| name(rank) <= name(rank + 1))
             && (0..count).step_by(step).collect::<Vec<_>>().windows(2).all(|w| name(w[0]) <= name(w[1]));
         if ordered {
-            return seqs;
+            return raw;
         }
     }
     Vec::new()
@@ -365,14 +410,18 @@ pub fn read_kallsyms<M: Memory + Send>(
         (order, read_address_table(mem, loc, count))
     })?;
     names.seqs = find_name_order(mem, loc, &names, order);
-    let count = names.starts.len();
+    let count = names.count;
     let mut table = Some(table);
+    // Unsorted addresses (not seen in a real kernel) go to the eager
+    // table below, which sorts them.
+    let mut decoded = None;
     if !names.seqs.is_empty() {
         let raw = table.take().unwrap_or_else(|| read_address_table(mem, loc, count))?;
-        let addresses = decode_addresses(mem, loc, &raw, &|name| names.named(name), known)?;
+        let addresses = decode_addresses(mem, loc, raw, &|name| names.named(name), known)?;
         if addresses.is_sorted() {
             return SymbolTable::lazy("vmlinux", addresses, Box::new(names)).ok_or(KallsymsError::NoAddresses);
         }
+        decoded = Some(addresses);
     }
     // Every name, once, in one string pool (a kernel has ~200k).
     let mut pool = String::new();
@@ -384,10 +433,15 @@ pub fn read_kallsyms<M: Memory + Send>(
     }
     let name_of = |&(start, len, _): &(u32, u32, SymbolKind)| &pool[start as usize..(start + len) as usize];
     let find = |name: &str| (0..count).filter(|&i| entries.get(i).map(name_of) == Some(name)).collect();
-    let raw = table.take().unwrap_or_else(|| read_address_table(mem, loc, count))?;
-    let addresses = decode_addresses(mem, loc, &raw, &find, known)?;
+    let addresses = match decoded {
+        Some(addresses) => addresses,
+        None => {
+            let raw = table.take().unwrap_or_else(|| read_address_table(mem, loc, count))?;
+            decode_addresses(mem, loc, raw, &find, known)?
+        }
+    };
     let mut table = SymbolTable::new("vmlinux");
-    for (entry, addr) in entries.iter().zip(addresses) {
+    for (entry, addr) in entries.iter().zip(addresses.iter()) {
         table.push_symbol(name_of(entry), addr, SymbolSize::Unknown, entry.2);
     }
     table.finish();
@@ -398,21 +452,18 @@ pub fn read_kallsyms<M: Memory + Send>(
 fn decode_addresses<M: Memory>(
     mem: &mut M,
     loc: &KallsymsLocation,
-    raw: &[u8],
+    raw: Vec<u8>,
     named: &dyn Fn(&str) -> Vec<usize>,
     known: &[KnownSymbol],
-) -> Result<Vec<u64>, KallsymsError> {
+) -> Result<Addresses, KallsymsError> {
     if loc.addresses.is_some() {
-        return Ok(raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect());
+        let list = raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+        return Ok(Addresses::List(list));
     }
     let (Some(_), Some(base_at)) = (loc.offsets, loc.relative_base) else {
         return Err(KallsymsError::NoAddresses);
     };
     let base = mem.read_u64(base_at)?;
-    let offsets = || raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-    let offset = |i: usize| offsets().nth(i);
-    let percpu = |o: i32| if o >= 0 { o as u64 } else { base.wrapping_sub(1).wrapping_sub(o as i64 as u64) };
-    let relative = |o: i32| base.wrapping_add(o as u32 as u64);
     // Known symbols that kallsyms lacks are skipped: VMCOREINFO names
     // macros too (x86-64 `swapper_pg_dir` is `init_top_pgt`).
     let present: Vec<(Vec<usize>, u64)> =
@@ -421,15 +472,13 @@ fn decode_addresses<M: Memory>(
     if present.is_empty() {
         return Err(KallsymsError::NoEncodingMatches { name_hint: first.name, want: first.address });
     }
-    let check = |f: &dyn Fn(i32) -> u64| {
-        present.iter().all(|(found, want)| found.iter().any(|&i| offset(i).is_some_and(|o| f(o) == *want)))
+    let places = |absolute_percpu| {
+        let at = |i| Addresses::offset_at(&raw, base, absolute_percpu, i);
+        present.iter().all(|(found, want)| found.iter().any(|&i| at(i) == Some(*want)))
     };
-    if check(&percpu) {
-        Ok(offsets().map(percpu).collect())
-    } else if check(&relative) {
-        Ok(offsets().map(relative).collect())
-    } else {
-        Err(KallsymsError::NoEncodingMatches { name_hint: first.name, want: first.address })
+    match [true, false].into_iter().find(|&absolute_percpu| places(absolute_percpu)) {
+        Some(absolute_percpu) => Ok(Addresses::Offsets { raw, base, absolute_percpu }),
+        None => Err(KallsymsError::NoEncodingMatches { name_hint: first.name, want: first.address }),
     }
 }
 
@@ -565,6 +614,33 @@ mod tests {
         let t = read_kallsyms(&mut mem, &loc, &known).unwrap();
         assert!(t.is_lazy());
         assert_eq!(t.lookup(0xffffffff81000100).unwrap().name.len(), 200);
+    }
+
+    /// Names are found from the walk's note every NAME_STRIDE names: every
+    /// symbol of a table several strides long, with one- and two-byte
+    /// length prefixes, decodes to its own name in both table kinds.
+    #[test]
+    fn every_name_is_found_from_the_notes() {
+        let names: Vec<String> = (0..70)
+            .map(|i| match i % 7 {
+                0 => format!("T_stext{i}"),
+                3 => format!("tlong{i}_{}", "y".repeat(130 + i)),
+                _ => format!("Tfunc_{i:03}"),
+            })
+            .collect();
+        let mut s: Vec<(&str, u64)> =
+            names.iter().enumerate().map(|(i, n)| (&n[..], 0xffffffff81000000 + i as u64 * 0x40)).collect();
+        s[0].0 = "T_stext";
+        let known = [KnownSymbol { name: "_stext", address: 0xffffffff81000000 }];
+        for name_order in [false, true] {
+            let (img, loc) = image(&s, true, name_order);
+            let t = read_kallsyms(&mut SliceMemory::new(0x1000, &img), &loc, &known).unwrap();
+            assert_eq!((t.len(), t.is_lazy()), (70, name_order));
+            for &(name, address) in &s {
+                assert_eq!(t.lookup(address).map(|f| f.name), Some(&name[1..]), "at {address:#x}");
+                assert_eq!(t.find_by_name(&name[1..]).map(|f| f.address).collect::<Vec<_>>(), [address]);
+            }
+        }
     }
 
     /// Names that end where memory ends (a cut dump): read once, not the

@@ -59,8 +59,92 @@ const BLOCK: usize = 256;
 
 type Decoded = OnceLock<(SymbolKind, Box<str>)>;
 
+/// Symbol addresses in source order, as the table keeps them.
+#[derive(Debug)]
+pub enum Addresses {
+    /// One 64-bit address per symbol.
+    List(Vec<u64>),
+    /// kallsyms' 32-bit offsets as read (little-endian, 4 bytes each),
+    /// turned into addresses on each look: 200k symbols need no second,
+    /// twice as large table.
+    Offsets {
+        /// The table's bytes.
+        raw: Vec<u8>,
+        /// `kallsyms_relative_base`.
+        base: u64,
+        /// The "absolute per-cpu" encoding: an offset >= 0 is the address
+        /// itself, a negative one is `base - 1 - offset`. Otherwise an
+        /// offset is unsigned and added to `base`.
+        absolute_percpu: bool,
+    },
+}
+
+impl Addresses {
+    /// How many symbols.
+    pub fn len(&self) -> usize {
+        match self {
+            Addresses::List(list) => list.len(),
+            Addresses::Offsets { raw, .. } => raw.len() / 4,
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Symbol `index`'s address.
+    pub fn get(&self, index: usize) -> Option<u64> {
+        match self {
+            Addresses::List(list) => list.get(index).copied(),
+            &Addresses::Offsets { ref raw, base, absolute_percpu } => {
+                Self::offset_at(raw, base, absolute_percpu, index)
+            }
+        }
+    }
+
+    /// Entry `index` of a raw offsets table as an address (see
+    /// [`Addresses::Offsets`]), for checking an encoding before taking it.
+    pub fn offset_at(raw: &[u8], base: u64, absolute_percpu: bool, index: usize) -> Option<u64> {
+        let b = raw.get(index.checked_mul(4)?..)?.get(..4)?;
+        let offset = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        Some(match (absolute_percpu, offset >= 0) {
+            (true, true) => offset as u64,
+            (true, false) => base.wrapping_sub(1).wrapping_sub(offset as i64 as u64),
+            (false, _) => base.wrapping_add(offset as u32 as u64),
+        })
+    }
+
+    /// Every address, in source order.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.len()).map(|i| self.get(i).unwrap_or(0))
+    }
+
+    /// The first index whose address fails `pred`, for a `pred` that holds
+    /// for a prefix of the (sorted) addresses.
+    fn partition_point(&self, pred: impl Fn(u64) -> bool) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if pred(self.get(mid).unwrap_or(u64::MAX)) { lo = mid + 1 } else { hi = mid }
+        }
+        lo
+    }
+
+    /// Whether the addresses never decrease.
+    pub fn is_sorted(&self) -> bool {
+        match self {
+            Addresses::List(list) => list.is_sorted(),
+            &Addresses::Offsets { ref raw, base, absolute_percpu } => {
+                let at = |c: &[u8]| Self::offset_at(c, base, absolute_percpu, 0);
+                raw.chunks_exact(4).map(at).is_sorted()
+            }
+        }
+    }
+}
+
 pub(super) struct Lazy {
-    addresses: Vec<u64>,
+    addresses: Addresses,
     decoder: Box<dyn SymbolDecoder>,
     decoded: Vec<OnceLock<Box<[Decoded]>>>,
     full: OnceLock<Box<SymbolTable>>,
@@ -74,7 +158,7 @@ impl fmt::Debug for Lazy {
 }
 
 impl Lazy {
-    pub(super) fn new(addresses: Vec<u64>, decoder: Box<dyn SymbolDecoder>) -> Option<Lazy> {
+    pub(super) fn new(addresses: Addresses, decoder: Box<dyn SymbolDecoder>) -> Option<Lazy> {
         if addresses.is_empty() || !addresses.is_sorted() {
             return None;
         }
@@ -104,13 +188,13 @@ impl Lazy {
     }
 
     fn address(&self, index: usize) -> u64 {
-        self.addresses.get(index).copied().unwrap_or(0)
+        self.addresses.get(index).unwrap_or(0)
     }
 
     /// The inferred size of a non-absolute symbol at `address`: the
     /// distance to the next higher non-absolute start.
     fn size_at(&self, address: u64) -> u64 {
-        let first_above = self.addresses.partition_point(|&a| a <= address);
+        let first_above = self.addresses.partition_point(|a| a <= address);
         (first_above..self.len())
             .take(MAX_ABSOLUTE_RUN)
             .find(|&j| self.entry(j).0 != SymbolKind::Absolute)
@@ -140,14 +224,14 @@ impl Lazy {
     /// non-absolute start, so only the group at the highest non-absolute
     /// start at or below `address` can contain it.
     pub(super) fn lookup<'a>(&'a self, object: &'a str, address: u64) -> Option<SymbolRef<'a>> {
-        let end = self.addresses.partition_point(|&a| a <= address);
+        let end = self.addresses.partition_point(|a| a <= address);
         let top = (0..end).rev().take(MAX_ABSOLUTE_RUN).find(|&j| self.entry(j).0 != SymbolKind::Absolute)?;
         let start = self.address(top);
         let size = self.size_at(start);
         if address - start >= size && address != start {
             return None;
         }
-        let group = self.addresses.partition_point(|&a| a < start)..=top;
+        let group = self.addresses.partition_point(|a| a < start)..=top;
         let text = || group.clone().filter(|&j| self.entry(j).0 == SymbolKind::Text);
         let best = text().find(|&j| !is_preamble(self.entry(j).1)).or_else(|| text().next())?;
         Some(self.symbol_ref(object, best, address - start))
@@ -166,7 +250,7 @@ impl Lazy {
     pub(super) fn full(&self, object: &str) -> &SymbolTable {
         self.full.get_or_init(|| {
             let mut table = SymbolTable::new(object);
-            for (index, &address) in self.addresses.iter().enumerate() {
+            for (index, address) in self.addresses.iter().enumerate() {
                 let (kind, name) = self.entry(index);
                 table.push_symbol(name, address, SymbolSize::Unknown, kind);
             }
@@ -201,11 +285,44 @@ mod tests {
             eager.push_symbol(name, address, SymbolSize::Unknown, kind);
         }
         eager.finish();
+        let listed = listed(symbols, lazy_order(symbols));
+        let lazy = SymbolTable::lazy("k", Addresses::List(symbols.iter().map(|s| s.2).collect()), Box::new(listed));
+        (eager, lazy.unwrap())
+    }
+
+    fn lazy_order(symbols: &[(SymbolKind, &str, u64)]) -> Vec<usize> {
         let mut order: Vec<usize> = (0..symbols.len()).collect();
         order.sort_by(|&a, &b| symbols[a].1.cmp(symbols[b].1));
-        let listed = Listed { symbols: symbols.iter().map(|&(k, n, _)| (k, n.to_string())).collect(), order };
-        let lazy = SymbolTable::lazy("k", symbols.iter().map(|s| s.2).collect(), Box::new(listed)).unwrap();
-        (eager, lazy)
+        order
+    }
+
+    fn listed(symbols: &[(SymbolKind, &str, u64)], order: Vec<usize>) -> Listed {
+        Listed { symbols: symbols.iter().map(|&(k, n, _)| (k, n.to_string())).collect(), order }
+    }
+
+    #[test]
+    fn offsets_decode_in_both_kallsyms_encodings() {
+        let base = 0xffff_ffff_8100_0000u64;
+        let raw: Vec<u8> = [0i32, 0x10, -1, -0x100, i32::MIN].iter().flat_map(|o| o.to_le_bytes()).collect();
+        let percpu = Addresses::Offsets { raw: raw.clone(), base, absolute_percpu: true };
+        let want = [0, 0x10, base, base + 0xff, (base - 1).wrapping_add(0x8000_0000)];
+        assert_eq!(percpu.iter().collect::<Vec<_>>(), want);
+        assert_eq!((percpu.len(), percpu.get(5)), (5, None));
+        assert!(!percpu.is_sorted(), "{want:x?} decreases at the end");
+        let relative = Addresses::Offsets { raw, base, absolute_percpu: false };
+        let want = [0, 0x10, 0xffff_ffff, 0xffff_ff00, 0x8000_0000].map(|o: u64| base.wrapping_add(o));
+        assert_eq!(relative.iter().collect::<Vec<_>>(), want);
+        assert!(!relative.is_sorted());
+        let sorted = Addresses::Offsets {
+            raw: [1u32, 2, 2, 9].iter().flat_map(|o| o.to_le_bytes()).collect(),
+            base,
+            absolute_percpu: false,
+        };
+        assert!(sorted.is_sorted());
+        assert_eq!(sorted.partition_point(|a| a <= base + 2), 3);
+        // A partial entry at the end is not an address.
+        let ragged = Addresses::Offsets { raw: vec![1, 0, 0, 0, 7], base: 0, absolute_percpu: false };
+        assert_eq!(ragged.iter().collect::<Vec<_>>(), [1]);
     }
 
     fn same(eager: &SymbolTable, lazy: &SymbolTable, probes: impl Iterator<Item = u64>, names: &[&str]) {
@@ -239,18 +356,25 @@ mod tests {
                 symbols.push((kind, NAMES[(next() % 8) as usize], address));
             }
             let (eager, lazy) = tables(&symbols);
-            let probes = symbols.iter().flat_map(|s| [s.2.wrapping_sub(1), s.2, s.2 + 1, s.2 + 0x3f, s.2 + 0x40]);
-            same(&eager, &lazy, probes.chain([0, u64::MAX]), &NAMES);
+            let probes = || symbols.iter().flat_map(|s| [s.2.wrapping_sub(1), s.2, s.2 + 1, s.2 + 0x3f, s.2 + 0x40]);
+            same(&eager, &lazy, probes().chain([0, u64::MAX]), &NAMES);
             assert_eq!(lazy.len(), eager.len(), "round {round}");
+            // The same addresses kept as kallsyms' relative offsets.
+            let base = 0x800;
+            let raw = symbols.iter().flat_map(|s| ((s.2 - base) as u32).to_le_bytes()).collect();
+            let order = lazy_order(&symbols);
+            let offsets = Addresses::Offsets { raw, base, absolute_percpu: false };
+            let from_offsets = SymbolTable::lazy("k", offsets, Box::new(listed(&symbols, order))).unwrap();
+            same(&eager, &from_offsets, probes().chain([0, u64::MAX]), &NAMES);
         }
     }
 
     #[test]
     fn unsorted_addresses_are_refused_and_changes_make_a_table_eager() {
         let listed = || Box::new(Listed { symbols: vec![(SymbolKind::Text, "f".into()); 2], order: vec![0, 1] });
-        assert!(SymbolTable::lazy("k", vec![0x20, 0x10], listed()).is_none());
-        assert!(SymbolTable::lazy("k", vec![], listed()).is_none());
-        let mut table = SymbolTable::lazy("k", vec![0x10, 0x20], listed()).unwrap();
+        assert!(SymbolTable::lazy("k", Addresses::List(vec![0x20, 0x10]), listed()).is_none());
+        assert!(SymbolTable::lazy("k", Addresses::List(vec![]), listed()).is_none());
+        let mut table = SymbolTable::lazy("k", Addresses::List(vec![0x10, 0x20]), listed()).unwrap();
         assert!(table.is_lazy());
         assert_eq!(table.symbols().len(), 2);
         table.push("g", 0x30, 0x10);

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::lazy::{Lazy, SymbolDecoder};
+use super::lazy::{Addresses, Lazy, SymbolDecoder};
 use crate::name_index::NameIndex;
 
 /// Errors from the symbol sources (System.map text, ELF files).
@@ -191,7 +191,7 @@ impl SymbolTable {
     /// every size is inferred as [`SymbolTable::finish`] does. None (the
     /// caller decodes every symbol instead) when the addresses are not
     /// sorted or there are none.
-    pub fn lazy(object: &str, addresses: Vec<u64>, decoder: Box<dyn SymbolDecoder>) -> Option<Self> {
+    pub fn lazy(object: &str, addresses: Addresses, decoder: Box<dyn SymbolDecoder>) -> Option<Self> {
         let lazy = Lazy::new(addresses, decoder)?;
         Some(SymbolTable { object: object.to_owned(), lazy: Some(Arc::new(lazy)), ..SymbolTable::default() })
     }
