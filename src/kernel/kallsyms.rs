@@ -411,35 +411,37 @@ pub fn read_kallsyms<M: Memory + Send>(
     })?;
     names.seqs = find_name_order(mem, loc, &names, order);
     let count = names.count;
-    let mut table = Some(table);
-    // Unsorted addresses (not seen in a real kernel) go to the eager
-    // table below, which sorts them.
-    let mut decoded = None;
-    if !names.seqs.is_empty() {
-        let raw = table.take().unwrap_or_else(|| read_address_table(mem, loc, count))?;
-        let addresses = decode_addresses(mem, loc, raw, &|name| names.named(name), known)?;
-        if addresses.is_sorted() {
-            return SymbolTable::lazy("vmlinux", addresses, Box::new(names)).ok_or(KallsymsError::NoAddresses);
-        }
-        decoded = Some(addresses);
+    if names.seqs.is_empty() {
+        return eager_table(&names, count, |find| decode_addresses(mem, loc, table?, find, known));
     }
-    // Every name, once, in one string pool (a kernel has ~200k).
+    let addresses = decode_addresses(mem, loc, table?, &|name| names.named(name), known)?;
+    match SymbolTable::lazy("vmlinux", addresses, Box::new(names)) {
+        Ok(table) => Ok(table),
+        Err((addresses, _)) if addresses.is_empty() => Err(KallsymsError::NoAddresses),
+        // Unsorted addresses (not seen in a real kernel): the eager table
+        // sorts them.
+        Err((addresses, names)) => eager_table(&*names, count, |_| Ok(addresses)),
+    }
+}
+
+/// Every name decoded once, into one string pool (a kernel has ~200k), and
+/// an ordinary table of them at the addresses `addresses(find)` gives
+/// (`find` names symbols by a scan of the decoded names).
+fn eager_table(
+    names: &dyn SymbolDecoder,
+    count: usize,
+    addresses: impl FnOnce(&dyn Fn(&str) -> Vec<usize>) -> Result<Addresses, KallsymsError>,
+) -> Result<SymbolTable, KallsymsError> {
     let mut pool = String::new();
     let mut entries: Vec<(u32, u32, SymbolKind)> = Vec::with_capacity(count);
     for index in 0..count {
-        let (kind, name) = names.name_of(index);
+        let (kind, name) = names.decode(index);
         entries.push((pool.len() as u32, name.len() as u32, kind));
         pool.push_str(&name);
     }
     let name_of = |&(start, len, _): &(u32, u32, SymbolKind)| &pool[start as usize..(start + len) as usize];
     let find = |name: &str| (0..count).filter(|&i| entries.get(i).map(name_of) == Some(name)).collect();
-    let addresses = match decoded {
-        Some(addresses) => addresses,
-        None => {
-            let raw = table.take().unwrap_or_else(|| read_address_table(mem, loc, count))?;
-            decode_addresses(mem, loc, raw, &find, known)?
-        }
-    };
+    let addresses = addresses(&find)?;
     let mut table = SymbolTable::new("vmlinux");
     for (entry, addr) in entries.iter().zip(addresses.iter()) {
         table.push_symbol(name_of(entry), addr, SymbolSize::Unknown, entry.2);

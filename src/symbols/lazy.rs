@@ -157,13 +157,16 @@ impl fmt::Debug for Lazy {
     }
 }
 
+/// What [`SymbolTable::lazy`] gives back when it refuses its input.
+pub type Refused = (Addresses, Box<dyn SymbolDecoder>);
+
 impl Lazy {
-    pub(super) fn new(addresses: Addresses, decoder: Box<dyn SymbolDecoder>) -> Option<Lazy> {
+    pub(super) fn new(addresses: Addresses, decoder: Box<dyn SymbolDecoder>) -> Result<Lazy, Refused> {
         if addresses.is_empty() || !addresses.is_sorted() {
-            return None;
+            return Err((addresses, decoder));
         }
         let decoded = (0..addresses.len().div_ceil(BLOCK)).map(|_| OnceLock::new()).collect();
-        Some(Lazy { addresses, decoder, decoded, full: OnceLock::new() })
+        Ok(Lazy { addresses, decoder, decoded, full: OnceLock::new() })
     }
 
     pub(super) fn len(&self) -> usize {
@@ -287,7 +290,7 @@ mod tests {
         eager.finish();
         let listed = listed(symbols, lazy_order(symbols));
         let lazy = SymbolTable::lazy("k", Addresses::List(symbols.iter().map(|s| s.2).collect()), Box::new(listed));
-        (eager, lazy.unwrap())
+        (eager, lazy.ok().unwrap())
     }
 
     fn lazy_order(symbols: &[(SymbolKind, &str, u64)]) -> Vec<usize> {
@@ -364,7 +367,7 @@ mod tests {
             let raw = symbols.iter().flat_map(|s| ((s.2 - base) as u32).to_le_bytes()).collect();
             let order = lazy_order(&symbols);
             let offsets = Addresses::Offsets { raw, base, absolute_percpu: false };
-            let from_offsets = SymbolTable::lazy("k", offsets, Box::new(listed(&symbols, order))).unwrap();
+            let from_offsets = SymbolTable::lazy("k", offsets, Box::new(listed(&symbols, order))).ok().unwrap();
             same(&eager, &from_offsets, probes().chain([0, u64::MAX]), &NAMES);
         }
     }
@@ -372,9 +375,9 @@ mod tests {
     #[test]
     fn unsorted_addresses_are_refused_and_changes_make_a_table_eager() {
         let listed = || Box::new(Listed { symbols: vec![(SymbolKind::Text, "f".into()); 2], order: vec![0, 1] });
-        assert!(SymbolTable::lazy("k", Addresses::List(vec![0x20, 0x10]), listed()).is_none());
-        assert!(SymbolTable::lazy("k", Addresses::List(vec![]), listed()).is_none());
-        let mut table = SymbolTable::lazy("k", Addresses::List(vec![0x10, 0x20]), listed()).unwrap();
+        assert!(SymbolTable::lazy("k", Addresses::List(vec![0x20, 0x10]), listed()).is_err());
+        assert!(SymbolTable::lazy("k", Addresses::List(vec![]), listed()).is_err());
+        let mut table = SymbolTable::lazy("k", Addresses::List(vec![0x10, 0x20]), listed()).ok().unwrap();
         assert!(table.is_lazy());
         assert_eq!(table.symbols().len(), 2);
         table.push("g", 0x30, 0x10);

@@ -11,7 +11,7 @@ mod system_map;
 mod table;
 
 pub use elf::symbols_from_elf;
-pub use lazy::{Addresses, SymbolDecoder, equal_range};
+pub use lazy::{Addresses, Refused, SymbolDecoder, equal_range};
 pub use system_map::{ProcKallsyms, parse_proc_kallsyms, parse_system_map};
 pub use table::{
     MAX_INFERRED_SIZE, Symbol, SymbolError, SymbolKind, SymbolRef, SymbolSize, SymbolTable, Symbolizer,

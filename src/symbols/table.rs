@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::lazy::{Addresses, Lazy, SymbolDecoder};
+use super::lazy::{Addresses, Lazy, Refused, SymbolDecoder};
 use crate::name_index::NameIndex;
 
 /// Errors from the symbol sources (System.map text, ELF files).
@@ -188,12 +188,12 @@ impl SymbolTable {
 
     /// A table over `decoder`'s symbols, decoded only as lookups need them.
     /// `addresses` are in source order, which must be address order, and
-    /// every size is inferred as [`SymbolTable::finish`] does. None (the
-    /// caller decodes every symbol instead) when the addresses are not
-    /// sorted or there are none.
-    pub fn lazy(object: &str, addresses: Addresses, decoder: Box<dyn SymbolDecoder>) -> Option<Self> {
+    /// every size is inferred as [`SymbolTable::finish`] does. When the
+    /// addresses are not sorted or there are none, both are given back (the
+    /// caller decodes every symbol instead).
+    pub fn lazy(object: &str, addresses: Addresses, decoder: Box<dyn SymbolDecoder>) -> Result<Self, Refused> {
         let lazy = Lazy::new(addresses, decoder)?;
-        Some(SymbolTable { object: object.to_owned(), lazy: Some(Arc::new(lazy)), ..SymbolTable::default() })
+        Ok(SymbolTable { object: object.to_owned(), lazy: Some(Arc::new(lazy)), ..SymbolTable::default() })
     }
 
     /// This table with every symbol decoded: itself, or for a lazy table
