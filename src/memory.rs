@@ -222,8 +222,12 @@ pub trait PhysMemory {
         None
     }
 
-    /// Takes a page another reader decoded ([`PhysMemory::held_page`]).
-    fn hold_page(&mut self, _paddr: u64, _bytes: &[u8]) {}
+    /// Takes a page another reader decoded ([`PhysMemory::held_page`]) and
+    /// gives back a buffer of its size to reuse: the one it replaced, or
+    /// `page` when not taken. None when it kept `page` and replaced none.
+    fn hold_page(&mut self, _paddr: u64, page: Box<[u8]>) -> Option<Box<[u8]>> {
+        Some(page)
+    }
 }
 
 impl<P: PhysMemory + ?Sized> PhysMemory for &mut P {
@@ -239,8 +243,8 @@ impl<P: PhysMemory + ?Sized> PhysMemory for &mut P {
     fn held_page(&self, paddr: u64) -> Option<&[u8]> {
         (**self).held_page(paddr)
     }
-    fn hold_page(&mut self, paddr: u64, bytes: &[u8]) {
-        (**self).hold_page(paddr, bytes)
+    fn hold_page(&mut self, paddr: u64, page: Box<[u8]>) -> Option<Box<[u8]>> {
+        (**self).hold_page(paddr, page)
     }
     fn prefetch(&mut self, paddr: u64, len: u64) {
         (**self).prefetch(paddr, len)

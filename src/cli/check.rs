@@ -593,7 +593,7 @@ impl<P: PhysMemory> PhysMemory for Releasing<'_, P> {
     fn held_page(&self, paddr: u64) -> Option<&[u8]> {
         self.inner.held_page(paddr)
     }
-    fn hold_page(&mut self, paddr: u64, bytes: &[u8]) {
-        self.inner.hold_page(paddr, bytes)
+    fn hold_page(&mut self, paddr: u64, page: Box<[u8]>) -> Option<Box<[u8]>> {
+        self.inner.hold_page(paddr, page)
     }
 }

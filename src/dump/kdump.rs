@@ -31,6 +31,7 @@
 //! VMCOREINFO, in base 10.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use super::source::{ByteSource, SourceError, le_u32, le_u64};
 
@@ -375,8 +376,10 @@ pub struct KdumpFile<'data, S: ByteSource<'data>> {
     sub: KdumpSubHeader,
     block_size: u64,
     max_mapnr: u64,
-    valid: RankedBitmap<'data>,
-    dumped: RankedBitmap<'data>,
+    /// Shared by split readers: copied out of a flattened file, each is
+    /// as large as the pfn range / 8.
+    valid: Arc<RankedBitmap<'data>>,
+    dumped: Arc<RankedBitmap<'data>>,
     /// Dumped pages before `split_start` (split dumps number descriptors from there).
     rank_base: u64,
     split_range: Option<(u64, u64)>,
@@ -517,8 +520,8 @@ impl<'data, S: ByteSource<'data>> KdumpFile<'data, S> {
             sub,
             block_size,
             max_mapnr,
-            valid,
-            dumped,
+            valid: Arc::new(valid),
+            dumped: Arc::new(dumped),
             rank_base,
             split_range,
             desc_offset,

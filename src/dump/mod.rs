@@ -147,7 +147,7 @@ struct PageCache {
 struct Slot {
     pfn: u64,
     used: u64,
-    page: Vec<u8>,
+    page: Box<[u8]>,
 }
 
 const CACHE_PAGES: usize = 16;
@@ -168,7 +168,7 @@ impl PageCache {
     /// room, else the least recently used.
     fn free_slot(&mut self, page_size: usize) -> usize {
         let i = if self.slots.len() < CACHE_PAGES {
-            self.slots.push(Slot { pfn: EMPTY, used: 0, page: vec![0; page_size] });
+            self.slots.push(Slot { pfn: EMPTY, used: 0, page: vec![0; page_size].into_boxed_slice() });
             self.slots.len() - 1
         } else {
             self.slots.iter().enumerate().min_by_key(|(_, s)| s.used).map_or(0, |(i, _)| i)
@@ -177,18 +177,20 @@ impl PageCache {
         i
     }
 
-    /// Puts a page decoded elsewhere in a free slot.
-    fn put(&mut self, pfn: u64, bytes: &[u8]) {
+    /// Takes a page decoded elsewhere as a slot's buffer (no copy), and
+    /// gives back the buffer it replaced; `page` itself when already held.
+    fn adopt(&mut self, pfn: u64, page: Box<[u8]>) -> Option<Box<[u8]>> {
         if self.held(pfn).is_some() || pfn == EMPTY {
-            return;
+            return Some(page);
         }
         self.tick += 1;
-        let i = self.free_slot(bytes.len());
-        let slot = &mut self.slots[i];
-        if slot.page.len() == bytes.len() {
-            slot.page.copy_from_slice(bytes);
-            (slot.pfn, slot.used) = (pfn, self.tick);
+        let slot = Slot { pfn, used: self.tick, page };
+        if self.slots.len() < CACHE_PAGES {
+            self.slots.push(slot);
+            return None;
         }
+        let lru = self.slots.iter_mut().min_by_key(|s| s.used)?;
+        Some(std::mem::replace(lru, slot).page)
     }
 
     /// The page `pfn`, decoding it on a miss.
@@ -465,9 +467,13 @@ impl<'data> Dump<'data> {
 
     /// Takes a page that another reader decoded (its bytes at `paddr`,
     /// page-aligned, one page long): reads of it need not decode it again.
-    pub fn hold_page(&mut self, paddr: u64, bytes: &[u8]) {
-        if self.decodes_page(paddr) && bytes.len() as u64 == self.page_size {
-            self.cache.put(paddr / self.page_size, bytes);
+    /// Gives back a buffer to reuse: the one `page` replaced in the cache,
+    /// or `page` itself when not taken; None when none was replaced.
+    pub fn hold_page(&mut self, paddr: u64, page: Box<[u8]>) -> Option<Box<[u8]>> {
+        if self.decodes_page(paddr) && page.len() as u64 == self.page_size {
+            self.cache.adopt(paddr / self.page_size, page)
+        } else {
+            Some(page)
         }
     }
 
@@ -643,11 +649,27 @@ mod tests {
         // Handed on with other bytes: the second reader serves those.
         let mut other = held.clone();
         other[0x10] ^= 0xff;
-        b.hold_page(0x2000, &other);
+        assert_eq!(b.hold_page(0x2000, other.clone().into()), None, "kept, in a slot of its own");
         b.read_phys(0x2010, &mut buf).unwrap();
         assert_eq!(buf[0], other[0x10]);
-        b.hold_page(0x3000, &other[..100]);
+        let back = b.hold_page(0x2000, vec![7; 4096].into()).unwrap();
+        assert!(back.iter().all(|&x| x == 7), "already held: the same buffer back");
+        assert_eq!(b.held_page(0x2000).unwrap()[0x10], other[0x10]);
+        assert_eq!(b.hold_page(0x3000, other[..100].into()).unwrap().len(), 100);
         assert_eq!(b.held_page(0x3000), None, "not a whole page");
+        // Past the cache's slots, each page taken gives back the buffer of
+        // the least recently used one, which is no longer held.
+        let mut spares = Vec::new();
+        for pfn in 0x10..0x10 + CACHE_PAGES as u64 {
+            let page: Box<[u8]> = vec![pfn as u8; 4096].into();
+            spares.extend(b.hold_page(pfn << 12, page));
+        }
+        assert_eq!(spares.len(), 1, "one slot was taken before");
+        assert!(spares[0][0x10] == other[0x10] && spares[0].len() == 4096, "the first page's buffer");
+        assert_eq!(b.held_page(0x2000), None);
+        for pfn in 0x10..0x10 + CACHE_PAGES as u64 {
+            assert!(b.held_page(pfn << 12).unwrap().iter().all(|&x| x == pfn as u8));
+        }
 
         let elf = qemu_like_elf();
         let mut e = Dump::open(&elf).unwrap();

@@ -61,10 +61,19 @@ impl<P: PhysMemory> KernelSpace<P> {
     }
 
     /// The page holding `va` as the source holds it decoded
-    /// ([`PhysMemory::held_page`]): its physical address and a copy.
-    pub fn held_page(&mut self, va: u64) -> Option<(u64, Box<[u8]>)> {
+    /// ([`PhysMemory::held_page`]): its physical address and a copy, made
+    /// in `spare` when that is a buffer of the page's size.
+    pub fn held_page(&mut self, va: u64, spare: Option<Box<[u8]>>) -> Option<(u64, Box<[u8]>)> {
         let pa = self.translate(va & !(PAGE - 1)).ok()?;
-        self.phys.held_page(pa).map(|bytes| (pa, bytes.into()))
+        let bytes = self.phys.held_page(pa)?;
+        let copy = match spare {
+            Some(mut b) if b.len() == bytes.len() => {
+                b.copy_from_slice(bytes);
+                b
+            }
+            _ => bytes.into(),
+        };
+        Some((pa, copy))
     }
 
     /// The underlying physical-memory source.

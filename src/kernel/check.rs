@@ -364,8 +364,8 @@ impl<P: PhysMemory + Send> Kernel<P> {
         let mut progress = progress;
         let (tasks, listing_gaps) = match config.mode {
             CheckMode::Dump { cpus } if threads > 1 => {
-                match self.check_dump_pipelined(set, cpus, config, threads, &mut progress) {
-                    Some(checked) => checked,
+                match self.check_dump_pipelined(set, cpus, config, threads, PIPELINE, &mut progress) {
+                    Some(checked) => (checked.reports, checked.gaps),
                     None => self.check_dump(set, cpus, config, threads, &mut reads, &mut progress)?,
                 }
             }
@@ -430,13 +430,11 @@ impl<P: PhysMemory + Send> Kernel<P> {
         cpus: &[CpuRegs],
         config: &CheckConfig<'_>,
         workers: usize,
+        pipe: Pipeline,
         progress: &mut dyn FnMut(usize, usize),
-    ) -> Option<(Vec<TaskReport<'set>>, Vec<ListingGap>)> {
-        /// Tasks handed on at a time.
-        const BATCH: usize = 64;
-        /// Tasks listed and not yet checked past which the listing stops
-        /// handing its pages on (4 KiB each).
-        const HANDED_PAGES: usize = 1024;
+    ) -> Option<Pipelined<'set>> {
+        let Pipeline { batch: batch_len, handed_pages, listing_helps } = pipe;
+        let batch_len = batch_len.max(1);
         let mut gaps = Vec::new();
         let idle = self.idle_tasks(&mut gaps).ok()?;
         let mut extra = Vec::new();
@@ -452,6 +450,30 @@ impl<P: PhysMemory + Send> Kernel<P> {
         // Tasks listed and tasks checked so far, for `progress` (called on
         // this thread only).
         let (found, done) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        // Page buffers back from the workers' caches, for the listing to
+        // hand on the next pages in.
+        let spares: std::sync::Mutex<Vec<Box<[u8]>>> = std::sync::Mutex::new(Vec::new());
+        let check_batch = |w: &mut Walker<'_, P>, (seq, batch): (usize, Vec<FoundTask>)| {
+            let n = batch.len();
+            let mut back = Vec::new();
+            let tasks: Vec<TaskInfo> = batch
+                .into_iter()
+                .map(|mut found| {
+                    if let FoundTask::Read { page, .. } = &mut found
+                        && let Some((pa, bytes)) = page.take()
+                    {
+                        back.extend(w.mem.phys().hold_page(pa, bytes));
+                    }
+                    found.read(&mut *w.mem, w.t.layout)
+                })
+                .filter(|t| config.select.keeps(t))
+                .collect();
+            let reports = dump_tasks(w, set, cpus, &config.walk, tasks, &mut |_| {});
+            if let Ok(mut spares) = spares.lock() {
+                spares.append(&mut back);
+            }
+            (n, (seq, reports))
+        };
         let walk_batches = |w: &mut Walker<'_, P>, progress: &mut dyn FnMut(usize, usize)| {
             let mut out = Vec::new();
             loop {
@@ -462,19 +484,9 @@ impl<P: PhysMemory + Send> Kernel<P> {
                     Ok(rx) => rx.recv(),
                     Err(_) => break,
                 };
-                let Ok((seq, batch)) = next else { break };
-                let n = batch.len();
-                let tasks: Vec<TaskInfo> = batch
-                    .into_iter()
-                    .map(|found| {
-                        if let FoundTask::Read { page: Some((pa, bytes)), .. } = &found {
-                            w.mem.phys().hold_page(*pa, bytes);
-                        }
-                        found.read(&mut *w.mem, w.t.layout)
-                    })
-                    .filter(|t| config.select.keeps(t))
-                    .collect();
-                out.push((seq, dump_tasks(w, set, cpus, &config.walk, tasks, &mut |_| {})));
+                let Ok(batch) = next else { break };
+                let (n, checked) = check_batch(w, batch);
+                out.push(checked);
                 let done = done.fetch_add(n, Ordering::Relaxed) + n;
                 progress(done, found.load(Ordering::Relaxed));
             }
@@ -485,7 +497,7 @@ impl<P: PhysMemory + Send> Kernel<P> {
         let theirs = std::sync::Mutex::new(Vec::new());
         // On rayon's threads, which are ready: a thread made here starts
         // on this one's CPU (on a 2-vCPU VM the two then took turns).
-        let (listed, mut batches) = rayon::in_place_scope(|s| {
+        let (listed, mut batches, listing_checked) = rayon::in_place_scope(|s| {
             for (mem, code) in extra.iter_mut() {
                 let theirs = &theirs;
                 s.spawn(move |_| {
@@ -498,8 +510,11 @@ impl<P: PhysMemory + Send> Kernel<P> {
             // breaks part way is a case for the one-thread listing (it
             // takes back what it found of that process): `broken` notes it
             // and the result is not used.
-            let (mut seq, mut batch) = (0, Vec::with_capacity(BATCH));
+            let (mut seq, mut batch) = (0, Vec::with_capacity(batch_len));
+            let mut listing_checked = 0;
             let broke = std::cell::Cell::new(false);
+            // Batches the listing checked itself, and buffers to copy pages in.
+            let (mut mine, mut buffers) = (Vec::new(), Vec::new());
             let listed = list_threads_with(
                 &mut *mem,
                 tables.layout,
@@ -511,17 +526,30 @@ impl<P: PhysMemory + Send> Kernel<P> {
                     // would grow with the task count.
                     let link = addr.wrapping_add(link_at);
                     let waiting = found.load(Ordering::Relaxed).saturating_sub(done.load(Ordering::Relaxed));
-                    let page = (waiting < HANDED_PAGES)
-                        .then(|| mem.read_u64(link).ok().and_then(|_| mem.held_page(link)))
+                    let page = (waiting < handed_pages)
+                        .then(|| mem.read_u64(link).ok().and_then(|_| mem.held_page(link, buffers.pop())))
                         .flatten();
                     batch.push(FoundTask::Read { addr, idle: false, page });
-                    if batch.len() >= BATCH {
+                    if batch.len() >= batch_len {
                         let found = found.fetch_add(batch.len(), Ordering::Relaxed) + batch.len();
                         progress(done.load(Ordering::Relaxed), found);
                         // A closed channel means every worker stopped: the
                         // scope passes on the panic that stopped them.
-                        let _ = tx.send((seq, std::mem::replace(&mut batch, Vec::with_capacity(BATCH))));
+                        let _ = tx.send((seq, std::mem::replace(&mut batch, Vec::with_capacity(batch_len))));
                         seq += 1;
+                        // Far ahead of the workers: check a batch here. The
+                        // channel is free unless a worker waits on it, and
+                        // then it is empty.
+                        if found.saturating_sub(done.load(Ordering::Relaxed)) > listing_helps
+                            && let Some(next) = rx.try_lock().ok().and_then(|rx| rx.try_recv().ok())
+                        {
+                            let (n, checked) = check_batch(&mut tables.walker(mem, &mut *code), next);
+                            mine.push(checked);
+                            done.fetch_add(n, Ordering::Relaxed);
+                        }
+                        if let Ok(mut spares) = spares.lock() {
+                            buffers.append(&mut spares);
+                        }
                     }
                     addr
                 },
@@ -539,10 +567,12 @@ impl<P: PhysMemory + Send> Kernel<P> {
                 let _ = tx.send((seq, batch));
                 drop(tx);
                 batches = walk_batches(&mut tables.walker(mem, code), progress);
+                listing_checked = mine.len();
+                batches.append(&mut mine);
             } else {
                 drop(tx);
             }
-            (listed, batches)
+            (listed, batches, listing_checked)
         });
         batches.extend(theirs.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner));
         if !listed {
@@ -553,8 +583,33 @@ impl<P: PhysMemory + Send> Kernel<P> {
         for (_, batch) in batches {
             reports.extend(batch);
         }
-        Some((reports, gaps))
+        Some(Pipelined { reports, gaps, listing_checked })
     }
+}
+
+/// How [`Kernel::check_dump_pipelined`] hands tasks on.
+#[derive(Clone, Copy, Debug)]
+struct Pipeline {
+    /// Tasks handed on at a time.
+    batch: usize,
+    /// Tasks listed and not yet checked past which the listing stops
+    /// handing its pages on (4 KiB each).
+    handed_pages: usize,
+    /// Tasks listed and not yet checked past which the listing checks a
+    /// batch itself: the pages handed on then wait less, and their buffers
+    /// come back to be used again instead of fresh memory.
+    listing_helps: usize,
+}
+
+const PIPELINE: Pipeline = Pipeline { batch: 64, handed_pages: 1024, listing_helps: 256 };
+
+/// What [`Kernel::check_dump_pipelined`] found.
+struct Pipelined<'set> {
+    reports: Vec<TaskReport<'set>>,
+    gaps: Vec<ListingGap>,
+    /// Batches the listing's thread checked while listing (for tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    listing_checked: usize,
 }
 
 /// Walks and judges `tasks` of a dump, in order.
@@ -817,4 +872,53 @@ fn live_tasks<'set, P: PhysMemory>(
     }
     reads.bytes += w.mem.phys().bytes_read() - b0;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::dump::Dump;
+    use crate::kernel::image::OpenOptions;
+    use crate::patchset::parse_funcs;
+
+    /// The pipelined check gives the serial check's reports, in its order,
+    /// whatever the batch size and however far the listing runs ahead:
+    /// handing its pages on or not, checking batches itself or not.
+    #[test]
+    fn pipelined_reports_equal_the_serial_ones() {
+        let path =
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/vmcore/6.12.117+deb12-amd64/vmcore.trimmed.kdump");
+        let bytes = std::fs::read(path).unwrap();
+        let dump = Dump::open(&bytes).unwrap();
+        let vi = dump.vmcoreinfo().cloned().unwrap();
+        let mut kernel = Kernel::open(dump, &vi, OpenOptions::default()).unwrap();
+        // Functions that some tasks sleep in and others do not.
+        let specs = parse_funcs("do_nanosleep\ndo_wait\n", "vmlinux").unwrap();
+        let set = PatchSet::resolve(&specs, kernel.symbols()).unwrap();
+        let config = CheckConfig { threads: 1, ..CheckConfig::default() };
+        let cpus = [];
+        let serial = kernel.check_dump(&set, &cpus, &config, 1, &mut LiveReads::default(), &mut |_, _| {}).unwrap().0;
+        assert!(serial.len() > 40, "{} tasks", serial.len());
+        let blocked = serial.iter().filter(|r| matches!(r.verdict, Verdict::Blocked { .. })).count();
+        assert!(blocked > 0 && blocked < serial.len(), "{blocked} of {} blocked", serial.len());
+        let shown = |reports: &[TaskReport<'_>]| format!("{reports:?}");
+        let want = shown(&serial);
+        let mut helped = 0;
+        for pipe in [
+            PIPELINE,
+            Pipeline { batch: 1, handed_pages: 0, listing_helps: usize::MAX },
+            Pipeline { batch: 2, handed_pages: 6, listing_helps: 4 },
+            Pipeline { batch: 3, handed_pages: usize::MAX, listing_helps: 0 },
+            Pipeline { batch: 7, handed_pages: 1, listing_helps: 9 },
+        ] {
+            for workers in [2, 3] {
+                let got = kernel.check_dump_pipelined(&set, &cpus, &config, workers, pipe, &mut |_, _| {}).unwrap();
+                assert!(got.gaps.is_empty());
+                assert!(shown(&got.reports) == want, "{pipe:?}, {workers} workers: other reports");
+                helped += got.listing_checked;
+            }
+        }
+        assert!(helped > 0, "the listing never checked a batch itself");
+    }
 }

@@ -695,8 +695,8 @@ impl PhysMemory for crate::dump::Dump<'_> {
         crate::dump::Dump::held_page(self, paddr)
     }
 
-    fn hold_page(&mut self, paddr: u64, bytes: &[u8]) {
-        crate::dump::Dump::hold_page(self, paddr, bytes)
+    fn hold_page(&mut self, paddr: u64, page: Box<[u8]>) -> Option<Box<[u8]>> {
+        crate::dump::Dump::hold_page(self, paddr, page)
     }
 }
 
