@@ -162,13 +162,8 @@ impl<'data> FlattenedSource<'data> {
             ChainEnd::Failed(_, e) => return Err(e),
             ChainEnd::Stopped(at) => return Err(FlatError::TruncatedRecordHeader { at }),
         }
-        let mut map = PieceMap::default();
-        for &(at, offset, size, _) in &chain.records {
-            map.insert(Piece { start: offset, end: offset + size, src: (at + RECORD_HEADER_SIZE) as usize });
-        }
+        let (pieces, overridden_bytes) = assemble(&chain.records);
         let records = chain.count;
-        let overridden_bytes = map.overridden;
-        let pieces: std::sync::Arc<[Piece]> = map.pieces.into_values().collect();
         let len = pieces.last().map_or(0, |p| p.end);
         Ok(FlattenedSource { data, pieces, len, records, overridden_bytes })
     }
@@ -399,6 +394,28 @@ impl<'data> ByteSource<'data> for FlattenedSource<'data> {
     fn check(&self, offset: u64, len: u64) -> Result<(), SourceError> {
         self.walk(offset, len, |_, _, _| {})
     }
+}
+
+/// The file's pieces in offset order from its records `(at, offset, size,
+/// ordinal)` in file order, and the bytes later records overwrote.
+fn assemble(records: &[(u64, u64, u64, u64)]) -> (std::sync::Arc<[Piece]>, u64) {
+    let piece = |&(at, offset, size, _): &(u64, u64, u64, u64)| Piece {
+        start: offset,
+        end: offset + size,
+        src: (at + RECORD_HEADER_SIZE) as usize,
+    };
+    // Two streams written side by side (QEMU: page descriptors and page
+    // data) are out of order but disjoint: sorting is then enough.
+    let mut sorted: Vec<Piece> = records.iter().map(piece).collect();
+    sorted.sort_unstable_by_key(|p| p.start);
+    if sorted.windows(2).all(|w| w[0].end <= w[1].start) {
+        return (sorted.into(), 0);
+    }
+    let mut map = PieceMap::default();
+    for r in records {
+        map.insert(piece(r));
+    }
+    (map.pieces.into_values().collect(), map.overridden)
 }
 
 /// Non-overlapping pieces keyed by start; inserting trims what it covers.
