@@ -447,7 +447,7 @@ pub fn section_ranges(header: &[u8], len: u64) -> Result<Sections, BtfError> {
 /// Where the string at `offset` of `strings` ends (its NUL), if it does.
 fn nul_at(strings: &[u8], offset: u32) -> Option<usize> {
     let start = offset as usize;
-    strings.get(start..)?.iter().position(|&b| b == 0).map(|n| start + n)
+    memchr::memchr(0, strings.get(start..)?).map(|n| start + n)
 }
 
 fn u32_at(data: &[u8], offset: usize) -> Option<u32> {
@@ -576,6 +576,9 @@ impl<'data> Btf<'data> {
         let mut offsets = Vec::new();
         let mut named = Vec::new();
         let mut pos = 0usize;
+        // In a prefix, a name is whole when a NUL follows it: when it
+        // starts at or before the last NUL read.
+        let last_nul = memchr::memrchr(0, strings);
         while pos < types.len() {
             let id = u32::try_from(offsets.len())
                 .ok()
@@ -597,7 +600,7 @@ impl<'data> Btf<'data> {
             let name_off = u32_at(types, pos).unwrap_or(0);
             // A prefix ends before a type cut off, or whose name is not at
             // hand: every type it holds is then in the name index.
-            if cut.is_some() && (end > types.len() || nul_at(strings, name_off).is_none()) {
+            if cut.is_some() && (end > types.len() || last_nul.is_none_or(|nul| name_off as usize > nul)) {
                 break;
             }
             if end > types.len() {
