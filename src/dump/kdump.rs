@@ -337,7 +337,10 @@ impl<'data> RankedBitmap<'data> {
         let Some(&base) = self.chunk_rank.get(chunk) else { return self.ones };
         let start = chunk * CHUNK_BYTES;
         let mut n = u64::from(base);
-        n += self.bits[start..byte].iter().map(|b| u64::from(b.count_ones())).sum::<u64>();
+        // Whole words, then bytes (a lookup per page read).
+        let mut words = self.bits[start..byte].chunks_exact(8);
+        n += words.by_ref().map(|w| u64::from(w.try_into().map_or(0, u64::from_le_bytes).count_ones())).sum::<u64>();
+        n += words.remainder().iter().map(|b| u64::from(b.count_ones())).sum::<u64>();
         if bit & 7 != 0 {
             n += u64::from((self.bits[byte] & ((1u8 << (bit % 8)) - 1)).count_ones());
         }
@@ -610,7 +613,8 @@ impl<'data, S: ByteSource<'data>> KdumpFile<'data, S> {
     }
 
     fn stored(&self, pfn: u64) -> Result<PageLookup, KdumpError> {
-        let index = self.dumped.rank(pfn) - self.rank_base.min(self.dumped.rank(pfn));
+        let rank = self.dumped.rank(pfn);
+        let index = rank - self.rank_base.min(rank);
         let desc_offset = self.desc_offset + index * PAGE_DESC_SIZE;
         let mut b = [0u8; PAGE_DESC_SIZE as usize];
         self.source.read_at(desc_offset, &mut b).map_err(read_err("page descriptor"))?;
@@ -778,6 +782,15 @@ mod tests {
         }
         assert!(!r.get(u64::MAX));
         assert_eq!(r.rank(u64::MAX), set.len() as u64);
+        // Dense: every rank against a count, across words and chunks.
+        let bits: Vec<u8> = (0..333u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let r = RankedBitmap::new(Cow::Borrowed(&bits));
+        let mut want = 0;
+        for bit in 0..bits.len() as u64 * 8 {
+            assert_eq!(r.rank(bit), want, "bit {bit}");
+            want += u64::from(bits[(bit / 8) as usize] >> (bit % 8) & 1);
+        }
+        assert_eq!(r.rank(u64::MAX), want);
     }
 
     #[test]
