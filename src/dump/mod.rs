@@ -171,10 +171,15 @@ impl PageCache {
             self.slots.push(Slot { pfn: EMPTY, used: 0, page: vec![0; page_size].into_boxed_slice() });
             self.slots.len() - 1
         } else {
-            self.slots.iter().enumerate().min_by_key(|(_, s)| s.used).map_or(0, |(i, _)| i)
+            self.lru()
         };
         self.slots[i].pfn = EMPTY;
         i
+    }
+
+    /// The least recently used slot (0 when there are none).
+    fn lru(&self) -> usize {
+        self.slots.iter().enumerate().min_by_key(|(_, s)| s.used).map_or(0, |(i, _)| i)
     }
 
     /// Takes a page decoded elsewhere as a slot's buffer (no copy), and
@@ -189,8 +194,8 @@ impl PageCache {
             self.slots.push(slot);
             return None;
         }
-        let lru = self.slots.iter_mut().min_by_key(|s| s.used)?;
-        Some(std::mem::replace(lru, slot).page)
+        let lru = self.lru();
+        Some(std::mem::replace(&mut self.slots[lru], slot).page)
     }
 
     /// The page `pfn`, decoding it on a miss.
